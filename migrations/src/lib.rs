@@ -1,0 +1,15 @@
+//! Schema migrations, applied at start-up and by `membership-service migrate`.
+//! A migration is never edited after it lands; a schema change is a new file.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_foundation;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_foundation::Migration)]
+    }
+}

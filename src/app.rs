@@ -1,0 +1,108 @@
+//! Wiring: the gRPC services, health and reflection on one server. `serve` is what `main` runs
+//! and what the tests run, on a listener bound beforehand (port 0 in tests).
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::grpc::memberships::MembershipApi;
+use crate::grpc::pb::FILE_DESCRIPTOR_SET;
+use crate::grpc::pb::membership_service_server::MembershipServiceServer;
+use crate::grpc::pb::tenant_service_server::TenantServiceServer;
+use crate::grpc::tenants::TenantApi;
+use crate::service::Services;
+use crate::store::Store;
+
+/// Fully-qualified names of the services health is reported for, besides the server as a whole.
+const SERVICE_NAMES: &[&str] = &[
+    "membership.v1.TenantService",
+    "membership.v1.MembershipService",
+];
+
+pub struct ServeOptions {
+    /// How often the database is probed for health.
+    pub health_interval: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            health_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves every service on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let services = Services::new(store.clone());
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    set_health(&reporter, store.ping().await).await;
+    let prober = tokio::spawn(probe_database(
+        store,
+        reporter.clone(),
+        options.health_interval,
+    ));
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let result = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(TenantServiceServer::new(TenantApi {
+            services: services.clone(),
+        }))
+        .add_service(MembershipServiceServer::new(MembershipApi { services }))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    prober.abort();
+    result.map_err(Into::into)
+}
+
+async fn set_health(reporter: &HealthReporter, database_up: bool) {
+    let status = if database_up {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    reporter.set_service_status("", status).await;
+    for name in SERVICE_NAMES {
+        reporter.set_service_status(*name, status).await;
+    }
+}
+
+/// Health follows the database: NOT_SERVING while it does not answer.
+async fn probe_database(store: Store, reporter: HealthReporter, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    let mut was_up = true;
+    loop {
+        ticker.tick().await;
+        let up = store.ping().await;
+        if up != was_up {
+            if up {
+                tracing::info!("database reachable again; health SERVING");
+            } else {
+                tracing::warn!("database unreachable; health NOT_SERVING");
+            }
+        }
+        set_health(&reporter, up).await;
+        was_up = up;
+    }
+}

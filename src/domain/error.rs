@@ -1,0 +1,82 @@
+//! The one error type of the domain. Each variant is a refusal a caller can act on; the gRPC
+//! layer maps it to a status code and a `google.rpc.ErrorInfo` reason in a single table.
+
+use super::permissions::Permission;
+
+/// One invalid request field, reported as a `google.rpc.BadRequest` field violation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    #[error("the request has invalid fields")]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("the page token is invalid or was issued for other filters or order")]
+    InvalidPageToken,
+    #[error("tenant not found")]
+    TenantNotFound,
+    #[error("membership not found")]
+    MembershipNotFound,
+    #[error("role {0:?} not found in this tenant")]
+    RoleNotFound(String),
+    #[error("member management is only available for enterprise tenants")]
+    TenantNotEnterprise,
+    #[error("the tenant is dissolved; it accepts no more changes")]
+    TenantDissolved,
+    #[error(
+        "the tenant has no free seat: {used}/{limit} in use, {missing} more needed; remove members, cancel pending invitations or raise the seat limit"
+    )]
+    SeatLimitReached { used: i64, limit: i64, missing: i64 },
+    #[error("the user is already a member of this tenant")]
+    MemberExists,
+    #[error("the resource changed since it was read (etag mismatch); read it again and retry")]
+    EtagMismatch,
+    #[error(
+        "the owner cannot be removed, suspended, demoted or leave: transfer ownership first, or dissolve the tenant"
+    )]
+    LastOwner,
+    #[error("the caller lacks the permission {0}")]
+    PermissionDenied(Permission),
+    #[error("the caller is not an active member of this tenant")]
+    NotAMember,
+    #[error("this call acts on the caller's own membership and needs an x-actor-id")]
+    ActorRequired,
+    #[error("x-actor-id must be a user UUID")]
+    InvalidActor,
+    #[error("the owner role moves only by TransferOwnership")]
+    OwnerRoleReserved,
+    #[error("the member's status is {0}; this change needs an ACTIVE member")]
+    MembershipNotActive(&'static str),
+    #[error("the member is {0}; only ACTIVE or SUSPENDED members can be {1}")]
+    InvalidStatusTransition(&'static str, &'static str),
+    #[error("the user already owns this tenant")]
+    AlreadyOwner,
+    #[error("a PERSONAL tenant can be upgraded to ENTERPRISE, not the other way")]
+    TenantDowngrade,
+    #[error("request_id was already used for a different request")]
+    RequestIdReused,
+    #[error("a concurrent request changed the same data; retry")]
+    Conflict,
+    #[error("the database is unavailable")]
+    Unavailable,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl DomainError {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        DomainError::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+}

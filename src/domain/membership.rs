@@ -1,0 +1,157 @@
+//! Memberships: statuses, types, sources and the state machine between statuses.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{DomainError, Micros, stored_enum};
+
+stored_enum! {
+    MembershipStatus {
+        Active => "active",
+        Invited => "invited",
+        Suspended => "suspended",
+        Left => "left",
+    }
+}
+stored_enum! {
+    /// Metadata for filtering and reporting; never a permission.
+    MembershipType {
+        Owner => "owner",
+        Admin => "admin",
+        Member => "member",
+        Contractor => "contractor",
+        ServiceOperator => "service_operator",
+        ReadonlyAuditor => "readonly_auditor",
+    }
+}
+stored_enum! {
+    MembershipSource {
+        Signup => "signup",
+        Invite => "invite",
+        Scim => "scim",
+        OidcJit => "oidc_jit",
+        SamlJit => "saml_jit",
+        Api => "api",
+        Migration => "migration",
+    }
+}
+
+impl MembershipStatus {
+    /// Whether the membership occupies a seat.
+    pub fn holds_seat(self) -> bool {
+        matches!(
+            self,
+            MembershipStatus::Active | MembershipStatus::Suspended | MembershipStatus::Invited
+        )
+    }
+}
+
+impl MembershipSource {
+    /// Sources a caller may name when linking a user directly (CreateMembership).
+    pub fn is_direct(self) -> bool {
+        matches!(
+            self,
+            MembershipSource::Scim
+                | MembershipSource::OidcJit
+                | MembershipSource::SamlJit
+                | MembershipSource::Api
+                | MembershipSource::Migration
+        )
+    }
+}
+
+/// A membership with the names of its bound roles, as stored and as carried in events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub status: MembershipStatus,
+    pub member_type: MembershipType,
+    pub source: MembershipSource,
+    pub external_id: Option<String>,
+    pub invited_by: Option<Uuid>,
+    pub joined_at: Option<Micros>,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+    pub version: i64,
+    pub roles: Vec<String>,
+}
+
+impl Membership {
+    pub fn etag(&self) -> String {
+        super::tenant::etag(self.version)
+    }
+
+    /// Moves to `next`, enforcing the status machine:
+    /// ACTIVE <-> SUSPENDED, ACTIVE|SUSPENDED -> LEFT. INVITED changes only by invitation flows.
+    pub fn change_status(
+        &mut self,
+        next: MembershipStatus,
+        now: Micros,
+    ) -> Result<(), DomainError> {
+        use MembershipStatus::*;
+        let allowed = match (self.status, next) {
+            (Active, Suspended) | (Suspended, Active) | (Active, Left) | (Suspended, Left) => true,
+            (from, to) if from == to => true,
+            _ => false,
+        };
+        if !allowed {
+            let verb = match next {
+                Active => "reactivated",
+                Suspended => "suspended",
+                Left => "removed",
+                Invited => "invited",
+            };
+            return Err(DomainError::InvalidStatusTransition(
+                self.status.as_str(),
+                verb,
+            ));
+        }
+        if next == Active && self.joined_at.is_none() {
+            self.joined_at = Some(now);
+        }
+        self.status = next;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(status: MembershipStatus) -> Membership {
+        Membership {
+            tenant_id: Uuid::nil(),
+            user_id: Uuid::nil(),
+            email: "a@example.com".into(),
+            display_name: String::new(),
+            status,
+            member_type: MembershipType::Member,
+            source: MembershipSource::Api,
+            external_id: None,
+            invited_by: None,
+            joined_at: None,
+            created_at: 0,
+            updated_at: 0,
+            version: 1,
+            roles: vec![],
+        }
+    }
+
+    #[test]
+    fn status_machine() {
+        let mut m = member(MembershipStatus::Suspended);
+        m.change_status(MembershipStatus::Active, 5).unwrap();
+        assert_eq!(m.joined_at, Some(5));
+        m.change_status(MembershipStatus::Left, 6).unwrap();
+        assert!(m.change_status(MembershipStatus::Active, 7).is_err());
+        let mut invited = member(MembershipStatus::Invited);
+        assert!(
+            invited
+                .change_status(MembershipStatus::Suspended, 1)
+                .is_err()
+        );
+    }
+}

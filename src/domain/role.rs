@@ -1,0 +1,74 @@
+//! Roles of a tenant and the permissions a set of bindings grants.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Micros;
+use super::permissions::PermissionSet;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Role {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub builtin: bool,
+    pub is_owner: bool,
+    pub permissions: PermissionSet,
+    pub version: i64,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+}
+
+/// Every role of one tenant, loaded once per request: tenants have few roles.
+#[derive(Clone, Debug, Default)]
+pub struct TenantRoles(pub Vec<Role>);
+
+impl TenantRoles {
+    pub fn by_name(&self, name: &str) -> Option<&Role> {
+        self.0.iter().find(|r| r.name == name)
+    }
+
+    pub fn by_id(&self, id: Uuid) -> Option<&Role> {
+        self.0.iter().find(|r| r.id == id)
+    }
+
+    pub fn owner_role(&self) -> Option<&Role> {
+        self.0.iter().find(|r| r.is_owner)
+    }
+
+    /// The union of the permissions of the given roles.
+    pub fn permissions_of(&self, role_ids: &[Uuid]) -> PermissionSet {
+        role_ids
+            .iter()
+            .filter_map(|id| self.by_id(*id))
+            .fold(PermissionSet::EMPTY, |set, role| {
+                set.union(role.permissions)
+            })
+    }
+
+    /// Role names for the given ids, sorted for stable output.
+    pub fn names_of(&self, role_ids: &[Uuid]) -> Vec<String> {
+        let mut names: Vec<String> = role_ids
+            .iter()
+            .filter_map(|id| self.by_id(*id))
+            .map(|r| r.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub fn holds_owner_role(&self, role_ids: &[Uuid]) -> bool {
+        role_ids
+            .iter()
+            .any(|id| self.by_id(*id).is_some_and(|r| r.is_owner))
+    }
+}
+
+/// A role's state in events.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RoleSnapshot {
+    pub id: Uuid,
+    pub name: String,
+    pub permissions: Vec<String>,
+}

@@ -1,0 +1,207 @@
+//! Conversions between protobuf messages and domain types. Enum fields arrive as raw numbers:
+//! unknown numbers and UNSPECIFIED where a value is required are field violations.
+
+use prost_types::Timestamp;
+
+use super::pb;
+use crate::domain::Micros;
+use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
+use crate::domain::tenant::{RolePreset, Tenant, TenantKind, TenantState};
+use crate::domain::validate::Validator;
+
+pub fn timestamp(micros: Micros) -> Timestamp {
+    Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
+    }
+}
+
+pub fn tenant(t: &Tenant) -> pb::Tenant {
+    pb::Tenant {
+        tenant_id: t.id.to_string(),
+        name: t.name.clone(),
+        kind: match t.kind {
+            TenantKind::Personal => pb::TenantKind::Personal,
+            TenantKind::Enterprise => pb::TenantKind::Enterprise,
+        } as i32,
+        role_preset: match t.role_preset {
+            RolePreset::Enterprise => pb::RolePreset::Enterprise,
+            RolePreset::Organization => pb::RolePreset::Organization,
+        } as i32,
+        seat_limit: t.seat_limit,
+        state: match t.state {
+            TenantState::Active => pb::TenantState::Active,
+            TenantState::Dissolved => pb::TenantState::Dissolved,
+        } as i32,
+        etag: t.etag(),
+        create_time: Some(timestamp(t.created_at)),
+        update_time: Some(timestamp(t.updated_at)),
+        dissolve_time: t.dissolved_at.map(timestamp),
+    }
+}
+
+pub fn membership(m: &Membership) -> pb::Membership {
+    pb::Membership {
+        tenant_id: m.tenant_id.to_string(),
+        user_id: m.user_id.to_string(),
+        email: m.email.clone(),
+        display_name: m.display_name.clone(),
+        status: status_to_pb(m.status) as i32,
+        r#type: type_to_pb(m.member_type) as i32,
+        source: source_to_pb(m.source) as i32,
+        external_id: m.external_id.clone().unwrap_or_default(),
+        invited_by: m.invited_by.map(|id| id.to_string()).unwrap_or_default(),
+        join_time: m.joined_at.map(timestamp),
+        create_time: Some(timestamp(m.created_at)),
+        update_time: Some(timestamp(m.updated_at)),
+        roles: m.roles.clone(),
+        etag: m.etag(),
+    }
+}
+
+fn status_to_pb(status: MembershipStatus) -> pb::MembershipStatus {
+    match status {
+        MembershipStatus::Active => pb::MembershipStatus::Active,
+        MembershipStatus::Invited => pb::MembershipStatus::Invited,
+        MembershipStatus::Suspended => pb::MembershipStatus::Suspended,
+        MembershipStatus::Left => pb::MembershipStatus::Left,
+    }
+}
+
+fn type_to_pb(member_type: MembershipType) -> pb::MembershipType {
+    match member_type {
+        MembershipType::Owner => pb::MembershipType::Owner,
+        MembershipType::Admin => pb::MembershipType::Admin,
+        MembershipType::Member => pb::MembershipType::Member,
+        MembershipType::Contractor => pb::MembershipType::Contractor,
+        MembershipType::ServiceOperator => pb::MembershipType::ServiceOperator,
+        MembershipType::ReadonlyAuditor => pb::MembershipType::ReadonlyAuditor,
+    }
+}
+
+fn source_to_pb(source: MembershipSource) -> pb::MembershipSource {
+    match source {
+        MembershipSource::Signup => pb::MembershipSource::Signup,
+        MembershipSource::Invite => pb::MembershipSource::Invite,
+        MembershipSource::Scim => pb::MembershipSource::Scim,
+        MembershipSource::OidcJit => pb::MembershipSource::OidcJit,
+        MembershipSource::SamlJit => pb::MembershipSource::SamlJit,
+        MembershipSource::Api => pb::MembershipSource::Api,
+        MembershipSource::Migration => pb::MembershipSource::Migration,
+    }
+}
+
+/// Reads an enum field: `Ok(None)` for UNSPECIFIED, a violation for an unknown number.
+fn enum_field<P, D>(
+    v: &mut Validator,
+    field: &str,
+    raw: i32,
+    convert: impl Fn(P) -> Option<D>,
+) -> Option<D>
+where
+    P: TryFrom<i32>,
+{
+    match P::try_from(raw) {
+        Ok(value) => convert(value),
+        Err(_) => {
+            v.violation(field, format!("unknown value {raw}"));
+            None
+        }
+    }
+}
+
+/// Reports UNSPECIFIED on a required enum field.
+pub fn required<T>(v: &mut Validator, field: &str, value: Option<T>, raw: i32) -> Option<T> {
+    if value.is_none() && raw == 0 {
+        v.violation(field, "is required (UNSPECIFIED is not a value)");
+    }
+    value
+}
+
+pub fn tenant_kind(v: &mut Validator, field: &str, raw: i32) -> Option<TenantKind> {
+    enum_field(v, field, raw, |p: pb::TenantKind| match p {
+        pb::TenantKind::Unspecified => None,
+        pb::TenantKind::Personal => Some(TenantKind::Personal),
+        pb::TenantKind::Enterprise => Some(TenantKind::Enterprise),
+    })
+}
+
+pub fn role_preset(v: &mut Validator, field: &str, raw: i32) -> Option<RolePreset> {
+    enum_field(v, field, raw, |p: pb::RolePreset| match p {
+        pb::RolePreset::Unspecified => None,
+        pb::RolePreset::Enterprise => Some(RolePreset::Enterprise),
+        pb::RolePreset::Organization => Some(RolePreset::Organization),
+    })
+}
+
+pub fn membership_status(v: &mut Validator, field: &str, raw: i32) -> Option<MembershipStatus> {
+    enum_field(v, field, raw, |p: pb::MembershipStatus| match p {
+        pb::MembershipStatus::Unspecified => None,
+        pb::MembershipStatus::Active => Some(MembershipStatus::Active),
+        pb::MembershipStatus::Invited => Some(MembershipStatus::Invited),
+        pb::MembershipStatus::Suspended => Some(MembershipStatus::Suspended),
+        pb::MembershipStatus::Left => Some(MembershipStatus::Left),
+    })
+}
+
+pub fn membership_type(v: &mut Validator, field: &str, raw: i32) -> Option<MembershipType> {
+    enum_field(v, field, raw, |p: pb::MembershipType| match p {
+        pb::MembershipType::Unspecified => None,
+        pb::MembershipType::Owner => Some(MembershipType::Owner),
+        pb::MembershipType::Admin => Some(MembershipType::Admin),
+        pb::MembershipType::Member => Some(MembershipType::Member),
+        pb::MembershipType::Contractor => Some(MembershipType::Contractor),
+        pb::MembershipType::ServiceOperator => Some(MembershipType::ServiceOperator),
+        pb::MembershipType::ReadonlyAuditor => Some(MembershipType::ReadonlyAuditor),
+    })
+}
+
+pub fn membership_source(v: &mut Validator, field: &str, raw: i32) -> Option<MembershipSource> {
+    enum_field(v, field, raw, |p: pb::MembershipSource| match p {
+        pb::MembershipSource::Unspecified => None,
+        pb::MembershipSource::Signup => Some(MembershipSource::Signup),
+        pb::MembershipSource::Invite => Some(MembershipSource::Invite),
+        pb::MembershipSource::Scim => Some(MembershipSource::Scim),
+        pb::MembershipSource::OidcJit => Some(MembershipSource::OidcJit),
+        pb::MembershipSource::SamlJit => Some(MembershipSource::SamlJit),
+        pb::MembershipSource::Api => Some(MembershipSource::Api),
+        pb::MembershipSource::Migration => Some(MembershipSource::Migration),
+    })
+}
+
+/// Field mask paths, each checked against the allowed set.
+pub fn mask_paths(
+    v: &mut Validator,
+    mask: Option<&prost_types::FieldMask>,
+    allowed: &[&str],
+) -> Vec<String> {
+    let paths: Vec<String> = mask.map(|m| m.paths.clone()).unwrap_or_default();
+    if paths.is_empty() {
+        v.violation(
+            "update_mask",
+            format!("is required; allowed paths: {}", allowed.join(", ")),
+        );
+    }
+    for path in &paths {
+        if !allowed.contains(&path.as_str()) {
+            v.violation(
+                "update_mask",
+                format!(
+                    "unknown path {path:?}; allowed paths: {}",
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+    paths
+}
+
+/// An optional seat limit must be at least 1.
+pub fn seat_limit(v: &mut Validator, field: &str, value: Option<i32>) -> Option<i32> {
+    if let Some(limit) = value
+        && limit < 1
+    {
+        v.violation(field, "must be at least 1 (leave it unset for unlimited)");
+    }
+    value
+}

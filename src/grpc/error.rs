@@ -1,0 +1,80 @@
+//! The one table from domain errors to gRPC statuses (AIP-193): a code, a sentence a person
+//! understands, a `google.rpc.ErrorInfo` with an UPPER_SNAKE reason, and for invalid input a
+//! `google.rpc.BadRequest` naming every bad field. Internal causes are logged, never sent.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::DomainError;
+
+/// The ErrorInfo domain of every error this service returns.
+pub const ERROR_DOMAIN: &str = "membership.v1";
+
+pub fn to_status(error: DomainError) -> Status {
+    use DomainError::*;
+    let mut metadata = HashMap::new();
+    let (code, reason) = match &error {
+        InvalidArgument(_) => (Code::InvalidArgument, "INVALID_ARGUMENT"),
+        InvalidPageToken => (Code::InvalidArgument, "INVALID_PAGE_TOKEN"),
+        TenantNotFound => (Code::NotFound, "TENANT_NOT_FOUND"),
+        MembershipNotFound => (Code::NotFound, "MEMBERSHIP_NOT_FOUND"),
+        RoleNotFound(name) => {
+            metadata.insert("role".to_string(), name.clone());
+            (Code::NotFound, "ROLE_NOT_FOUND")
+        }
+        TenantNotEnterprise => (Code::FailedPrecondition, "TENANT_NOT_ENTERPRISE"),
+        TenantDissolved => (Code::FailedPrecondition, "TENANT_DISSOLVED"),
+        SeatLimitReached {
+            used,
+            limit,
+            missing,
+        } => {
+            metadata.insert("seats_used".to_string(), used.to_string());
+            metadata.insert("seat_limit".to_string(), limit.to_string());
+            metadata.insert("seats_missing".to_string(), missing.to_string());
+            (Code::ResourceExhausted, "SEAT_LIMIT_REACHED")
+        }
+        MemberExists => (Code::AlreadyExists, "MEMBER_EXISTS"),
+        EtagMismatch => (Code::Aborted, "ETAG_MISMATCH"),
+        LastOwner => (Code::FailedPrecondition, "LAST_OWNER"),
+        PermissionDenied(permission) => {
+            metadata.insert("permission".to_string(), permission.as_str().to_string());
+            (Code::PermissionDenied, "PERMISSION_DENIED")
+        }
+        NotAMember => (Code::PermissionDenied, "NOT_A_MEMBER"),
+        ActorRequired => (Code::Unauthenticated, "ACTOR_REQUIRED"),
+        InvalidActor => (Code::Unauthenticated, "INVALID_ACTOR"),
+        OwnerRoleReserved => (Code::FailedPrecondition, "OWNER_ROLE_RESERVED"),
+        MembershipNotActive(_) => (Code::FailedPrecondition, "MEMBERSHIP_NOT_ACTIVE"),
+        InvalidStatusTransition(..) => (Code::FailedPrecondition, "INVALID_STATUS_TRANSITION"),
+        AlreadyOwner => (Code::FailedPrecondition, "ALREADY_OWNER"),
+        TenantDowngrade => (Code::FailedPrecondition, "TENANT_DOWNGRADE"),
+        RequestIdReused => (Code::InvalidArgument, "REQUEST_ID_REUSED"),
+        Conflict => (Code::Aborted, "CONCURRENT_MODIFICATION"),
+        Unavailable => (Code::Unavailable, "DATABASE_UNAVAILABLE"),
+        Internal(cause) => {
+            tracing::error!(cause, "internal error");
+            (Code::Internal, "INTERNAL")
+        }
+    };
+    let message = match &error {
+        Internal(_) => "internal error".to_string(),
+        InvalidArgument(violations) => {
+            let fields: Vec<String> = violations
+                .iter()
+                .map(|v| format!("{}: {}", v.field, v.description))
+                .collect();
+            format!("invalid request: {}", fields.join("; "))
+        }
+        other => other.to_string(),
+    };
+    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+    if let InvalidArgument(violations) = &error {
+        for violation in violations {
+            details.add_bad_request_violation(&violation.field, &violation.description);
+        }
+    }
+    Status::with_error_details(code, message, details)
+}

@@ -1,0 +1,32 @@
+//! Thin tonic handlers: validate and convert the request, call one use case, convert the
+//! result, map the error through the one table in [`error`].
+
+pub mod convert;
+pub mod error;
+pub mod memberships;
+pub mod tenants;
+
+/// Code generated from `proto/membership/v1/`.
+pub mod pb {
+    tonic::include_proto!("membership.v1");
+
+    /// Every file of the API, with imports, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("membership_descriptor");
+}
+
+use crate::domain::DomainError;
+
+/// The result type of a use case, as a handler returns it.
+pub(crate) fn respond<T>(
+    result: Result<T, DomainError>,
+) -> Result<tonic::Response<T>, tonic::Status> {
+    result.map(tonic::Response::new).map_err(error::to_status)
+}
+
+/// The caller of a request, or UNAUTHENTICATED.
+pub(crate) fn caller<T>(
+    request: &tonic::Request<T>,
+) -> Result<crate::domain::Caller, tonic::Status> {
+    crate::auth::caller(request).map_err(error::to_status)
+}

@@ -1,0 +1,24 @@
+//! A gRPC membership service: who belongs to which tenant, with which roles, and an ordered,
+//! resumable feed of every change.
+//!
+//! A request flows one way:
+//!
+//! - [`grpc`]: thin tonic handlers. Validate and convert the request, call one use case, map the
+//!   result and the error (one table, [`grpc::error`]).
+//! - [`auth`]: who the caller is (a user acting in a tenant, or a trusted system caller).
+//! - [`service`]: use cases. Open one transaction, lock the tenant, check the rules, write the
+//!   rows and the events that commit with them.
+//! - [`domain`]: rules and types with no gRPC or SQL: statuses, permissions, presets, seats,
+//!   validation, [`domain::DomainError`].
+//! - [`store`]: SeaORM entities and queries, the event log appender, the write transaction.
+//!
+//! [`app`] wires the services, health and reflection onto one server; [`config`] reads flags
+//! and environment variables.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod service;
+pub mod store;

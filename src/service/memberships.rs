@@ -1,0 +1,613 @@
+//! Membership use cases (DESIGN rules 5-14).
+
+use sea_orm::ConnectionTrait;
+use uuid::Uuid;
+
+use super::access::Access;
+use super::{Services, membership_event, membership_key, page_token};
+use crate::domain::events::{EventType, NewEvent};
+use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
+use crate::domain::permissions::{MEMBER_ROLE, Permission};
+use crate::domain::role::TenantRoles;
+use crate::domain::tenant::{Tenant, check_etag};
+use crate::domain::{Caller, DomainError, now_micros};
+use crate::store::memberships::{After, ListFilter, SortKey, sort_value};
+use crate::store::{self, Tx, event_log, requests};
+
+pub struct CreateMembership {
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub member_type: MembershipType,
+    pub source: MembershipSource,
+    pub external_id: Option<String>,
+    pub role: String,
+    pub status: MembershipStatus,
+    pub request_id: Option<String>,
+}
+
+/// The fields UpdateMembership may change; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct MembershipPatch {
+    pub display_name: Option<String>,
+    pub member_type: Option<MembershipType>,
+    /// `Some(None)` clears the external id.
+    pub external_id: Option<Option<String>>,
+    pub status: Option<MembershipStatus>,
+}
+
+pub struct ListMemberships {
+    pub tenant_id: Uuid,
+    pub filter: ListFilter,
+    pub role_name: Option<String>,
+    pub sort: SortKey,
+    pub descending: bool,
+    pub page_size: u64,
+    pub page_token: String,
+}
+
+pub struct MembershipPage {
+    pub memberships: Vec<Membership>,
+    pub next_page_token: String,
+    pub cursor: i64,
+}
+
+const CREATE_MEMBERSHIP: &str = "CreateMembership";
+
+/// The tenant locked for writing, its roles, and what the caller may do in it.
+struct Locked {
+    tenant: Tenant,
+    roles: TenantRoles,
+    access: Access,
+}
+
+async fn lock_for_member_management(
+    tx: &Tx,
+    tenant_id: Uuid,
+    caller: Caller,
+) -> Result<Locked, DomainError> {
+    let tenant = store::tenants::lock(&tx.txn, tenant_id).await?;
+    tenant.ensure_member_management()?;
+    let roles = store::roles::list(&tx.txn, tenant_id).await?;
+    let access = Access::load(&tx.txn, &tenant, &roles, caller).await?;
+    Ok(Locked {
+        tenant,
+        roles,
+        access,
+    })
+}
+
+impl Services {
+    pub async fn list_memberships(
+        &self,
+        caller: Caller,
+        query: ListMemberships,
+    ) -> Result<MembershipPage, DomainError> {
+        let fingerprint = page_token::fingerprint(&[
+            &query.tenant_id.to_string(),
+            query.filter.status.map_or("", |s| s.as_str()),
+            query.filter.member_type.map_or("", |t| t.as_str()),
+            query.filter.source.map_or("", |s| s.as_str()),
+            query.role_name.as_deref().unwrap_or(""),
+            query.filter.query.as_deref().unwrap_or(""),
+            &format!("{:?}/{}", query.sort, query.descending),
+        ]);
+        let after = match query.page_token.as_str() {
+            "" => None,
+            token => Some(page_token::decode(token, &fingerprint)?),
+        };
+        let conn = self.store.read_snapshot().await?;
+        let tenant = store::tenants::get(&conn, query.tenant_id).await?;
+        tenant.ensure_enterprise()?;
+        let roles = store::roles::list(&conn, tenant.id).await?;
+        Access::load(&conn, &tenant, &roles, caller)
+            .await?
+            .require(Permission::MembersRead)?;
+        let cursor = event_log::head(&conn).await.map_err(store::db_error)?;
+        let mut filter = query.filter;
+        if let Some(name) = &query.role_name {
+            match roles.by_name(name) {
+                Some(role) => filter.role_id = Some(role.id),
+                // Nobody holds a role that does not exist.
+                None => {
+                    return Ok(MembershipPage {
+                        memberships: Vec::new(),
+                        next_page_token: String::new(),
+                        cursor,
+                    });
+                }
+            }
+        }
+        let (memberships, more) = store::memberships::list(
+            &conn,
+            &roles,
+            tenant.id,
+            &filter,
+            query.sort,
+            query.descending,
+            after.as_ref(),
+            query.page_size,
+        )
+        .await?;
+        let next_page_token = match memberships.last() {
+            Some(last) if more => page_token::encode(
+                &fingerprint,
+                &After {
+                    value: sort_value(last, query.sort),
+                    user_id: last.user_id,
+                },
+            ),
+            _ => String::new(),
+        };
+        Ok(MembershipPage {
+            memberships,
+            next_page_token,
+            cursor,
+        })
+    }
+
+    /// Members with `members.read` see anyone; every user sees their own membership.
+    pub async fn get_membership(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Membership, DomainError> {
+        let conn = self.store.read_snapshot().await?;
+        let tenant = store::tenants::get(&conn, tenant_id).await?;
+        let roles = store::roles::list(&conn, tenant_id).await?;
+        if caller != Caller::User(user_id) {
+            Access::load(&conn, &tenant, &roles, caller)
+                .await?
+                .require(Permission::MembersRead)?;
+        }
+        let (membership, _) = store::memberships::get(&conn, &roles, tenant_id, user_id).await?;
+        Ok(membership)
+    }
+
+    pub async fn create_membership(
+        &self,
+        caller: Caller,
+        command: CreateMembership,
+    ) -> Result<(Membership, i64), DomainError> {
+        let request_id = command.request_id.clone();
+        let key = membership_key(command.tenant_id, command.user_id);
+        let (tenant_id, user_id) = (command.tenant_id, command.user_id);
+        let outcome = self
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let Locked {
+                        tenant,
+                        roles,
+                        access,
+                    } = lock_for_member_management(tx, command.tenant_id, caller).await?;
+                    // Checked under the tenant lock, so a concurrent retry sees the first call.
+                    if let Some(request_id) = &command.request_id
+                        && let Some(done) =
+                            replay_create_membership(&tx.txn, request_id, &key).await?
+                    {
+                        return Ok(done);
+                    }
+                    let role = roles
+                        .by_name(&command.role)
+                        .ok_or_else(|| DomainError::RoleNotFound(command.role.clone()))?;
+                    if role.is_owner {
+                        return Err(DomainError::OwnerRoleReserved);
+                    }
+                    access.require_grant(role)?;
+                    let existing =
+                        store::memberships::find(&tx.txn, &roles, tenant.id, command.user_id)
+                            .await?;
+                    if let Some((member, _)) = &existing
+                        && member.status != MembershipStatus::Left
+                    {
+                        return Err(DomainError::MemberExists);
+                    }
+                    store::tenants::seat_usage(&tx.txn, &tenant)
+                        .await?
+                        .ensure_room_for(1)?;
+                    let now = now_micros();
+                    let before = existing.map(|(member, _)| member);
+                    let membership = Membership {
+                        tenant_id: tenant.id,
+                        user_id: command.user_id,
+                        email: command.email,
+                        display_name: command.display_name,
+                        status: command.status,
+                        member_type: command.member_type,
+                        source: command.source,
+                        external_id: command.external_id,
+                        invited_by: caller.user_id(),
+                        joined_at: before
+                            .as_ref()
+                            .and_then(|m| m.joined_at)
+                            .or((command.status == MembershipStatus::Active).then_some(now)),
+                        created_at: before.as_ref().map_or(now, |m| m.created_at),
+                        updated_at: now,
+                        version: before.as_ref().map_or(1, |m| m.version + 1),
+                        roles: vec![role.name.clone()],
+                    };
+                    // A member who left comes back on the same row, keeping its history.
+                    if before.is_some() {
+                        store::memberships::update(&tx.txn, &membership).await?;
+                    } else {
+                        store::memberships::insert(&tx.txn, &membership).await?;
+                    }
+                    store::roles::bind(&tx.txn, tenant.id, membership.user_id, role.id, now)
+                        .await?;
+                    if let Some(request_id) = &command.request_id {
+                        requests::record(&tx.txn, CREATE_MEMBERSHIP, request_id, &key, now).await?;
+                    }
+                    tx.emit(membership_event(
+                        EventType::MembershipCreated,
+                        caller,
+                        command.request_id.as_deref(),
+                        before.as_ref(),
+                        Some(&membership),
+                    ));
+                    Ok(membership)
+                })
+            })
+            .await;
+        match outcome {
+            // A concurrent retry with the same request_id won the race: answer as it did.
+            Err(DomainError::Conflict) if request_id.is_some() => {
+                let conn = self.store.read_snapshot().await?;
+                let key = membership_key(tenant_id, user_id);
+                let replay =
+                    replay_create_membership(&conn, request_id.as_deref().unwrap_or(""), &key)
+                        .await?
+                        .ok_or(DomainError::Conflict)?;
+                let cursor = event_log::head(&conn).await.map_err(store::db_error)?;
+                Ok((replay, cursor))
+            }
+            other => other,
+        }
+    }
+
+    pub async fn update_membership(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        etag: String,
+        patch: MembershipPatch,
+    ) -> Result<(Membership, i64), DomainError> {
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let (before, role_ids) =
+                        store::memberships::get(&tx.txn, &locked.roles, tenant_id, user_id).await?;
+                    locked
+                        .access
+                        .require_manage(locked.roles.permissions_of(&role_ids))?;
+                    check_etag(&etag, before.version)?;
+                    let is_owner = locked.roles.holds_owner_role(&role_ids);
+                    let mut after = before.clone();
+                    let now = now_micros();
+                    if let Some(name) = patch.display_name {
+                        after.display_name = name;
+                    }
+                    if let Some(external_id) = patch.external_id {
+                        after.external_id = external_id;
+                    }
+                    if let Some(member_type) = patch.member_type {
+                        if (member_type == MembershipType::Owner) != is_owner {
+                            return Err(DomainError::invalid(
+                                "membership.type",
+                                "OWNER belongs to the owner role's holder and follows TransferOwnership",
+                            ));
+                        }
+                        after.member_type = member_type;
+                    }
+                    if let Some(status) = patch.status {
+                        if status == MembershipStatus::Suspended && is_owner {
+                            return Err(DomainError::LastOwner);
+                        }
+                        after.change_status(status, now)?;
+                    }
+                    if after == before {
+                        return Ok(after);
+                    }
+                    after.version += 1;
+                    after.updated_at = now;
+                    store::memberships::update(&tx.txn, &after).await?;
+                    let event_type = match (before.status, after.status) {
+                        (MembershipStatus::Active, MembershipStatus::Suspended) => {
+                            EventType::MembershipSuspended
+                        }
+                        (MembershipStatus::Suspended, MembershipStatus::Active) => {
+                            EventType::MembershipReactivated
+                        }
+                        _ => EventType::MembershipUpdated,
+                    };
+                    tx.emit(membership_event(
+                        event_type,
+                        caller,
+                        None,
+                        Some(&before),
+                        Some(&after),
+                    ));
+                    Ok(after)
+                })
+            })
+            .await
+    }
+
+    pub async fn suspend_membership(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        etag: String,
+    ) -> Result<(Membership, i64), DomainError> {
+        self.set_status(
+            caller,
+            tenant_id,
+            user_id,
+            etag,
+            MembershipStatus::Suspended,
+        )
+        .await
+    }
+
+    pub async fn reactivate_membership(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        etag: String,
+    ) -> Result<(Membership, i64), DomainError> {
+        self.set_status(caller, tenant_id, user_id, etag, MembershipStatus::Active)
+            .await
+    }
+
+    async fn set_status(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        etag: String,
+        status: MembershipStatus,
+    ) -> Result<(Membership, i64), DomainError> {
+        let patch = MembershipPatch {
+            status: Some(status),
+            ..MembershipPatch::default()
+        };
+        self.update_membership(caller, tenant_id, user_id, etag, patch)
+            .await
+    }
+
+    /// Deletes the membership and its bindings; the identity stays, the seat is freed.
+    pub async fn delete_membership(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        etag: String,
+        validate_only: bool,
+    ) -> Result<i64, DomainError> {
+        let ((), cursor) = self
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let (before, role_ids) =
+                        store::memberships::get(&tx.txn, &locked.roles, tenant_id, user_id).await?;
+                    locked
+                        .access
+                        .require_manage(locked.roles.permissions_of(&role_ids))?;
+                    check_etag(&etag, before.version)?;
+                    if locked.roles.holds_owner_role(&role_ids) {
+                        return Err(DomainError::LastOwner);
+                    }
+                    if validate_only {
+                        tx.roll_back_at_end();
+                        return Ok(());
+                    }
+                    store::memberships::delete(&tx.txn, tenant_id, user_id).await?;
+                    tx.emit(membership_event(
+                        EventType::MembershipDeleted,
+                        caller,
+                        None,
+                        Some(&before),
+                        None,
+                    ));
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(cursor)
+    }
+
+    /// The caller leaves: status LEFT, bindings dropped, seat freed.
+    pub async fn leave_tenant(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+    ) -> Result<(Membership, i64), DomainError> {
+        let Caller::User(user_id) = caller else {
+            return Err(DomainError::ActorRequired);
+        };
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let tenant = store::tenants::lock(&tx.txn, tenant_id).await?;
+                    tenant.ensure_member_management()?;
+                    let roles = store::roles::list(&tx.txn, tenant_id).await?;
+                    let Some((before, role_ids)) =
+                        store::memberships::find(&tx.txn, &roles, tenant_id, user_id).await?
+                    else {
+                        return Err(DomainError::NotAMember);
+                    };
+                    if roles.holds_owner_role(&role_ids) {
+                        return Err(DomainError::LastOwner);
+                    }
+                    let now = now_micros();
+                    let mut after = before.clone();
+                    after.change_status(MembershipStatus::Left, now)?;
+                    after.roles.clear();
+                    after.version += 1;
+                    after.updated_at = now;
+                    for role_id in role_ids {
+                        store::roles::unbind(&tx.txn, tenant_id, user_id, role_id).await?;
+                    }
+                    store::memberships::update(&tx.txn, &after).await?;
+                    tx.emit(membership_event(
+                        EventType::MembershipLeft,
+                        caller,
+                        None,
+                        Some(&before),
+                        Some(&after),
+                    ));
+                    Ok(after)
+                })
+            })
+            .await
+    }
+
+    /// Moves the owner role in one transaction; the previous owner keeps `previous_owner_role`.
+    pub async fn transfer_ownership(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        new_owner_id: Uuid,
+        previous_owner_role: String,
+    ) -> Result<(Membership, Membership, i64), DomainError> {
+        let ((previous, next), cursor) = self
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let Locked {
+                        tenant,
+                        roles,
+                        access,
+                    } = lock_for_member_management(tx, tenant_id, caller).await?;
+                    access.require(Permission::OwnerTransfer)?;
+                    let owner_role = roles
+                        .owner_role()
+                        .ok_or_else(|| DomainError::Internal("tenant without owner role".into()))?
+                        .clone();
+                    let kept_role = roles
+                        .by_name(&previous_owner_role)
+                        .ok_or_else(|| DomainError::RoleNotFound(previous_owner_role.clone()))?
+                        .clone();
+                    if kept_role.is_owner {
+                        return Err(DomainError::OwnerRoleReserved);
+                    }
+                    let owner_id = store::roles::holders_of(&tx.txn, tenant.id, owner_role.id)
+                        .await?
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| DomainError::Internal("tenant without owner".into()))?;
+                    if owner_id == new_owner_id {
+                        return Err(DomainError::AlreadyOwner);
+                    }
+                    let (target_before, target_roles) =
+                        store::memberships::get(&tx.txn, &roles, tenant.id, new_owner_id).await?;
+                    if target_before.status != MembershipStatus::Active {
+                        return Err(DomainError::MembershipNotActive(
+                            target_before.status.as_str(),
+                        ));
+                    }
+                    let (owner_before, owner_roles) =
+                        store::memberships::get(&tx.txn, &roles, tenant.id, owner_id).await?;
+                    let now = now_micros();
+
+                    store::roles::unbind(&tx.txn, tenant.id, owner_id, owner_role.id).await?;
+                    let mut kept_roles: Vec<Uuid> = owner_roles
+                        .into_iter()
+                        .filter(|id| *id != owner_role.id)
+                        .collect();
+                    if !kept_roles.contains(&kept_role.id) {
+                        store::roles::bind(&tx.txn, tenant.id, owner_id, kept_role.id, now).await?;
+                        kept_roles.push(kept_role.id);
+                    }
+                    let mut owner_after = owner_before.clone();
+                    owner_after.roles = roles.names_of(&kept_roles);
+                    owner_after.member_type = if roles
+                        .permissions_of(&kept_roles)
+                        .contains(Permission::MembersManage)
+                    {
+                        MembershipType::Admin
+                    } else {
+                        MembershipType::Member
+                    };
+                    owner_after.version += 1;
+                    owner_after.updated_at = now;
+                    store::memberships::update(&tx.txn, &owner_after).await?;
+
+                    store::roles::bind(&tx.txn, tenant.id, new_owner_id, owner_role.id, now)
+                        .await?;
+                    let mut target_after = target_before.clone();
+                    let mut target_role_ids = target_roles;
+                    target_role_ids.push(owner_role.id);
+                    target_after.roles = roles.names_of(&target_role_ids);
+                    target_after.member_type = MembershipType::Owner;
+                    target_after.version += 1;
+                    target_after.updated_at = now;
+                    store::memberships::update(&tx.txn, &target_after).await?;
+
+                    tx.emit(membership_event(
+                        EventType::MembershipUpdated,
+                        caller,
+                        None,
+                        Some(&owner_before),
+                        Some(&owner_after),
+                    ));
+                    tx.emit(membership_event(
+                        EventType::MembershipUpdated,
+                        caller,
+                        None,
+                        Some(&target_before),
+                        Some(&target_after),
+                    ));
+                    tx.emit(NewEvent {
+                        tenant_id: Some(tenant.id),
+                        event_type: EventType::OwnershipTransferred,
+                        actor_id: caller.user_id(),
+                        subject_id: Some(new_owner_id.to_string()),
+                        request_id: None,
+                        before: Some(serde_json::json!({ "owner_user_id": owner_id })),
+                        after: Some(serde_json::json!({ "owner_user_id": new_owner_id })),
+                    });
+                    Ok((owner_after, target_after))
+                })
+            })
+            .await?;
+        Ok((previous, next, cursor))
+    }
+}
+
+/// The membership an earlier call with this request_id produced, as it is now.
+async fn replay_create_membership<C: ConnectionTrait>(
+    conn: &C,
+    request_id: &str,
+    key: &str,
+) -> Result<Option<Membership>, DomainError> {
+    let Some(recorded) = requests::find(conn, CREATE_MEMBERSHIP, request_id).await? else {
+        return Ok(None);
+    };
+    if recorded != key {
+        return Err(DomainError::RequestIdReused);
+    }
+    let (tenant_id, user_id) = key
+        .split_once('/')
+        .and_then(|(t, u)| Some((Uuid::try_parse(t).ok()?, Uuid::try_parse(u).ok()?)))
+        .ok_or_else(|| store::corrupt("request key", key))?;
+    let roles = store::roles::list(conn, tenant_id).await?;
+    let (membership, _) = store::memberships::get(conn, &roles, tenant_id, user_id).await?;
+    Ok(Some(membership))
+}
+
+/// The role a direct creation binds when the request names none.
+pub fn default_role(requested: &str) -> String {
+    if requested.is_empty() {
+        MEMBER_ROLE.to_string()
+    } else {
+        requested.to_string()
+    }
+}

@@ -1,0 +1,311 @@
+//! Tenant use cases: create with a first owner, read, update, dissolve, seat usage.
+
+use uuid::Uuid;
+
+use super::access::Access;
+use super::{Services, membership_event};
+use crate::domain::events::{EventType, NewEvent, snapshot};
+use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
+use crate::domain::permissions::Permission;
+use crate::domain::tenant::{RolePreset, SeatUsage, Tenant, TenantKind, TenantState, check_etag};
+use crate::domain::{Caller, DomainError, now_micros};
+use crate::store::{self, event_log, requests};
+
+pub struct CreateTenant {
+    pub name: String,
+    pub kind: TenantKind,
+    pub role_preset: RolePreset,
+    pub seat_limit: Option<i32>,
+    pub owner_user_id: Uuid,
+    pub owner_email: String,
+    pub owner_display_name: String,
+    pub request_id: Option<String>,
+}
+
+/// The fields UpdateTenant may change; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct TenantPatch {
+    pub name: Option<String>,
+    pub kind: Option<TenantKind>,
+    /// `Some(None)` removes the limit.
+    pub seat_limit: Option<Option<i32>>,
+}
+
+const CREATE_TENANT: &str = "CreateTenant";
+
+impl Services {
+    pub async fn create_tenant(
+        &self,
+        caller: Caller,
+        command: CreateTenant,
+    ) -> Result<(Tenant, Membership, i64), DomainError> {
+        if let Caller::User(actor) = caller
+            && actor != command.owner_user_id
+        {
+            return Err(DomainError::PermissionDenied(Permission::TenantManage));
+        }
+        if let Some(request_id) = &command.request_id
+            && let Some(done) = self.replay_create_tenant(request_id).await?
+        {
+            return Ok(done);
+        }
+        let request_id = command.request_id.clone();
+        let outcome = self
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let now = now_micros();
+                    let tenant = Tenant {
+                        id: Uuid::now_v7(),
+                        name: command.name,
+                        kind: command.kind,
+                        role_preset: command.role_preset,
+                        seat_limit: command.seat_limit,
+                        state: TenantState::Active,
+                        version: 1,
+                        created_at: now,
+                        updated_at: now,
+                        dissolved_at: None,
+                    };
+                    store::tenants::insert(&tx.txn, &tenant).await?;
+                    let roles =
+                        store::roles::create_builtin(&tx.txn, tenant.id, tenant.role_preset, now)
+                            .await?;
+                    let owner_role = roles
+                        .owner_role()
+                        .ok_or_else(|| DomainError::Internal("preset without owner".into()))?;
+                    let owner = Membership {
+                        tenant_id: tenant.id,
+                        user_id: command.owner_user_id,
+                        email: command.owner_email,
+                        display_name: command.owner_display_name,
+                        status: MembershipStatus::Active,
+                        member_type: MembershipType::Owner,
+                        source: MembershipSource::Signup,
+                        external_id: None,
+                        invited_by: None,
+                        joined_at: Some(now),
+                        created_at: now,
+                        updated_at: now,
+                        version: 1,
+                        roles: vec![owner_role.name.clone()],
+                    };
+                    store::memberships::insert(&tx.txn, &owner).await?;
+                    store::roles::bind(&tx.txn, tenant.id, owner.user_id, owner_role.id, now)
+                        .await?;
+                    if let Some(request_id) = &command.request_id {
+                        requests::record(
+                            &tx.txn,
+                            CREATE_TENANT,
+                            request_id,
+                            &tenant.id.to_string(),
+                            now,
+                        )
+                        .await?;
+                    }
+                    tx.emit(tenant_event(
+                        EventType::TenantCreated,
+                        caller,
+                        command.request_id.as_deref(),
+                        None,
+                        Some(&tenant),
+                    ));
+                    tx.emit(membership_event(
+                        EventType::MembershipCreated,
+                        caller,
+                        command.request_id.as_deref(),
+                        None,
+                        Some(&owner),
+                    ));
+                    Ok((tenant, owner))
+                })
+            })
+            .await;
+        match outcome {
+            Ok(((tenant, owner), cursor)) => Ok((tenant, owner, cursor)),
+            // A concurrent retry with the same request_id won the race: answer as it did.
+            Err(DomainError::Conflict) if request_id.is_some() => {
+                let request_id = request_id.unwrap_or_default();
+                self.replay_create_tenant(&request_id)
+                    .await?
+                    .ok_or(DomainError::Conflict)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn replay_create_tenant(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<(Tenant, Membership, i64)>, DomainError> {
+        let conn = self.store.read_snapshot().await?;
+        let Some(key) = requests::find(&conn, CREATE_TENANT, request_id).await? else {
+            return Ok(None);
+        };
+        let tenant_id = Uuid::try_parse(&key).map_err(|_| store::corrupt("request key", &key))?;
+        let tenant = store::tenants::get(&conn, tenant_id).await?;
+        let roles = store::roles::list(&conn, tenant_id).await?;
+        let owner_role = roles
+            .owner_role()
+            .ok_or_else(|| DomainError::Internal("tenant without owner role".into()))?;
+        let owner_id = store::roles::holders_of(&conn, tenant_id, owner_role.id)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(DomainError::MembershipNotFound)?;
+        let (owner, _) = store::memberships::get(&conn, &roles, tenant_id, owner_id).await?;
+        let cursor = event_log::head(&conn).await.map_err(store::db_error)?;
+        Ok(Some((tenant, owner, cursor)))
+    }
+
+    pub async fn get_tenant(&self, caller: Caller, tenant_id: Uuid) -> Result<Tenant, DomainError> {
+        let conn = self.store.read_snapshot().await?;
+        let tenant = store::tenants::get(&conn, tenant_id).await?;
+        let roles = store::roles::list(&conn, tenant_id).await?;
+        Access::load(&conn, &tenant, &roles, caller).await?;
+        Ok(tenant)
+    }
+
+    pub async fn update_tenant(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        etag: String,
+        patch: TenantPatch,
+    ) -> Result<(Tenant, i64), DomainError> {
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let before = store::tenants::lock(&tx.txn, tenant_id).await?;
+                    before.ensure_active()?;
+                    let roles = store::roles::list(&tx.txn, tenant_id).await?;
+                    let access = Access::load(&tx.txn, &before, &roles, caller).await?;
+                    access.require(Permission::TenantManage)?;
+                    check_etag(&etag, before.version)?;
+                    let mut tenant = before.clone();
+                    if let Some(name) = patch.name {
+                        tenant.name = name;
+                    }
+                    if let Some(kind) = patch.kind {
+                        if tenant.kind == TenantKind::Enterprise && kind == TenantKind::Personal {
+                            return Err(DomainError::TenantDowngrade);
+                        }
+                        tenant.kind = kind;
+                    }
+                    if let Some(seat_limit) = patch.seat_limit {
+                        tenant.seat_limit = seat_limit;
+                    }
+                    if tenant == before {
+                        return Ok(tenant);
+                    }
+                    tenant.version += 1;
+                    tenant.updated_at = now_micros();
+                    store::tenants::update(&tx.txn, &tenant).await?;
+                    tx.emit(tenant_event(
+                        EventType::TenantUpdated,
+                        caller,
+                        None,
+                        Some(&before),
+                        Some(&tenant),
+                    ));
+                    Ok(tenant)
+                })
+            })
+            .await
+    }
+
+    /// Ends every membership (status LEFT, bindings dropped) and marks the tenant DISSOLVED.
+    pub async fn dissolve_tenant(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        etag: String,
+        validate_only: bool,
+    ) -> Result<(Tenant, i64), DomainError> {
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let before = store::tenants::lock(&tx.txn, tenant_id).await?;
+                    before.ensure_active()?;
+                    let roles = store::roles::list(&tx.txn, tenant_id).await?;
+                    let access = Access::load(&tx.txn, &before, &roles, caller).await?;
+                    access.require(Permission::TenantDelete)?;
+                    check_etag(&etag, before.version)?;
+                    if validate_only {
+                        tx.roll_back_at_end();
+                        return Ok(before);
+                    }
+                    let now = now_micros();
+                    for (member, role_ids) in
+                        store::memberships::all_seated(&tx.txn, &roles, tenant_id).await?
+                    {
+                        let mut ended = member.clone();
+                        ended.status = MembershipStatus::Left;
+                        ended.roles.clear();
+                        ended.version += 1;
+                        ended.updated_at = now;
+                        for role_id in role_ids {
+                            store::roles::unbind(&tx.txn, tenant_id, member.user_id, role_id)
+                                .await?;
+                        }
+                        store::memberships::update(&tx.txn, &ended).await?;
+                        tx.emit(membership_event(
+                            EventType::MembershipLeft,
+                            caller,
+                            None,
+                            Some(&member),
+                            Some(&ended),
+                        ));
+                    }
+                    let mut tenant = before.clone();
+                    tenant.state = TenantState::Dissolved;
+                    tenant.dissolved_at = Some(now);
+                    tenant.updated_at = now;
+                    tenant.version += 1;
+                    store::tenants::update(&tx.txn, &tenant).await?;
+                    tx.emit(tenant_event(
+                        EventType::TenantDissolved,
+                        caller,
+                        None,
+                        Some(&before),
+                        Some(&tenant),
+                    ));
+                    Ok(tenant)
+                })
+            })
+            .await
+    }
+
+    pub async fn seat_usage(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+    ) -> Result<SeatUsage, DomainError> {
+        let conn = self.store.read_snapshot().await?;
+        let tenant = store::tenants::get(&conn, tenant_id).await?;
+        let roles = store::roles::list(&conn, tenant_id).await?;
+        Access::load(&conn, &tenant, &roles, caller)
+            .await?
+            .require(Permission::MembersRead)?;
+        store::tenants::seat_usage(&conn, &tenant).await
+    }
+}
+
+fn tenant_event(
+    event_type: EventType,
+    caller: Caller,
+    request_id: Option<&str>,
+    before: Option<&Tenant>,
+    after: Option<&Tenant>,
+) -> NewEvent {
+    let subject = after.or(before);
+    NewEvent {
+        tenant_id: subject.map(|t| t.id),
+        event_type,
+        actor_id: caller.user_id(),
+        subject_id: subject.map(|t| t.id.to_string()),
+        request_id: request_id.map(str::to_string),
+        before: before.and_then(snapshot),
+        after: after.and_then(snapshot),
+    }
+}

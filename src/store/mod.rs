@@ -1,0 +1,213 @@
+//! Persistence: SeaORM entities and queries over `C: ConnectionTrait`, so every query composes
+//! inside a transaction, plus the one place writing transactions begin and commit.
+//!
+//! Writers serialize per tenant: on PostgreSQL by locking the tenant row (`SELECT … FOR UPDATE`),
+//! on SQLite (one writer at a time anyway) by an in-process gate plus `BEGIN IMMEDIATE`, so
+//! concurrent writers queue instead of failing with "database is locked".
+
+pub mod entities;
+pub mod event_log;
+pub mod memberships;
+pub mod requests;
+pub mod roles;
+pub mod tenants;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{
+    AccessMode, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, IsolationLevel, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use tokio::sync::Mutex;
+
+use crate::domain::DomainError;
+use crate::domain::events::NewEvent;
+
+/// The database and how to write to it.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    /// Present on SQLite: writers take turns in-process instead of contending for the file lock.
+    write_gate: Option<Arc<Mutex<()>>>,
+}
+
+/// A writing transaction and the events it will append at commit.
+pub struct Tx {
+    pub txn: DatabaseTransaction,
+    events: Vec<NewEvent>,
+    rollback_only: bool,
+}
+
+impl Tx {
+    pub fn emit(&mut self, event: NewEvent) {
+        self.events.push(event);
+    }
+
+    /// Checks ran and passed, but nothing is to be written (`validate_only`).
+    pub fn roll_back_at_end(&mut self) {
+        self.rollback_only = true;
+    }
+}
+
+pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, DomainError>> + Send + 't>>;
+
+impl Store {
+    /// Connects with a pool of `max_connections`. SQLite files are created if missing and use WAL.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, DbErr> {
+        let mut options = ConnectOptions::new(url.to_string());
+        options
+            .max_connections(max_connections)
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|opts| {
+                opts.create_if_missing(true)
+                    .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(30))
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(options).await?;
+        let write_gate = match db.get_database_backend() {
+            DbBackend::Sqlite => Some(Arc::new(Mutex::new(()))),
+            _ => None,
+        };
+        Ok(Store { db, write_gate })
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        use migration::MigratorTrait as _;
+        migration::Migrator::up(&self.db, None).await
+    }
+
+    /// Whether the database answers, for the health service.
+    pub async fn ping(&self) -> bool {
+        self.db.ping().await.is_ok()
+    }
+
+    /// Runs `work` in one writing transaction, appends the events it emitted at the very end
+    /// (so positions follow commit order), commits, and returns the last event position (or the
+    /// current log head when nothing was emitted). Any error rolls everything back.
+    pub async fn write<T, F>(&self, work: F) -> Result<(T, i64), DomainError>
+    where
+        T: Send,
+        F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send,
+    {
+        let _turn = match &self.write_gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        };
+        let options = TransactionOptions {
+            isolation_level: None,
+            access_mode: None,
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        };
+        let txn = self
+            .db
+            .begin_with_options(options)
+            .await
+            .map_err(db_error)?;
+        let mut tx = Tx {
+            txn,
+            events: Vec::new(),
+            rollback_only: false,
+        };
+        let outcome = work(&mut tx).await;
+        let Tx {
+            txn,
+            events,
+            rollback_only,
+        } = tx;
+        match outcome {
+            Ok(value) if !rollback_only => {
+                let cursor = event_log::append(&txn, &events).await.map_err(db_error)?;
+                txn.commit().await.map_err(db_error)?;
+                Ok((value, cursor))
+            }
+            Ok(value) => {
+                let cursor = event_log::head(&txn).await.map_err(db_error)?;
+                txn.rollback().await.map_err(db_error)?;
+                Ok((value, cursor))
+            }
+            Err(error) => {
+                if let Err(rollback) = txn.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback failed");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Begins a read-only transaction that sees one snapshot on both backends, so a page and the
+    /// event cursor read with it agree.
+    pub async fn read_snapshot(&self) -> Result<DatabaseTransaction, DomainError> {
+        let (isolation, access) = match self.backend() {
+            DbBackend::Postgres => (
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            ),
+            _ => (None, None),
+        };
+        self.db
+            .begin_with_config(isolation, access)
+            .await
+            .map_err(db_error)
+    }
+}
+
+/// Maps a database error to the domain: lost connections are UNAVAILABLE, lock conflicts ask
+/// for a retry, the rest is internal (logged here, never shown to the caller).
+pub fn db_error(error: DbErr) -> DomainError {
+    match &error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+            tracing::warn!(%error, "database unavailable");
+            DomainError::Unavailable
+        }
+        _ => match error.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => DomainError::Conflict,
+            _ => {
+                let text = error.to_string();
+                if text.contains("40P01") || text.contains("40001") || text.contains("deadlock") {
+                    return DomainError::Conflict;
+                }
+                if text.contains("PoolTimedOut")
+                    || text.contains("connection refused")
+                    || text.contains("Connection refused")
+                    || text.contains("pool timed out")
+                {
+                    tracing::warn!(%error, "database unavailable");
+                    return DomainError::Unavailable;
+                }
+                tracing::error!(%error, "database error");
+                DomainError::Internal("database error".into())
+            }
+        },
+    }
+}
+
+/// Locks a row for the rest of the transaction on PostgreSQL; SQLite writers are already
+/// serialized by the write gate, and its dialect has no row locks.
+pub fn for_update<S: sea_orm::QuerySelect>(select: S, backend: DbBackend) -> S {
+    match backend {
+        DbBackend::Postgres => select.lock_exclusive(),
+        _ => select,
+    }
+}
+
+pub(crate) fn corrupt(what: &str, value: &str) -> DomainError {
+    tracing::error!(what, value, "unreadable stored value");
+    DomainError::Internal(format!("unreadable stored {what}"))
+}

@@ -1,0 +1,172 @@
+//! Roles and role bindings.
+
+use std::collections::HashMap;
+
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use uuid::Uuid;
+
+use super::db_error;
+use super::entities::{role_bindings, roles};
+use crate::domain::permissions::{PermissionSet, builtin_roles};
+use crate::domain::role::{Role, TenantRoles};
+use crate::domain::tenant::RolePreset;
+use crate::domain::{DomainError, Micros};
+
+fn to_domain(model: roles::Model) -> Role {
+    Role {
+        id: model.id,
+        tenant_id: model.tenant_id,
+        name: model.name,
+        description: model.description,
+        builtin: model.builtin,
+        is_owner: model.is_owner,
+        permissions: PermissionSet::from_stored(&model.permissions),
+        version: model.version,
+        created_at: model.created_at,
+        updated_at: model.updated_at,
+    }
+}
+
+pub async fn list<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+) -> Result<TenantRoles, DomainError> {
+    let models = roles::Entity::find()
+        .filter(roles::Column::TenantId.eq(tenant_id))
+        .order_by_asc(roles::Column::Name)
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(TenantRoles(models.into_iter().map(to_domain).collect()))
+}
+
+/// Creates the preset's built-in roles for a new tenant.
+pub async fn create_builtin<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    preset: RolePreset,
+    now: Micros,
+) -> Result<TenantRoles, DomainError> {
+    let created: Vec<Role> = builtin_roles(preset)
+        .into_iter()
+        .map(|builtin| Role {
+            id: Uuid::now_v7(),
+            tenant_id,
+            name: builtin.name.to_string(),
+            description: builtin.description.to_string(),
+            builtin: true,
+            is_owner: builtin.is_owner,
+            permissions: builtin.permissions,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        })
+        .collect();
+    let rows = created.iter().map(|role| roles::ActiveModel {
+        id: Set(role.id),
+        tenant_id: Set(role.tenant_id),
+        name: Set(role.name.clone()),
+        description: Set(role.description.clone()),
+        builtin: Set(role.builtin),
+        is_owner: Set(role.is_owner),
+        permissions: Set(role.permissions.to_stored()),
+        version: Set(role.version),
+        created_at: Set(role.created_at),
+        updated_at: Set(role.updated_at),
+    });
+    roles::Entity::insert_many(rows.collect::<Vec<_>>())
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(TenantRoles(created))
+}
+
+/// The role ids bound to one user in a tenant.
+pub async fn bindings_of<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    user_id: Uuid,
+) -> Result<Vec<Uuid>, DomainError> {
+    let rows = role_bindings::Entity::find()
+        .filter(role_bindings::Column::TenantId.eq(tenant_id))
+        .filter(role_bindings::Column::UserId.eq(user_id))
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(rows.into_iter().map(|b| b.role_id).collect())
+}
+
+/// The role ids bound to each of `user_ids`, in one query.
+pub async fn bindings_of_many<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    user_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<Uuid>>, DomainError> {
+    let mut by_user: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    if user_ids.is_empty() {
+        return Ok(by_user);
+    }
+    for chunk in user_ids.chunks(500) {
+        let rows = role_bindings::Entity::find()
+            .filter(role_bindings::Column::TenantId.eq(tenant_id))
+            .filter(role_bindings::Column::UserId.is_in(chunk.iter().copied()))
+            .all(conn)
+            .await
+            .map_err(db_error)?;
+        for row in rows {
+            by_user.entry(row.user_id).or_default().push(row.role_id);
+        }
+    }
+    Ok(by_user)
+}
+
+pub async fn bind<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    role_id: Uuid,
+    now: Micros,
+) -> Result<(), DomainError> {
+    role_bindings::Entity::insert(role_bindings::ActiveModel {
+        tenant_id: Set(tenant_id),
+        user_id: Set(user_id),
+        role_id: Set(role_id),
+        created_at: Set(now),
+    })
+    .exec(conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+pub async fn unbind<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    role_id: Uuid,
+) -> Result<(), DomainError> {
+    role_bindings::Entity::delete_many()
+        .filter(role_bindings::Column::TenantId.eq(tenant_id))
+        .filter(role_bindings::Column::UserId.eq(user_id))
+        .filter(role_bindings::Column::RoleId.eq(role_id))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// The users bound to `role_id` in a tenant.
+pub async fn holders_of<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    role_id: Uuid,
+) -> Result<Vec<Uuid>, DomainError> {
+    let rows = role_bindings::Entity::find()
+        .filter(role_bindings::Column::TenantId.eq(tenant_id))
+        .filter(role_bindings::Column::RoleId.eq(role_id))
+        .order_by_asc(role_bindings::Column::UserId)
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(rows.into_iter().map(|b| b.user_id).collect())
+}
