@@ -90,9 +90,9 @@ impl SeatUsage {
     }
 }
 
-/// Etags are the row version, quoted as HTTP does so they are never mistaken for a count.
+/// Etags are the row's version number, opaque to callers.
 pub fn etag(version: i64) -> String {
-    format!("\"{version}\"")
+    version.to_string()
 }
 
 /// Refuses a stale etag; an empty etag means "unconditional".
@@ -126,10 +126,7 @@ mod tests {
     #[test]
     fn etag_check() {
         assert!(check_etag("", 3).is_ok());
-        assert!(check_etag("\"3\"", 3).is_ok());
-        assert!(matches!(
-            check_etag("\"2\"", 3),
-            Err(DomainError::EtagMismatch)
-        ));
+        assert!(check_etag("3", 3).is_ok());
+        assert!(matches!(check_etag("2", 3), Err(DomainError::EtagMismatch)));
     }
 }

@@ -1,0 +1,368 @@
+//! A real server on 127.0.0.1:0 over a fresh database, and typed clients for it.
+//!
+//! The backend is SQLite (a temporary file) unless `MEMBERSHIP_TEST_DATABASE_URL` names a
+//! PostgreSQL database; then each test gets its own schema, so runs never collide.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use membership_service::app::{self, ServeOptions};
+use membership_service::grpc::pb;
+use membership_service::grpc::pb::membership_service_client::MembershipServiceClient;
+use membership_service::grpc::pb::tenant_service_client::TenantServiceClient;
+use membership_service::store::Store;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+use uuid::Uuid;
+
+pub const TEST_DATABASE_ENV: &str = "MEMBERSHIP_TEST_DATABASE_URL";
+
+/// A database for one test: a temporary SQLite file, or a fresh PostgreSQL schema.
+pub struct TestDatabase {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn create() -> TestDatabase {
+        match std::env::var(TEST_DATABASE_ENV) {
+            Ok(base) if !base.is_empty() => {
+                let schema = format!("test_{}", Uuid::new_v4().simple());
+                let admin = Store::connect(&base, 1)
+                    .await
+                    .expect("connecting to PostgreSQL");
+                admin
+                    .connection()
+                    .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+                    .await
+                    .expect("creating the test schema");
+                admin.connection().clone().close().await.ok();
+                let separator = if base.contains('?') { '&' } else { '?' };
+                TestDatabase {
+                    url: format!("{base}{separator}options=-c%20search_path%3D{schema}"),
+                    _dir: None,
+                }
+            }
+            _ => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let path = dir.path().join("membership.db");
+                TestDatabase {
+                    url: format!("sqlite://{}", path.display()),
+                    _dir: Some(dir),
+                }
+            }
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres")
+    }
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub database: TestDatabase,
+    /// A separate connection for checking rows directly.
+    pub store: Store,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_on(TestDatabase::create().await).await
+    }
+
+    pub async fn start_on(database: TestDatabase) -> TestServer {
+        let store = Store::connect(&database.url, 16).await.expect("connecting");
+        store.migrate().await.expect("migrating");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding");
+        let addr = listener.local_addr().expect("local address");
+        let (tx, rx) = oneshot::channel::<()>();
+        let options = ServeOptions {
+            health_interval: Duration::from_millis(200),
+        };
+        let server_store = store.clone();
+        let handle = tokio::spawn(async move {
+            app::serve(listener, server_store, options, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server failed");
+        });
+        TestServer {
+            addr,
+            database,
+            store,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connecting to the test server")
+    }
+
+    pub async fn tenants(&self) -> TenantServiceClient<Channel> {
+        TenantServiceClient::new(self.channel().await)
+    }
+
+    pub async fn members(&self) -> MembershipServiceClient<Channel> {
+        MembershipServiceClient::new(self.channel().await)
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        self.store.connection()
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.await;
+        }
+    }
+
+    /// Number of rows in the events table.
+    pub async fn event_count(&self) -> i64 {
+        self.scalar("SELECT COUNT(*) AS n FROM events").await
+    }
+
+    /// The event types after `position`, in position order.
+    pub async fn event_types_after(&self, position: i64) -> Vec<String> {
+        self.events_after(position)
+            .await
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect()
+    }
+
+    pub async fn events_after(&self, position: i64) -> Vec<StoredEvent> {
+        let rows = self
+            .db()
+            .query_all_raw(Statement::from_string(
+                self.db().get_database_backend(),
+                format!(
+                    "SELECT position, event_type, subject_id, actor_id, request_id, before, after FROM events WHERE position > {position} ORDER BY position"
+                ),
+            ))
+            .await
+            .expect("reading events");
+        rows.into_iter()
+            .map(|row| StoredEvent {
+                position: row.try_get("", "position").unwrap(),
+                event_type: row.try_get("", "event_type").unwrap(),
+                subject_id: row.try_get("", "subject_id").unwrap(),
+                actor_id: row.try_get("", "actor_id").unwrap(),
+                request_id: row.try_get("", "request_id").unwrap(),
+                before: row.try_get("", "before").unwrap(),
+                after: row.try_get("", "after").unwrap(),
+            })
+            .collect()
+    }
+
+    /// The current head of the event log.
+    pub async fn head(&self) -> i64 {
+        self.scalar("SELECT position AS n FROM log_head WHERE id = 1")
+            .await
+    }
+
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        let row = self
+            .db()
+            .query_one_raw(Statement::from_string(
+                self.db().get_database_backend(),
+                sql.to_string(),
+            ))
+            .await
+            .expect("query")
+            .expect("one row");
+        row.try_get::<i64>("", "n").unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub position: i64,
+    pub event_type: String,
+    pub subject_id: Option<String>,
+    pub actor_id: Option<Uuid>,
+    pub request_id: Option<String>,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// A request acting as `actor`, or as a system caller when `None`.
+pub fn req<T>(message: T, actor: Option<Uuid>) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(actor) = actor {
+        request
+            .metadata_mut()
+            .insert("x-actor-id", actor.to_string().parse().unwrap());
+    }
+    request
+}
+
+pub fn as_user<T>(message: T, actor: Uuid) -> Request<T> {
+    req(message, Some(actor))
+}
+
+pub fn as_system<T>(message: T) -> Request<T> {
+    req(message, None)
+}
+
+/// Asserts a refusal with `code` and ErrorInfo `reason`, and returns the status.
+#[track_caller]
+pub fn assert_refused<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    reason: &str,
+) -> Status {
+    let status = match result {
+        Ok(value) => panic!("expected {code:?} {reason}, got success: {value:?}"),
+        Err(status) => status,
+    };
+    assert_eq!(
+        status.code(),
+        code,
+        "expected {code:?} {reason}, got {:?}: {}",
+        status.code(),
+        status.message()
+    );
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.reason, reason, "message: {}", status.message());
+    assert_eq!(info.domain, "membership.v1");
+    status
+}
+
+/// The fields named by the BadRequest details of an INVALID_ARGUMENT status.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+pub fn user() -> Uuid {
+    Uuid::now_v7()
+}
+
+/// A tenant and its owner, created through the API.
+pub struct Tenant {
+    pub id: String,
+    pub owner: Uuid,
+}
+
+pub async fn create_tenant(
+    server: &TestServer,
+    kind: pb::TenantKind,
+    preset: pb::RolePreset,
+    seat_limit: Option<i32>,
+) -> Tenant {
+    let owner = user();
+    let response = server
+        .tenants()
+        .await
+        .create_tenant(as_system(pb::CreateTenantRequest {
+            name: "Acme".into(),
+            kind: kind as i32,
+            role_preset: preset as i32,
+            seat_limit,
+            owner_user_id: owner.to_string(),
+            owner_email: format!("owner-{}@acme.example", owner.simple()),
+            owner_display_name: "Olivia Owner".into(),
+            request_id: String::new(),
+        }))
+        .await
+        .expect("creating a tenant")
+        .into_inner();
+    Tenant {
+        id: response.tenant.unwrap().tenant_id,
+        owner,
+    }
+}
+
+pub async fn enterprise(server: &TestServer, seat_limit: Option<i32>) -> Tenant {
+    create_tenant(
+        server,
+        pb::TenantKind::Enterprise,
+        pb::RolePreset::Enterprise,
+        seat_limit,
+    )
+    .await
+}
+
+pub async fn organization(server: &TestServer, seat_limit: Option<i32>) -> Tenant {
+    create_tenant(
+        server,
+        pb::TenantKind::Enterprise,
+        pb::RolePreset::Organization,
+        seat_limit,
+    )
+    .await
+}
+
+pub fn new_member(tenant: &Tenant, user_id: Uuid, role: &str) -> pb::CreateMembershipRequest {
+    pb::CreateMembershipRequest {
+        tenant_id: tenant.id.clone(),
+        user_id: user_id.to_string(),
+        email: format!("user-{}@acme.example", user_id.simple()),
+        display_name: format!("User {}", &user_id.simple().to_string()[24..]),
+        r#type: pb::MembershipType::Member as i32,
+        source: pb::MembershipSource::Scim as i32,
+        external_id: String::new(),
+        role: role.into(),
+        status: 0,
+        request_id: String::new(),
+    }
+}
+
+/// Adds a member with `role` as a system caller and returns their user id.
+pub async fn add_member(server: &TestServer, tenant: &Tenant, role: &str) -> Uuid {
+    let id = user();
+    server
+        .members()
+        .await
+        .create_membership(as_system(new_member(tenant, id, role)))
+        .await
+        .unwrap_or_else(|s| panic!("adding a {role}: {s:?}"));
+    id
+}
+
+pub async fn get_member(
+    server: &TestServer,
+    tenant: &Tenant,
+    user_id: Uuid,
+) -> Result<pb::Membership, Status> {
+    server
+        .members()
+        .await
+        .get_membership(as_system(pb::GetMembershipRequest {
+            tenant_id: tenant.id.clone(),
+            user_id: user_id.to_string(),
+        }))
+        .await
+        .map(|r| r.into_inner().membership.unwrap())
+}

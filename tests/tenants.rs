@@ -1,0 +1,521 @@
+//! TenantService over a real server: rules 1-4, validation, idempotency, health, reflection.
+
+mod common;
+
+use common::*;
+use membership_service::grpc::pb;
+use tonic::Code;
+
+fn create_request(owner: uuid::Uuid) -> pb::CreateTenantRequest {
+    pb::CreateTenantRequest {
+        name: "Globex".into(),
+        kind: pb::TenantKind::Enterprise as i32,
+        role_preset: pb::RolePreset::Enterprise as i32,
+        seat_limit: Some(10),
+        owner_user_id: owner.to_string(),
+        owner_email: "  Hank@Globex.EXAMPLE ".into(),
+        owner_display_name: "Hank Scorpio".into(),
+        request_id: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn create_tenant_makes_the_first_owner_an_active_member_with_the_owner_role() {
+    let server = TestServer::start().await;
+    let owner = user();
+    let head = server.head().await;
+    let response = server
+        .tenants()
+        .await
+        .create_tenant(as_user(create_request(owner), owner))
+        .await
+        .unwrap()
+        .into_inner();
+    let tenant = response.tenant.unwrap();
+    assert_eq!(tenant.name, "Globex");
+    assert_eq!(tenant.state, pb::TenantState::Active as i32);
+    assert_eq!(tenant.seat_limit, Some(10));
+    let member = response.owner.unwrap();
+    assert_eq!(member.user_id, owner.to_string());
+    assert_eq!(member.email, "hank@globex.example");
+    assert_eq!(member.status, pb::MembershipStatus::Active as i32);
+    assert_eq!(member.r#type, pb::MembershipType::Owner as i32);
+    assert_eq!(member.roles, vec!["super_admin".to_string()]);
+    assert!(member.join_time.is_some());
+
+    // The creation's events committed with it, and the response names the last one.
+    let events = server.events_after(head).await;
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["tenant.created", "membership.created"]);
+    assert_eq!(response.cursor, events.last().unwrap().position);
+    assert_eq!(
+        events[1].subject_id.as_deref(),
+        Some(owner.to_string().as_str())
+    );
+    assert_eq!(events[0].actor_id, Some(owner));
+
+    let usage = server
+        .tenants()
+        .await
+        .get_seat_usage(as_user(
+            pb::GetSeatUsageRequest {
+                tenant_id: tenant.tenant_id.clone(),
+            },
+            owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (usage.used, usage.limit, usage.available),
+        (1, Some(10), Some(9))
+    );
+    assert_eq!(usage.display, "1/10");
+}
+
+#[tokio::test]
+async fn create_tenant_rejects_every_invalid_field_at_once_and_writes_nothing() {
+    let server = TestServer::start().await;
+    let before = server.event_count().await;
+    let status = server
+        .tenants()
+        .await
+        .create_tenant(as_system(pb::CreateTenantRequest {
+            name: "x".repeat(201),
+            kind: 0,
+            role_preset: 99,
+            seat_limit: Some(0),
+            owner_user_id: "not-a-uuid".into(),
+            owner_email: "nobody".into(),
+            owner_display_name: String::new(),
+            request_id: "also-not-a-uuid".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let mut fields = violated_fields(&status);
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "kind",
+            "name",
+            "owner_email",
+            "owner_user_id",
+            "request_id",
+            "role_preset",
+            "seat_limit"
+        ]
+    );
+    assert_refused::<()>(Err(status), Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(server.event_count().await, before);
+    assert_eq!(server.scalar("SELECT COUNT(*) AS n FROM tenants").await, 0);
+}
+
+#[tokio::test]
+async fn create_tenant_is_idempotent_on_request_id() {
+    let server = TestServer::start().await;
+    let owner = user();
+    let mut request = create_request(owner);
+    request.request_id = uuid::Uuid::new_v4().to_string();
+    let mut client = server.tenants().await;
+    let first = client
+        .create_tenant(as_system(request.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let events = server.event_count().await;
+    let second = client
+        .create_tenant(as_system(request))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        first.tenant.unwrap().tenant_id,
+        second.tenant.unwrap().tenant_id
+    );
+    assert_eq!(second.owner.unwrap().user_id, owner.to_string());
+    assert_eq!(server.scalar("SELECT COUNT(*) AS n FROM tenants").await, 1);
+    assert_eq!(
+        server.event_count().await,
+        events,
+        "a retry writes no events"
+    );
+}
+
+#[tokio::test]
+async fn an_actor_cannot_create_a_tenant_owned_by_someone_else() {
+    let server = TestServer::start().await;
+    let result = server
+        .tenants()
+        .await
+        .create_tenant(as_user(create_request(user()), user()))
+        .await;
+    assert_refused(result, Code::PermissionDenied, "PERMISSION_DENIED");
+}
+
+#[tokio::test]
+async fn get_tenant_is_for_members_only() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, None).await;
+    let other = enterprise(&server, None).await;
+    let mut client = server.tenants().await;
+    let get = |id: &str| pb::GetTenantRequest {
+        tenant_id: id.into(),
+    };
+    let found = client
+        .get_tenant(as_user(get(&tenant.id), tenant.owner))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.tenant.unwrap().tenant_id, tenant.id);
+    // Rule 14: an actor of another tenant gets no data.
+    let refused = client
+        .get_tenant(as_user(get(&tenant.id), other.owner))
+        .await;
+    assert_refused(refused, Code::PermissionDenied, "NOT_A_MEMBER");
+    let missing = client
+        .get_tenant(as_system(get(&uuid::Uuid::now_v7().to_string())))
+        .await;
+    assert_refused(missing, Code::NotFound, "TENANT_NOT_FOUND");
+    let invalid = client.get_tenant(as_system(get(""))).await;
+    let status = assert_refused(invalid, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&status), ["tenant_id"]);
+    let bad_actor = {
+        let mut request = tonic::Request::new(get(&tenant.id));
+        request
+            .metadata_mut()
+            .insert("x-actor-id", "bob".parse().unwrap());
+        client.get_tenant(request).await
+    };
+    assert_refused(bad_actor, Code::Unauthenticated, "INVALID_ACTOR");
+}
+
+fn update(tenant: pb::Tenant, paths: &[&str]) -> pb::UpdateTenantRequest {
+    pb::UpdateTenantRequest {
+        tenant: Some(tenant),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn update_tenant_uses_the_mask_and_the_etag() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, Some(5)).await;
+    let mut client = server.tenants().await;
+    let current = client
+        .get_tenant(as_system(pb::GetTenantRequest {
+            tenant_id: tenant.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+    let head = server.head().await;
+    let changed = client
+        .update_tenant(as_user(
+            update(
+                pb::Tenant {
+                    name: "Acme Corp".into(),
+                    seat_limit: Some(50),
+                    kind: pb::TenantKind::Personal as i32, // not in the mask: ignored
+                    ..current.clone()
+                },
+                &["name", "seat_limit"],
+            ),
+            tenant.owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let updated = changed.tenant.unwrap();
+    assert_eq!(updated.name, "Acme Corp");
+    assert_eq!(updated.seat_limit, Some(50));
+    assert_eq!(updated.kind, pb::TenantKind::Enterprise as i32);
+    assert_ne!(updated.etag, current.etag);
+    assert_eq!(server.event_types_after(head).await, ["tenant.updated"]);
+
+    // The old etag is stale now.
+    let stale = client
+        .update_tenant(as_user(update(current.clone(), &["name"]), tenant.owner))
+        .await;
+    assert_refused(stale, Code::Aborted, "ETAG_MISMATCH");
+
+    // Clearing the limit: the path in the mask with the field unset.
+    let unlimited = client
+        .update_tenant(as_system(update(
+            pb::Tenant {
+                seat_limit: None,
+                etag: String::new(),
+                ..updated.clone()
+            },
+            &["seat_limit"],
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unlimited.tenant.unwrap().seat_limit, None);
+
+    // Downgrades, empty masks, unknown paths and non-owners are refused.
+    let downgrade = client
+        .update_tenant(as_system(update(
+            pb::Tenant {
+                kind: pb::TenantKind::Personal as i32,
+                etag: String::new(),
+                ..updated.clone()
+            },
+            &["kind"],
+        )))
+        .await;
+    assert_refused(downgrade, Code::FailedPrecondition, "TENANT_DOWNGRADE");
+    let no_mask = client
+        .update_tenant(as_system(update(updated.clone(), &[])))
+        .await;
+    assert_eq!(
+        violated_fields(&assert_refused(
+            no_mask,
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT"
+        )),
+        ["update_mask"]
+    );
+    let bad_path = client
+        .update_tenant(as_system(update(updated.clone(), &["state"])))
+        .await;
+    assert_refused(bad_path, Code::InvalidArgument, "INVALID_ARGUMENT");
+    let admin = add_member(&server, &tenant, "admin").await;
+    let not_allowed = client
+        .update_tenant(as_user(update(updated.clone(), &["name"]), admin))
+        .await;
+    let status = assert_refused(not_allowed, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert!(
+        status.message().contains("tenant.manage"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn member_management_needs_an_enterprise_tenant_and_works_after_the_upgrade() {
+    let server = TestServer::start().await;
+    let tenant = create_tenant(
+        &server,
+        pb::TenantKind::Personal,
+        pb::RolePreset::Enterprise,
+        None,
+    )
+    .await;
+    let mut members = server.members().await;
+    let head = server.head().await;
+    let refused = members
+        .create_membership(as_user(new_member(&tenant, user(), "member"), tenant.owner))
+        .await;
+    let status = assert_refused(refused, Code::FailedPrecondition, "TENANT_NOT_ENTERPRISE");
+    assert_eq!(
+        status.message(),
+        "member management is only available for enterprise tenants"
+    );
+    let list = members
+        .list_memberships(as_user(
+            pb::ListMembershipsRequest {
+                tenant_id: tenant.id.clone(),
+                ..Default::default()
+            },
+            tenant.owner,
+        ))
+        .await;
+    assert_refused(list, Code::FailedPrecondition, "TENANT_NOT_ENTERPRISE");
+    assert_eq!(server.head().await, head, "a refused call writes no events");
+
+    let current = server
+        .tenants()
+        .await
+        .get_tenant(as_system(pb::GetTenantRequest {
+            tenant_id: tenant.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+    server
+        .tenants()
+        .await
+        .update_tenant(as_user(
+            update(
+                pb::Tenant {
+                    kind: pb::TenantKind::Enterprise as i32,
+                    ..current
+                },
+                &["kind"],
+            ),
+            tenant.owner,
+        ))
+        .await
+        .unwrap();
+    members
+        .create_membership(as_user(new_member(&tenant, user(), "member"), tenant.owner))
+        .await
+        .expect("member management after the upgrade");
+}
+
+#[tokio::test]
+async fn dissolving_ends_every_membership_and_freezes_the_tenant() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let admin = add_member(&server, &tenant, "admin").await;
+    let member = add_member(&server, &tenant, "member").await;
+    let mut tenants = server.tenants().await;
+    let dissolve = |validate_only| pb::DissolveTenantRequest {
+        tenant_id: tenant.id.clone(),
+        etag: String::new(),
+        validate_only,
+    };
+    // Only the owner may dissolve.
+    let refused = tenants
+        .dissolve_tenant(as_user(dissolve(false), admin))
+        .await;
+    assert_refused(refused, Code::PermissionDenied, "PERMISSION_DENIED");
+    // validate_only checks and changes nothing.
+    let head = server.head().await;
+    tenants
+        .dissolve_tenant(as_user(dissolve(true), tenant.owner))
+        .await
+        .unwrap();
+    assert_eq!(server.head().await, head);
+    assert_eq!(
+        get_member(&server, &tenant, member).await.unwrap().status,
+        pb::MembershipStatus::Active as i32
+    );
+
+    let dissolved = tenants
+        .dissolve_tenant(as_user(dissolve(false), tenant.owner))
+        .await
+        .unwrap()
+        .into_inner();
+    let t = dissolved.tenant.unwrap();
+    assert_eq!(t.state, pb::TenantState::Dissolved as i32);
+    assert!(t.dissolve_time.is_some());
+    let mut types = server.event_types_after(head).await;
+    assert_eq!(types.pop().as_deref(), Some("tenant.dissolved"));
+    assert_eq!(types, ["membership.left"; 3]);
+    for user_id in [tenant.owner, admin, member] {
+        let m = get_member(&server, &tenant, user_id).await.unwrap();
+        assert_eq!(m.status, pb::MembershipStatus::Left as i32);
+        assert!(m.roles.is_empty());
+    }
+    assert_eq!(
+        server
+            .scalar("SELECT COUNT(*) AS n FROM role_bindings")
+            .await,
+        0
+    );
+
+    // Later mutations are refused.
+    let later = server
+        .members()
+        .await
+        .create_membership(as_system(new_member(&tenant, user(), "member")))
+        .await;
+    assert_refused(later, Code::FailedPrecondition, "TENANT_DISSOLVED");
+    let again = tenants.dissolve_tenant(as_system(dissolve(false))).await;
+    assert_refused(again, Code::FailedPrecondition, "TENANT_DISSOLVED");
+}
+
+#[tokio::test]
+async fn health_reports_serving_and_reflection_v1_and_v1alpha_describe_the_api() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let server = TestServer::start().await;
+    let mut health = HealthClient::new(server.channel().await);
+    for service in [
+        "",
+        "membership.v1.TenantService",
+        "membership.v1.MembershipService",
+    ] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service:?}"
+        );
+    }
+
+    use tonic_reflection::pb::v1;
+    use tonic_reflection::pb::v1alpha;
+    let mut client =
+        v1::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let requests = tokio_stream::iter(vec![
+        v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            )),
+        },
+        v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1::server_reflection_request::MessageRequest::FileContainingSymbol(
+                    "membership.v1.Membership".into(),
+                ),
+            ),
+        },
+    ]);
+    let mut responses = client
+        .server_reflection_info(requests)
+        .await
+        .unwrap()
+        .into_inner();
+    let listed = responses.message().await.unwrap().unwrap();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        listed.message_response
+    else {
+        panic!("unexpected {listed:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "membership.v1.TenantService",
+        "membership.v1.MembershipService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    let described = responses.message().await.unwrap().unwrap();
+    assert!(matches!(
+        described.message_response,
+        Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty()
+    ));
+
+    let mut alpha =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let mut responses = alpha
+        .server_reflection_info(tokio_stream::iter(vec![v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                    "membership.v1.TenantService".into(),
+                ),
+            ),
+        }]))
+        .await
+        .unwrap()
+        .into_inner();
+    let described = responses.message().await.unwrap().unwrap();
+    assert!(matches!(
+        described.message_response,
+        Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty()
+    ));
+}
