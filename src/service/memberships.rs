@@ -443,6 +443,9 @@ impl Services {
                     else {
                         return Err(DomainError::NotAMember);
                     };
+                    if before.status == MembershipStatus::Left {
+                        return Err(DomainError::NotAMember);
+                    }
                     if roles.holds_owner_role(&role_ids) {
                         return Err(DomainError::LastOwner);
                     }
@@ -517,15 +520,13 @@ impl Services {
                         store::memberships::get(&tx.txn, &roles, tenant.id, owner_id).await?;
                     let now = now_micros();
 
-                    store::roles::unbind(&tx.txn, tenant.id, owner_id, owner_role.id).await?;
-                    let mut kept_roles: Vec<Uuid> = owner_roles
-                        .into_iter()
-                        .filter(|id| *id != owner_role.id)
-                        .collect();
-                    if !kept_roles.contains(&kept_role.id) {
-                        store::roles::bind(&tx.txn, tenant.id, owner_id, kept_role.id, now).await?;
-                        kept_roles.push(kept_role.id);
+                    // The previous owner ends with exactly the role the request names, so no
+                    // right held beside the owner role outlives the transfer unintended.
+                    for role_id in owner_roles {
+                        store::roles::unbind(&tx.txn, tenant.id, owner_id, role_id).await?;
                     }
+                    store::roles::bind(&tx.txn, tenant.id, owner_id, kept_role.id, now).await?;
+                    let kept_roles = vec![kept_role.id];
                     let mut owner_after = owner_before.clone();
                     owner_after.roles = roles.names_of(&kept_roles);
                     owner_after.member_type = if roles

@@ -1,0 +1,716 @@
+//! MembershipService over a real server: rules 5-12 on their success paths and refusals.
+
+mod common;
+
+use common::*;
+use membership_service::grpc::pb;
+use prost_types::FieldMask;
+use tonic::Code;
+use tonic_types::StatusExt;
+use uuid::Uuid;
+
+fn target(tenant: &Tenant, user_id: Uuid) -> (String, String) {
+    (tenant.id.clone(), user_id.to_string())
+}
+
+fn suspend(tenant: &Tenant, user_id: Uuid) -> pb::SuspendMembershipRequest {
+    let (tenant_id, user_id) = target(tenant, user_id);
+    pb::SuspendMembershipRequest {
+        tenant_id,
+        user_id,
+        etag: String::new(),
+    }
+}
+
+fn reactivate(tenant: &Tenant, user_id: Uuid) -> pb::ReactivateMembershipRequest {
+    let (tenant_id, user_id) = target(tenant, user_id);
+    pb::ReactivateMembershipRequest {
+        tenant_id,
+        user_id,
+        etag: String::new(),
+    }
+}
+
+fn delete(tenant: &Tenant, user_id: Uuid) -> pb::DeleteMembershipRequest {
+    let (tenant_id, user_id) = target(tenant, user_id);
+    pb::DeleteMembershipRequest {
+        tenant_id,
+        user_id,
+        etag: String::new(),
+        validate_only: false,
+    }
+}
+
+fn leave(tenant: &Tenant) -> pb::LeaveTenantRequest {
+    pb::LeaveTenantRequest {
+        tenant_id: tenant.id.clone(),
+    }
+}
+
+fn transfer(tenant: &Tenant, to: Uuid, keep: &str) -> pb::TransferOwnershipRequest {
+    pb::TransferOwnershipRequest {
+        tenant_id: tenant.id.clone(),
+        new_owner_user_id: to.to_string(),
+        previous_owner_role: keep.into(),
+    }
+}
+
+fn update(membership: pb::Membership, paths: &[&str]) -> pb::UpdateMembershipRequest {
+    pb::UpdateMembershipRequest {
+        membership: Some(membership),
+        update_mask: Some(FieldMask {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }),
+    }
+}
+
+async fn seats(server: &TestServer, tenant: &Tenant) -> (i32, Option<i32>) {
+    let usage = server
+        .tenants()
+        .await
+        .get_seat_usage(as_system(pb::GetSeatUsageRequest {
+            tenant_id: tenant.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    (usage.used, usage.limit)
+}
+
+#[tokio::test]
+async fn create_membership_links_a_user_with_one_role() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, None).await;
+    let user_id = user();
+    let mut request = new_member(&tenant, user_id, "dev_admin");
+    request.external_id = "scim-42".into();
+    request.email = " Dev.Person@Acme.EXAMPLE".into();
+    let created = server
+        .members()
+        .await
+        .create_membership(as_user(request, tenant.owner))
+        .await
+        .unwrap()
+        .into_inner();
+    let m = created.membership.unwrap();
+    assert_eq!(m.status, pb::MembershipStatus::Active as i32);
+    assert_eq!(m.source, pb::MembershipSource::Scim as i32);
+    assert_eq!(m.r#type, pb::MembershipType::Member as i32);
+    assert_eq!(m.roles, ["dev_admin"]);
+    assert_eq!(m.email, "dev.person@acme.example");
+    assert_eq!(m.external_id, "scim-42");
+    assert_eq!(m.invited_by, tenant.owner.to_string());
+    assert!(m.join_time.is_some());
+    assert_eq!(get_member(&server, &tenant, user_id).await.unwrap(), m);
+}
+
+#[tokio::test]
+async fn create_membership_refuses_invalid_fields() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, None).await;
+    let mut members = server.members().await;
+    let mut request = new_member(&tenant, user(), "member");
+    request.user_id = "123".into();
+    request.email = "not an email".into();
+    request.source = pb::MembershipSource::Unspecified as i32;
+    request.r#type = pb::MembershipType::Owner as i32;
+    request.display_name = "x".repeat(500);
+    request.status = pb::MembershipStatus::Left as i32;
+    let status = assert_refused(
+        members.create_membership(as_system(request)).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    let mut fields = violated_fields(&status);
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "display_name",
+            "email",
+            "source",
+            "status",
+            "type",
+            "user_id"
+        ]
+    );
+
+    let mut signup = new_member(&tenant, user(), "member");
+    signup.source = pb::MembershipSource::Signup as i32;
+    let status = assert_refused(
+        members.create_membership(as_system(signup)).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violated_fields(&status), ["source"]);
+
+    let unknown_role = members
+        .create_membership(as_system(new_member(&tenant, user(), "wizard")))
+        .await;
+    assert_refused(unknown_role, Code::NotFound, "ROLE_NOT_FOUND");
+    let owner_role = members
+        .create_membership(as_system(new_member(&tenant, user(), "super_admin")))
+        .await;
+    assert_refused(owner_role, Code::FailedPrecondition, "OWNER_ROLE_RESERVED");
+    let missing_tenant = members
+        .create_membership(as_system(new_member(
+            &Tenant {
+                id: Uuid::now_v7().to_string(),
+                owner: user(),
+            },
+            user(),
+            "member",
+        )))
+        .await;
+    assert_refused(missing_tenant, Code::NotFound, "TENANT_NOT_FOUND");
+    assert_eq!(
+        server.scalar("SELECT COUNT(*) AS n FROM memberships").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn rule_6_direct_creation_respects_seats_and_existing_members() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, Some(2)).await;
+    let mut members = server.members().await;
+    let existing = add_member(&server, &tenant, "member").await;
+    assert_eq!(seats(&server, &tenant).await, (2, Some(2)));
+
+    let full = members
+        .create_membership(as_system(new_member(&tenant, user(), "member")))
+        .await;
+    let status = assert_refused(full, Code::ResourceExhausted, "SEAT_LIMIT_REACHED");
+    let info = status.get_details_error_info().unwrap();
+    assert_eq!(
+        info.metadata.get("seats_missing").map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        info.metadata.get("seat_limit").map(String::as_str),
+        Some("2")
+    );
+
+    let again = members
+        .create_membership(as_system(new_member(&tenant, existing, "member")))
+        .await;
+    assert_refused(again, Code::AlreadyExists, "MEMBER_EXISTS");
+
+    // Existing members are never affected by a full tenant.
+    let m = get_member(&server, &tenant, existing).await.unwrap();
+    assert_eq!(m.status, pb::MembershipStatus::Active as i32);
+}
+
+#[tokio::test]
+async fn rule_6_create_membership_is_idempotent_on_request_id() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, Some(3)).await;
+    let mut members = server.members().await;
+    let user_id = user();
+    let mut request = new_member(&tenant, user_id, "member");
+    request.request_id = Uuid::new_v4().to_string();
+    let first = members
+        .create_membership(as_system(request.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let head = server.head().await;
+    let retry = members
+        .create_membership(as_system(request.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.membership, retry.membership);
+    assert_eq!(server.head().await, head, "the retry wrote nothing");
+    assert_eq!(seats(&server, &tenant).await.0, 2);
+
+    let mut reused = new_member(&tenant, user(), "member");
+    reused.request_id = request.request_id.clone();
+    let status = members.create_membership(as_system(reused)).await;
+    assert_refused(status, Code::InvalidArgument, "REQUEST_ID_REUSED");
+}
+
+#[tokio::test]
+async fn rule_7_update_with_field_mask_and_etag() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let user_id = add_member(&server, &tenant, "member").await;
+    let mut members = server.members().await;
+    let current = get_member(&server, &tenant, user_id).await.unwrap();
+
+    let changed = members
+        .update_membership(as_user(
+            update(
+                pb::Membership {
+                    display_name: "Renamed".into(),
+                    r#type: pb::MembershipType::Contractor as i32,
+                    external_id: "ext-1".into(),
+                    email: "ignored@acme.example".into(), // not in the mask
+                    ..current.clone()
+                },
+                &["display_name", "type", "external_id"],
+            ),
+            tenant.owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .membership
+        .unwrap();
+    assert_eq!(changed.display_name, "Renamed");
+    assert_eq!(changed.r#type, pb::MembershipType::Contractor as i32);
+    assert_eq!(changed.external_id, "ext-1");
+    assert_eq!(changed.email, current.email);
+    assert_ne!(changed.etag, current.etag);
+
+    let stale = members
+        .update_membership(as_system(update(current.clone(), &["display_name"])))
+        .await;
+    assert_refused(stale, Code::Aborted, "ETAG_MISMATCH");
+
+    // Status moves through the mask too, with the same rules as Suspend.
+    let suspended = members
+        .update_membership(as_system(update(
+            pb::Membership {
+                status: pb::MembershipStatus::Suspended as i32,
+                ..changed.clone()
+            },
+            &["status"],
+        )))
+        .await
+        .unwrap()
+        .into_inner()
+        .membership
+        .unwrap();
+    assert_eq!(suspended.status, pb::MembershipStatus::Suspended as i32);
+
+    for (membership, paths, field) in [
+        (
+            pb::Membership {
+                status: pb::MembershipStatus::Left as i32,
+                ..suspended.clone()
+            },
+            vec!["status"],
+            "membership.status",
+        ),
+        (
+            pb::Membership {
+                r#type: pb::MembershipType::Owner as i32,
+                ..suspended.clone()
+            },
+            vec!["type"],
+            "membership.type",
+        ),
+        (suspended.clone(), vec!["email"], "update_mask"),
+        (suspended.clone(), vec![], "update_mask"),
+    ] {
+        let result = members
+            .update_membership(as_system(update(membership, &paths)))
+            .await;
+        let status = assert_refused(result, Code::InvalidArgument, "INVALID_ARGUMENT");
+        assert_eq!(violated_fields(&status), [field], "{paths:?}");
+    }
+    let missing = members
+        .update_membership(as_system(update(
+            pb::Membership {
+                user_id: user().to_string(),
+                ..suspended.clone()
+            },
+            &["display_name"],
+        )))
+        .await;
+    assert_refused(missing, Code::NotFound, "MEMBERSHIP_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn rule_8_suspension_keeps_bindings_and_removes_every_right_at_once() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let admin = add_member(&server, &tenant, "admin").await;
+    let member = add_member(&server, &tenant, "member").await;
+    let mut members = server.members().await;
+
+    let suspended = members
+        .suspend_membership(as_user(suspend(&tenant, admin), tenant.owner))
+        .await
+        .unwrap()
+        .into_inner()
+        .membership
+        .unwrap();
+    assert_eq!(suspended.status, pb::MembershipStatus::Suspended as i32);
+    assert_eq!(suspended.roles, ["admin"]);
+    // The suspended admin can no longer act in the tenant.
+    let refused = members
+        .delete_membership(as_user(delete(&tenant, member), admin))
+        .await;
+    assert_refused(refused, Code::PermissionDenied, "NOT_A_MEMBER");
+    // Suspended members still hold their seat.
+    assert_eq!(seats(&server, &tenant).await.0, 3);
+
+    // Suspending again changes nothing and writes nothing.
+    let head = server.head().await;
+    members
+        .suspend_membership(as_system(suspend(&tenant, admin)))
+        .await
+        .unwrap();
+    assert_eq!(server.head().await, head);
+
+    let back = members
+        .reactivate_membership(as_user(reactivate(&tenant, admin), tenant.owner))
+        .await
+        .unwrap()
+        .into_inner()
+        .membership
+        .unwrap();
+    assert_eq!(back.status, pb::MembershipStatus::Active as i32);
+    assert_eq!(back.roles, ["admin"]);
+    assert_eq!(back.join_time, suspended.join_time);
+    members
+        .delete_membership(as_user(delete(&tenant, member), admin))
+        .await
+        .expect("the reactivated admin has their rights back");
+
+    let stale = members
+        .suspend_membership(as_system(pb::SuspendMembershipRequest {
+            etag: suspended.etag,
+            ..suspend(&tenant, admin)
+        }))
+        .await;
+    assert_refused(stale, Code::Aborted, "ETAG_MISMATCH");
+}
+
+#[tokio::test]
+async fn rule_9_removal_frees_the_seat_and_the_user_can_come_back() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, Some(2)).await;
+    let user_id = add_member(&server, &tenant, "member").await;
+    let mut members = server.members().await;
+
+    // validate_only checks and changes nothing.
+    members
+        .delete_membership(as_system(pb::DeleteMembershipRequest {
+            validate_only: true,
+            ..delete(&tenant, user_id)
+        }))
+        .await
+        .unwrap();
+    assert!(get_member(&server, &tenant, user_id).await.is_ok());
+
+    members
+        .delete_membership(as_user(delete(&tenant, user_id), tenant.owner))
+        .await
+        .unwrap();
+    assert_refused(
+        get_member(&server, &tenant, user_id).await,
+        Code::NotFound,
+        "MEMBERSHIP_NOT_FOUND",
+    );
+    assert_eq!(seats(&server, &tenant).await, (1, Some(2)));
+    assert_eq!(
+        server
+            .scalar("SELECT COUNT(*) AS n FROM role_bindings")
+            .await,
+        1,
+        "only the owner's binding is left"
+    );
+
+    let again = members
+        .delete_membership(as_system(delete(&tenant, user_id)))
+        .await;
+    assert_refused(again, Code::NotFound, "MEMBERSHIP_NOT_FOUND");
+
+    let back = members
+        .create_membership(as_system(new_member(&tenant, user_id, "finance_admin")))
+        .await
+        .unwrap()
+        .into_inner()
+        .membership
+        .unwrap();
+    assert_eq!(back.roles, ["finance_admin"]);
+}
+
+#[tokio::test]
+async fn rule_10_the_last_owner_cannot_be_removed_suspended_demoted_or_leave() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, None).await;
+    let mut members = server.members().await;
+    let head = server.head().await;
+    let owner = get_member(&server, &tenant, tenant.owner).await.unwrap();
+
+    let status = assert_refused(
+        members
+            .delete_membership(as_user(delete(&tenant, tenant.owner), tenant.owner))
+            .await,
+        Code::FailedPrecondition,
+        "LAST_OWNER",
+    );
+    assert!(
+        status
+            .message()
+            .contains("transfer ownership first, or dissolve the tenant")
+    );
+    assert_refused(
+        members
+            .suspend_membership(as_system(suspend(&tenant, tenant.owner)))
+            .await,
+        Code::FailedPrecondition,
+        "LAST_OWNER",
+    );
+    assert_refused(
+        members
+            .leave_tenant(as_user(leave(&tenant), tenant.owner))
+            .await,
+        Code::FailedPrecondition,
+        "LAST_OWNER",
+    );
+    assert_refused(
+        members
+            .update_membership(as_system(update(
+                pb::Membership {
+                    status: pb::MembershipStatus::Suspended as i32,
+                    ..owner.clone()
+                },
+                &["status"],
+            )))
+            .await,
+        Code::FailedPrecondition,
+        "LAST_OWNER",
+    );
+    let demote = members
+        .update_membership(as_system(update(
+            pb::Membership {
+                r#type: pb::MembershipType::Member as i32,
+                ..owner.clone()
+            },
+            &["type"],
+        )))
+        .await;
+    assert_refused(demote, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(server.head().await, head);
+    assert_eq!(
+        get_member(&server, &tenant, tenant.owner).await.unwrap(),
+        owner
+    );
+}
+
+#[tokio::test]
+async fn rule_11_leaving_drops_bindings_and_frees_the_seat() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, Some(2)).await;
+    let user_id = add_member(&server, &tenant, "admin").await;
+    let mut members = server.members().await;
+
+    let left = members
+        .leave_tenant(as_user(leave(&tenant), user_id))
+        .await
+        .unwrap()
+        .into_inner();
+    let m = left.membership.unwrap();
+    assert_eq!(m.status, pb::MembershipStatus::Left as i32);
+    assert!(m.roles.is_empty());
+    assert_eq!(seats(&server, &tenant).await, (1, Some(2)));
+    // Gone means gone: no rights, and leaving twice is refused.
+    assert_refused(
+        members.leave_tenant(as_user(leave(&tenant), user_id)).await,
+        Code::PermissionDenied,
+        "NOT_A_MEMBER",
+    );
+    assert_refused(
+        members
+            .suspend_membership(as_system(suspend(&tenant, user_id)))
+            .await,
+        Code::FailedPrecondition,
+        "INVALID_STATUS_TRANSITION",
+    );
+    // Leaving needs an actor, who must be a member.
+    assert_refused(
+        members.leave_tenant(as_system(leave(&tenant))).await,
+        Code::Unauthenticated,
+        "ACTOR_REQUIRED",
+    );
+    assert_refused(
+        members.leave_tenant(as_user(leave(&tenant), user())).await,
+        Code::PermissionDenied,
+        "NOT_A_MEMBER",
+    );
+
+    // A member who left can be linked again.
+    let back = members
+        .create_membership(as_system(new_member(&tenant, user_id, "member")))
+        .await
+        .unwrap()
+        .into_inner()
+        .membership
+        .unwrap();
+    assert_eq!(back.status, pb::MembershipStatus::Active as i32);
+    assert_eq!(back.roles, ["member"]);
+    assert_eq!(
+        back.join_time, m.join_time,
+        "joined_at is the first time the member became active"
+    );
+}
+
+#[tokio::test]
+async fn rule_12_transfer_ownership_in_one_transaction() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let admin = add_member(&server, &tenant, "admin").await;
+    let member = add_member(&server, &tenant, "member").await;
+    let mut members = server.members().await;
+
+    // Only the owner transfers.
+    assert_refused(
+        members
+            .transfer_ownership(as_user(transfer(&tenant, member, ""), admin))
+            .await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
+    // The target must be an ACTIVE member.
+    members
+        .suspend_membership(as_system(suspend(&tenant, member)))
+        .await
+        .unwrap();
+    assert_refused(
+        members
+            .transfer_ownership(as_user(transfer(&tenant, member, ""), tenant.owner))
+            .await,
+        Code::FailedPrecondition,
+        "MEMBERSHIP_NOT_ACTIVE",
+    );
+    assert_refused(
+        members
+            .transfer_ownership(as_user(transfer(&tenant, user(), ""), tenant.owner))
+            .await,
+        Code::NotFound,
+        "MEMBERSHIP_NOT_FOUND",
+    );
+    assert_refused(
+        members
+            .transfer_ownership(as_user(transfer(&tenant, tenant.owner, ""), tenant.owner))
+            .await,
+        Code::FailedPrecondition,
+        "ALREADY_OWNER",
+    );
+    assert_refused(
+        members
+            .transfer_ownership(as_user(transfer(&tenant, admin, "owner"), tenant.owner))
+            .await,
+        Code::FailedPrecondition,
+        "OWNER_ROLE_RESERVED",
+    );
+
+    let moved = members
+        .transfer_ownership(as_user(transfer(&tenant, admin, "admin"), tenant.owner))
+        .await
+        .unwrap()
+        .into_inner();
+    let previous = moved.previous_owner.unwrap();
+    let next = moved.new_owner.unwrap();
+    assert_eq!(previous.roles, ["admin"]);
+    assert_eq!(previous.r#type, pb::MembershipType::Admin as i32);
+    assert_eq!(next.roles, ["admin", "owner"]);
+    assert_eq!(next.r#type, pb::MembershipType::Owner as i32);
+
+    // The new owner now holds the owner's rights, the previous owner does not.
+    assert_refused(
+        members
+            .delete_membership(as_user(delete(&tenant, admin), tenant.owner))
+            .await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
+    members
+        .delete_membership(as_user(delete(&tenant, tenant.owner), admin))
+        .await
+        .expect("the new owner removes the previous one");
+    // Default: the previous owner keeps `member`.
+    members
+        .reactivate_membership(as_system(reactivate(&tenant, member)))
+        .await
+        .unwrap();
+    let back = members
+        .transfer_ownership(as_user(transfer(&tenant, member, ""), admin))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        back.previous_owner.unwrap().roles,
+        ["member"],
+        "the previous owner keeps exactly the named role"
+    );
+}
+
+#[tokio::test]
+async fn rule_5_list_filters_and_reports_its_cursor() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, None).await;
+    let dev = add_member(&server, &tenant, "dev_admin").await;
+    let finance = add_member(&server, &tenant, "finance_admin").await;
+    let mut members = server.members().await;
+    members
+        .suspend_membership(as_system(suspend(&tenant, finance)))
+        .await
+        .unwrap();
+    let list = |f: fn(&mut pb::ListMembershipsRequest)| {
+        let mut request = pb::ListMembershipsRequest {
+            tenant_id: tenant.id.clone(),
+            ..Default::default()
+        };
+        f(&mut request);
+        request
+    };
+    let ids = |r: pb::ListMembershipsResponse| -> Vec<String> {
+        r.memberships.into_iter().map(|m| m.user_id).collect()
+    };
+
+    let all = members
+        .list_memberships(as_user(list(|_| {}), dev))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.cursor, server.head().await);
+    assert_eq!(all.memberships.len(), 3);
+    assert!(all.next_page_token.is_empty());
+    let suspended = members
+        .list_memberships(as_system(list(|r| {
+            r.status = pb::MembershipStatus::Suspended as i32
+        })))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ids(suspended), [finance.to_string()]);
+    let devs = members
+        .list_memberships(as_system(list(|r| r.role = "dev_admin".into())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ids(devs), [dev.to_string()]);
+    let owners = members
+        .list_memberships(as_system(list(|r| r.query = "OLIVIA".into())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ids(owners), [tenant.owner.to_string()]);
+    let by_email = members
+        .list_memberships(as_system(list(|r| r.order_by = "email desc".into())))
+        .await
+        .unwrap()
+        .into_inner();
+    let emails: Vec<String> = by_email
+        .memberships
+        .iter()
+        .map(|m| m.email.clone())
+        .collect();
+    let mut sorted = emails.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(emails, sorted);
+    // A suspended member cannot list.
+    assert_refused(
+        members
+            .list_memberships(as_user(list(|_| {}), finance))
+            .await,
+        Code::PermissionDenied,
+        "NOT_A_MEMBER",
+    );
+}
