@@ -24,6 +24,9 @@ const SERVICE_NAMES: &[&str] = &[
     "membership.v1.MembershipService",
 ];
 
+/// How long a health probe waits for the database.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub struct ServeOptions {
     /// How often the database is probed for health.
     pub health_interval: Duration,
@@ -96,7 +99,11 @@ async fn probe_database(store: Store, reporter: HealthReporter, interval: Durati
     let mut was_up = true;
     loop {
         ticker.tick().await;
-        let up = store.ping().await;
+        // A database that does not answer in time counts as down, however long the pool
+        // would wait for a connection.
+        let up = tokio::time::timeout(PING_TIMEOUT, store.ping())
+            .await
+            .unwrap_or(false);
         if up != was_up {
             if up {
                 tracing::info!("database reachable again; health SERVING");

@@ -24,7 +24,7 @@ pub const TEST_DATABASE_ENV: &str = "MEMBERSHIP_TEST_DATABASE_URL";
 /// A database for one test: a temporary SQLite file, or a fresh PostgreSQL schema.
 pub struct TestDatabase {
     pub url: String,
-    _dir: Option<tempfile::TempDir>,
+    pub _dir: Option<tempfile::TempDir>,
 }
 
 impl TestDatabase {
