@@ -51,15 +51,13 @@ async fn health_is_not_serving_while_the_database_is_unreachable() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let relay_addr = listener.local_addr().unwrap();
     let mut relay_task = relay(listener, upstream);
-    let relayed = TestDatabase {
-        url: format!(
-            "{}{}{}",
-            &url[..authority_start],
-            relay_addr,
-            &url[authority_end..]
-        ),
-        ..database
-    };
+    let mut relayed = database;
+    relayed.url = format!(
+        "{}{}{}",
+        &url[..authority_start],
+        relay_addr,
+        &url[authority_end..]
+    );
     let server = TestServer::start_on(relayed).await;
 
     let mut health = HealthClient::new(server.channel().await);

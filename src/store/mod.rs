@@ -18,13 +18,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{
-    AccessMode, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, IsolationLevel, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, IsolationLevel, SqlErr, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
 };
 use tokio::sync::Mutex;
 
 use crate::domain::DomainError;
 use crate::domain::events::NewEvent;
+
+/// Advisory lock key taken while migrating PostgreSQL ("memb" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6d656d62;
 
 /// The database and how to write to it.
 #[derive(Clone)]
@@ -87,10 +91,20 @@ impl Store {
         self.db.get_database_backend()
     }
 
-    /// Applies every pending migration.
+    /// Applies every pending migration. On PostgreSQL the migrations run in one transaction
+    /// holding an advisory lock, so replicas starting together migrate once, one after another.
     pub async fn migrate(&self) -> Result<(), DbErr> {
         use migration::MigratorTrait as _;
-        migration::Migrator::up(&self.db, None).await
+        match self.backend() {
+            DbBackend::Postgres => {
+                let txn = self.db.begin().await?;
+                txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                    .await?;
+                migration::Migrator::up(&txn, None).await?;
+                txn.commit().await
+            }
+            _ => migration::Migrator::up(&self.db, None).await,
+        }
     }
 
     /// Whether the database answers, for the health service.

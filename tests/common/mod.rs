@@ -24,7 +24,33 @@ pub const TEST_DATABASE_ENV: &str = "MEMBERSHIP_TEST_DATABASE_URL";
 /// A database for one test: a temporary SQLite file, or a fresh PostgreSQL schema.
 pub struct TestDatabase {
     pub url: String,
-    pub _dir: Option<tempfile::TempDir>,
+    _dir: Option<tempfile::TempDir>,
+    /// On PostgreSQL: the base URL and the schema to drop when the test ends.
+    schema: Option<(String, String)>,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((base, schema)) = self.schema.take() else {
+            return;
+        };
+        // Dropping runs outside any async context the test may still be in, on its own thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let admin = Store::connect(&base, 1).await.ok()?;
+                let _ = admin
+                    .connection()
+                    .execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .await;
+                admin.connection().clone().close().await.ok()
+            })
+        })
+        .join();
+    }
 }
 
 impl TestDatabase {
@@ -45,6 +71,7 @@ impl TestDatabase {
                 TestDatabase {
                     url: format!("{base}{separator}options=-c%20search_path%3D{schema}"),
                     _dir: None,
+                    schema: Some((base, schema)),
                 }
             }
             _ => {
@@ -53,6 +80,7 @@ impl TestDatabase {
                 TestDatabase {
                     url: format!("sqlite://{}", path.display()),
                     _dir: Some(dir),
+                    schema: None,
                 }
             }
         }
