@@ -1,0 +1,64 @@
+# syntax=docker/dockerfile:1
+#
+# Membership service image: a release build on the Rust image, run on debian:bookworm-slim as a
+# non-root user. The binary links only libc (SQLite is bundled, TLS is rustls), so the runtime
+# stage needs nothing but CA certificates.
+#
+#   docker build -t membership-service .
+#   docker run --rm -p 50051:50051 -v membership-data:/data membership-service
+#   docker run --rm -e MEMBERSHIP_DATABASE_URL=postgres://… membership-service migrate
+
+# ---- build ----
+FROM rust:1.95-bookworm AS builder
+WORKDIR /app
+
+# Dependencies first, against stub sources, so this layer is rebuilt only when the manifests
+# or the lock file change, not on every source edit.
+COPY Cargo.toml Cargo.lock ./
+COPY migrations/Cargo.toml migrations/Cargo.toml
+RUN mkdir -p src migrations/src \
+    && echo 'fn main() {}' > build.rs \
+    && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs migrations/src/lib.rs \
+    && cargo build --release --locked \
+    && rm -rf build.rs src migrations/src
+
+# The real sources. COPY keeps the build context's modification times, which may be older than
+# the stub artifacts above: touch them so cargo rebuilds the two workspace crates for sure.
+COPY build.rs ./
+COPY proto proto
+COPY migrations migrations
+COPY src src
+RUN touch build.rs src/main.rs src/lib.rs migrations/src/lib.rs \
+    && cargo build --release --locked \
+    && cp target/release/membership-service /usr/local/bin/membership-service
+
+# ---- run ----
+FROM debian:bookworm-slim
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN groupadd --system --gid 10001 membership \
+    && useradd --system --uid 10001 --gid membership --home-dir /data --no-create-home \
+        --shell /usr/sbin/nologin membership \
+    && mkdir -p /data \
+    && chown membership:membership /data
+
+COPY --from=builder /usr/local/bin/membership-service /usr/local/bin/membership-service
+
+# /data holds the SQLite database (and its -wal/-shm files); mount a volume there to keep it.
+WORKDIR /data
+USER 10001:10001
+
+ENV MEMBERSHIP_LISTEN_ADDR=0.0.0.0:50051 \
+    MEMBERSHIP_DATABASE_URL=sqlite:///data/membership.db
+
+EXPOSE 50051
+
+# HEALTHCHECK: to come with a `membership-service healthcheck` subcommand (a gRPC health probe
+# of the local server), which does not exist yet. Until then, orchestrators can probe the
+# standard grpc.health.v1.Health service on port 50051.
+
+ENTRYPOINT ["membership-service"]
