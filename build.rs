@@ -8,6 +8,7 @@ use prost::Message as _;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/membership/v1/resources.proto",
+        "proto/membership/v1/events.proto",
         "proto/membership/v1/tenant_service.proto",
         "proto/membership/v1/membership_service.proto",
     ];

@@ -10,6 +10,7 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::events::{EventFeed, FeedOptions};
 use crate::grpc::memberships::MembershipApi;
 use crate::grpc::pb::FILE_DESCRIPTOR_SET;
 use crate::grpc::pb::membership_service_server::MembershipServiceServer;
@@ -30,12 +31,14 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct ServeOptions {
     /// How often the database is probed for health.
     pub health_interval: Duration,
+    pub feed: FeedOptions,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             health_interval: Duration::from_secs(5),
+            feed: FeedOptions::default(),
         }
     }
 }
@@ -47,7 +50,16 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let services = Services::new(store.clone());
+    let feed = EventFeed::start(store.clone(), options.feed)
+        .await
+        .map_err(|e| format!("starting the event feed: {e}"))?;
+    let services = Services::new(store.clone(), feed.clone());
+    // Open watch streams would keep the server from finishing: end them (with UNAVAILABLE)
+    // as soon as shutdown begins.
+    let shutdown = async move {
+        shutdown.await;
+        feed.shutdown();
+    };
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&reporter, store.ping().await).await;
     let prober = tokio::spawn(probe_database(
@@ -59,11 +71,13 @@ pub async fn serve(
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 

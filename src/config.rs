@@ -1,6 +1,7 @@
 //! Typed configuration from command-line flags and environment variables, validated at start-up.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -35,6 +36,26 @@ pub struct Config {
     #[arg(long = "health-interval-secs", env = "MEMBERSHIP_HEALTH_INTERVAL_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub health_interval_secs: u64,
 
+    /// How long events are kept for watching and the audit log (e.g. `30d`, `12h`).
+    #[arg(long = "event-retention", env = "MEMBERSHIP_EVENT_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub event_retention: Duration,
+
+    /// How often events past retention are deleted.
+    #[arg(long = "event-prune-interval", env = "MEMBERSHIP_EVENT_PRUNE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub event_prune_interval: Duration,
+
+    /// Recent events kept in memory for subscribers near the head (others read the database).
+    #[arg(long = "event-buffer", env = "MEMBERSHIP_EVENT_BUFFER", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub event_buffer: u32,
+
+    /// How often the feed checks the database for events when no notification arrived.
+    #[arg(long = "event-poll-interval", env = "MEMBERSHIP_EVENT_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub event_poll_interval: Duration,
+
+    /// How long a watch stream may stay silent before it gets a progress message.
+    #[arg(long = "watch-progress-interval", env = "MEMBERSHIP_WATCH_PROGRESS_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub watch_progress_interval: Duration,
+
     /// Log output format. The level comes from RUST_LOG (default `info`).
     #[arg(long = "log-format", env = "MEMBERSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -68,6 +89,16 @@ impl Config {
             return Err(format!(
                 "--database-url must start with sqlite:, postgres:// or postgresql://, got {url:?}"
             ));
+        }
+        for (name, value) in [
+            ("--event-retention", self.event_retention),
+            ("--event-prune-interval", self.event_prune_interval),
+            ("--event-poll-interval", self.event_poll_interval),
+            ("--watch-progress-interval", self.watch_progress_interval),
+        ] {
+            if value.is_zero() {
+                return Err(format!("{name} must be greater than zero"));
+            }
         }
         Ok(())
     }

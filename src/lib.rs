@@ -11,6 +11,8 @@
 //! - [`domain`]: rules and types with no gRPC or SQL: statuses, permissions, presets, seats,
 //!   validation, [`domain::DomainError`].
 //! - [`store`]: SeaORM entities and queries, the event log appender, the write transaction.
+//! - [`events`]: the event feed: one tailer per process, a shared ring of recent events, and a
+//!   task per subscription that catches up from the database when it falls behind.
 //!
 //! [`app`] wires the services, health and reflection onto one server; [`config`] reads flags
 //! and environment variables.
@@ -19,6 +21,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod grpc;
 pub mod service;
 pub mod store;

@@ -1,24 +1,43 @@
+use std::io::IsTerminal;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use membership_service::app::{self, ServeOptions};
 use membership_service::config::{Command, Config, LogFormat};
+use membership_service::events::FeedOptions;
 use membership_service::store::Store;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn main() -> ExitCode {
     let config = Config::parse();
-    config.validate()?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if let Err(message) = config.validate() {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm_migration=warn"));
     match config.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::stdout().is_terminal())
+            .init(),
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
             .init(),
     }
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
+async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let store = Store::connect(&config.database_url, config.db_max_connections).await?;
     store.migrate().await?;
     if config.command == Some(Command::Migrate) {
@@ -30,6 +49,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     tracing::info!(address = %listener.local_addr()?, "serving gRPC");
     let options = ServeOptions {
         health_interval: Duration::from_secs(config.health_interval_secs),
+        feed: FeedOptions {
+            buffer: config.event_buffer as usize,
+            poll_interval: config.event_poll_interval,
+            progress_interval: config.watch_progress_interval,
+            retention: config.event_retention,
+            prune_interval: config.event_prune_interval,
+        },
     };
     app::serve(listener, store, options, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -41,9 +67,16 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing the SIGTERM handler");
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

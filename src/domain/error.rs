@@ -69,6 +69,14 @@ pub enum DomainError {
     RequestIdReused,
     #[error("a concurrent request changed the same data; retry")]
     Conflict,
+    #[error(
+        "cursor {cursor} is older than the retained events (oldest is {oldest}); list the members again and watch from the list's cursor"
+    )]
+    CursorExpired { cursor: i64, oldest: i64 },
+    #[error("cursor {cursor} is ahead of the event log (head is {head})")]
+    CursorAhead { cursor: i64, head: i64 },
+    #[error("the server is shutting down; reconnect and resume from the last cursor")]
+    ShuttingDown,
     #[error("the database is unavailable")]
     Unavailable,
     #[error("internal error: {0}")]

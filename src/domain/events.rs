@@ -48,3 +48,63 @@ pub struct RoleBindingSnapshot {
     pub user_id: Uuid,
     pub role: String,
 }
+
+/// A committed event as the feed and the audit log read it back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedEvent {
+    pub position: i64,
+    pub tenant_id: Option<Uuid>,
+    pub event_type: String,
+    pub occurred_at: super::Micros,
+    pub actor_id: Option<Uuid>,
+    pub subject_id: Option<String>,
+    pub request_id: Option<String>,
+    pub before: Option<EventState>,
+    pub after: Option<EventState>,
+}
+
+/// The state of an event's subject, decoded by the event type's family.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventState {
+    Tenant(super::tenant::Tenant),
+    Membership(super::membership::Membership),
+    Ownership { owner_user_id: Uuid },
+}
+
+impl EventState {
+    /// Decodes a stored snapshot; `None` when the family is unknown or the JSON does not fit
+    /// (an event written by a newer version), so readers skip the state rather than fail.
+    pub fn decode(event_type: &str, json: &str) -> Option<EventState> {
+        #[derive(serde::Deserialize)]
+        struct Ownership {
+            owner_user_id: Uuid,
+        }
+        let family = event_type.split('.').next().unwrap_or_default();
+        match family {
+            "tenant" => serde_json::from_str(json).ok().map(EventState::Tenant),
+            "membership" => serde_json::from_str(json).ok().map(EventState::Membership),
+            "ownership" => {
+                serde_json::from_str::<Ownership>(json)
+                    .ok()
+                    .map(|o| EventState::Ownership {
+                        owner_user_id: o.owner_user_id,
+                    })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Which events a reader wants: one tenant's or all, some types or all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub tenant_id: Option<Uuid>,
+    pub types: Vec<String>,
+}
+
+impl EventFilter {
+    pub fn matches(&self, event: &FeedEvent) -> bool {
+        self.tenant_id.is_none_or(|t| event.tenant_id == Some(t))
+            && (self.types.is_empty() || self.types.contains(&event.event_type))
+    }
+}

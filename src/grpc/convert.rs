@@ -5,6 +5,7 @@ use prost_types::Timestamp;
 
 use super::pb;
 use crate::domain::Micros;
+use crate::domain::events::{EventState, EventType, FeedEvent};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::tenant::{RolePreset, Tenant, TenantKind, TenantState};
 use crate::domain::validate::Validator;
@@ -204,4 +205,64 @@ pub fn seat_limit(v: &mut Validator, field: &str, value: Option<i32>) -> Option<
         v.violation(field, "must be at least 1 (leave it unset for unlimited)");
     }
     value
+}
+
+pub fn micros(v: &mut Validator, field: &str, timestamp: Option<&Timestamp>) -> Option<Micros> {
+    let t = timestamp?;
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        v.violation(field, "nanos must be within 0..1e9");
+        return None;
+    }
+    match t
+        .seconds
+        .checked_mul(1_000_000)
+        .and_then(|s| s.checked_add(i64::from(t.nanos / 1_000)))
+    {
+        Some(micros) => Some(micros),
+        None => {
+            v.violation(field, "is out of range");
+            None
+        }
+    }
+}
+
+pub fn event(e: &FeedEvent) -> pb::MembershipEvent {
+    pb::MembershipEvent {
+        position: e.position,
+        tenant_id: e.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
+        r#type: e.event_type.clone(),
+        occur_time: Some(timestamp(e.occurred_at)),
+        actor_id: e.actor_id.map(|a| a.to_string()).unwrap_or_default(),
+        subject_id: e.subject_id.clone().unwrap_or_default(),
+        request_id: e.request_id.clone().unwrap_or_default(),
+        before: e.before.as_ref().map(event_state),
+        after: e.after.as_ref().map(event_state),
+    }
+}
+
+fn event_state(state: &EventState) -> pb::EventState {
+    use pb::event_state::State;
+    pb::EventState {
+        state: Some(match state {
+            EventState::Tenant(t) => State::Tenant(tenant(t)),
+            EventState::Membership(m) => State::Membership(membership(m)),
+            EventState::Ownership { owner_user_id } => State::Ownership(pb::Ownership {
+                owner_user_id: owner_user_id.to_string(),
+            }),
+        }),
+    }
+}
+
+/// Event types to filter on: each must be a known type.
+pub fn event_types(v: &mut Validator, field: &str, types: &[String]) -> Vec<String> {
+    for t in types {
+        if EventType::parse(t).is_none() {
+            let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+            v.violation(
+                field,
+                format!("unknown event type {t:?}; known: {}", known.join(", ")),
+            );
+        }
+    }
+    types.to_vec()
 }

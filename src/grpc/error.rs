@@ -53,6 +53,15 @@ pub fn to_status(error: DomainError) -> Status {
         TenantDowngrade => (Code::FailedPrecondition, "TENANT_DOWNGRADE"),
         RequestIdReused => (Code::InvalidArgument, "REQUEST_ID_REUSED"),
         Conflict => (Code::Aborted, "CONCURRENT_MODIFICATION"),
+        CursorExpired { oldest, .. } => {
+            metadata.insert("oldest_position".to_string(), oldest.to_string());
+            (Code::OutOfRange, "CURSOR_EXPIRED")
+        }
+        CursorAhead { head, .. } => {
+            metadata.insert("head".to_string(), head.to_string());
+            (Code::OutOfRange, "CURSOR_AHEAD")
+        }
+        ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
         Unavailable => (Code::Unavailable, "DATABASE_UNAVAILABLE"),
         Internal(cause) => {
             tracing::error!(cause, "internal error");

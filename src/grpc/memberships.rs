@@ -6,11 +6,14 @@ use super::pb::membership_service_server::MembershipService;
 use super::pb::*;
 use super::{caller, convert, respond};
 use crate::domain::DomainError;
+use crate::domain::events::EventFilter;
 use crate::domain::membership::{MembershipStatus, MembershipType};
 use crate::domain::validate::{
     MAX_EXTERNAL_ID_CHARS, MAX_NAME_CHARS, MAX_QUERY_CHARS, MAX_ROLE_NAME_CHARS, Validator,
 };
+use crate::events::StartAt;
 use crate::service::Services;
+use crate::service::events::ListEvents;
 use crate::service::memberships::{
     CreateMembership, ListMemberships, MembershipPatch, default_role,
 };
@@ -66,6 +69,91 @@ fn role_name(v: &mut Validator, field: &str, raw: &str) -> String {
 
 #[tonic::async_trait]
 impl MembershipService for MembershipApi {
+    type WatchMembershipEventsStream = super::events::WatchStream;
+
+    async fn list_membership_events(
+        &self,
+        request: Request<ListMembershipEventsRequest>,
+    ) -> Result<Response<ListMembershipEventsResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let mut v = Validator::new();
+            let tenant_id = v.optional_uuid("tenant_id", &r.tenant_id);
+            let page_size = page_size(&mut v, r.page_size);
+            let types = convert::event_types(&mut v, "types", &r.types);
+            let actor_id = v.optional_uuid("actor_id", &r.actor_id);
+            let subject_id = v.text("subject_id", &r.subject_id, 64, false);
+            let start = convert::micros(&mut v, "start_time", r.start_time.as_ref());
+            let end = convert::micros(&mut v, "end_time", r.end_time.as_ref());
+            let descending = match r.order_by.trim() {
+                "" | "position" | "position asc" => false,
+                "position desc" => true,
+                _ => {
+                    v.violation("order_by", "must be `position` or `position desc`");
+                    false
+                }
+            };
+            v.finish()?;
+            let page = self
+                .services
+                .list_events(
+                    caller,
+                    ListEvents {
+                        filter: EventFilter { tenant_id, types },
+                        actor_id,
+                        subject_id: (!subject_id.is_empty()).then_some(subject_id),
+                        start,
+                        end,
+                        descending,
+                        page_size,
+                        page_token: r.page_token,
+                    },
+                )
+                .await?;
+            Ok(ListMembershipEventsResponse {
+                events: page.events.iter().map(convert::event).collect(),
+                next_page_token: page.next_page_token,
+                cursor: page.cursor,
+            })
+        }
+        .await;
+        respond(result)
+    }
+
+    async fn watch_membership_events(
+        &self,
+        request: Request<WatchMembershipEventsRequest>,
+    ) -> Result<Response<Self::WatchMembershipEventsStream>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let mut v = Validator::new();
+            let tenant_id = v.optional_uuid("tenant_id", &r.tenant_id);
+            let types = convert::event_types(&mut v, "types", &r.types);
+            let start = match (r.after_cursor, r.from_oldest) {
+                (Some(cursor), _) if cursor < 0 => {
+                    v.violation("after_cursor", "must not be negative");
+                    StartAt::Now
+                }
+                (Some(cursor), _) => StartAt::After(cursor),
+                (None, true) => StartAt::Oldest,
+                (None, false) => StartAt::Now,
+            };
+            v.finish()?;
+            let items = self
+                .services
+                .watch_events(caller, EventFilter { tenant_id, types }, start)
+                .await?;
+            Ok(super::events::WatchStream::new(
+                items,
+                self.services.feed.shutdown_token(),
+            ))
+        }
+        .await;
+        respond(result)
+    }
+
     async fn list_memberships(
         &self,
         request: Request<ListMembershipsRequest>,
@@ -164,7 +252,7 @@ impl MembershipService for MembershipApi {
             {
                 v.violation(
                     "source",
-                    "must be SCIM, OIDC_JIT, SAML_JIT, API or MIGRATION; SIGNUP and INVITE come from AutoJoin and AcceptInvitation",
+                    "must be SCIM, OIDC_JIT, SAML_JIT, API or MIGRATION; SIGNUP and INVITE memberships come from sign-up and invitations",
                 );
             }
             let external_id = v.text("external_id", &r.external_id, MAX_EXTERNAL_ID_CHARS, false);

@@ -11,7 +11,7 @@ use crate::domain::permissions::{MEMBER_ROLE, Permission};
 use crate::domain::role::TenantRoles;
 use crate::domain::tenant::{Tenant, check_etag};
 use crate::domain::{Caller, DomainError, now_micros};
-use crate::store::memberships::{After, ListFilter, SortKey, sort_value};
+use crate::store::memberships::{After, ListFilter, PageRequest, SortKey, sort_value};
 use crate::store::{self, Tx, event_log, requests};
 
 pub struct CreateMembership {
@@ -124,10 +124,12 @@ impl Services {
             &roles,
             tenant.id,
             &filter,
-            query.sort,
-            query.descending,
-            after.as_ref(),
-            query.page_size,
+            PageRequest {
+                sort: query.sort,
+                descending: query.descending,
+                after: after.as_ref(),
+                page_size: query.page_size,
+            },
         )
         .await?;
         let next_page_token = match memberships.last() {

@@ -2,6 +2,7 @@
 //! rows and emits the events that commit with them; reads use one snapshot.
 
 pub mod access;
+pub mod events;
 pub mod memberships;
 pub mod page_token;
 pub mod tenants;
@@ -11,17 +12,19 @@ use uuid::Uuid;
 use crate::domain::Caller;
 use crate::domain::events::{EventType, NewEvent, snapshot};
 use crate::domain::membership::Membership;
+use crate::events::EventFeed;
 use crate::store::Store;
 
-/// The use cases, over one store.
+/// The use cases, over one store and this process's event feed.
 #[derive(Clone)]
 pub struct Services {
     pub store: Store,
+    pub feed: EventFeed,
 }
 
 impl Services {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, feed: EventFeed) -> Self {
+        Self { store, feed }
     }
 }
 

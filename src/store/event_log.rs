@@ -6,11 +6,16 @@
 //! a newly committed event below p. A database sequence would not give this, since concurrent
 //! transactions can commit out of the order they drew their numbers.
 
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect,
+    Statement,
+};
+use uuid::Uuid;
 
+use super::db_error;
 use super::entities::events;
-use crate::domain::events::NewEvent;
-use crate::domain::now_micros;
+use crate::domain::events::{EventFilter, EventState, FeedEvent, NewEvent};
+use crate::domain::{DomainError, Micros, now_micros};
 
 /// Appends `new_events` and returns the position of the last one; with no events, the head.
 pub async fn append<C: ConnectionTrait>(conn: &C, new_events: &[NewEvent]) -> Result<i64, DbErr> {
@@ -54,6 +59,16 @@ pub async fn append<C: ConnectionTrait>(conn: &C, new_events: &[NewEvent]) -> Re
     Ok(last)
 }
 
+/// The PostgreSQL channel on which commits announce their last position.
+pub const FEED_CHANNEL: &str = "membership_events";
+
+/// Queues a notification that is delivered when the transaction commits.
+pub async fn notify_replicas<C: ConnectionTrait>(conn: &C, cursor: i64) -> Result<(), DbErr> {
+    conn.execute_unprepared(&format!("SELECT pg_notify('{FEED_CHANNEL}', '{cursor}')"))
+        .await?;
+    Ok(())
+}
+
 /// The position of the newest committed event visible to `conn`.
 pub async fn head<C: ConnectionTrait>(conn: &C) -> Result<i64, DbErr> {
     let row = conn
@@ -64,4 +79,140 @@ pub async fn head<C: ConnectionTrait>(conn: &C) -> Result<i64, DbErr> {
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("log_head".into()))?;
     row.try_get("", "position")
+}
+
+/// The first position still retained; `head + 1` when every event has been pruned (or none was
+/// ever written). A cursor below `oldest_retained - 1` has lost events to retention.
+pub async fn oldest_retained<C: ConnectionTrait>(conn: &C) -> Result<i64, DbErr> {
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT MIN(position) AS oldest FROM events",
+        ))
+        .await?;
+    let oldest: Option<i64> = match row {
+        Some(row) => row.try_get("", "oldest")?,
+        None => None,
+    };
+    match oldest {
+        Some(position) => Ok(position),
+        None => Ok(head(conn).await? + 1),
+    }
+}
+
+/// Deletes the events that occurred before `cutoff`, always a prefix of the log so the retained
+/// positions stay contiguous. Returns how many were deleted.
+pub async fn prune_before<C: ConnectionTrait>(conn: &C, cutoff: Micros) -> Result<u64, DbErr> {
+    let newest_expired = events::Entity::find()
+        .select_only()
+        .column(events::Column::Position)
+        .filter(events::Column::OccurredAt.lt(cutoff))
+        .order_by_desc(events::Column::Position)
+        .limit(1)
+        .into_tuple::<i64>()
+        .one(conn)
+        .await?;
+    let Some(through) = newest_expired else {
+        return Ok(0);
+    };
+    let deleted = events::Entity::delete_many()
+        .filter(events::Column::Position.lte(through))
+        .exec(conn)
+        .await?;
+    Ok(deleted.rows_affected)
+}
+
+/// Events after `after` matching `filter`, oldest first, at most `limit`.
+pub async fn read_after<C: ConnectionTrait>(
+    conn: &C,
+    after: i64,
+    filter: &EventFilter,
+    limit: u64,
+) -> Result<Vec<FeedEvent>, DomainError> {
+    let query = AuditQuery {
+        filter: filter.clone(),
+        after: Some(after),
+        limit,
+        ..AuditQuery::default()
+    };
+    list(conn, &query).await
+}
+
+/// A page of the audit log.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub filter: EventFilter,
+    pub actor_id: Option<Uuid>,
+    pub subject_id: Option<String>,
+    /// Inclusive lower bound on the time of occurrence.
+    pub start: Option<Micros>,
+    /// Exclusive upper bound on the time of occurrence.
+    pub end: Option<Micros>,
+    pub descending: bool,
+    /// Keyset: positions strictly after (or before, when descending) this one.
+    pub after: Option<i64>,
+    pub limit: u64,
+}
+
+pub async fn list<C: ConnectionTrait>(
+    conn: &C,
+    query: &AuditQuery,
+) -> Result<Vec<FeedEvent>, DomainError> {
+    use events::Column;
+    let mut select = events::Entity::find();
+    if let Some(tenant_id) = query.filter.tenant_id {
+        select = select.filter(Column::TenantId.eq(tenant_id));
+    }
+    if !query.filter.types.is_empty() {
+        select = select.filter(Column::EventType.is_in(query.filter.types.clone()));
+    }
+    if let Some(actor_id) = query.actor_id {
+        select = select.filter(Column::ActorId.eq(actor_id));
+    }
+    if let Some(subject_id) = &query.subject_id {
+        select = select.filter(Column::SubjectId.eq(subject_id.clone()));
+    }
+    if let Some(start) = query.start {
+        select = select.filter(Column::OccurredAt.gte(start));
+    }
+    if let Some(end) = query.end {
+        select = select.filter(Column::OccurredAt.lt(end));
+    }
+    if let Some(after) = query.after {
+        select = if query.descending {
+            select.filter(Column::Position.lt(after))
+        } else {
+            select.filter(Column::Position.gt(after))
+        };
+    }
+    let order = if query.descending {
+        Order::Desc
+    } else {
+        Order::Asc
+    };
+    let rows = select
+        .order_by(Column::Position, order)
+        .limit(query.limit)
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(rows.into_iter().map(to_feed_event).collect())
+}
+
+fn to_feed_event(row: events::Model) -> FeedEvent {
+    let decode = |json: &Option<String>| {
+        json.as_deref()
+            .and_then(|j| EventState::decode(&row.event_type, j))
+    };
+    FeedEvent {
+        before: decode(&row.before),
+        after: decode(&row.after),
+        position: row.position,
+        tenant_id: row.tenant_id,
+        occurred_at: row.occurred_at,
+        actor_id: row.actor_id,
+        subject_id: row.subject_id.clone(),
+        request_id: row.request_id.clone(),
+        event_type: row.event_type,
+    }
 }

@@ -191,17 +191,29 @@ async fn with_roles<C: ConnectionTrait>(
         .collect()
 }
 
+/// Which page of a list: its order, where the previous page ended, and its size.
+#[derive(Clone, Copy, Debug)]
+pub struct PageRequest<'a> {
+    pub sort: SortKey,
+    pub descending: bool,
+    pub after: Option<&'a After>,
+    pub page_size: u64,
+}
+
 /// One page of a tenant's memberships, plus whether more rows follow.
 pub async fn list<C: ConnectionTrait>(
     conn: &C,
     roles_of_tenant: &TenantRoles,
     tenant_id: Uuid,
     filter: &ListFilter,
-    sort: SortKey,
-    descending: bool,
-    after: Option<&After>,
-    page_size: u64,
+    page: PageRequest<'_>,
 ) -> Result<(Vec<Membership>, bool), DomainError> {
+    let PageRequest {
+        sort,
+        descending,
+        after,
+        page_size,
+    } = page;
     use memberships::Column;
     let sort_column = match sort {
         SortKey::CreateTime => Column::CreatedAt,

@@ -22,7 +22,7 @@ use sea_orm::{
     DbBackend, DbErr, IsolationLevel, SqlErr, SqliteTransactionMode, TransactionOptions,
     TransactionTrait,
 };
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 use crate::domain::DomainError;
 use crate::domain::events::NewEvent;
@@ -34,6 +34,8 @@ const MIGRATION_LOCK: i64 = 0x6d656d62;
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Signalled after every commit that appended events, to wake this process's event feed.
+    committed: Arc<Notify>,
     /// Present on SQLite: writers take turns in-process instead of contending for the file lock.
     write_gate: Option<Arc<Mutex<()>>>,
 }
@@ -80,7 +82,11 @@ impl Store {
             DbBackend::Sqlite => Some(Arc::new(Mutex::new(()))),
             _ => None,
         };
-        Ok(Store { db, write_gate })
+        Ok(Store {
+            db,
+            committed: Arc::new(Notify::new()),
+            write_gate,
+        })
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
@@ -105,6 +111,12 @@ impl Store {
             }
             _ => migration::Migrator::up(&self.db, None).await,
         }
+    }
+
+    /// Completes after the next commit that appended events (or at once if one happened since
+    /// the last call): the local wake-up of the event feed.
+    pub async fn committed(&self) {
+        self.committed.notified().await
     }
 
     /// Whether the database answers, for the health service.
@@ -148,7 +160,16 @@ impl Store {
         match outcome {
             Ok(value) if !rollback_only => {
                 let cursor = event_log::append(&txn, &events).await.map_err(db_error)?;
+                if !events.is_empty() && self.backend() == DbBackend::Postgres {
+                    // Delivered at commit to every replica listening: their feeds wake at once.
+                    event_log::notify_replicas(&txn, cursor)
+                        .await
+                        .map_err(db_error)?;
+                }
                 txn.commit().await.map_err(db_error)?;
+                if !events.is_empty() {
+                    self.committed.notify_one();
+                }
                 Ok((value, cursor))
             }
             Ok(value) => {

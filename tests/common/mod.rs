@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use membership_service::app::{self, ServeOptions};
+use membership_service::events::FeedOptions;
 use membership_service::grpc::pb;
 use membership_service::grpc::pb::membership_service_client::MembershipServiceClient;
 use membership_service::grpc::pb::tenant_service_client::TenantServiceClient;
@@ -91,6 +92,18 @@ impl TestDatabase {
     }
 }
 
+/// Short intervals, so tests about progress messages and health do not wait long.
+pub fn test_options() -> ServeOptions {
+    ServeOptions {
+        health_interval: Duration::from_millis(200),
+        feed: FeedOptions {
+            poll_interval: Duration::from_millis(500),
+            progress_interval: Duration::from_millis(300),
+            ..FeedOptions::default()
+        },
+    }
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub database: TestDatabase,
@@ -106,6 +119,10 @@ impl TestServer {
     }
 
     pub async fn start_on(database: TestDatabase) -> TestServer {
+        Self::start_with(database, test_options()).await
+    }
+
+    pub async fn start_with(database: TestDatabase, options: ServeOptions) -> TestServer {
         let store = Store::connect(&database.url, 16).await.expect("connecting");
         store.migrate().await.expect("migrating");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -113,9 +130,6 @@ impl TestServer {
             .expect("binding");
         let addr = listener.local_addr().expect("local address");
         let (tx, rx) = oneshot::channel::<()>();
-        let options = ServeOptions {
-            health_interval: Duration::from_millis(200),
-        };
         let server_store = store.clone();
         let handle = tokio::spawn(async move {
             app::serve(listener, server_store, options, async {
