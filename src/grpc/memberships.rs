@@ -106,6 +106,7 @@ impl MembershipService for MembershipApi {
                         start,
                         end,
                         descending,
+                        after_cursor: r.after_cursor,
                         page_size,
                         page_token: r.page_token,
                     },

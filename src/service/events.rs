@@ -19,6 +19,8 @@ pub struct ListEvents {
     pub start: Option<Micros>,
     pub end: Option<Micros>,
     pub descending: bool,
+    /// Start after this position, for readers tailing the log.
+    pub after_cursor: Option<i64>,
     pub page_size: u64,
     pub page_token: String,
 }
@@ -69,10 +71,13 @@ impl Services {
             &query.filter.types.join(","),
             &query.actor_id.map(|a| a.to_string()).unwrap_or_default(),
             query.subject_id.as_deref().unwrap_or(""),
-            &format!("{:?}/{:?}/{}", query.start, query.end, query.descending),
+            &format!(
+                "{:?}/{:?}/{}/{:?}",
+                query.start, query.end, query.descending, query.after_cursor
+            ),
         ]);
         let after = match query.page_token.as_str() {
-            "" => None,
+            "" => query.after_cursor,
             token => match page_token::decode(token, &fingerprint)?.value {
                 SortValue::Int(position) => Some(position),
                 SortValue::Text(_) => return Err(DomainError::InvalidPageToken),

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use membership_service::app::{self, ServeOptions};
@@ -106,7 +107,7 @@ pub fn test_options() -> ServeOptions {
 
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub database: TestDatabase,
+    pub database: Arc<TestDatabase>,
     /// A separate connection for checking rows directly.
     pub store: Store,
     shutdown: Option<oneshot::Sender<()>>,
@@ -123,6 +124,11 @@ impl TestServer {
     }
 
     pub async fn start_with(database: TestDatabase, options: ServeOptions) -> TestServer {
+        Self::start_shared(Arc::new(database), options).await
+    }
+
+    /// Another server over the same database: a replica, or the same server after a restart.
+    pub async fn start_shared(database: Arc<TestDatabase>, options: ServeOptions) -> TestServer {
         let store = Store::connect(&database.url, 16).await.expect("connecting");
         store.migrate().await.expect("migrating");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -407,4 +413,107 @@ pub async fn get_member(
         }))
         .await
         .map(|r| r.into_inner().membership.unwrap())
+}
+
+/// A watch stream's next event, skipping progress messages; panics after `WAIT`.
+pub async fn next_event(
+    stream: &mut tonic::Streaming<pb::WatchMembershipEventsResponse>,
+) -> pb::MembershipEvent {
+    loop {
+        match next_item(stream).await {
+            pb::watch_membership_events_response::Kind::Event(event) => return event,
+            pb::watch_membership_events_response::Kind::Progress(_) => continue,
+        }
+    }
+}
+
+/// A watch stream's next message; panics after `WAIT` or if the stream ends.
+pub async fn next_item(
+    stream: &mut tonic::Streaming<pb::WatchMembershipEventsResponse>,
+) -> pb::watch_membership_events_response::Kind {
+    let message = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("no message within the wait")
+        .expect("stream failed")
+        .expect("stream ended");
+    message.kind.expect("empty message")
+}
+
+/// How long a test waits for something that should happen promptly.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub async fn watch(
+    server: &TestServer,
+    request: pb::WatchMembershipEventsRequest,
+) -> tonic::Streaming<pb::WatchMembershipEventsResponse> {
+    server
+        .members()
+        .await
+        .watch_membership_events(as_system(request))
+        .await
+        .expect("watching")
+        .into_inner()
+}
+
+pub fn watch_after(cursor: i64) -> pb::WatchMembershipEventsRequest {
+    pb::WatchMembershipEventsRequest {
+        after_cursor: Some(cursor),
+        ..Default::default()
+    }
+}
+
+/// The real binary, as a separate process, over `database_url`.
+pub struct ServerProcess {
+    pub addr: SocketAddr,
+    pub child: tokio::process::Child,
+}
+
+impl ServerProcess {
+    pub async fn spawn(database_url: &str, extra: &[&str]) -> ServerProcess {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_membership-service"))
+            .args(["--listen", "127.0.0.1:0", "--database-url", database_url])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting the server binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.expect("reading the log") {
+                if let Some(rest) = line.split("address=").nth(1) {
+                    return rest.split_whitespace().next().unwrap().parse().unwrap();
+                }
+            }
+            panic!("the server exited before serving");
+        })
+        .await
+        .expect("the server did not start");
+        // Keep draining the log so the process never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        ServerProcess { addr, child }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connecting to the server process")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running") as i32;
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("sending SIGTERM");
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("the server did not exit")
+            .expect("waiting for the server")
+    }
 }

@@ -1,0 +1,684 @@
+//! The event feed (DESIGN section 5): order, exactly-once delivery, resume, slow subscribers,
+//! snapshot-then-watch, retention, progress, replicas and shutdown, over a real server.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use membership_service::events::FeedOptions;
+use membership_service::grpc::pb;
+use membership_service::grpc::pb::membership_service_client::MembershipServiceClient;
+use membership_service::grpc::pb::watch_membership_events_response::Kind;
+use tonic::Code;
+use uuid::Uuid;
+
+/// Makes `count` mutations in `tenant` (creates and renames), `parallel` at a time.
+async fn churn(server: &TestServer, tenant: &Tenant, count: usize, parallel: usize) {
+    let channel = server.channel().await;
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let mut members = MembershipServiceClient::new(channel.clone());
+            let tenant = Tenant {
+                id: tenant.id.clone(),
+                owner: tenant.owner,
+            };
+            async move {
+                let id = user();
+                members
+                    .create_membership(as_system(new_member(&tenant, id, "member")))
+                    .await
+                    .unwrap();
+                if i % 2 == 0 {
+                    members
+                        .update_membership(as_system(pb::UpdateMembershipRequest {
+                            membership: Some(pb::Membership {
+                                tenant_id: tenant.id.clone(),
+                                user_id: id.to_string(),
+                                display_name: format!("Renamed {i}"),
+                                ..Default::default()
+                            }),
+                            update_mask: Some(prost_types::FieldMask {
+                                paths: vec!["display_name".into()],
+                            }),
+                        }))
+                        .await
+                        .unwrap();
+                }
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+/// Reads events from `stream` until `last` has been delivered; checks strict order.
+async fn collect_through(
+    stream: &mut tonic::Streaming<pb::WatchMembershipEventsResponse>,
+    last: i64,
+) -> Vec<pb::MembershipEvent> {
+    let mut events: Vec<pb::MembershipEvent> = Vec::new();
+    while events.last().is_none_or(|e| e.position < last) {
+        let event = next_event(stream).await;
+        if let Some(previous) = events.last() {
+            assert!(
+                event.position > previous.position,
+                "out of order: {} after {}",
+                event.position,
+                previous.position
+            );
+        }
+        events.push(event);
+    }
+    events
+}
+
+fn positions(events: &[pb::MembershipEvent]) -> Vec<i64> {
+    events.iter().map(|e| e.position).collect()
+}
+
+#[tokio::test]
+async fn watch_delivers_every_event_with_its_states_and_resumes_without_gap_or_duplicate() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let mut stream = watch(
+        &server,
+        pb::WatchMembershipEventsRequest {
+            from_oldest: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let first = collect_through(&mut stream, server.head().await).await;
+    assert_eq!(
+        positions(&first),
+        (1..=server.head().await).collect::<Vec<_>>()
+    );
+    let created = &first[1];
+    assert_eq!(created.r#type, "membership.created");
+    assert_eq!(created.tenant_id, tenant.id);
+    assert_eq!(created.subject_id, tenant.owner.to_string());
+    match created.after.as_ref().and_then(|s| s.state.as_ref()) {
+        Some(pb::event_state::State::Membership(m)) => assert_eq!(m.roles, ["owner"]),
+        other => panic!("unexpected state {other:?}"),
+    }
+
+    // Actor, request id and before/after travel with the event.
+    let member = user();
+    let mut request = new_member(&tenant, member, "member");
+    request.request_id = Uuid::new_v4().to_string();
+    server
+        .members()
+        .await
+        .create_membership(as_user(request.clone(), tenant.owner))
+        .await
+        .unwrap();
+    server
+        .members()
+        .await
+        .suspend_membership(as_user(
+            pb::SuspendMembershipRequest {
+                tenant_id: tenant.id.clone(),
+                user_id: member.to_string(),
+                etag: String::new(),
+            },
+            tenant.owner,
+        ))
+        .await
+        .unwrap();
+    let created = next_event(&mut stream).await;
+    assert_eq!(created.actor_id, tenant.owner.to_string());
+    assert_eq!(created.request_id, request.request_id);
+    let suspended = next_event(&mut stream).await;
+    assert_eq!(suspended.r#type, "membership.suspended");
+    let status = |s: &Option<pb::EventState>| match s.as_ref().and_then(|s| s.state.as_ref()) {
+        Some(pb::event_state::State::Membership(m)) => m.status,
+        other => panic!("unexpected state {other:?}"),
+    };
+    assert_eq!(
+        status(&suspended.before),
+        pb::MembershipStatus::Active as i32
+    );
+    assert_eq!(
+        status(&suspended.after),
+        pb::MembershipStatus::Suspended as i32
+    );
+
+    // Disconnect, let changes happen, resume from the last position seen.
+    let resume_from = suspended.position;
+    drop(stream);
+    churn(&server, &tenant, 30, 4).await;
+    let head = server.head().await;
+    let mut resumed = watch(&server, watch_after(resume_from)).await;
+    let missed = collect_through(&mut resumed, head).await;
+    assert_eq!(
+        positions(&missed),
+        ((resume_from + 1)..=head).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn resume_after_a_restart_delivers_what_was_committed_while_the_server_was_down() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, None).await;
+    let mut stream = watch(
+        &server,
+        pb::WatchMembershipEventsRequest {
+            from_oldest: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let seen = collect_through(&mut stream, server.head().await).await;
+    let last_seen = seen.last().unwrap().position;
+
+    // Shutting down ends the stream with UNAVAILABLE.
+    let database = server.database.clone();
+    let stopping = tokio::spawn(server.stop());
+    let status = tokio::time::timeout(WAIT, async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Code::Unavailable);
+    tokio::time::timeout(WAIT, stopping)
+        .await
+        .expect("the server did not stop")
+        .unwrap();
+
+    // Another server on the same database commits while the first one is down.
+    let other = TestServer::start_shared(database.clone(), test_options()).await;
+    churn(&other, &tenant, 20, 2).await;
+    let head = other.head().await;
+    other.stop().await;
+
+    let restarted = TestServer::start_shared(database, test_options()).await;
+    let mut resumed = watch(&restarted, watch_after(last_seen)).await;
+    let missed = collect_through(&mut resumed, head).await;
+    assert_eq!(
+        positions(&missed),
+        ((last_seen + 1)..=head).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_are_seen_exactly_once_by_a_watcher_and_a_paged_reader() {
+    let server = TestServer::start().await;
+    let start = server.head().await;
+    let mut stream = watch(&server, watch_after(start)).await;
+
+    // A reader paging the audit log while the writers commit, always after the last position
+    // it has seen: with positions drawn from a plain sequence it would skip late commits.
+    let stop_reading = Arc::new(tokio::sync::Notify::new());
+    let reader = {
+        let mut members = server.members().await;
+        let stop = stop_reading.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut stopping = false;
+            loop {
+                let after = seen.last().copied().unwrap_or(start);
+                let page = members
+                    .list_membership_events(as_system(pb::ListMembershipEventsRequest {
+                        page_size: 200,
+                        after_cursor: Some(after),
+                        ..Default::default()
+                    }))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let empty = page.events.is_empty();
+                seen.extend(page.events.iter().map(|e| e.position));
+                if empty && stopping {
+                    return seen;
+                }
+                if empty {
+                    tokio::select! {
+                        _ = stop.notified() => stopping = true,
+                        _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                    }
+                }
+            }
+        })
+    };
+
+    // 8 writers, one per tenant, 201 mutations each (134 creates, 67 renames).
+    let tenants: Vec<Tenant> =
+        futures::future::join_all((0..8).map(|_| enterprise(&server, None))).await;
+    futures::future::join_all(tenants.iter().map(|tenant| churn(&server, tenant, 134, 1))).await;
+    let head = server.head().await;
+    stop_reading.notify_one();
+
+    let watched = positions(&collect_through(&mut stream, head).await);
+    let paged = reader.await.unwrap();
+    let expected: Vec<i64> = ((start + 1)..=head).collect();
+    assert!(head - start >= 8 * 200, "{} events", head - start);
+    assert_eq!(
+        watched, expected,
+        "the watcher saw every event exactly once, in order"
+    );
+    assert_eq!(
+        paged, expected,
+        "the paged reader saw every event exactly once, in order"
+    );
+    let table = server
+        .scalar(&format!(
+            "SELECT COUNT(*) AS n FROM events WHERE position > {start}"
+        ))
+        .await;
+    assert_eq!(table, head - start);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscriber_that_stops_reading_later_receives_every_event_in_order() {
+    // A small ring, so the subscriber falls out of it and must catch up from the database.
+    let mut options = test_options();
+    options.feed = FeedOptions {
+        buffer: 256,
+        ..options.feed
+    };
+    let server = TestServer::start_with(TestDatabase::create().await, options).await;
+    let tenant = enterprise(&server, None).await;
+    let start = server.head().await;
+    let mut stream = watch(&server, watch_after(start)).await;
+
+    churn(&server, &tenant, 6_667, 8).await; // 6,667 creates + 3,334 renames = 10,001 events
+    let head = server.head().await;
+    assert!(head - start >= 10_000);
+
+    let events = collect_through(&mut stream, head).await;
+    assert_eq!(positions(&events), ((start + 1)..=head).collect::<Vec<_>>());
+}
+
+/// Every membership of a tenant, paging through the list.
+async fn list_all(server: &TestServer, tenant_id: &str) -> BTreeMap<String, pb::Membership> {
+    let mut members = server.members().await;
+    let mut state = BTreeMap::new();
+    let mut token = String::new();
+    loop {
+        let page = members
+            .list_memberships(as_system(pb::ListMembershipsRequest {
+                tenant_id: tenant_id.into(),
+                page_size: 7,
+                page_token: token,
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        for m in page.memberships {
+            state.insert(m.user_id.clone(), m);
+        }
+        token = page.next_page_token;
+        if token.is_empty() {
+            return state;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshot_then_watch_reproduces_the_current_state() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    churn(&server, &tenant, 40, 4).await;
+
+    // Changes keep coming while the snapshot is taken.
+    let writer = {
+        let channel = server.channel().await;
+        let tenant = Tenant {
+            id: tenant.id.clone(),
+            owner: tenant.owner,
+        };
+        tokio::spawn(async move {
+            let mut members = MembershipServiceClient::new(channel);
+            let mut added = Vec::new();
+            for i in 0..60 {
+                let id = user();
+                members
+                    .create_membership(as_system(new_member(&tenant, id, "member")))
+                    .await
+                    .unwrap();
+                added.push(id);
+                if i % 3 == 0 && added.len() > 2 {
+                    let victim = added.remove(0);
+                    members
+                        .delete_membership(as_system(pb::DeleteMembershipRequest {
+                            tenant_id: tenant.id.clone(),
+                            user_id: victim.to_string(),
+                            etag: String::new(),
+                            validate_only: false,
+                        }))
+                        .await
+                        .unwrap();
+                }
+                if i % 5 == 0 {
+                    members
+                        .suspend_membership(as_system(pb::SuspendMembershipRequest {
+                            tenant_id: tenant.id.clone(),
+                            user_id: added.last().unwrap().to_string(),
+                            etag: String::new(),
+                        }))
+                        .await
+                        .unwrap();
+                }
+            }
+        })
+    };
+
+    // One page reflects one cursor; a single large page is the snapshot.
+    let mut members = server.members().await;
+    let snapshot = members
+        .list_memberships(as_system(pb::ListMembershipsRequest {
+            tenant_id: tenant.id.clone(),
+            page_size: 1000,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut state: BTreeMap<String, pb::Membership> = snapshot
+        .memberships
+        .into_iter()
+        .map(|m| (m.user_id.clone(), m))
+        .collect();
+    let mut stream = watch(
+        &server,
+        pb::WatchMembershipEventsRequest {
+            tenant_id: tenant.id.clone(),
+            after_cursor: Some(snapshot.cursor),
+            ..Default::default()
+        },
+    )
+    .await;
+    writer.await.unwrap();
+    let head = server.head().await;
+    for event in collect_through(&mut stream, head).await {
+        let after = event.after.and_then(|s| s.state);
+        match (event.r#type.as_str(), after) {
+            ("membership.deleted", _) => {
+                state
+                    .remove(&event.subject_id)
+                    .expect("deleted a member the snapshot knew");
+            }
+            (_, Some(pb::event_state::State::Membership(m))) => {
+                state.insert(m.user_id.clone(), m);
+            }
+            _ => {}
+        }
+    }
+    let current = list_all(&server, &tenant.id).await;
+    assert_eq!(state, current);
+}
+
+#[tokio::test]
+async fn a_cursor_older_than_retention_is_refused_with_cursor_expired() {
+    let mut options = test_options();
+    options.feed = FeedOptions {
+        retention: Duration::from_millis(1),
+        prune_interval: Duration::from_millis(100),
+        ..options.feed
+    };
+    let server = TestServer::start_with(TestDatabase::create().await, options).await;
+    let tenant = enterprise(&server, None).await;
+    add_member(&server, &tenant, "member").await;
+    tokio::time::timeout(WAIT, async {
+        while server.event_count().await > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the pruner removed the events past retention");
+
+    let refused = server
+        .members()
+        .await
+        .watch_membership_events(as_system(watch_after(0)))
+        .await;
+    let status = assert_refused(refused.map(|_| ()), Code::OutOfRange, "CURSOR_EXPIRED");
+    assert!(
+        status.message().contains("list the members again"),
+        "{}",
+        status.message()
+    );
+
+    // The way back: list, then watch from the list's cursor.
+    let listed = server
+        .members()
+        .await
+        .list_memberships(as_system(pb::ListMembershipsRequest {
+            tenant_id: tenant.id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut stream = watch(&server, watch_after(listed.cursor)).await;
+    let id = add_member(&server, &tenant, "member").await;
+    let event = next_event(&mut stream).await;
+    assert_eq!(event.subject_id, id.to_string());
+
+    let ahead = server
+        .members()
+        .await
+        .watch_membership_events(as_system(watch_after(listed.cursor + 1000)))
+        .await;
+    assert_refused(ahead.map(|_| ()), Code::OutOfRange, "CURSOR_AHEAD");
+}
+
+#[tokio::test]
+async fn idle_and_filtered_streams_get_progress_with_the_current_cursor() {
+    let server = TestServer::start().await;
+    let quiet = enterprise(&server, None).await;
+    let busy = enterprise(&server, None).await;
+    let mut stream = watch(
+        &server,
+        pb::WatchMembershipEventsRequest {
+            tenant_id: quiet.id.clone(),
+            types: vec!["membership.deleted".into()],
+            after_cursor: Some(server.head().await),
+            ..Default::default()
+        },
+    )
+    .await;
+    add_member(&server, &busy, "member").await;
+    add_member(&server, &quiet, "member").await; // created, not deleted: filtered out
+    let head = server.head().await;
+    // Progress messages carry the cursor forward past events the filter skipped.
+    let reached = tokio::time::timeout(WAIT, async {
+        loop {
+            match next_item(&mut stream).await {
+                Kind::Progress(progress) if progress.cursor >= head => return progress.cursor,
+                Kind::Progress(_) => continue,
+                Kind::Event(event) => panic!("filtered event delivered: {event:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(reached, head);
+
+    let types = server
+        .members()
+        .await
+        .watch_membership_events(as_system(pb::WatchMembershipEventsRequest {
+            types: vec!["membership.exploded".into()],
+            ..Default::default()
+        }))
+        .await;
+    let status = assert_refused(types.map(|_| ()), Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&status), ["types"]);
+}
+
+#[tokio::test]
+async fn watching_and_the_audit_log_need_audit_logs_read_in_the_tenant() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let admin = add_member(&server, &tenant, "admin").await;
+    let member = add_member(&server, &tenant, "member").await;
+    let outsider = organization(&server, None).await.owner;
+    let mut members = server.members().await;
+    let request = |tenant_id: &str| pb::WatchMembershipEventsRequest {
+        tenant_id: tenant_id.into(),
+        from_oldest: true,
+        ..Default::default()
+    };
+
+    let mut allowed = members
+        .watch_membership_events(as_user(request(&tenant.id), admin))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next_event(&mut allowed).await.tenant_id, tenant.id);
+    for (actor, reason) in [(member, "PERMISSION_DENIED"), (outsider, "NOT_A_MEMBER")] {
+        let refused = members
+            .watch_membership_events(as_user(request(&tenant.id), actor))
+            .await;
+        assert_refused(refused.map(|_| ()), Code::PermissionDenied, reason);
+    }
+    let everything = members
+        .watch_membership_events(as_user(request(""), admin))
+        .await;
+    let status = assert_refused(
+        everything.map(|_| ()),
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violated_fields(&status), ["tenant_id"]);
+
+    // The audit log: filters by type, actor and subject, newest first, in pages.
+    members
+        .suspend_membership(as_user(
+            pb::SuspendMembershipRequest {
+                tenant_id: tenant.id.clone(),
+                user_id: member.to_string(),
+                etag: String::new(),
+            },
+            admin,
+        ))
+        .await
+        .unwrap();
+    let log = |f: fn(&mut pb::ListMembershipEventsRequest)| {
+        let mut r = pb::ListMembershipEventsRequest {
+            tenant_id: tenant.id.clone(),
+            ..Default::default()
+        };
+        f(&mut r);
+        r
+    };
+    let by_admin = members
+        .list_membership_events(as_user(log(|_| {}), admin))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        by_admin.events.len(),
+        5,
+        "tenant, owner, admin, member, suspension"
+    );
+    let all = positions(&by_admin.events);
+    let filtered = members
+        .list_membership_events(as_user(
+            pb::ListMembershipEventsRequest {
+                actor_id: admin.to_string(),
+                subject_id: member.to_string(),
+                types: vec!["membership.suspended".into()],
+                ..log(|_| {})
+            },
+            admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(filtered.events.len(), 1);
+    assert_eq!(filtered.events[0].r#type, "membership.suspended");
+    let newest_first = members
+        .list_membership_events(as_system(log(|r| {
+            r.order_by = "position desc".into();
+            r.page_size = 3;
+        })))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(positions(&newest_first.events), [all[4], all[3], all[2]]);
+    let rest = members
+        .list_membership_events(as_system(pb::ListMembershipEventsRequest {
+            page_token: newest_first.next_page_token,
+            ..log(|r| {
+                r.order_by = "position desc".into();
+                r.page_size = 3;
+            })
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(positions(&rest.events), [all[1], all[0]]);
+    assert!(rest.next_page_token.is_empty());
+    let in_future = members
+        .list_membership_events(as_system(pb::ListMembershipEventsRequest {
+            start_time: Some(prost_types::Timestamp {
+                seconds: 4_000_000_000,
+                nanos: 0,
+            }),
+            ..log(|_| {})
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(in_future.events.is_empty());
+    // A plain member holds no audit_logs.read.
+    let reader = add_member(&server, &tenant, "member").await;
+    let refused = members
+        .list_membership_events(as_user(log(|_| {}), reader))
+        .await;
+    assert_refused(refused, Code::PermissionDenied, "PERMISSION_DENIED");
+    let tampered = members
+        .list_membership_events(as_system(pb::ListMembershipEventsRequest {
+            page_token: "AAAA".into(),
+            ..log(|_| {})
+        }))
+        .await;
+    assert_refused(tampered, Code::InvalidArgument, "INVALID_PAGE_TOKEN");
+}
+
+#[tokio::test]
+async fn a_subscriber_on_one_replica_sees_events_written_through_another() {
+    let database = TestDatabase::create().await;
+    // Two real server processes over the one database; each migrates (or finds it migrated)
+    // before it serves.
+    let poll = ["--event-poll-interval", "200ms"];
+    let a = ServerProcess::spawn(&database.url, &poll).await;
+    let b = ServerProcess::spawn(&database.url, &poll).await;
+    let mut on_b = MembershipServiceClient::new(b.channel().await)
+        .watch_membership_events(as_system(pb::WatchMembershipEventsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let created = pb::tenant_service_client::TenantServiceClient::new(a.channel().await)
+        .create_tenant(as_system(pb::CreateTenantRequest {
+            name: "Replicated".into(),
+            kind: pb::TenantKind::Enterprise as i32,
+            role_preset: pb::RolePreset::Enterprise as i32,
+            owner_user_id: user().to_string(),
+            owner_email: "owner@replicated.example".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let event = next_event(&mut on_b).await;
+    assert_eq!(event.r#type, "tenant.created");
+    assert_eq!(event.tenant_id, created.tenant.unwrap().tenant_id);
+    let second = next_event(&mut on_b).await;
+    assert_eq!(second.position, created.cursor);
+    assert!(a.terminate().await.success());
+    assert!(b.terminate().await.success());
+}
