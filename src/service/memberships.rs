@@ -207,9 +207,7 @@ impl Services {
                     {
                         return Err(DomainError::MemberExists);
                     }
-                    store::tenants::seat_usage(&tx.txn, &tenant)
-                        .await?
-                        .ensure_room_for(1)?;
+                    store::tenants::ensure_seats(&tx.txn, &tenant, 1).await?;
                     let now = now_micros();
                     let before = existing.map(|(member, _)| member);
                     let membership = Membership {

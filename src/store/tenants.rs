@@ -100,3 +100,16 @@ pub async fn seat_usage<C: ConnectionTrait>(
         limit: tenant.seat_limit.map(i64::from),
     })
 }
+
+/// Refuses when `wanted` more seats do not fit. Tenants without a limit skip the count, which
+/// grows with the tenant.
+pub async fn ensure_seats<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    wanted: i64,
+) -> Result<(), DomainError> {
+    if tenant.seat_limit.is_none() {
+        return Ok(());
+    }
+    seat_usage(conn, tenant).await?.ensure_room_for(wanted)
+}
