@@ -1,0 +1,703 @@
+//! ListMemberships at scale (DESIGN rule 5): every filter and order pages through a large tenant
+//! with keyset tokens, each matching member exactly once and in order; tokens that were edited,
+//! invented or issued for another query are refused.
+
+mod common;
+
+use std::cmp::Ordering;
+use std::time::Instant;
+
+use common::*;
+use futures::StreamExt;
+use membership_service::grpc::pb;
+use tonic::Code;
+use uuid::Uuid;
+
+const MEMBERS: usize = 2_500;
+const IN_FLIGHT: usize = 16;
+
+/// What the test created for one member, to compute every filter's expected rows.
+#[derive(Clone, Debug)]
+struct Spec {
+    user_id: Uuid,
+    email: String,
+    display_name: String,
+    role: &'static str,
+    member_type: pb::MembershipType,
+    source: pb::MembershipSource,
+    status: pb::MembershipStatus,
+    /// As returned at creation: (seconds, nanos).
+    create_time: (i64, i32),
+}
+
+const FIRST: [&str; 6] = ["Ann", "bob", "Chidi", "dana", "Eve", "Zoe"];
+const LAST: [&str; 5] = ["Lopez", "nguyen", "Okafor", "smith", "Young"];
+const DOMAINS: [&str; 3] = ["acme.example", "globex.example", "initech.example"];
+
+/// A deterministic member: display names repeat often (so ties are broken by user id), every
+/// 7th has "ZeTa" in its display name, every 11th (not 7th) has "ZETA" in its email local part,
+/// every 50th has a literal '%' in its display name.
+fn spec(i: usize, user_id: Uuid) -> (pb::CreateMembershipRequest, Spec) {
+    let first = FIRST[i % FIRST.len()];
+    let last = LAST[(i / 3) % LAST.len()];
+    let mut display_name = if i.is_multiple_of(7) {
+        format!("{first} ZeTa {last}")
+    } else {
+        format!("{first} {last}")
+    };
+    if i.is_multiple_of(50) {
+        display_name.push_str(" 100%");
+    }
+    let local = if i.is_multiple_of(11) && !i.is_multiple_of(7) {
+        format!("ZETA.{}{i:04}", first.to_lowercase())
+    } else {
+        format!("{}.{}{i:04}", first.to_lowercase(), last.to_lowercase())
+    };
+    let email = format!("{local}@{}", DOMAINS[i % DOMAINS.len()]);
+    let role = match i % 3 {
+        0 => "member",
+        1 => "dev_admin",
+        _ => "finance_admin",
+    };
+    let member_type = if matches!(i % 4, 1 | 2) {
+        pb::MembershipType::Contractor
+    } else {
+        pb::MembershipType::Member
+    };
+    let source = if i.is_multiple_of(3) || i % 5 == 1 {
+        pb::MembershipSource::Api
+    } else {
+        pb::MembershipSource::Scim
+    };
+    // Every 17th is created suspended; every 5th is suspended after creation (below).
+    let created_suspended = i.is_multiple_of(17);
+    let status = if created_suspended || i.is_multiple_of(5) {
+        pb::MembershipStatus::Suspended
+    } else {
+        pb::MembershipStatus::Active
+    };
+    let request = pb::CreateMembershipRequest {
+        tenant_id: String::new(),
+        user_id: user_id.to_string(),
+        email: email.clone(),
+        display_name: display_name.clone(),
+        r#type: member_type as i32,
+        source: source as i32,
+        external_id: format!("ext-{i}"),
+        role: role.into(),
+        status: if created_suspended {
+            pb::MembershipStatus::Suspended as i32
+        } else {
+            0
+        },
+        request_id: String::new(),
+    };
+    let spec = Spec {
+        user_id,
+        email: email.to_lowercase(),
+        display_name,
+        role,
+        member_type,
+        source,
+        status,
+        create_time: (0, 0),
+    };
+    (request, spec)
+}
+
+/// One filter combination: the request fields and the same rule computed in the test.
+struct Filter {
+    name: &'static str,
+    request: pb::ListMembershipsRequest,
+    matches: Box<dyn Fn(&Spec) -> bool>,
+}
+
+fn filters() -> Vec<Filter> {
+    let query_matches = |q: &'static str| {
+        move |s: &Spec| {
+            let q = q.to_lowercase();
+            s.display_name.to_lowercase().contains(&q) || s.email.contains(&q)
+        }
+    };
+    vec![
+        Filter {
+            name: "no filter",
+            request: pb::ListMembershipsRequest::default(),
+            matches: Box::new(|_| true),
+        },
+        Filter {
+            name: "status=SUSPENDED",
+            request: pb::ListMembershipsRequest {
+                status: pb::MembershipStatus::Suspended as i32,
+                ..Default::default()
+            },
+            matches: Box::new(|s| s.status == pb::MembershipStatus::Suspended),
+        },
+        Filter {
+            name: "role=dev_admin",
+            request: pb::ListMembershipsRequest {
+                role: "dev_admin".into(),
+                ..Default::default()
+            },
+            matches: Box::new(|s| s.role == "dev_admin"),
+        },
+        Filter {
+            name: "type=CONTRACTOR source=API",
+            request: pb::ListMembershipsRequest {
+                r#type: pb::MembershipType::Contractor as i32,
+                source: pb::MembershipSource::Api as i32,
+                ..Default::default()
+            },
+            matches: Box::new(|s| {
+                s.member_type == pb::MembershipType::Contractor
+                    && s.source == pb::MembershipSource::Api
+            }),
+        },
+        Filter {
+            name: "query=zeta",
+            request: pb::ListMembershipsRequest {
+                query: "zeta".into(),
+                ..Default::default()
+            },
+            matches: Box::new(query_matches("zeta")),
+        },
+        Filter {
+            name: "query=ZeTa",
+            request: pb::ListMembershipsRequest {
+                query: "ZeTa".into(),
+                ..Default::default()
+            },
+            matches: Box::new(query_matches("zeta")),
+        },
+        Filter {
+            name: "query=% (a literal percent sign, not a wildcard)",
+            request: pb::ListMembershipsRequest {
+                query: "%".into(),
+                ..Default::default()
+            },
+            matches: Box::new(query_matches("%")),
+        },
+        Filter {
+            name: "role=member status=ACTIVE",
+            request: pb::ListMembershipsRequest {
+                role: "member".into(),
+                status: pb::MembershipStatus::Active as i32,
+                ..Default::default()
+            },
+            matches: Box::new(|s| s.role == "member" && s.status == pb::MembershipStatus::Active),
+        },
+    ]
+}
+
+/// How a listing is ordered: the request's `order_by` and the comparison it implies.
+#[derive(Clone, Copy, Debug)]
+enum Order {
+    CreateTime,
+    EmailDesc,
+    DisplayName,
+}
+
+impl Order {
+    fn order_by(self) -> &'static str {
+        match self {
+            Order::CreateTime => "create_time",
+            Order::EmailDesc => "email desc",
+            Order::DisplayName => "display_name",
+        }
+    }
+
+    /// The service's order: the sort key, then the user id, in the same direction.
+    fn compare(self, a: &Spec, b: &Spec) -> Ordering {
+        match self {
+            Order::CreateTime => (a.create_time, a.user_id).cmp(&(b.create_time, b.user_id)),
+            Order::EmailDesc => (&b.email, b.user_id).cmp(&(&a.email, a.user_id)),
+            Order::DisplayName => (&a.display_name, a.user_id).cmp(&(&b.display_name, b.user_id)),
+        }
+    }
+}
+
+fn listed_spec(m: &pb::Membership) -> Spec {
+    let created = m.create_time.unwrap();
+    Spec {
+        user_id: m.user_id.parse().unwrap(),
+        email: m.email.clone(),
+        display_name: m.display_name.clone(),
+        role: "",
+        member_type: pb::MembershipType::try_from(m.r#type).unwrap(),
+        source: pb::MembershipSource::try_from(m.source).unwrap(),
+        status: pb::MembershipStatus::try_from(m.status).unwrap(),
+        create_time: (created.seconds, created.nanos),
+    }
+}
+
+/// Pages through one filter and order, checking each page, and returns every row in order.
+async fn list_all(
+    server: &TestServer,
+    tenant: &Tenant,
+    filter: &Filter,
+    order: Order,
+    page_size: i32,
+) -> Vec<pb::Membership> {
+    let mut client = server.members().await;
+    let head = server.head().await;
+    let mut rows = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = client
+            .list_memberships(as_user(
+                pb::ListMembershipsRequest {
+                    tenant_id: tenant.id.clone(),
+                    page_size,
+                    page_token: token.clone(),
+                    order_by: order.order_by().into(),
+                    ..filter.request.clone()
+                },
+                tenant.owner,
+            ))
+            .await
+            .unwrap_or_else(|s| panic!("{} / {order:?}, page {pages}: {s:?}", filter.name))
+            .into_inner();
+        pages += 1;
+        assert!(
+            page.cursor >= head,
+            "the page reflects the log at its start"
+        );
+        assert_eq!(page.cursor, head, "nothing was written while listing");
+        let last = page.next_page_token.is_empty();
+        if !last {
+            assert_eq!(
+                page.memberships.len(),
+                page_size as usize,
+                "{} / {order:?}: only the last page may be short",
+                filter.name
+            );
+        }
+        rows.extend(page.memberships);
+        if last {
+            break;
+        }
+        token = page.next_page_token;
+        assert!(
+            pages <= MEMBERS + 1,
+            "{} / {order:?}: endless paging",
+            filter.name
+        );
+    }
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_filter_and_order_pages_through_2500_members_exactly_once_in_order() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, None).await;
+    let owner = get_member(&server, &tenant, tenant.owner).await.unwrap();
+
+    // Creating the members, 16 calls in flight, over clones of one client.
+    let client = server.members().await;
+    let started = Instant::now();
+    let mut specs: Vec<Spec> = futures::stream::iter(0..MEMBERS)
+        .map(|i| {
+            let mut client = client.clone();
+            let (mut request, mut spec) = spec(i, user());
+            request.tenant_id = tenant.id.clone();
+            async move {
+                let created = client
+                    .create_membership(as_system(request))
+                    .await
+                    .unwrap_or_else(|s| panic!("creating member {i}: {s:?}"))
+                    .into_inner()
+                    .membership
+                    .unwrap();
+                let t = created.create_time.unwrap();
+                spec.create_time = (t.seconds, t.nanos);
+                (i, spec)
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect::<Vec<(usize, Spec)>>()
+        .await
+        .into_iter()
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_values()
+        .collect();
+    let created_in = started.elapsed();
+
+    // Suspending every 5th (those not created suspended), also 16 at a time.
+    let started = Instant::now();
+    let to_suspend: Vec<Uuid> = (0..MEMBERS)
+        .filter(|i| i.is_multiple_of(5) && !i.is_multiple_of(17))
+        .map(|i| specs[i].user_id)
+        .collect();
+    let suspended_count = to_suspend.len();
+    futures::stream::iter(to_suspend)
+        .map(|user_id| {
+            let mut client = client.clone();
+            let tenant_id = tenant.id.clone();
+            async move {
+                let m = client
+                    .suspend_membership(as_system(pb::SuspendMembershipRequest {
+                        tenant_id,
+                        user_id: user_id.to_string(),
+                        etag: String::new(),
+                    }))
+                    .await
+                    .unwrap_or_else(|s| panic!("suspending {user_id}: {s:?}"))
+                    .into_inner()
+                    .membership
+                    .unwrap();
+                assert_eq!(m.status, pb::MembershipStatus::Suspended as i32);
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect::<Vec<()>>()
+        .await;
+    let suspended_in = started.elapsed();
+    eprintln!(
+        "created {MEMBERS} members in {created_in:?}, suspended {suspended_count} in {suspended_in:?}"
+    );
+
+    // The owner is a member too.
+    let created = owner.create_time.unwrap();
+    specs.push(Spec {
+        user_id: tenant.owner,
+        email: owner.email.clone(),
+        display_name: owner.display_name.clone(),
+        role: "super_admin",
+        member_type: pb::MembershipType::Owner,
+        source: pb::MembershipSource::Signup,
+        status: pb::MembershipStatus::Active,
+        create_time: (created.seconds, created.nanos),
+    });
+    assert_eq!(
+        server
+            .scalar("SELECT COUNT(*) AS n FROM memberships WHERE status = 'suspended'")
+            .await as usize,
+        specs
+            .iter()
+            .filter(|s| s.status == pb::MembershipStatus::Suspended)
+            .count()
+    );
+
+    let started = Instant::now();
+    let mut listings = 0;
+    for filter in filters() {
+        let mut expected: Vec<&Spec> = specs.iter().filter(|s| (filter.matches)(s)).collect();
+        assert!(
+            (!expected.is_empty() && expected.len() < specs.len()) || filter.name == "no filter",
+            "{}: the data set should make this filter selective",
+            filter.name
+        );
+        for (order, page_size) in [
+            (Order::CreateTime, 97),
+            (Order::EmailDesc, 97),
+            (Order::DisplayName, 97),
+            (Order::CreateTime, 1000),
+        ] {
+            let rows = list_all(&server, &tenant, &filter, order, page_size).await;
+            listings += 1;
+            expected.sort_by(|a, b| order.compare(a, b));
+            let listed: Vec<Spec> = rows.iter().map(listed_spec).collect();
+            // Strictly monotonic sort keys across all pages (so no row twice, none skipped
+            // between pages)...
+            for pair in listed.windows(2) {
+                assert_eq!(
+                    order.compare(&pair[0], &pair[1]),
+                    Ordering::Less,
+                    "{} / {order:?}: out of order: {:?} then {:?}",
+                    filter.name,
+                    pair[0],
+                    pair[1]
+                );
+            }
+            // ...and exactly the matching members, each with its own data.
+            let ids: Vec<Uuid> = listed.iter().map(|s| s.user_id).collect();
+            let expected_ids: Vec<Uuid> = expected.iter().map(|s| s.user_id).collect();
+            assert_eq!(
+                ids.len(),
+                expected_ids.len(),
+                "{} / {order:?} / {page_size}",
+                filter.name
+            );
+            assert!(
+                ids == expected_ids,
+                "{} / {order:?} / {page_size}: rows differ from the expected set or order",
+                filter.name
+            );
+            for (row, want) in rows.iter().zip(&expected) {
+                assert_eq!(row.email, want.email);
+                assert_eq!(row.display_name, want.display_name);
+                assert_eq!(row.status, want.status as i32, "{}", row.email);
+                assert_eq!(row.r#type, want.member_type as i32, "{}", row.email);
+                assert_eq!(row.source, want.source as i32, "{}", row.email);
+                assert_eq!(row.roles, [want.role], "{}", row.email);
+                let t = row.create_time.unwrap();
+                assert_eq!((t.seconds, t.nanos), want.create_time, "{}", row.email);
+            }
+        }
+    }
+
+    // page_size above the maximum is clamped to 1000, and the rest follows on the next page.
+    let mut members = server.members().await;
+    let first = members
+        .list_memberships(as_user(
+            pb::ListMembershipsRequest {
+                tenant_id: tenant.id.clone(),
+                page_size: 5000,
+                ..Default::default()
+            },
+            tenant.owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.memberships.len(), 1000);
+    assert!(!first.next_page_token.is_empty());
+    // page_size 0 means the default of 50.
+    let default = members
+        .list_memberships(as_user(
+            pb::ListMembershipsRequest {
+                tenant_id: tenant.id.clone(),
+                ..Default::default()
+            },
+            tenant.owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(default.memberships.len(), 50);
+    eprintln!("{listings} complete listings in {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn page_tokens_are_refused_when_edited_invented_or_reused_for_another_query() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, None).await;
+    let other = enterprise(&server, None).await;
+    for _ in 0..12 {
+        add_member(&server, &tenant, "member").await;
+    }
+    let mut client = server.members().await;
+    let list = |request: pb::ListMembershipsRequest| {
+        as_user(
+            pb::ListMembershipsRequest {
+                tenant_id: tenant.id.clone(),
+                ..request
+            },
+            tenant.owner,
+        )
+    };
+    let by_email = pb::ListMembershipsRequest {
+        page_size: 5,
+        order_by: "email".into(),
+        ..Default::default()
+    };
+    let first = client
+        .list_memberships(list(by_email.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.memberships.len(), 5);
+    let token = first.next_page_token;
+    assert!(!token.is_empty());
+
+    // The token works for its own query, also with another page size (AIP-158).
+    let second = client
+        .list_memberships(list(pb::ListMembershipsRequest {
+            page_token: token.clone(),
+            page_size: 3,
+            ..by_email.clone()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.memberships.len(), 3);
+    assert!(second.memberships[0].email > first.memberships[4].email);
+
+    let refused = |result| {
+        assert_refused::<pb::ListMembershipsResponse>(
+            result,
+            Code::InvalidArgument,
+            "INVALID_PAGE_TOKEN",
+        );
+    };
+    // Another filter, another order, another direction.
+    for changed in [
+        pb::ListMembershipsRequest {
+            status: pb::MembershipStatus::Active as i32,
+            ..by_email.clone()
+        },
+        pb::ListMembershipsRequest {
+            role: "member".into(),
+            ..by_email.clone()
+        },
+        pb::ListMembershipsRequest {
+            query: "user".into(),
+            ..by_email.clone()
+        },
+        pb::ListMembershipsRequest {
+            order_by: "display_name".into(),
+            ..by_email.clone()
+        },
+        pb::ListMembershipsRequest {
+            order_by: "email desc".into(),
+            ..by_email.clone()
+        },
+    ] {
+        let result = client
+            .list_memberships(list(pb::ListMembershipsRequest {
+                page_token: token.clone(),
+                ..changed
+            }))
+            .await
+            .map(|r| r.into_inner());
+        refused(result);
+    }
+    // Another tenant (whose owner may list it).
+    let result = client
+        .list_memberships(as_user(
+            pb::ListMembershipsRequest {
+                tenant_id: other.id.clone(),
+                page_token: token.clone(),
+                ..by_email.clone()
+            },
+            other.owner,
+        ))
+        .await
+        .map(|r| r.into_inner());
+    refused(result);
+
+    // One character changed, anywhere in the token.
+    for position in [0, token.len() / 2, token.len() - 1] {
+        let mut edited: Vec<char> = token.chars().collect();
+        edited[position] = if edited[position] == 'A' { 'B' } else { 'A' };
+        let edited: String = edited.into_iter().collect();
+        let result = client
+            .list_memberships(list(pb::ListMembershipsRequest {
+                page_token: edited,
+                ..by_email.clone()
+            }))
+            .await
+            .map(|r| r.into_inner());
+        refused(result);
+    }
+    // Truncated, and invented.
+    for garbage in [
+        &token[..token.len() - 4],
+        "garbage",
+        "not a token!",
+        "eyJmIjoiIn0",
+    ] {
+        let result = client
+            .list_memberships(list(pb::ListMembershipsRequest {
+                page_token: garbage.to_string(),
+                ..by_email.clone()
+            }))
+            .await
+            .map(|r| r.into_inner());
+        refused(result);
+    }
+
+    // page_size below zero, and unknown orders, name their field.
+    let negative = client
+        .list_memberships(list(pb::ListMembershipsRequest {
+            page_size: -1,
+            ..Default::default()
+        }))
+        .await;
+    let status = assert_refused(negative, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&status), ["page_size"]);
+    for order_by in [
+        "age",
+        "email sideways",
+        "email desc extra",
+        "create_time,email",
+    ] {
+        let unknown = client
+            .list_memberships(list(pb::ListMembershipsRequest {
+                order_by: order_by.into(),
+                ..Default::default()
+            }))
+            .await;
+        let status = assert_refused(unknown, Code::InvalidArgument, "INVALID_ARGUMENT");
+        assert_eq!(violated_fields(&status), ["order_by"], "{order_by:?}");
+    }
+
+    // page_size above the maximum is accepted (clamped; the 2,500-member test checks the 1000).
+    let clamped = client
+        .list_memberships(list(pb::ListMembershipsRequest {
+            page_size: 5000,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(clamped.memberships.len(), 13);
+    assert!(clamped.next_page_token.is_empty());
+
+    // A role nobody can hold matches nobody: an empty page, not an error.
+    let head = server.head().await;
+    let unknown_role = client
+        .list_memberships(list(pb::ListMembershipsRequest {
+            role: "no_such_role".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(unknown_role.memberships.is_empty());
+    assert!(unknown_role.next_page_token.is_empty());
+    assert_eq!(unknown_role.cursor, head);
+}
+
+#[tokio::test]
+async fn the_text_query_ignores_case_beyond_ascii() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, None).await;
+    let mut client = server.members().await;
+    let mut ids = std::collections::HashMap::new();
+    for display_name in [
+        "ÉMILE Zola",
+        "Émile Durand",
+        "émile petit",
+        "Zoë ÅSTRÖM",
+        "Emile Ascii",
+    ] {
+        let user_id = user();
+        client
+            .create_membership(as_system(pb::CreateMembershipRequest {
+                display_name: display_name.into(),
+                ..new_member(&tenant, user_id, "member")
+            }))
+            .await
+            .unwrap();
+        ids.insert(display_name, user_id.to_string());
+    }
+    for (query, expected) in [
+        ("émile", vec!["ÉMILE Zola", "Émile Durand", "émile petit"]),
+        ("ÉMILE", vec!["ÉMILE Zola", "Émile Durand", "émile petit"]),
+        ("åström", vec!["Zoë ÅSTRÖM"]),
+        ("ZOË", vec!["Zoë ÅSTRÖM"]),
+        ("emile", vec!["Emile Ascii"]),
+    ] {
+        let found = client
+            .list_memberships(as_system(pb::ListMembershipsRequest {
+                tenant_id: tenant.id.clone(),
+                query: query.into(),
+                order_by: "display_name".into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .memberships;
+        let mut names: Vec<&str> = found.iter().map(|m| m.display_name.as_str()).collect();
+        names.sort_unstable();
+        let mut expected = expected;
+        expected.sort_unstable();
+        assert_eq!(names, expected, "query {query:?}");
+        for m in &found {
+            assert_eq!(ids[m.display_name.as_str()], m.user_id);
+        }
+    }
+}
