@@ -38,6 +38,9 @@ impl MigrationTrait for Migration {
                     .col(uuid(Memberships::UserId))
                     .col(string_len(Memberships::Email, 320))
                     .col(string_len(Memberships::DisplayName, 200))
+                    // Lower-cased by the service, so the text query ignores case beyond ASCII
+                    // on SQLite too (its LOWER() folds ASCII only).
+                    .col(string_len(Memberships::SearchName, 200))
                     .col(string_len(Memberships::Status, 16))
                     .col(string_len(Memberships::MemberType, 32))
                     .col(string_len(Memberships::Source, 16))
@@ -282,6 +285,7 @@ enum Memberships {
     UserId,
     Email,
     DisplayName,
+    SearchName,
     Status,
     MemberType,
     Source,

@@ -37,6 +37,8 @@ pub mod memberships {
         pub user_id: Uuid,
         pub email: String,
         pub display_name: String,
+        /// `display_name` lower-cased, for the case-insensitive text query.
+        pub search_name: String,
         pub status: String,
         pub member_type: String,
         pub source: String,

@@ -1,6 +1,6 @@
 //! Memberships: reads, writes, and the filtered keyset-paginated list.
 
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -74,6 +74,7 @@ fn to_active(m: &Membership) -> memberships::ActiveModel {
         user_id: Set(m.user_id),
         email: Set(m.email.clone()),
         display_name: Set(m.display_name.clone()),
+        search_name: Set(m.display_name.to_lowercase()),
         status: Set(m.status.as_str().to_string()),
         member_type: Set(m.member_type.as_str().to_string()),
         source: Set(m.source.as_str().to_string()),
@@ -247,10 +248,7 @@ pub async fn list<C: ConnectionTrait>(
         select = select.filter(
             Condition::any()
                 .add(Expr::col(Column::Email).like(LikeExpr::new(pattern.clone()).escape('\\')))
-                .add(
-                    Expr::expr(Func::lower(Expr::col(Column::DisplayName)))
-                        .like(LikeExpr::new(pattern).escape('\\')),
-                ),
+                .add(Expr::col(Column::SearchName).like(LikeExpr::new(pattern).escape('\\'))),
         );
     }
     if let Some(after) = after {
