@@ -10,12 +10,16 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::dns::{DnsOptions, TxtLookup};
 use crate::events::{EventFeed, FeedOptions};
+use crate::grpc::invitations::InvitationApi;
 use crate::grpc::memberships::MembershipApi;
 use crate::grpc::pb::FILE_DESCRIPTOR_SET;
+use crate::grpc::pb::invitation_service_server::InvitationServiceServer;
 use crate::grpc::pb::membership_service_server::MembershipServiceServer;
 use crate::grpc::pb::tenant_service_server::TenantServiceServer;
 use crate::grpc::tenants::TenantApi;
+use crate::mail::{MailOptions, Mailer};
 use crate::service::Services;
 use crate::store::Store;
 
@@ -32,6 +36,8 @@ pub struct ServeOptions {
     /// How often the database is probed for health.
     pub health_interval: Duration,
     pub feed: FeedOptions,
+    pub mail: MailOptions,
+    pub dns: DnsOptions,
 }
 
 impl Default for ServeOptions {
@@ -39,6 +45,8 @@ impl Default for ServeOptions {
         Self {
             health_interval: Duration::from_secs(5),
             feed: FeedOptions::default(),
+            mail: MailOptions::default(),
+            dns: DnsOptions::default(),
         }
     }
 }
@@ -50,10 +58,12 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mailer = Mailer::new(options.mail)?;
+    let dns = TxtLookup::new(&options.dns)?;
     let feed = EventFeed::start(store.clone(), options.feed)
         .await
         .map_err(|e| format!("starting the event feed: {e}"))?;
-    let services = Services::new(store.clone(), feed.clone());
+    let services = Services::new(store.clone(), feed.clone(), mailer, dns);
     // Open watch streams would keep the server from finishing: end them (with UNAVAILABLE)
     // as soon as shutdown begins.
     let shutdown = async move {
@@ -86,6 +96,9 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(TenantServiceServer::new(TenantApi {
+            services: services.clone(),
+        }))
+        .add_service(InvitationServiceServer::new(InvitationApi {
             services: services.clone(),
         }))
         .add_service(MembershipServiceServer::new(MembershipApi { services }))

@@ -56,6 +56,31 @@ pub struct Config {
     #[arg(long = "watch-progress-interval", env = "MEMBERSHIP_WATCH_PROGRESS_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub watch_progress_interval: Duration,
 
+    /// SMTP server for invitation emails: `smtp://host:port` (STARTTLS when offered) or
+    /// `smtps://host:port`, with optional `user:password@`. Unset: no email is sent and callers
+    /// deliver the token themselves.
+    #[arg(long = "smtp-url", env = "MEMBERSHIP_SMTP_URL")]
+    pub smtp_url: Option<String>,
+
+    /// Sender of invitation emails.
+    #[arg(
+        long = "smtp-from",
+        env = "MEMBERSHIP_SMTP_FROM",
+        default_value = "no-reply@localhost"
+    )]
+    pub smtp_from: String,
+
+    /// Base URL of the accept page; the token is appended as `token=…`.
+    #[arg(
+        long = "invitation-accept-url",
+        env = "MEMBERSHIP_INVITATION_ACCEPT_URL"
+    )]
+    pub invitation_accept_url: Option<String>,
+
+    /// Nameserver (`ip:port`) for domain verification lookups. Unset: the system's resolvers.
+    #[arg(long = "dns-nameserver", env = "MEMBERSHIP_DNS_NAMESERVER")]
+    pub dns_nameserver: Option<SocketAddr>,
+
     /// Log output format. The level comes from RUST_LOG (default `info`).
     #[arg(long = "log-format", env = "MEMBERSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -20,8 +20,10 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod dns;
 pub mod domain;
 pub mod events;
 pub mod grpc;
+pub mod mail;
 pub mod service;
 pub mod store;

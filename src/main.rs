@@ -5,7 +5,9 @@ use std::time::Duration;
 use clap::Parser;
 use membership_service::app::{self, ServeOptions};
 use membership_service::config::{Command, Config, LogFormat};
+use membership_service::dns::DnsOptions;
 use membership_service::events::FeedOptions;
+use membership_service::mail::MailOptions;
 use membership_service::store::Store;
 use tracing_subscriber::EnvFilter;
 
@@ -55,6 +57,15 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sy
             progress_interval: config.watch_progress_interval,
             retention: config.event_retention,
             prune_interval: config.event_prune_interval,
+        },
+        mail: MailOptions {
+            accept_url: config.invitation_accept_url.clone(),
+            smtp_url: config.smtp_url.clone(),
+            from: config.smtp_from.clone(),
+        },
+        dns: DnsOptions {
+            nameserver: config.dns_nameserver,
+            ..DnsOptions::default()
         },
     };
     app::serve(listener, store, options, shutdown_signal()).await?;

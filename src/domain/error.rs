@@ -77,6 +77,30 @@ pub enum DomainError {
     CursorAhead { cursor: i64, head: i64 },
     #[error("the server is shutting down; reconnect and resume from the last cursor")]
     ShuttingDown,
+    #[error("x-actor-id names another user than the request")]
+    ActorMismatch,
+    #[error("no invitation has this token")]
+    InvitationNotFound,
+    #[error("the invitation has expired; ask for it to be sent again")]
+    InvitationExpired,
+    #[error("the invitation is {0}, no longer pending")]
+    InvitationNotPending(&'static str),
+    #[error("the invitation was sent to another email address")]
+    EmailMismatch,
+    #[error("this email address already has a pending invitation")]
+    InvitationPending,
+    #[error("{0} is a consumer mail domain; only an organization's own domain can be verified")]
+    ConsumerDomain(String),
+    #[error("the tenant already has this domain")]
+    DomainExists,
+    #[error("another tenant has verified this domain")]
+    DomainTaken,
+    #[error("domain not found")]
+    DomainNotFound,
+    #[error("domain verification failed: {0}")]
+    DomainVerificationFailed(String),
+    #[error("the DNS lookup failed: {0}")]
+    DnsUnavailable(String),
     #[error("the database is unavailable")]
     Unavailable,
     #[error("internal error: {0}")]

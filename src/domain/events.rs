@@ -17,6 +17,14 @@ stored_enum! {
         MembershipDeleted => "membership.deleted",
         MembershipLeft => "membership.left",
         OwnershipTransferred => "ownership.transferred",
+        InvitationCreated => "invitation.created",
+        InvitationResent => "invitation.resent",
+        InvitationRevoked => "invitation.revoked",
+        InvitationAccepted => "invitation.accepted",
+        DomainAdded => "domain.added",
+        DomainVerified => "domain.verified",
+        DomainUpdated => "domain.updated",
+        DomainRemoved => "domain.removed",
         RoleBindingCreated => "role_binding.created",
         RoleBindingDeleted => "role_binding.deleted",
     }
@@ -69,6 +77,8 @@ pub enum EventState {
     Tenant(super::tenant::Tenant),
     Membership(super::membership::Membership),
     Ownership { owner_user_id: Uuid },
+    Invitation(super::invitation::Invitation),
+    Domain(super::email_domain::TenantDomain),
 }
 
 impl EventState {
@@ -90,6 +100,8 @@ impl EventState {
                         owner_user_id: o.owner_user_id,
                     })
             }
+            "invitation" => serde_json::from_str(json).ok().map(EventState::Invitation),
+            "domain" => serde_json::from_str(json).ok().map(EventState::Domain),
             _ => None,
         }
     }

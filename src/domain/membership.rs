@@ -37,12 +37,10 @@ stored_enum! {
 }
 
 impl MembershipStatus {
-    /// Whether the membership occupies a seat.
+    /// Whether a membership row in this status occupies a seat. (INVITED entries are pending
+    /// invitations, counted from the invitations themselves.)
     pub fn holds_seat(self) -> bool {
-        matches!(
-            self,
-            MembershipStatus::Active | MembershipStatus::Suspended | MembershipStatus::Invited
-        )
+        matches!(self, MembershipStatus::Active | MembershipStatus::Suspended)
     }
 }
 
@@ -77,6 +75,10 @@ pub struct Membership {
     pub updated_at: Micros,
     pub version: i64,
     pub roles: Vec<String>,
+    /// Set on the INVITED entries member lists show for pending invitations; their `user_id`
+    /// is then the invitation id, as no user exists yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitation_id: Option<Uuid>,
 }
 
 impl Membership {
@@ -137,6 +139,7 @@ mod tests {
             updated_at: 0,
             version: 1,
             roles: vec![],
+            invitation_id: None,
         }
     }
 

@@ -5,10 +5,13 @@ use prost_types::Timestamp;
 
 use super::pb;
 use crate::domain::Micros;
+use crate::domain::email_domain::{DomainState, TenantDomain};
 use crate::domain::events::{EventState, EventType, FeedEvent};
+use crate::domain::invitation::{Invitation, InvitationState};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::tenant::{RolePreset, Tenant, TenantKind, TenantState};
 use crate::domain::validate::Validator;
+use crate::mail::Delivery;
 
 pub fn timestamp(micros: Micros) -> Timestamp {
     Timestamp {
@@ -44,7 +47,13 @@ pub fn tenant(t: &Tenant) -> pb::Tenant {
 pub fn membership(m: &Membership) -> pb::Membership {
     pb::Membership {
         tenant_id: m.tenant_id.to_string(),
-        user_id: m.user_id.to_string(),
+        // INVITED entries have no user yet; their id is the invitation's.
+        user_id: if m.invitation_id.is_some() {
+            String::new()
+        } else {
+            m.user_id.to_string()
+        },
+        invitation_id: m.invitation_id.map(|id| id.to_string()).unwrap_or_default(),
         email: m.email.clone(),
         display_name: m.display_name.clone(),
         status: status_to_pb(m.status) as i32,
@@ -249,6 +258,8 @@ fn event_state(state: &EventState) -> pb::EventState {
             EventState::Ownership { owner_user_id } => State::Ownership(pb::Ownership {
                 owner_user_id: owner_user_id.to_string(),
             }),
+            EventState::Invitation(i) => State::Invitation(invitation(i, i.updated_at)),
+            EventState::Domain(d) => State::Domain(domain(d)),
         }),
     }
 }
@@ -265,4 +276,103 @@ pub fn event_types(v: &mut Validator, field: &str, types: &[String]) -> Vec<Stri
         }
     }
     types.to_vec()
+}
+
+/// An invitation as of `now` (a pending one past its expiry reads as EXPIRED).
+pub fn invitation(i: &Invitation, now: Micros) -> pb::Invitation {
+    pb::Invitation {
+        invitation_id: i.id.to_string(),
+        tenant_id: i.tenant_id.to_string(),
+        email: i.email.clone(),
+        role: i.role.clone(),
+        inviter_id: i.inviter_id.map(|id| id.to_string()).unwrap_or_default(),
+        state: invitation_state_to_pb(i.state_at(now)) as i32,
+        expire_time: Some(timestamp(i.expires_at)),
+        send_count: i.send_count,
+        last_send_time: Some(timestamp(i.last_sent_at)),
+        create_time: Some(timestamp(i.created_at)),
+        accept_time: i.accepted_at.map(timestamp),
+        accepted_user_id: i.accepted_by.map(|id| id.to_string()).unwrap_or_default(),
+        etag: i.etag(),
+    }
+}
+
+fn invitation_state_to_pb(state: InvitationState) -> pb::InvitationState {
+    match state {
+        InvitationState::Pending => pb::InvitationState::Pending,
+        InvitationState::Accepted => pb::InvitationState::Accepted,
+        InvitationState::Revoked => pb::InvitationState::Revoked,
+        InvitationState::Expired => pb::InvitationState::Expired,
+    }
+}
+
+pub fn invitation_state(v: &mut Validator, field: &str, raw: i32) -> Option<InvitationState> {
+    enum_field(v, field, raw, |p: pb::InvitationState| match p {
+        pb::InvitationState::Unspecified => None,
+        pb::InvitationState::Pending => Some(InvitationState::Pending),
+        pb::InvitationState::Accepted => Some(InvitationState::Accepted),
+        pb::InvitationState::Revoked => Some(InvitationState::Revoked),
+        pb::InvitationState::Expired => Some(InvitationState::Expired),
+    })
+}
+
+pub fn domain(d: &TenantDomain) -> pb::Domain {
+    pb::Domain {
+        domain_id: d.id.to_string(),
+        tenant_id: d.tenant_id.to_string(),
+        domain: d.domain.clone(),
+        state: match d.state {
+            DomainState::Pending => pb::DomainState::Pending,
+            DomainState::Verified => pb::DomainState::Verified,
+        } as i32,
+        auto_join: d.auto_join,
+        verification_record_name: d.record_name(),
+        verification_record_value: d.record_value(),
+        create_time: Some(timestamp(d.created_at)),
+        verify_time: d.verified_at.map(timestamp),
+        etag: d.etag(),
+    }
+}
+
+pub fn delivery(d: &Delivery) -> pb::Delivery {
+    match d {
+        Delivery::NotConfigured => pb::Delivery {
+            status: pb::DeliveryStatus::NotConfigured as i32,
+            error: String::new(),
+        },
+        Delivery::Sent => pb::Delivery {
+            status: pb::DeliveryStatus::Sent as i32,
+            error: String::new(),
+        },
+        Delivery::Failed(error) => pb::Delivery {
+            status: pb::DeliveryStatus::Failed as i32,
+            error: error.clone(),
+        },
+    }
+}
+
+/// An optional time to live, in microseconds; checked by the domain.
+pub fn ttl(
+    v: &mut Validator,
+    field: &str,
+    duration: Option<&prost_types::Duration>,
+) -> Option<Micros> {
+    let d = duration?;
+    match d
+        .seconds
+        .checked_mul(1_000_000)
+        .and_then(|s| s.checked_add(i64::from(d.nanos / 1000)))
+    {
+        Some(micros) => match crate::domain::invitation::ttl(Some(micros)) {
+            Ok(ttl) => Some(ttl),
+            Err(description) => {
+                v.violation(field, description);
+                None
+            }
+        },
+        None => {
+            v.violation(field, "is out of range");
+            None
+        }
+    }
 }

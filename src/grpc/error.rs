@@ -62,6 +62,18 @@ pub fn to_status(error: DomainError) -> Status {
             (Code::OutOfRange, "CURSOR_AHEAD")
         }
         ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
+        ActorMismatch => (Code::PermissionDenied, "ACTOR_MISMATCH"),
+        InvitationNotFound => (Code::NotFound, "INVITATION_NOT_FOUND"),
+        InvitationExpired => (Code::FailedPrecondition, "INVITATION_EXPIRED"),
+        InvitationNotPending(_) => (Code::FailedPrecondition, "INVITATION_NOT_PENDING"),
+        EmailMismatch => (Code::PermissionDenied, "EMAIL_MISMATCH"),
+        InvitationPending => (Code::AlreadyExists, "INVITATION_PENDING"),
+        ConsumerDomain(_) => (Code::InvalidArgument, "CONSUMER_DOMAIN"),
+        DomainExists => (Code::AlreadyExists, "DOMAIN_EXISTS"),
+        DomainTaken => (Code::AlreadyExists, "DOMAIN_TAKEN"),
+        DomainNotFound => (Code::NotFound, "DOMAIN_NOT_FOUND"),
+        DomainVerificationFailed(_) => (Code::FailedPrecondition, "DOMAIN_VERIFICATION_FAILED"),
+        DnsUnavailable(_) => (Code::Unavailable, "DNS_UNAVAILABLE"),
         Unavailable => (Code::Unavailable, "DATABASE_UNAVAILABLE"),
         Internal(cause) => {
             tracing::error!(cause, "internal error");
@@ -84,6 +96,9 @@ pub fn to_status(error: DomainError) -> Status {
         for violation in violations {
             details.add_bad_request_violation(&violation.field, &violation.description);
         }
+    }
+    if let ConsumerDomain(_) = &error {
+        details.add_bad_request_violation("domain", "is a consumer mail domain");
     }
     Status::with_error_details(code, message, details)
 }

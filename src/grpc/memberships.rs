@@ -13,6 +13,7 @@ use crate::domain::validate::{
 };
 use crate::events::StartAt;
 use crate::service::Services;
+use crate::service::domains::JoinOutcome;
 use crate::service::events::ListEvents;
 use crate::service::memberships::{
     CreateMembership, ListMemberships, MembershipPatch, default_role,
@@ -52,7 +53,7 @@ fn order_by(v: &mut Validator, text: &str) -> (SortKey, bool) {
     }
 }
 
-fn page_size(v: &mut Validator, raw: i32) -> u64 {
+pub(crate) fn page_size(v: &mut Validator, raw: i32) -> u64 {
     match raw {
         0 => DEFAULT_PAGE_SIZE,
         n if n < 0 => {
@@ -70,6 +71,47 @@ fn role_name(v: &mut Validator, field: &str, raw: &str) -> String {
 #[tonic::async_trait]
 impl MembershipService for MembershipApi {
     type WatchMembershipEventsStream = super::events::WatchStream;
+
+    async fn auto_join(
+        &self,
+        request: Request<AutoJoinRequest>,
+    ) -> Result<Response<AutoJoinResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let mut v = Validator::new();
+            let user_id = v.uuid("user_id", &r.user_id);
+            let email = v.email("email", &r.email);
+            let display_name = v.text("display_name", &r.display_name, MAX_NAME_CHARS, false);
+            v.finish()?;
+            let (results, cursor) = self
+                .services
+                .auto_join(caller, user_id, email, display_name)
+                .await?;
+            Ok(AutoJoinResponse {
+                results: results
+                    .into_iter()
+                    .map(|(tenant_id, outcome)| {
+                        let (outcome, membership) = match outcome {
+                            JoinOutcome::Joined(m) => (AutoJoinOutcome::Joined, Some(m)),
+                            JoinOutcome::AlreadyMember(m) => {
+                                (AutoJoinOutcome::AlreadyMember, Some(m))
+                            }
+                            JoinOutcome::NoSeat => (AutoJoinOutcome::NoSeat, None),
+                        };
+                        AutoJoinResult {
+                            tenant_id: tenant_id.to_string(),
+                            outcome: outcome as i32,
+                            membership: membership.as_ref().map(convert::membership),
+                        }
+                    })
+                    .collect(),
+                cursor,
+            })
+        }
+        .await;
+        respond(result)
+    }
 
     async fn list_membership_events(
         &self,

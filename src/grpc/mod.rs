@@ -4,6 +4,7 @@
 pub mod convert;
 pub mod error;
 pub mod events;
+pub mod invitations;
 pub mod memberships;
 pub mod tenants;
 

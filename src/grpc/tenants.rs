@@ -6,6 +6,7 @@ use super::pb::tenant_service_server::TenantService;
 use super::pb::*;
 use super::{caller, convert, respond};
 use crate::domain::DomainError;
+use crate::domain::email_domain;
 use crate::domain::validate::{MAX_NAME_CHARS, Validator};
 use crate::service::Services;
 use crate::service::tenants::{CreateTenant, TenantPatch};
@@ -179,6 +180,132 @@ impl TenantService for TenantApi {
                 available: usage.available().map(clamp),
                 display: usage.display(),
             })
+        }
+        .await;
+        respond(result)
+    }
+
+    async fn add_domain(
+        &self,
+        request: Request<AddDomainRequest>,
+    ) -> Result<Response<AddDomainResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let mut v = Validator::new();
+            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
+            let domain = match email_domain::normalize(&r.domain) {
+                Ok(domain) => domain,
+                Err(description) => {
+                    v.violation("domain", description);
+                    String::new()
+                }
+            };
+            v.finish()?;
+            let (domain, cursor) = self
+                .services
+                .add_domain(caller, tenant_id, domain, r.auto_join)
+                .await?;
+            Ok(AddDomainResponse {
+                domain: Some(convert::domain(&domain)),
+                cursor,
+            })
+        }
+        .await;
+        respond(result)
+    }
+
+    async fn verify_domain(
+        &self,
+        request: Request<VerifyDomainRequest>,
+    ) -> Result<Response<VerifyDomainResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let mut v = Validator::new();
+            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
+            let domain_id = v.uuid("domain_id", &r.domain_id);
+            v.finish()?;
+            let (domain, cursor) = self
+                .services
+                .verify_domain(caller, tenant_id, domain_id)
+                .await?;
+            Ok(VerifyDomainResponse {
+                domain: Some(convert::domain(&domain)),
+                cursor,
+            })
+        }
+        .await;
+        respond(result)
+    }
+
+    async fn list_domains(
+        &self,
+        request: Request<ListDomainsRequest>,
+    ) -> Result<Response<ListDomainsResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let mut v = Validator::new();
+            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
+            v.finish()?;
+            let domains = self.services.list_domains(caller, tenant_id).await?;
+            Ok(ListDomainsResponse {
+                domains: domains.iter().map(convert::domain).collect(),
+            })
+        }
+        .await;
+        respond(result)
+    }
+
+    async fn update_domain(
+        &self,
+        request: Request<UpdateDomainRequest>,
+    ) -> Result<Response<UpdateDomainResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let mut v = Validator::new();
+            let Some(d) = r.domain else {
+                return Err(DomainError::invalid("domain", "is required"));
+            };
+            let tenant_id = v.uuid("domain.tenant_id", &d.tenant_id);
+            let domain_id = v.uuid("domain.domain_id", &d.domain_id);
+            let paths = convert::mask_paths(&mut v, r.update_mask.as_ref(), &["auto_join"]);
+            v.finish()?;
+            let auto_join = paths
+                .iter()
+                .any(|p| p == "auto_join")
+                .then_some(d.auto_join);
+            let (domain, cursor) = self
+                .services
+                .update_domain(caller, tenant_id, domain_id, d.etag, auto_join)
+                .await?;
+            Ok(UpdateDomainResponse {
+                domain: Some(convert::domain(&domain)),
+                cursor,
+            })
+        }
+        .await;
+        respond(result)
+    }
+
+    async fn remove_domain(
+        &self,
+        request: Request<RemoveDomainRequest>,
+    ) -> Result<Response<RemoveDomainResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let mut v = Validator::new();
+            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
+            let domain_id = v.uuid("domain_id", &r.domain_id);
+            v.finish()?;
+            let cursor = self
+                .services
+                .remove_domain(caller, tenant_id, domain_id)
+                .await?;
+            Ok(RemoveDomainResponse { cursor })
         }
         .await;
         respond(result)

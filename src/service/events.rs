@@ -87,6 +87,17 @@ impl Services {
             .await?;
         let conn = self.store.connection();
         let cursor = event_log::head(conn).await.map_err(db_error)?;
+        // A reader tailing the log from a position retention already pruned would silently miss
+        // events; tell it instead, as the watch does.
+        if let Some(after) = query.after_cursor {
+            let oldest = event_log::oldest_retained(conn).await.map_err(db_error)?;
+            if after < oldest - 1 {
+                return Err(DomainError::CursorExpired {
+                    cursor: after,
+                    oldest,
+                });
+            }
+        }
         let mut events = event_log::list(
             conn,
             &AuditQuery {

@@ -4,15 +4,16 @@ use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 use super::access::Access;
-use super::{Services, membership_event, membership_key, page_token};
+use super::{
+    Locked, Services, lock_for_member_management, membership_event, membership_key, page_token,
+};
 use crate::domain::events::{EventType, NewEvent};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::{MEMBER_ROLE, Permission};
-use crate::domain::role::TenantRoles;
-use crate::domain::tenant::{Tenant, check_etag};
+use crate::domain::tenant::check_etag;
 use crate::domain::{Caller, DomainError, now_micros};
 use crate::store::memberships::{After, ListFilter, PageRequest, SortKey, sort_value};
-use crate::store::{self, Tx, event_log, requests};
+use crate::store::{self, event_log, requests};
 
 pub struct CreateMembership {
     pub tenant_id: Uuid,
@@ -54,29 +55,6 @@ pub struct MembershipPage {
 }
 
 const CREATE_MEMBERSHIP: &str = "CreateMembership";
-
-/// The tenant locked for writing, its roles, and what the caller may do in it.
-struct Locked {
-    tenant: Tenant,
-    roles: TenantRoles,
-    access: Access,
-}
-
-async fn lock_for_member_management(
-    tx: &Tx,
-    tenant_id: Uuid,
-    caller: Caller,
-) -> Result<Locked, DomainError> {
-    let tenant = store::tenants::lock(&tx.txn, tenant_id).await?;
-    tenant.ensure_member_management()?;
-    let roles = store::roles::list(&tx.txn, tenant_id).await?;
-    let access = Access::load(&tx.txn, &tenant, &roles, caller).await?;
-    Ok(Locked {
-        tenant,
-        roles,
-        access,
-    })
-}
 
 impl Services {
     pub async fn list_memberships(
@@ -130,6 +108,7 @@ impl Services {
                 after: after.as_ref(),
                 page_size: query.page_size,
             },
+            now_micros(),
         )
         .await?;
         let next_page_token = match memberships.last() {
@@ -228,6 +207,7 @@ impl Services {
                         updated_at: now,
                         version: before.as_ref().map_or(1, |m| m.version + 1),
                         roles: vec![role.name.clone()],
+                        invitation_id: None,
                     };
                     // A member who left comes back on the same row, keeping its history.
                     if before.is_some() {

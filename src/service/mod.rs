@@ -2,30 +2,69 @@
 //! rows and emits the events that commit with them; reads use one snapshot.
 
 pub mod access;
+pub mod domains;
 pub mod events;
+pub mod invitations;
 pub mod memberships;
 pub mod page_token;
 pub mod tenants;
 
 use uuid::Uuid;
 
+use crate::dns::TxtLookup;
 use crate::domain::Caller;
+use crate::domain::DomainError;
 use crate::domain::events::{EventType, NewEvent, snapshot};
 use crate::domain::membership::Membership;
+use crate::domain::role::TenantRoles;
+use crate::domain::tenant::Tenant;
 use crate::events::EventFeed;
+use crate::mail::Mailer;
 use crate::store::Store;
+use crate::store::{self, Tx};
+use access::Access;
 
-/// The use cases, over one store and this process's event feed.
+/// The use cases, over one store, this process's event feed, the mailer and the DNS resolver.
 #[derive(Clone)]
 pub struct Services {
     pub store: Store,
     pub feed: EventFeed,
+    pub mailer: Mailer,
+    pub dns: TxtLookup,
 }
 
 impl Services {
-    pub fn new(store: Store, feed: EventFeed) -> Self {
-        Self { store, feed }
+    pub fn new(store: Store, feed: EventFeed, mailer: Mailer, dns: TxtLookup) -> Self {
+        Self {
+            store,
+            feed,
+            mailer,
+            dns,
+        }
     }
+}
+
+/// The tenant locked for writing, its roles, and what the caller may do in it.
+pub(crate) struct Locked {
+    pub tenant: Tenant,
+    pub roles: TenantRoles,
+    pub access: Access,
+}
+
+pub(crate) async fn lock_for_member_management(
+    tx: &Tx,
+    tenant_id: Uuid,
+    caller: Caller,
+) -> Result<Locked, DomainError> {
+    let tenant = store::tenants::lock(&tx.txn, tenant_id).await?;
+    tenant.ensure_member_management()?;
+    let roles = store::roles::list(&tx.txn, tenant_id).await?;
+    let access = Access::load(&tx.txn, &tenant, &roles, caller).await?;
+    Ok(Locked {
+        tenant,
+        roles,
+        access,
+    })
 }
 
 /// An event about one membership, carrying its state before and after the change.

@@ -89,6 +89,7 @@ impl Services {
                         updated_at: now,
                         version: 1,
                         roles: vec![owner_role.name.clone()],
+                        invitation_id: None,
                     };
                     store::memberships::insert(&tx.txn, &owner).await?;
                     store::roles::bind(&tx.txn, tenant.id, owner.user_id, owner_role.id, now)
@@ -256,6 +257,11 @@ impl Services {
                             Some(&member),
                             Some(&ended),
                         ));
+                    }
+                    for invitation in
+                        store::invitations::all_pending(&tx.txn, &roles, tenant_id).await?
+                    {
+                        super::invitations::revoke(tx, caller, invitation).await?;
                     }
                     let mut tenant = before.clone();
                     tenant.state = TenantState::Dissolved;

@@ -1,6 +1,8 @@
 //! Memberships: reads, writes, and the filtered keyset-paginated list.
 
-use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, Query};
+use std::collections::HashMap;
+
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, LikeExpr, Query, SelectStatement, UnionType};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -8,10 +10,11 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entities::{memberships, role_bindings};
-use super::{corrupt, db_error, roles};
-use crate::domain::DomainError;
+use super::{corrupt, db_error, entities, escape_like, invitations, roles};
+use crate::domain::invitation::InvitationState;
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::role::TenantRoles;
+use crate::domain::{DomainError, Micros};
 
 /// What a list page is sorted by; ties are broken by user id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +68,7 @@ pub fn to_domain(model: memberships::Model, roles: Vec<String>) -> Result<Member
         updated_at: model.updated_at,
         version: model.version,
         roles,
+        invitation_id: None,
     })
 }
 
@@ -201,13 +205,17 @@ pub struct PageRequest<'a> {
     pub page_size: u64,
 }
 
-/// One page of a tenant's memberships, plus whether more rows follow.
+/// One page of a tenant's member list, plus whether more rows follow. Pending, unexpired
+/// invitations appear as INVITED entries: both tables are filtered and keyset-bounded on their
+/// own, then merged by one `UNION ALL … ORDER BY … LIMIT` so the database orders both with the
+/// same collation as its keyset comparisons.
 pub async fn list<C: ConnectionTrait>(
     conn: &C,
     roles_of_tenant: &TenantRoles,
     tenant_id: Uuid,
     filter: &ListFilter,
     page: PageRequest<'_>,
+    now: Micros,
 ) -> Result<(Vec<Membership>, bool), DomainError> {
     let PageRequest {
         sort,
@@ -215,24 +223,118 @@ pub async fn list<C: ConnectionTrait>(
         after,
         page_size,
     } = page;
+    let mut union = member_rows(tenant_id, filter, sort, descending, after);
+    if invitations_may_match(filter) {
+        union = union
+            .union(
+                UnionType::All,
+                invitation_rows(tenant_id, filter, sort, descending, after, now),
+            )
+            .to_owned();
+    }
+    let order = if descending { Order::Desc } else { Order::Asc };
+    union
+        .order_by(Alias::new("sort_key"), order.clone())
+        .order_by(Alias::new("row_id"), order)
+        .limit(page_size + 1);
+    let rows = conn.query_all(&union).await.map_err(db_error)?;
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let kind: String = row.try_get("", "kind").map_err(db_error)?;
+        let id: Uuid = row.try_get("", "row_id").map_err(db_error)?;
+        keys.push((kind == "i", id));
+    }
+    let more = keys.len() as u64 > page_size;
+    keys.truncate(page_size as usize);
+
+    let user_ids: Vec<Uuid> = keys.iter().filter(|(i, _)| !i).map(|(_, id)| *id).collect();
+    let invitation_ids: Vec<Uuid> = keys.iter().filter(|(i, _)| *i).map(|(_, id)| *id).collect();
+    let mut members: HashMap<Uuid, Membership> = HashMap::new();
+    if !user_ids.is_empty() {
+        let models = memberships::Entity::find()
+            .filter(memberships::Column::TenantId.eq(tenant_id))
+            .filter(memberships::Column::UserId.is_in(user_ids))
+            .all(conn)
+            .await
+            .map_err(db_error)?;
+        for (m, _) in with_roles(conn, roles_of_tenant, tenant_id, models).await? {
+            members.insert(m.user_id, m);
+        }
+    }
+    for invitation in invitations::by_ids(conn, roles_of_tenant, tenant_id, &invitation_ids).await?
+    {
+        members.insert(invitation.id, invitations::as_member(&invitation));
+    }
+    let page = keys
+        .into_iter()
+        .filter_map(|(_, id)| members.remove(&id))
+        .collect();
+    Ok((page, more))
+}
+
+/// Whether pending invitations can match the filter: they are INVITED members of type MEMBER
+/// from source INVITE.
+fn invitations_may_match(filter: &ListFilter) -> bool {
+    filter.status.is_none_or(|s| s == MembershipStatus::Invited)
+        && filter
+            .member_type
+            .is_none_or(|t| t == MembershipType::Member)
+        && filter.source.is_none_or(|s| s == MembershipSource::Invite)
+}
+
+/// `(col > value) OR (col = value AND id > after_id)`, or with `<` when descending.
+fn keyset(sort_expr: Expr, id_col: Expr, after: &After, descending: bool) -> Condition {
+    let value: sea_orm::Value = match &after.value {
+        SortValue::Int(v) => (*v).into(),
+        SortValue::Text(v) => v.clone().into(),
+    };
+    let (beyond, tie) = if descending {
+        (
+            sort_expr.clone().lt(value.clone()),
+            id_col.lt(after.user_id),
+        )
+    } else {
+        (
+            sort_expr.clone().gt(value.clone()),
+            id_col.gt(after.user_id),
+        )
+    };
+    Condition::any()
+        .add(beyond)
+        .add(Condition::all().add(sort_expr.eq(value)).add(tie))
+}
+
+fn member_rows(
+    tenant_id: Uuid,
+    filter: &ListFilter,
+    sort: SortKey,
+    descending: bool,
+    after: Option<&After>,
+) -> SelectStatement {
     use memberships::Column;
     let sort_column = match sort {
         SortKey::CreateTime => Column::CreatedAt,
         SortKey::Email => Column::Email,
         SortKey::DisplayName => Column::DisplayName,
     };
-    let mut select = memberships::Entity::find().filter(Column::TenantId.eq(tenant_id));
+    let mut select = Query::select();
+    select
+        .expr_as(Expr::val("m"), Alias::new("kind"))
+        .expr_as(Expr::col(Column::UserId), Alias::new("row_id"))
+        .expr_as(Expr::col(sort_column), Alias::new("sort_key"))
+        .from(memberships::Entity)
+        .and_where(Column::TenantId.eq(tenant_id));
     if let Some(status) = filter.status {
-        select = select.filter(Column::Status.eq(status.as_str()));
+        select.and_where(Column::Status.eq(status.as_str()));
     }
     if let Some(member_type) = filter.member_type {
-        select = select.filter(Column::MemberType.eq(member_type.as_str()));
+        select.and_where(Column::MemberType.eq(member_type.as_str()));
     }
     if let Some(source) = filter.source {
-        select = select.filter(Column::Source.eq(source.as_str()));
+        select.and_where(Column::Source.eq(source.as_str()));
     }
     if let Some(role_id) = filter.role_id {
-        select = select.filter(
+        select.and_where(
             Column::UserId.in_subquery(
                 Query::select()
                     .column(role_bindings::Column::UserId)
@@ -245,44 +347,58 @@ pub async fn list<C: ConnectionTrait>(
     }
     if let Some(query) = &filter.query {
         let pattern = format!("%{}%", escape_like(query));
-        select = select.filter(
+        select.cond_where(
             Condition::any()
                 .add(Expr::col(Column::Email).like(LikeExpr::new(pattern.clone()).escape('\\')))
                 .add(Expr::col(Column::SearchName).like(LikeExpr::new(pattern).escape('\\'))),
         );
     }
     if let Some(after) = after {
-        let value: sea_orm::Value = match &after.value {
-            SortValue::Int(v) => (*v).into(),
-            SortValue::Text(v) => v.clone().into(),
-        };
-        let condition = if descending {
-            Condition::any().add(sort_column.lt(value.clone())).add(
-                Condition::all()
-                    .add(sort_column.eq(value))
-                    .add(Column::UserId.lt(after.user_id)),
-            )
-        } else {
-            Condition::any().add(sort_column.gt(value.clone())).add(
-                Condition::all()
-                    .add(sort_column.eq(value))
-                    .add(Column::UserId.gt(after.user_id)),
-            )
-        };
-        select = select.filter(condition);
+        select.cond_where(keyset(
+            Expr::col(sort_column),
+            Expr::col(Column::UserId),
+            after,
+            descending,
+        ));
     }
-    let order = if descending { Order::Desc } else { Order::Asc };
-    let mut models = select
-        .order_by(sort_column, order.clone())
-        .order_by(Column::UserId, order)
-        .limit(page_size + 1)
-        .all(conn)
-        .await
-        .map_err(db_error)?;
-    let more = models.len() as u64 > page_size;
-    models.truncate(page_size as usize);
-    let rows = with_roles(conn, roles_of_tenant, tenant_id, models).await?;
-    Ok((rows.into_iter().map(|(m, _)| m).collect(), more))
+    select.to_owned()
+}
+
+fn invitation_rows(
+    tenant_id: Uuid,
+    filter: &ListFilter,
+    sort: SortKey,
+    descending: bool,
+    after: Option<&After>,
+    now: Micros,
+) -> SelectStatement {
+    use entities::invitations::Column;
+    // Invitations have no display name yet: they sort as the empty name.
+    let sort_expr = match sort {
+        SortKey::CreateTime => Expr::col(Column::CreatedAt),
+        SortKey::Email => Expr::col(Column::Email),
+        SortKey::DisplayName => Expr::val(""),
+    };
+    let mut select = Query::select();
+    select
+        .expr_as(Expr::val("i"), Alias::new("kind"))
+        .expr_as(Expr::col(Column::Id), Alias::new("row_id"))
+        .expr_as(sort_expr.clone(), Alias::new("sort_key"))
+        .from(entities::invitations::Entity)
+        .and_where(Column::TenantId.eq(tenant_id))
+        .and_where(Column::State.eq(InvitationState::Pending.as_str()))
+        .and_where(Column::ExpiresAt.gt(now));
+    if let Some(role_id) = filter.role_id {
+        select.and_where(Column::RoleId.eq(role_id));
+    }
+    if let Some(query) = &filter.query {
+        let pattern = format!("%{}%", escape_like(query));
+        select.and_where(Expr::col(Column::Email).like(LikeExpr::new(pattern).escape('\\')));
+    }
+    if let Some(after) = after {
+        select.cond_where(keyset(sort_expr, Expr::col(Column::Id), after, descending));
+    }
+    select.to_owned()
 }
 
 /// The keyset value of `membership` for `sort`.
@@ -294,13 +410,30 @@ pub fn sort_value(membership: &Membership, sort: SortKey) -> SortValue {
     }
 }
 
-fn escape_like(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
+/// Of `emails`, those of the tenant's ACTIVE or SUSPENDED members.
+pub async fn seated_emails<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    emails: &[String],
+) -> Result<std::collections::HashSet<String>, DomainError> {
+    let seated: Vec<&str> = MembershipStatus::ALL
+        .iter()
+        .filter(|s| s.holds_seat())
+        .map(|s| s.as_str())
+        .collect();
+    let mut found = std::collections::HashSet::new();
+    for chunk in emails.chunks(500) {
+        let rows: Vec<String> = memberships::Entity::find()
+            .select_only()
+            .column(memberships::Column::Email)
+            .filter(memberships::Column::TenantId.eq(tenant_id))
+            .filter(memberships::Column::Status.is_in(seated.clone()))
+            .filter(memberships::Column::Email.is_in(chunk.iter().cloned()))
+            .into_tuple()
+            .all(conn)
+            .await
+            .map_err(db_error)?;
+        found.extend(rows);
     }
-    escaped
+    Ok(found)
 }

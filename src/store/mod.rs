@@ -5,8 +5,10 @@
 //! on SQLite (one writer at a time anyway) by an in-process gate plus `BEGIN IMMEDIATE`, so
 //! concurrent writers queue instead of failing with "database is locked".
 
+pub mod domains;
 pub mod entities;
 pub mod event_log;
+pub mod invitations;
 pub mod memberships;
 pub mod requests;
 pub mod roles;
@@ -245,4 +247,16 @@ pub fn for_update<S: sea_orm::QuerySelect>(select: S, backend: DbBackend) -> S {
 pub(crate) fn corrupt(what: &str, value: &str) -> DomainError {
     tracing::error!(what, value, "unreadable stored value");
     DomainError::Internal(format!("unreadable stored {what}"))
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern with `\` as the escape character.
+pub(crate) fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }

@@ -5,9 +5,9 @@ use uuid::Uuid;
 
 use super::entities::{memberships, tenants};
 use super::{corrupt, db_error, for_update};
-use crate::domain::DomainError;
 use crate::domain::membership::MembershipStatus;
 use crate::domain::tenant::{RolePreset, SeatUsage, Tenant, TenantKind, TenantState};
+use crate::domain::{DomainError, now_micros};
 
 fn to_domain(model: tenants::Model) -> Result<Tenant, DomainError> {
     Ok(Tenant {
@@ -79,7 +79,8 @@ pub async fn update<C: ConnectionTrait>(conn: &C, tenant: &Tenant) -> Result<(),
     Ok(())
 }
 
-/// Seats in use: memberships that hold a seat (ACTIVE, SUSPENDED, INVITED).
+/// Seats in use: ACTIVE and SUSPENDED members plus pending invitations not yet expired at
+/// `now` (an expired invitation frees its seat by the clock alone, no job needed).
 pub async fn seat_usage<C: ConnectionTrait>(
     conn: &C,
     tenant: &Tenant,
@@ -89,14 +90,15 @@ pub async fn seat_usage<C: ConnectionTrait>(
         .filter(|s| s.holds_seat())
         .map(|s| s.as_str())
         .collect();
-    let used = memberships::Entity::find()
+    let members = memberships::Entity::find()
         .filter(memberships::Column::TenantId.eq(tenant.id))
         .filter(memberships::Column::Status.is_in(seated))
         .count(conn)
         .await
         .map_err(db_error)?;
+    let invited = super::invitations::count_pending(conn, tenant.id, now_micros()).await?;
     Ok(SeatUsage {
-        used: used as i64,
+        used: members as i64 + invited,
         limit: tenant.seat_limit.map(i64::from),
     })
 }

@@ -102,6 +102,7 @@ pub fn test_options() -> ServeOptions {
             progress_interval: Duration::from_millis(300),
             ..FeedOptions::default()
         },
+        ..ServeOptions::default()
     }
 }
 

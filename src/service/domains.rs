@@ -1,0 +1,315 @@
+//! Verified email domains and auto-join (DESIGN rule 20). The DNS lookup happens outside any
+//! transaction: a slow nameserver never holds a tenant lock.
+
+use uuid::Uuid;
+
+use super::access::Access;
+use super::{Services, lock_for_member_management, membership_event};
+use crate::domain::email_domain::{self, DomainState, TenantDomain};
+use crate::domain::events::{EventType, NewEvent, snapshot};
+use crate::domain::invitation::new_token;
+use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
+use crate::domain::permissions::{MEMBER_ROLE, Permission};
+use crate::domain::tenant::check_etag;
+use crate::domain::{Caller, DomainError, now_micros};
+use crate::store;
+
+/// What AutoJoin did in one tenant.
+pub enum JoinOutcome {
+    Joined(Membership),
+    AlreadyMember(Membership),
+    NoSeat,
+}
+
+fn domain_event(
+    event_type: EventType,
+    caller: Caller,
+    before: Option<&TenantDomain>,
+    after: Option<&TenantDomain>,
+) -> NewEvent {
+    let subject = after.or(before);
+    NewEvent {
+        tenant_id: subject.map(|d| d.tenant_id),
+        event_type,
+        actor_id: caller.user_id(),
+        subject_id: subject.map(|d| d.id.to_string()),
+        request_id: None,
+        before: before.and_then(snapshot),
+        after: after.and_then(snapshot),
+    }
+}
+
+impl Services {
+    pub async fn add_domain(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        domain: String,
+        auto_join: bool,
+    ) -> Result<(TenantDomain, i64), DomainError> {
+        if email_domain::is_consumer(&domain) {
+            return Err(DomainError::ConsumerDomain(domain));
+        }
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    locked.access.require(Permission::TenantManage)?;
+                    if store::domains::find_by_name(&tx.txn, tenant_id, &domain)
+                        .await?
+                        .is_some()
+                    {
+                        return Err(DomainError::DomainExists);
+                    }
+                    if store::domains::verified_by(&tx.txn, &domain)
+                        .await?
+                        .is_some()
+                    {
+                        return Err(DomainError::DomainTaken);
+                    }
+                    let now = now_micros();
+                    let added = TenantDomain {
+                        id: Uuid::now_v7(),
+                        tenant_id,
+                        domain,
+                        state: DomainState::Pending,
+                        auto_join,
+                        verification_token: new_token()?,
+                        created_at: now,
+                        updated_at: now,
+                        verified_at: None,
+                        version: 1,
+                    };
+                    store::domains::insert(&tx.txn, &added).await?;
+                    tx.emit(domain_event(
+                        EventType::DomainAdded,
+                        caller,
+                        None,
+                        Some(&added),
+                    ));
+                    Ok(added)
+                })
+            })
+            .await
+    }
+
+    /// Looks up the TXT record and, when it holds the expected value, claims the domain.
+    pub async fn verify_domain(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        domain_id: Uuid,
+    ) -> Result<(TenantDomain, i64), DomainError> {
+        let pending = {
+            let conn = self.store.connection();
+            let tenant = store::tenants::get(conn, tenant_id).await?;
+            tenant.ensure_member_management()?;
+            let roles = store::roles::list(conn, tenant_id).await?;
+            Access::load(conn, &tenant, &roles, caller)
+                .await?
+                .require(Permission::TenantManage)?;
+            store::domains::get(conn, tenant_id, domain_id).await?
+        };
+        if pending.state == DomainState::Pending {
+            let name = pending.record_name();
+            let expected = pending.record_value();
+            let found = self.dns.txt(&name).await?;
+            if !found.contains(&expected) {
+                let reason = if found.is_empty() {
+                    format!("no TXT record at {name}; publish {expected:?} there and retry")
+                } else {
+                    format!("the TXT records at {name} are {found:?}, not {expected:?}")
+                };
+                return Err(DomainError::DomainVerificationFailed(reason));
+            }
+        }
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    locked.access.require(Permission::TenantManage)?;
+                    let before = store::domains::get(&tx.txn, tenant_id, domain_id).await?;
+                    if before.state == DomainState::Verified {
+                        return Ok(before);
+                    }
+                    store::domains::claim(&tx.txn, &before).await?;
+                    let now = now_micros();
+                    let mut after = before.clone();
+                    after.state = DomainState::Verified;
+                    after.verified_at = Some(now);
+                    after.updated_at = now;
+                    after.version += 1;
+                    store::domains::update(&tx.txn, &after).await?;
+                    tx.emit(domain_event(
+                        EventType::DomainVerified,
+                        caller,
+                        Some(&before),
+                        Some(&after),
+                    ));
+                    Ok(after)
+                })
+            })
+            .await
+    }
+
+    pub async fn list_domains(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+    ) -> Result<Vec<TenantDomain>, DomainError> {
+        let conn = self.store.read_snapshot().await?;
+        let tenant = store::tenants::get(&conn, tenant_id).await?;
+        let roles = store::roles::list(&conn, tenant_id).await?;
+        Access::load(&conn, &tenant, &roles, caller)
+            .await?
+            .require(Permission::MembersRead)?;
+        store::domains::list(&conn, tenant_id).await
+    }
+
+    pub async fn update_domain(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        domain_id: Uuid,
+        etag: String,
+        auto_join: Option<bool>,
+    ) -> Result<(TenantDomain, i64), DomainError> {
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    locked.access.require(Permission::TenantManage)?;
+                    let before = store::domains::get(&tx.txn, tenant_id, domain_id).await?;
+                    check_etag(&etag, before.version)?;
+                    let mut after = before.clone();
+                    if let Some(auto_join) = auto_join {
+                        after.auto_join = auto_join;
+                    }
+                    if after == before {
+                        return Ok(after);
+                    }
+                    after.updated_at = now_micros();
+                    after.version += 1;
+                    store::domains::update(&tx.txn, &after).await?;
+                    tx.emit(domain_event(
+                        EventType::DomainUpdated,
+                        caller,
+                        Some(&before),
+                        Some(&after),
+                    ));
+                    Ok(after)
+                })
+            })
+            .await
+    }
+
+    pub async fn remove_domain(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        domain_id: Uuid,
+    ) -> Result<i64, DomainError> {
+        let ((), cursor) = self
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    locked.access.require(Permission::TenantManage)?;
+                    let before = store::domains::get(&tx.txn, tenant_id, domain_id).await?;
+                    store::domains::delete(&tx.txn, &before).await?;
+                    tx.emit(domain_event(
+                        EventType::DomainRemoved,
+                        caller,
+                        Some(&before),
+                        None,
+                    ));
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(cursor)
+    }
+
+    /// Joins every tenant that verified the email's domain with auto-join on and has a free
+    /// seat; one transaction per tenant, so one full tenant does not hold up the others.
+    pub async fn auto_join(
+        &self,
+        caller: Caller,
+        user_id: Uuid,
+        email: String,
+        display_name: String,
+    ) -> Result<(Vec<(Uuid, JoinOutcome)>, i64), DomainError> {
+        if let Caller::User(actor) = caller
+            && actor != user_id
+        {
+            return Err(DomainError::ActorMismatch);
+        }
+        let Some(domain) = email_domain::of_email(&email).map(str::to_string) else {
+            return Ok((Vec::new(), self.feed.head()));
+        };
+        let tenants = store::domains::auto_join_tenants(self.store.connection(), &domain).await?;
+        let mut results = Vec::new();
+        let mut cursor = store::event_log::head(self.store.connection())
+            .await
+            .map_err(store::db_error)?;
+        for tenant_id in tenants {
+            let (email, display_name) = (email.clone(), display_name.clone());
+            let (outcome, at) = self
+                .store
+                .write(move |tx| {
+                    Box::pin(async move {
+                        let tenant = store::tenants::lock(&tx.txn, tenant_id).await?;
+                        tenant.ensure_member_management()?;
+                        let roles = store::roles::list(&tx.txn, tenant_id).await?;
+                        if let Some((member, _)) =
+                            store::memberships::find(&tx.txn, &roles, tenant_id, user_id).await?
+                        {
+                            return Ok(JoinOutcome::AlreadyMember(member));
+                        }
+                        if store::tenants::ensure_seats(&tx.txn, &tenant, 1)
+                            .await
+                            .is_err()
+                        {
+                            return Ok(JoinOutcome::NoSeat);
+                        }
+                        let role = roles
+                            .by_name(MEMBER_ROLE)
+                            .ok_or_else(|| DomainError::RoleNotFound(MEMBER_ROLE.into()))?
+                            .clone();
+                        let now = now_micros();
+                        let membership = Membership {
+                            tenant_id,
+                            user_id,
+                            email,
+                            display_name,
+                            status: MembershipStatus::Active,
+                            member_type: MembershipType::Member,
+                            source: MembershipSource::Signup,
+                            external_id: None,
+                            invited_by: None,
+                            joined_at: Some(now),
+                            created_at: now,
+                            updated_at: now,
+                            version: 1,
+                            roles: vec![role.name.clone()],
+                            invitation_id: None,
+                        };
+                        store::memberships::insert(&tx.txn, &membership).await?;
+                        store::roles::bind(&tx.txn, tenant_id, user_id, role.id, now).await?;
+                        tx.emit(membership_event(
+                            EventType::MembershipCreated,
+                            caller,
+                            None,
+                            None,
+                            Some(&membership),
+                        ));
+                        Ok(JoinOutcome::Joined(membership))
+                    })
+                })
+                .await?;
+            cursor = cursor.max(at);
+            results.push((tenant_id, outcome));
+        }
+        Ok((results, cursor))
+    }
+}

@@ -1,0 +1,598 @@
+//! Invitation use cases (DESIGN rules 15-19). Emails go out after the transaction commits, so
+//! a failing mail server never loses an invitation.
+
+use std::collections::HashSet;
+
+use sea_orm::ConnectionTrait;
+use uuid::Uuid;
+
+use super::access::Access;
+use super::{Locked, Services, lock_for_member_management, membership_event, page_token};
+use crate::domain::events::{EventType, NewEvent, snapshot};
+use crate::domain::invitation::{Invitation, InvitationState, new_token, token_hash};
+use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
+use crate::domain::permissions::Permission;
+use crate::domain::role::Role;
+use crate::domain::validate::normalize_email;
+use crate::domain::{Caller, DomainError, Micros, now_micros};
+use crate::mail::Delivery;
+use crate::store::invitations::InvitationFilter;
+use crate::store::memberships::{After, SortValue};
+use crate::store::{self, Tx, requests};
+
+pub struct CreateInvitation {
+    pub tenant_id: Uuid,
+    pub email: String,
+    pub role: String,
+    pub ttl: Micros,
+    pub request_id: Option<String>,
+}
+
+/// An invitation just created or resent, with what the caller needs to deliver it.
+pub struct Sent {
+    pub invitation: Invitation,
+    /// Plaintext, only here; `None` on an idempotent retry.
+    pub token: Option<String>,
+    pub accept_url: Option<String>,
+    pub delivery: Delivery,
+}
+
+/// What a bulk invitation did with one email, in request order.
+pub enum BulkOutcome {
+    Created(Box<Sent>),
+    InvalidEmail(String),
+    AlreadyMember,
+    AlreadyInvited,
+    Duplicate,
+}
+
+pub struct BulkResult {
+    pub email: String,
+    pub outcome: BulkOutcome,
+}
+
+const CREATE_INVITATION: &str = "CreateInvitation";
+
+fn invitation_event(
+    event_type: EventType,
+    caller: Caller,
+    request_id: Option<&str>,
+    before: Option<&Invitation>,
+    after: Option<&Invitation>,
+) -> NewEvent {
+    let subject = after.or(before);
+    NewEvent {
+        tenant_id: subject.map(|i| i.tenant_id),
+        event_type,
+        actor_id: caller.user_id(),
+        subject_id: subject.map(|i| i.id.to_string()),
+        request_id: request_id.map(str::to_string),
+        before: before.and_then(snapshot),
+        after: after.and_then(snapshot),
+    }
+}
+
+/// The role to invite with: it must exist, not be the owner role, and be grantable by the
+/// caller (rule 13: no escalation, `admins.manage` for roles holding `members.manage`).
+fn invitable_role(locked: &Locked, name: &str) -> Result<Role, DomainError> {
+    let role = locked
+        .roles
+        .by_name(name)
+        .ok_or_else(|| DomainError::RoleNotFound(name.to_string()))?;
+    if role.is_owner {
+        return Err(DomainError::OwnerRoleReserved);
+    }
+    locked.access.require_grant(role)?;
+    Ok(role.clone())
+}
+
+/// Acting on an existing invitation needs the rights to grant its role.
+fn require_manage_invitation(locked: &Locked, invitation: &Invitation) -> Result<(), DomainError> {
+    match locked.roles.by_id(invitation.role_id) {
+        Some(role) => locked.access.require_grant(role),
+        None => locked.access.require(Permission::MembersManage),
+    }
+}
+
+fn new_invitation(
+    tenant_id: Uuid,
+    email: String,
+    role: &Role,
+    caller: Caller,
+    ttl: Micros,
+    now: Micros,
+) -> Invitation {
+    Invitation {
+        id: Uuid::now_v7(),
+        tenant_id,
+        email,
+        role_id: role.id,
+        role: role.name.clone(),
+        inviter_id: caller.user_id(),
+        state: InvitationState::Pending,
+        expires_at: now + ttl,
+        send_count: 1,
+        last_sent_at: now,
+        accepted_by: None,
+        accepted_at: None,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    }
+}
+
+/// Emails of the tenant's current members (ACTIVE or SUSPENDED) among `emails`.
+async fn member_emails<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    emails: &[String],
+) -> Result<HashSet<String>, DomainError> {
+    store::memberships::seated_emails(conn, tenant_id, emails).await
+}
+
+impl Services {
+    pub async fn create_invitation(
+        &self,
+        caller: Caller,
+        command: CreateInvitation,
+    ) -> Result<(Sent, i64), DomainError> {
+        let ((invitation, token, tenant_name), cursor) = self
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let locked = lock_for_member_management(tx, command.tenant_id, caller).await?;
+                    if let Some(request_id) = &command.request_id
+                        && let Some(key) =
+                            requests::find(&tx.txn, CREATE_INVITATION, request_id).await?
+                    {
+                        let id = Uuid::try_parse(&key)
+                            .map_err(|_| store::corrupt("request key", &key))?;
+                        let invitation =
+                            store::invitations::get(&tx.txn, &locked.roles, command.tenant_id, id)
+                                .await
+                                .map_err(|_| DomainError::RequestIdReused)?;
+                        if invitation.email != command.email {
+                            return Err(DomainError::RequestIdReused);
+                        }
+                        return Ok((invitation, None, locked.tenant.name));
+                    }
+                    let role = invitable_role(&locked, &command.role)?;
+                    let emails = [command.email.clone()];
+                    if !member_emails(&tx.txn, command.tenant_id, &emails)
+                        .await?
+                        .is_empty()
+                    {
+                        return Err(DomainError::MemberExists);
+                    }
+                    let now = now_micros();
+                    if !store::invitations::pending_emails(&tx.txn, command.tenant_id, &emails, now)
+                        .await?
+                        .is_empty()
+                    {
+                        return Err(DomainError::InvitationPending);
+                    }
+                    store::tenants::ensure_seats(&tx.txn, &locked.tenant, 1).await?;
+                    let token = new_token()?;
+                    let invitation = new_invitation(
+                        command.tenant_id,
+                        command.email,
+                        &role,
+                        caller,
+                        command.ttl,
+                        now,
+                    );
+                    store::invitations::insert(&tx.txn, &invitation, &token_hash(&token)).await?;
+                    if let Some(request_id) = &command.request_id {
+                        requests::record(
+                            &tx.txn,
+                            CREATE_INVITATION,
+                            request_id,
+                            &invitation.id.to_string(),
+                            now,
+                        )
+                        .await?;
+                    }
+                    tx.emit(invitation_event(
+                        EventType::InvitationCreated,
+                        caller,
+                        command.request_id.as_deref(),
+                        None,
+                        Some(&invitation),
+                    ));
+                    Ok((invitation, Some(token), locked.tenant.name))
+                })
+            })
+            .await?;
+        let sent = self.deliver(invitation, token, &tenant_name).await;
+        Ok((sent, cursor))
+    }
+
+    /// Sends the email for a new token (none for an idempotent retry).
+    async fn deliver(
+        &self,
+        invitation: Invitation,
+        token: Option<String>,
+        tenant_name: &str,
+    ) -> Sent {
+        let Some(token) = token else {
+            return Sent {
+                invitation,
+                token: None,
+                accept_url: None,
+                delivery: Delivery::NotConfigured,
+            };
+        };
+        let delivery = self
+            .mailer
+            .send_invitation(&invitation, tenant_name, &token)
+            .await;
+        Sent {
+            accept_url: self.mailer.accept_url(&token),
+            invitation,
+            token: Some(token),
+            delivery,
+        }
+    }
+
+    /// Invites up to 1,000 emails, all or nothing on seats.
+    pub async fn bulk_create_invitations(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        emails: Vec<String>,
+        role: String,
+        ttl: Micros,
+    ) -> Result<(Vec<BulkResult>, i64), DomainError> {
+        let ((planned, created, tenant_name), cursor) = self
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let role = invitable_role(&locked, &role)?;
+                    // Normalize and deduplicate first: the outcome of each email, in order.
+                    let mut seen = HashSet::new();
+                    let mut planned: Vec<(String, Result<String, BulkOutcome>)> = Vec::new();
+                    for given in emails {
+                        let outcome = match normalize_email(&given) {
+                            Err(description) => Err(BulkOutcome::InvalidEmail(description)),
+                            Ok(email) if !seen.insert(email.clone()) => Err(BulkOutcome::Duplicate),
+                            Ok(email) => Ok(email),
+                        };
+                        planned.push((given, outcome));
+                    }
+                    let candidates: Vec<String> = planned
+                        .iter()
+                        .filter_map(|(_, o)| o.as_ref().ok().cloned())
+                        .collect();
+                    let now = now_micros();
+                    let members = member_emails(&tx.txn, tenant_id, &candidates).await?;
+                    let invited =
+                        store::invitations::pending_emails(&tx.txn, tenant_id, &candidates, now)
+                            .await?;
+                    for (_, outcome) in planned.iter_mut() {
+                        if let Ok(email) = outcome {
+                            if members.contains(email.as_str()) {
+                                *outcome = Err(BulkOutcome::AlreadyMember);
+                            } else if invited.contains(email.as_str()) {
+                                *outcome = Err(BulkOutcome::AlreadyInvited);
+                            }
+                        }
+                    }
+                    let wanted = planned.iter().filter(|(_, o)| o.is_ok()).count() as i64;
+                    store::tenants::ensure_seats(&tx.txn, &locked.tenant, wanted).await?;
+                    let mut created = Vec::new();
+                    for (_, outcome) in &planned {
+                        let Ok(email) = outcome else { continue };
+                        let token = new_token()?;
+                        let invitation =
+                            new_invitation(tenant_id, email.clone(), &role, caller, ttl, now);
+                        store::invitations::insert(&tx.txn, &invitation, &token_hash(&token))
+                            .await?;
+                        tx.emit(invitation_event(
+                            EventType::InvitationCreated,
+                            caller,
+                            None,
+                            None,
+                            Some(&invitation),
+                        ));
+                        created.push((invitation, token));
+                    }
+                    Ok((planned, created, locked.tenant.name))
+                })
+            })
+            .await?;
+        // Deliver a few at a time: a thousand sequential SMTP sessions would take minutes.
+        let mut sent: Vec<Sent> = Vec::with_capacity(created.len());
+        for chunk in created.chunks(16) {
+            let mut batch = tokio::task::JoinSet::new();
+            for (index, (invitation, token)) in chunk.iter().cloned().enumerate() {
+                let services = self.clone();
+                let name = tenant_name.clone();
+                batch.spawn(async move {
+                    (
+                        index,
+                        services.deliver(invitation, Some(token), &name).await,
+                    )
+                });
+            }
+            let mut results: Vec<(usize, Sent)> = batch.join_all().await;
+            results.sort_by_key(|(index, _)| *index);
+            sent.extend(results.into_iter().map(|(_, s)| s));
+        }
+        let mut sent = sent.into_iter();
+        let results = planned
+            .into_iter()
+            .map(|(email, outcome)| BulkResult {
+                email,
+                outcome: match outcome {
+                    Ok(_) => match sent.next() {
+                        Some(s) => BulkOutcome::Created(Box::new(s)),
+                        None => BulkOutcome::InvalidEmail("not created".into()),
+                    },
+                    Err(outcome) => outcome,
+                },
+            })
+            .collect();
+        Ok((results, cursor))
+    }
+
+    pub async fn get_invitation(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> Result<Invitation, DomainError> {
+        let conn = self.store.read_snapshot().await?;
+        let tenant = store::tenants::get(&conn, tenant_id).await?;
+        let roles = store::roles::list(&conn, tenant_id).await?;
+        Access::load(&conn, &tenant, &roles, caller)
+            .await?
+            .require(Permission::MembersRead)?;
+        store::invitations::get(&conn, &roles, tenant_id, id).await
+    }
+
+    pub async fn list_invitations(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        filter: InvitationFilter,
+        page_size: u64,
+        page_token: &str,
+    ) -> Result<(Vec<Invitation>, String), DomainError> {
+        let fingerprint = page_token::fingerprint(&[
+            "invitations",
+            &tenant_id.to_string(),
+            filter.state.map_or("", |s| s.as_str()),
+            filter.query.as_deref().unwrap_or(""),
+        ]);
+        let after = match page_token {
+            "" => None,
+            token => match page_token::decode(token, &fingerprint)? {
+                After {
+                    value: SortValue::Int(created_at),
+                    user_id,
+                } => Some((created_at, user_id)),
+                _ => return Err(DomainError::InvalidPageToken),
+            },
+        };
+        let conn = self.store.read_snapshot().await?;
+        let tenant = store::tenants::get(&conn, tenant_id).await?;
+        tenant.ensure_enterprise()?;
+        let roles = store::roles::list(&conn, tenant_id).await?;
+        Access::load(&conn, &tenant, &roles, caller)
+            .await?
+            .require(Permission::MembersRead)?;
+        let mut page = store::invitations::list(
+            &conn,
+            &roles,
+            tenant_id,
+            &filter,
+            after,
+            page_size + 1,
+            now_micros(),
+        )
+        .await?;
+        let more = page.len() as u64 > page_size;
+        page.truncate(page_size as usize);
+        let next = match page.last() {
+            Some(last) if more => page_token::encode(
+                &fingerprint,
+                &After {
+                    value: SortValue::Int(last.created_at),
+                    user_id: last.id,
+                },
+            ),
+            _ => String::new(),
+        };
+        Ok((page, next))
+    }
+
+    /// A new token and expiry; an expired invitation needs a free seat to re-open.
+    pub async fn resend_invitation(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        id: Uuid,
+        ttl: Micros,
+    ) -> Result<(Sent, i64), DomainError> {
+        let ((invitation, token, tenant_name), cursor) = self
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let before =
+                        store::invitations::get(&tx.txn, &locked.roles, tenant_id, id).await?;
+                    require_manage_invitation(&locked, &before)?;
+                    let now = now_micros();
+                    match before.state_at(now) {
+                        InvitationState::Pending => {}
+                        InvitationState::Expired => {
+                            store::tenants::ensure_seats(&tx.txn, &locked.tenant, 1).await?;
+                        }
+                        state => return Err(DomainError::InvitationNotPending(state.as_str())),
+                    }
+                    let token = new_token()?;
+                    let mut after = before.clone();
+                    after.expires_at = now + ttl;
+                    after.send_count += 1;
+                    after.last_sent_at = now;
+                    after.updated_at = now;
+                    after.version += 1;
+                    store::invitations::update_with_token(&tx.txn, &after, &token_hash(&token))
+                        .await?;
+                    tx.emit(invitation_event(
+                        EventType::InvitationResent,
+                        caller,
+                        None,
+                        Some(&before),
+                        Some(&after),
+                    ));
+                    Ok((after, Some(token), locked.tenant.name))
+                })
+            })
+            .await?;
+        let sent = self.deliver(invitation, token, &tenant_name).await;
+        Ok((sent, cursor))
+    }
+
+    pub async fn revoke_invitation(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> Result<(Invitation, i64), DomainError> {
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let before =
+                        store::invitations::get(&tx.txn, &locked.roles, tenant_id, id).await?;
+                    require_manage_invitation(&locked, &before)?;
+                    if before.state != InvitationState::Pending {
+                        return Err(DomainError::InvitationNotPending(before.state.as_str()));
+                    }
+                    revoke(tx, caller, before).await
+                })
+            })
+            .await
+    }
+
+    /// Accepts an invitation for `user_id`, whose verified email must be the invited one.
+    pub async fn accept_invitation(
+        &self,
+        caller: Caller,
+        token: String,
+        user_id: Uuid,
+        email: String,
+        display_name: String,
+    ) -> Result<(Membership, Invitation, i64), DomainError> {
+        if let Caller::User(actor) = caller
+            && actor != user_id
+        {
+            return Err(DomainError::ActorMismatch);
+        }
+        let hash = token_hash(&token);
+        let (tenant_id, id) =
+            store::invitations::find_by_token_hash(self.store.connection(), &hash)
+                .await?
+                .ok_or(DomainError::InvitationNotFound)?;
+        let ((membership, invitation), cursor) = self
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let tenant = store::tenants::lock(&tx.txn, tenant_id).await?;
+                    tenant.ensure_member_management()?;
+                    let roles = store::roles::list(&tx.txn, tenant_id).await?;
+                    // Read again under the tenant lock: of two concurrent accepts, the second
+                    // sees the first one's result.
+                    let before = store::invitations::get(&tx.txn, &roles, tenant_id, id).await?;
+                    let now = now_micros();
+                    before.ensure_acceptable(now)?;
+                    if before.email != email {
+                        return Err(DomainError::EmailMismatch);
+                    }
+                    let role = roles
+                        .by_id(before.role_id)
+                        .ok_or_else(|| DomainError::RoleNotFound(before.role.clone()))?
+                        .clone();
+                    let existing =
+                        store::memberships::find(&tx.txn, &roles, tenant_id, user_id).await?;
+                    if let Some((member, _)) = &existing
+                        && member.status != MembershipStatus::Left
+                    {
+                        return Err(DomainError::MemberExists);
+                    }
+                    let previous = existing.map(|(m, _)| m);
+                    let membership = Membership {
+                        tenant_id,
+                        user_id,
+                        email: before.email.clone(),
+                        display_name,
+                        status: MembershipStatus::Active,
+                        member_type: MembershipType::Member,
+                        source: MembershipSource::Invite,
+                        external_id: None,
+                        invited_by: before.inviter_id,
+                        joined_at: previous.as_ref().and_then(|m| m.joined_at).or(Some(now)),
+                        created_at: previous.as_ref().map_or(now, |m| m.created_at),
+                        updated_at: now,
+                        version: previous.as_ref().map_or(1, |m| m.version + 1),
+                        roles: vec![role.name.clone()],
+                        invitation_id: None,
+                    };
+                    if previous.is_some() {
+                        store::memberships::update(&tx.txn, &membership).await?;
+                    } else {
+                        store::memberships::insert(&tx.txn, &membership).await?;
+                    }
+                    store::roles::bind(&tx.txn, tenant_id, user_id, role.id, now).await?;
+                    let mut after = before.clone();
+                    after.state = InvitationState::Accepted;
+                    after.accepted_by = Some(user_id);
+                    after.accepted_at = Some(now);
+                    after.updated_at = now;
+                    after.version += 1;
+                    store::invitations::update(&tx.txn, &after).await?;
+                    tx.emit(membership_event(
+                        EventType::MembershipCreated,
+                        caller,
+                        None,
+                        previous.as_ref(),
+                        Some(&membership),
+                    ));
+                    tx.emit(invitation_event(
+                        EventType::InvitationAccepted,
+                        caller,
+                        None,
+                        Some(&before),
+                        Some(&after),
+                    ));
+                    Ok((membership, after))
+                })
+            })
+            .await?;
+        Ok((membership, invitation, cursor))
+    }
+}
+
+/// Revokes a pending invitation inside a writing transaction; its seat frees at once.
+pub(crate) async fn revoke(
+    tx: &mut Tx,
+    caller: Caller,
+    before: Invitation,
+) -> Result<Invitation, DomainError> {
+    let now = now_micros();
+    let mut after = before.clone();
+    after.state = InvitationState::Revoked;
+    after.updated_at = now;
+    after.version += 1;
+    store::invitations::update(&tx.txn, &after).await?;
+    tx.emit(invitation_event(
+        EventType::InvitationRevoked,
+        caller,
+        None,
+        Some(&before),
+        Some(&after),
+    ));
+    Ok(after)
+}

@@ -1,0 +1,293 @@
+//! Invitations.
+
+use std::collections::HashSet;
+
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, Order, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use uuid::Uuid;
+
+use super::entities::invitations;
+use super::{corrupt, db_error, escape_like};
+use crate::domain::invitation::{Invitation, InvitationState};
+use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
+use crate::domain::role::TenantRoles;
+use crate::domain::{DomainError, Micros};
+
+pub fn to_domain(
+    model: invitations::Model,
+    roles: &TenantRoles,
+) -> Result<Invitation, DomainError> {
+    Ok(Invitation {
+        state: InvitationState::parse(&model.state)
+            .ok_or_else(|| corrupt("invitation state", &model.state))?,
+        role: roles
+            .by_id(model.role_id)
+            .map(|r| r.name.clone())
+            .unwrap_or_default(),
+        id: model.id,
+        tenant_id: model.tenant_id,
+        email: model.email,
+        role_id: model.role_id,
+        inviter_id: model.inviter_id,
+        expires_at: model.expires_at,
+        send_count: model.send_count,
+        last_sent_at: model.last_sent_at,
+        accepted_by: model.accepted_by,
+        accepted_at: model.accepted_at,
+        created_at: model.created_at,
+        updated_at: model.updated_at,
+        version: model.version,
+    })
+}
+
+fn to_active(i: &Invitation, token_hash: &str) -> invitations::ActiveModel {
+    invitations::ActiveModel {
+        id: Set(i.id),
+        tenant_id: Set(i.tenant_id),
+        email: Set(i.email.clone()),
+        role_id: Set(i.role_id),
+        inviter_id: Set(i.inviter_id),
+        state: Set(i.state.as_str().to_string()),
+        token_hash: Set(token_hash.to_string()),
+        expires_at: Set(i.expires_at),
+        send_count: Set(i.send_count),
+        last_sent_at: Set(i.last_sent_at),
+        accepted_by: Set(i.accepted_by),
+        accepted_at: Set(i.accepted_at),
+        created_at: Set(i.created_at),
+        updated_at: Set(i.updated_at),
+        version: Set(i.version),
+    }
+}
+
+/// How a pending invitation appears in member lists.
+pub fn as_member(i: &Invitation) -> Membership {
+    Membership {
+        tenant_id: i.tenant_id,
+        user_id: i.id,
+        email: i.email.clone(),
+        display_name: String::new(),
+        status: MembershipStatus::Invited,
+        member_type: MembershipType::Member,
+        source: MembershipSource::Invite,
+        external_id: None,
+        invited_by: i.inviter_id,
+        joined_at: None,
+        created_at: i.created_at,
+        updated_at: i.updated_at,
+        version: i.version,
+        roles: vec![i.role.clone()],
+        invitation_id: Some(i.id),
+    }
+}
+
+pub async fn insert<C: ConnectionTrait>(
+    conn: &C,
+    invitation: &Invitation,
+    token_hash: &str,
+) -> Result<(), DomainError> {
+    invitations::Entity::insert(to_active(invitation, token_hash))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Saves every field but the token.
+pub async fn update<C: ConnectionTrait>(
+    conn: &C,
+    invitation: &Invitation,
+) -> Result<(), DomainError> {
+    let mut row = to_active(invitation, "");
+    row.token_hash = sea_orm::NotSet;
+    invitations::Entity::update(row)
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Saves the invitation with a new token; the previous token stops matching.
+pub async fn update_with_token<C: ConnectionTrait>(
+    conn: &C,
+    invitation: &Invitation,
+    token_hash: &str,
+) -> Result<(), DomainError> {
+    invitations::Entity::update(to_active(invitation, token_hash))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+pub async fn get<C: ConnectionTrait>(
+    conn: &C,
+    roles: &TenantRoles,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Invitation, DomainError> {
+    let model = invitations::Entity::find_by_id(id)
+        .filter(invitations::Column::TenantId.eq(tenant_id))
+        .one(conn)
+        .await
+        .map_err(db_error)?
+        .ok_or(DomainError::InvitationNotFound)?;
+    to_domain(model, roles)
+}
+
+/// The tenant an invitation token belongs to, and the invitation's id.
+pub async fn find_by_token_hash<C: ConnectionTrait>(
+    conn: &C,
+    token_hash: &str,
+) -> Result<Option<(Uuid, Uuid)>, DomainError> {
+    let row = invitations::Entity::find()
+        .select_only()
+        .column(invitations::Column::TenantId)
+        .column(invitations::Column::Id)
+        .filter(invitations::Column::TokenHash.eq(token_hash))
+        .into_tuple::<(Uuid, Uuid)>()
+        .one(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(row)
+}
+
+/// Of `emails`, those with a pending, unexpired invitation in the tenant.
+pub async fn pending_emails<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    emails: &[String],
+    now: Micros,
+) -> Result<HashSet<String>, DomainError> {
+    let mut found = HashSet::new();
+    for chunk in emails.chunks(500) {
+        let rows: Vec<String> = invitations::Entity::find()
+            .select_only()
+            .column(invitations::Column::Email)
+            .filter(invitations::Column::TenantId.eq(tenant_id))
+            .filter(invitations::Column::State.eq(InvitationState::Pending.as_str()))
+            .filter(invitations::Column::ExpiresAt.gt(now))
+            .filter(invitations::Column::Email.is_in(chunk.iter().cloned()))
+            .into_tuple()
+            .all(conn)
+            .await
+            .map_err(db_error)?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
+/// Pending, unexpired invitations: the seats invitations hold.
+pub async fn count_pending<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    now: Micros,
+) -> Result<i64, DomainError> {
+    let count = invitations::Entity::find()
+        .filter(invitations::Column::TenantId.eq(tenant_id))
+        .filter(invitations::Column::State.eq(InvitationState::Pending.as_str()))
+        .filter(invitations::Column::ExpiresAt.gt(now))
+        .count(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(count as i64)
+}
+
+/// Every pending invitation of a tenant (expired or not), for dissolution.
+pub async fn all_pending<C: ConnectionTrait>(
+    conn: &C,
+    roles: &TenantRoles,
+    tenant_id: Uuid,
+) -> Result<Vec<Invitation>, DomainError> {
+    invitations::Entity::find()
+        .filter(invitations::Column::TenantId.eq(tenant_id))
+        .filter(invitations::Column::State.eq(InvitationState::Pending.as_str()))
+        .order_by_asc(invitations::Column::Id)
+        .all(conn)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(|m| to_domain(m, roles))
+        .collect()
+}
+
+/// Invitations by id, for assembling a member list page.
+pub async fn by_ids<C: ConnectionTrait>(
+    conn: &C,
+    roles: &TenantRoles,
+    tenant_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<Invitation>, DomainError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    invitations::Entity::find()
+        .filter(invitations::Column::TenantId.eq(tenant_id))
+        .filter(invitations::Column::Id.is_in(ids.iter().copied()))
+        .all(conn)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(|m| to_domain(m, roles))
+        .collect()
+}
+
+/// Filters of ListInvitations.
+#[derive(Clone, Debug, Default)]
+pub struct InvitationFilter {
+    pub state: Option<InvitationState>,
+    /// Lower-cased substring of the email.
+    pub query: Option<String>,
+}
+
+/// A page of a tenant's invitations, newest first, after the (created_at, id) keyset.
+pub async fn list<C: ConnectionTrait>(
+    conn: &C,
+    roles: &TenantRoles,
+    tenant_id: Uuid,
+    filter: &InvitationFilter,
+    after: Option<(Micros, Uuid)>,
+    limit: u64,
+    now: Micros,
+) -> Result<Vec<Invitation>, DomainError> {
+    use invitations::Column;
+    let mut select = invitations::Entity::find().filter(Column::TenantId.eq(tenant_id));
+    select = match filter.state {
+        None => select,
+        Some(InvitationState::Pending) => select
+            .filter(Column::State.eq(InvitationState::Pending.as_str()))
+            .filter(Column::ExpiresAt.gt(now)),
+        Some(InvitationState::Expired) => select
+            .filter(Column::State.eq(InvitationState::Pending.as_str()))
+            .filter(Column::ExpiresAt.lte(now)),
+        Some(state) => select.filter(Column::State.eq(state.as_str())),
+    };
+    if let Some(query) = &filter.query {
+        let pattern = format!("%{}%", escape_like(query));
+        select = select.filter(Expr::col(Column::Email).like(LikeExpr::new(pattern).escape('\\')));
+    }
+    if let Some((created_at, id)) = after {
+        select = select.filter(
+            sea_orm::Condition::any()
+                .add(Column::CreatedAt.lt(created_at))
+                .add(
+                    sea_orm::Condition::all()
+                        .add(Column::CreatedAt.eq(created_at))
+                        .add(Column::Id.lt(id)),
+                ),
+        );
+    }
+    select
+        .order_by(Column::CreatedAt, Order::Desc)
+        .order_by(Column::Id, Order::Desc)
+        .limit(limit)
+        .all(conn)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(|m| to_domain(m, roles))
+        .collect()
+}
