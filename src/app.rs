@@ -10,6 +10,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::authz::AuthzCache;
 use crate::dns::{DnsOptions, TxtLookup};
 use crate::events::{EventFeed, FeedOptions};
 use crate::grpc::invitations::InvitationApi;
@@ -17,7 +18,9 @@ use crate::grpc::memberships::MembershipApi;
 use crate::grpc::pb::FILE_DESCRIPTOR_SET;
 use crate::grpc::pb::invitation_service_server::InvitationServiceServer;
 use crate::grpc::pb::membership_service_server::MembershipServiceServer;
+use crate::grpc::pb::role_service_server::RoleServiceServer;
 use crate::grpc::pb::tenant_service_server::TenantServiceServer;
+use crate::grpc::roles::RoleApi;
 use crate::grpc::tenants::TenantApi;
 use crate::mail::{MailOptions, Mailer};
 use crate::service::Services;
@@ -63,7 +66,10 @@ pub async fn serve(
     let feed = EventFeed::start(store.clone(), options.feed)
         .await
         .map_err(|e| format!("starting the event feed: {e}"))?;
-    let services = Services::new(store.clone(), feed.clone(), mailer, dns);
+    let authz = AuthzCache::start(store.clone(), feed.clone())
+        .await
+        .map_err(|e| format!("starting the permission cache: {e}"))?;
+    let services = Services::new(store.clone(), feed.clone(), mailer, dns, authz);
     // Open watch streams would keep the server from finishing: end them (with UNAVAILABLE)
     // as soon as shutdown begins.
     let shutdown = async move {
@@ -96,6 +102,9 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(TenantServiceServer::new(TenantApi {
+            services: services.clone(),
+        }))
+        .add_service(RoleServiceServer::new(RoleApi {
             services: services.clone(),
         }))
         .add_service(InvitationServiceServer::new(InvitationApi {

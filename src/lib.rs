@@ -19,6 +19,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod authz;
 pub mod config;
 pub mod dns;
 pub mod domain;

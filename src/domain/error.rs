@@ -77,6 +77,14 @@ pub enum DomainError {
     CursorAhead { cursor: i64, head: i64 },
     #[error("the server is shutting down; reconnect and resume from the last cursor")]
     ShuttingDown,
+    #[error("a role named {0:?} already exists in this tenant")]
+    RoleExists(String),
+    #[error("built-in roles cannot be changed or deleted")]
+    RoleBuiltin,
+    #[error("the role is bound to {0} member(s); unbind it first or pass unbind_everywhere")]
+    RoleInUse(usize),
+    #[error("this replica has not reached cursor {0} yet; retry")]
+    CursorNotReached(i64),
     #[error("x-actor-id names another user than the request")]
     ActorMismatch,
     #[error("no invitation has this token")]

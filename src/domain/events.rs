@@ -27,6 +27,9 @@ stored_enum! {
         DomainRemoved => "domain.removed",
         RoleBindingCreated => "role_binding.created",
         RoleBindingDeleted => "role_binding.deleted",
+        RoleCreated => "role.created",
+        RoleUpdated => "role.updated",
+        RoleDeleted => "role.deleted",
     }
 }
 
@@ -47,14 +50,6 @@ pub struct NewEvent {
 /// Serializes a state snapshot for an event; domain types always serialize.
 pub fn snapshot<T: Serialize>(state: &T) -> Option<serde_json::Value> {
     serde_json::to_value(state).ok()
-}
-
-/// A role binding's state in events.
-#[derive(Clone, Debug, Serialize)]
-pub struct RoleBindingSnapshot {
-    pub tenant_id: Uuid,
-    pub user_id: Uuid,
-    pub role: String,
 }
 
 /// A committed event as the feed and the audit log read it back.
@@ -79,6 +74,7 @@ pub enum EventState {
     Ownership { owner_user_id: Uuid },
     Invitation(super::invitation::Invitation),
     Domain(super::email_domain::TenantDomain),
+    Role(super::role::Role),
 }
 
 impl EventState {
@@ -92,7 +88,11 @@ impl EventState {
         let family = event_type.split('.').next().unwrap_or_default();
         match family {
             "tenant" => serde_json::from_str(json).ok().map(EventState::Tenant),
-            "membership" => serde_json::from_str(json).ok().map(EventState::Membership),
+            // Binding events carry the member's state, with its roles.
+            "membership" | "role_binding" => {
+                serde_json::from_str(json).ok().map(EventState::Membership)
+            }
+            "role" => serde_json::from_str(json).ok().map(EventState::Role),
             "ownership" => {
                 serde_json::from_str::<Ownership>(json)
                     .ok()

@@ -56,9 +56,23 @@ impl Permission {
     }
 }
 
-/// A set of permissions as a bit set: cheap to copy, union and test on the hot path.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A set of permissions as a bit set: cheap to copy, union and test on the hot path. In events
+/// and JSON it is the list of catalog names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "Vec<String>", from = "Vec<String>")]
 pub struct PermissionSet(u32);
+
+impl From<PermissionSet> for Vec<String> {
+    fn from(set: PermissionSet) -> Self {
+        set.iter().map(|p| p.as_str().to_string()).collect()
+    }
+}
+
+impl From<Vec<String>> for PermissionSet {
+    fn from(names: Vec<String>) -> Self {
+        names.iter().filter_map(|n| Permission::parse(n)).collect()
+    }
+}
 
 impl PermissionSet {
     pub const EMPTY: PermissionSet = PermissionSet(0);

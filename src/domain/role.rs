@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::Micros;
 use super::permissions::PermissionSet;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Role {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -18,6 +18,12 @@ pub struct Role {
     pub version: i64,
     pub created_at: Micros,
     pub updated_at: Micros,
+}
+
+impl Role {
+    pub fn etag(&self) -> String {
+        super::tenant::etag(self.version)
+    }
 }
 
 /// Every role of one tenant, loaded once per request: tenants have few roles.
@@ -63,12 +69,4 @@ impl TenantRoles {
             .iter()
             .any(|id| self.by_id(*id).is_some_and(|r| r.is_owner))
     }
-}
-
-/// A role's state in events.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RoleSnapshot {
-    pub id: Uuid,
-    pub name: String,
-    pub permissions: Vec<String>,
 }

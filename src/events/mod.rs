@@ -197,6 +197,11 @@ impl EventFeed {
         Ok((cursor, rx))
     }
 
+    /// Asks the tailer to look for new events now (e.g. a reader needs a newer cursor).
+    pub fn nudge(&self) {
+        self.inner.remote_commit.notify_one();
+    }
+
     /// Waits until this process has loaded the log up to `cursor`, or `timeout` passes.
     /// Returns whether it got there.
     pub async fn wait_for(&self, cursor: i64, timeout: Duration) -> bool {

@@ -9,6 +9,7 @@ use crate::domain::email_domain::{DomainState, TenantDomain};
 use crate::domain::events::{EventState, EventType, FeedEvent};
 use crate::domain::invitation::{Invitation, InvitationState};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
+use crate::domain::role::Role;
 use crate::domain::tenant::{RolePreset, Tenant, TenantKind, TenantState};
 use crate::domain::validate::Validator;
 use crate::mail::Delivery;
@@ -260,6 +261,7 @@ fn event_state(state: &EventState) -> pb::EventState {
             }),
             EventState::Invitation(i) => State::Invitation(invitation(i, i.updated_at)),
             EventState::Domain(d) => State::Domain(domain(d)),
+            EventState::Role(r) => State::Role(role(r)),
         }),
     }
 }
@@ -374,5 +376,24 @@ pub fn ttl(
             v.violation(field, "is out of range");
             None
         }
+    }
+}
+
+pub fn role(r: &Role) -> pb::Role {
+    pb::Role {
+        role_id: r.id.to_string(),
+        tenant_id: r.tenant_id.to_string(),
+        name: r.name.clone(),
+        description: r.description.clone(),
+        permissions: r
+            .permissions
+            .iter()
+            .map(|p| p.as_str().to_string())
+            .collect(),
+        builtin: r.builtin,
+        owner: r.is_owner,
+        etag: r.etag(),
+        create_time: Some(timestamp(r.created_at)),
+        update_time: Some(timestamp(r.updated_at)),
     }
 }

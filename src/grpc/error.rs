@@ -63,6 +63,13 @@ pub fn to_status(error: DomainError) -> Status {
         }
         ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
         ActorMismatch => (Code::PermissionDenied, "ACTOR_MISMATCH"),
+        RoleExists(_) => (Code::AlreadyExists, "ROLE_EXISTS"),
+        RoleBuiltin => (Code::FailedPrecondition, "ROLE_BUILTIN"),
+        RoleInUse(count) => {
+            metadata.insert("bindings".to_string(), count.to_string());
+            (Code::FailedPrecondition, "ROLE_IN_USE")
+        }
+        CursorNotReached(_) => (Code::Unavailable, "CURSOR_NOT_REACHED"),
         InvitationNotFound => (Code::NotFound, "INVITATION_NOT_FOUND"),
         InvitationExpired => (Code::FailedPrecondition, "INVITATION_EXPIRED"),
         InvitationNotPending(_) => (Code::FailedPrecondition, "INVITATION_NOT_PENDING"),

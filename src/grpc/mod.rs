@@ -6,6 +6,7 @@ pub mod error;
 pub mod events;
 pub mod invitations;
 pub mod memberships;
+pub mod roles;
 pub mod tenants;
 
 /// Code generated from `proto/membership/v1/`. Lints are for hand-written code; prost decides

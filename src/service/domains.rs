@@ -216,14 +216,7 @@ impl Services {
                     let locked = lock_for_member_management(tx, tenant_id, caller).await?;
                     locked.access.require(Permission::TenantManage)?;
                     let before = store::domains::get(&tx.txn, tenant_id, domain_id).await?;
-                    store::domains::delete(&tx.txn, &before).await?;
-                    tx.emit(domain_event(
-                        EventType::DomainRemoved,
-                        caller,
-                        Some(&before),
-                        None,
-                    ));
-                    Ok(())
+                    remove(tx, caller, before).await
                 })
             })
             .await?;
@@ -259,18 +252,20 @@ impl Services {
                 .write(move |tx| {
                     Box::pin(async move {
                         let tenant = store::tenants::lock(&tx.txn, tenant_id).await?;
-                        tenant.ensure_member_management()?;
+                        if tenant.ensure_member_management().is_err() {
+                            return Ok(None);
+                        }
                         let roles = store::roles::list(&tx.txn, tenant_id).await?;
                         if let Some((member, _)) =
                             store::memberships::find(&tx.txn, &roles, tenant_id, user_id).await?
                         {
-                            return Ok(JoinOutcome::AlreadyMember(member));
+                            return Ok(Some(JoinOutcome::AlreadyMember(member)));
                         }
                         if store::tenants::ensure_seats(&tx.txn, &tenant, 1)
                             .await
                             .is_err()
                         {
-                            return Ok(JoinOutcome::NoSeat);
+                            return Ok(Some(JoinOutcome::NoSeat));
                         }
                         let role = roles
                             .by_name(MEMBER_ROLE)
@@ -303,13 +298,32 @@ impl Services {
                             None,
                             Some(&membership),
                         ));
-                        Ok(JoinOutcome::Joined(membership))
+                        Ok(Some(JoinOutcome::Joined(membership)))
                     })
                 })
                 .await?;
             cursor = cursor.max(at);
-            results.push((tenant_id, outcome));
+            // Tenants that stopped taking members (dissolved, downgraded) are not reported.
+            if let Some(outcome) = outcome {
+                results.push((tenant_id, outcome));
+            }
         }
         Ok((results, cursor))
     }
+}
+
+/// Deletes a domain inside a writing transaction, releasing its verification claim.
+pub(crate) async fn remove(
+    tx: &mut crate::store::Tx,
+    caller: Caller,
+    domain: TenantDomain,
+) -> Result<(), DomainError> {
+    store::domains::delete(&tx.txn, &domain).await?;
+    tx.emit(domain_event(
+        EventType::DomainRemoved,
+        caller,
+        Some(&domain),
+        None,
+    ));
+    Ok(())
 }

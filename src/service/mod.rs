@@ -7,15 +7,20 @@ pub mod events;
 pub mod invitations;
 pub mod memberships;
 pub mod page_token;
+pub mod roles;
 pub mod tenants;
+
+use std::sync::Arc;
 
 use uuid::Uuid;
 
+use crate::authz::{AuthzCache, CheckReason};
 use crate::dns::TxtLookup;
 use crate::domain::Caller;
 use crate::domain::DomainError;
 use crate::domain::events::{EventType, NewEvent, snapshot};
 use crate::domain::membership::Membership;
+use crate::domain::permissions::Permission;
 use crate::domain::role::TenantRoles;
 use crate::domain::tenant::Tenant;
 use crate::events::EventFeed;
@@ -31,16 +36,52 @@ pub struct Services {
     pub feed: EventFeed,
     pub mailer: Mailer,
     pub dns: TxtLookup,
+    pub authz: Arc<AuthzCache>,
 }
 
 impl Services {
-    pub fn new(store: Store, feed: EventFeed, mailer: Mailer, dns: TxtLookup) -> Self {
+    pub fn new(
+        store: Store,
+        feed: EventFeed,
+        mailer: Mailer,
+        dns: TxtLookup,
+        authz: Arc<AuthzCache>,
+    ) -> Self {
         Self {
             store,
             feed,
             mailer,
             dns,
+            authz,
         }
+    }
+
+    /// Permission checks. A system caller may check anyone; a user may check themselves, or
+    /// others in tenants where they hold `members.read`.
+    pub async fn check_permissions(
+        &self,
+        caller: Caller,
+        checks: Vec<(Uuid, Uuid, Permission)>,
+        min_cursor: i64,
+    ) -> Result<(Vec<CheckReason>, i64), DomainError> {
+        if let Caller::User(actor) = caller {
+            let mut tenants: Vec<Uuid> = checks
+                .iter()
+                .filter(|(_, user, _)| *user != actor)
+                .map(|(tenant, _, _)| *tenant)
+                .collect();
+            tenants.sort();
+            tenants.dedup();
+            let own: Vec<(Uuid, Uuid, Permission)> = tenants
+                .into_iter()
+                .map(|tenant| (tenant, actor, Permission::MembersRead))
+                .collect();
+            let (reasons, _) = self.authz.check(&own, min_cursor).await?;
+            if reasons.iter().any(|r| *r != CheckReason::Granted) {
+                return Err(DomainError::PermissionDenied(Permission::MembersRead));
+            }
+        }
+        self.authz.check(&checks, min_cursor).await
     }
 }
 

@@ -263,6 +263,11 @@ impl Services {
                     {
                         super::invitations::revoke(tx, caller, invitation).await?;
                     }
+                    // A dissolved tenant can no longer manage its domains: release them, so
+                    // the organization can verify them again under another tenant.
+                    for domain in store::domains::list(&tx.txn, tenant_id).await? {
+                        super::domains::remove(tx, caller, domain).await?;
+                    }
                     let mut tenant = before.clone();
                     tenant.state = TenantState::Dissolved;
                     tenant.dissolved_at = Some(now);

@@ -38,6 +38,8 @@ pub struct Store {
     db: DatabaseConnection,
     /// Signalled after every commit that appended events, to wake this process's event feed.
     committed: Arc<Notify>,
+    /// Called after every commit that appended events, before the writer returns.
+    commit_hooks: Arc<std::sync::RwLock<Vec<CommitHook>>>,
     /// Present on SQLite: writers take turns in-process instead of contending for the file lock.
     write_gate: Option<Arc<Mutex<()>>>,
 }
@@ -59,6 +61,9 @@ impl Tx {
         self.rollback_only = true;
     }
 }
+
+/// Observes committed events with their positions.
+pub type CommitHook = Arc<dyn Fn(&[(i64, &NewEvent)]) + Send + Sync>;
 
 pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, DomainError>> + Send + 't>>;
 
@@ -87,6 +92,7 @@ impl Store {
         Ok(Store {
             db,
             committed: Arc::new(Notify::new()),
+            commit_hooks: Arc::default(),
             write_gate,
         })
     }
@@ -113,6 +119,16 @@ impl Store {
             }
             _ => migration::Migrator::up(&self.db, None).await,
         }
+    }
+
+    /// Registers a function called after every commit that appended events, with each event
+    /// and its position, before the writing call returns: how this process's caches observe
+    /// its own writes at once.
+    pub fn on_commit(&self, hook: CommitHook) {
+        self.commit_hooks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
     }
 
     /// Completes after the next commit that appended events (or at once if one happened since
@@ -171,6 +187,16 @@ impl Store {
                 txn.commit().await.map_err(db_error)?;
                 if !events.is_empty() {
                     self.committed.notify_one();
+                    let first = cursor - events.len() as i64 + 1;
+                    let committed: Vec<(i64, &NewEvent)> = (first..).zip(events.iter()).collect();
+                    for hook in self
+                        .commit_hooks
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .iter()
+                    {
+                        hook(&committed);
+                    }
                 }
                 Ok((value, cursor))
             }

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 use uuid::Uuid;
 
 use super::db_error;
@@ -169,4 +171,78 @@ pub async fn holders_of<C: ConnectionTrait>(
         .await
         .map_err(db_error)?;
     Ok(rows.into_iter().map(|b| b.user_id).collect())
+}
+
+fn to_active(role: &Role) -> roles::ActiveModel {
+    roles::ActiveModel {
+        id: Set(role.id),
+        tenant_id: Set(role.tenant_id),
+        name: Set(role.name.clone()),
+        description: Set(role.description.clone()),
+        builtin: Set(role.builtin),
+        is_owner: Set(role.is_owner),
+        permissions: Set(role.permissions.to_stored()),
+        version: Set(role.version),
+        created_at: Set(role.created_at),
+        updated_at: Set(role.updated_at),
+    }
+}
+
+pub async fn insert<C: ConnectionTrait>(conn: &C, role: &Role) -> Result<(), DomainError> {
+    roles::Entity::insert(to_active(role))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+pub async fn update<C: ConnectionTrait>(conn: &C, role: &Role) -> Result<(), DomainError> {
+    roles::Entity::update(to_active(role))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+pub async fn delete<C: ConnectionTrait>(conn: &C, role_id: Uuid) -> Result<(), DomainError> {
+    roles::Entity::delete_by_id(role_id)
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// A page of bindings ordered by (user, role), after the given pair.
+pub async fn list_bindings<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    user_id: Option<Uuid>,
+    role_id: Option<Uuid>,
+    after: Option<(Uuid, Uuid)>,
+    limit: u64,
+) -> Result<Vec<role_bindings::Model>, DomainError> {
+    use role_bindings::Column;
+    let mut select = role_bindings::Entity::find().filter(Column::TenantId.eq(tenant_id));
+    if let Some(user_id) = user_id {
+        select = select.filter(Column::UserId.eq(user_id));
+    }
+    if let Some(role_id) = role_id {
+        select = select.filter(Column::RoleId.eq(role_id));
+    }
+    if let Some((user, role)) = after {
+        select = select.filter(
+            sea_orm::Condition::any().add(Column::UserId.gt(user)).add(
+                sea_orm::Condition::all()
+                    .add(Column::UserId.eq(user))
+                    .add(Column::RoleId.gt(role)),
+            ),
+        );
+    }
+    select
+        .order_by_asc(Column::UserId)
+        .order_by_asc(Column::RoleId)
+        .limit(limit)
+        .all(conn)
+        .await
+        .map_err(db_error)
 }

@@ -1,0 +1,443 @@
+//! Role and binding use cases (DESIGN rules 13, 21, 22).
+
+use uuid::Uuid;
+
+use super::access::Access;
+use super::{Locked, Services, lock_for_member_management, page_token};
+use crate::domain::events::{EventType, NewEvent, snapshot};
+use crate::domain::membership::{Membership, MembershipStatus};
+use crate::domain::permissions::{Permission, PermissionSet};
+use crate::domain::role::{Role, TenantRoles};
+use crate::domain::tenant::check_etag;
+use crate::domain::{Caller, DomainError, now_micros};
+use crate::store::entities::role_bindings;
+use crate::store::memberships::{After, SortValue};
+use crate::store::{self, Tx};
+
+/// The fields UpdateRole may change.
+#[derive(Default)]
+pub struct RolePatch {
+    pub description: Option<String>,
+    pub permissions: Option<PermissionSet>,
+}
+
+fn role_event(
+    event_type: EventType,
+    caller: Caller,
+    before: Option<&Role>,
+    after: Option<&Role>,
+) -> NewEvent {
+    let subject = after.or(before);
+    NewEvent {
+        tenant_id: subject.map(|r| r.tenant_id),
+        event_type,
+        actor_id: caller.user_id(),
+        subject_id: subject.map(|r| r.id.to_string()),
+        request_id: None,
+        before: before.and_then(snapshot),
+        after: after.and_then(snapshot),
+    }
+}
+
+/// Defining a role with `permissions` needs each of them (no escalation), and `admins.manage`
+/// when they include `members.manage`.
+fn require_define(access: &Access, permissions: PermissionSet) -> Result<(), DomainError> {
+    access.require(Permission::RolesManage)?;
+    if let Some(missing) = permissions
+        .iter()
+        .find(|p| !access.permissions.contains(*p))
+    {
+        return Err(DomainError::PermissionDenied(missing));
+    }
+    if permissions.contains(Permission::MembersManage) {
+        access.require(Permission::AdminsManage)?;
+    }
+    Ok(())
+}
+
+fn role_by_name<'r>(roles: &'r TenantRoles, name: &str) -> Result<&'r Role, DomainError> {
+    roles
+        .by_name(name)
+        .ok_or_else(|| DomainError::RoleNotFound(name.to_string()))
+}
+
+/// Removes then adds bindings of one member, one event per binding, each carrying the member's
+/// state before and after it; saves the membership once at the end.
+async fn change_bindings(
+    tx: &mut Tx,
+    caller: Caller,
+    roles: &TenantRoles,
+    member: Membership,
+    mut role_ids: Vec<Uuid>,
+    remove: &[Uuid],
+    add: &[Uuid],
+) -> Result<Membership, DomainError> {
+    let now = now_micros();
+    let mut current = member;
+    let mut changed = false;
+    for (role_id, bound) in remove
+        .iter()
+        .map(|r| (*r, false))
+        .chain(add.iter().map(|r| (*r, true)))
+    {
+        if role_ids.contains(&role_id) == bound {
+            continue;
+        }
+        if bound {
+            store::roles::bind(&tx.txn, current.tenant_id, current.user_id, role_id, now).await?;
+            role_ids.push(role_id);
+        } else {
+            store::roles::unbind(&tx.txn, current.tenant_id, current.user_id, role_id).await?;
+            role_ids.retain(|id| *id != role_id);
+        }
+        let mut next = current.clone();
+        next.roles = roles.names_of(&role_ids);
+        next.version += 1;
+        next.updated_at = now;
+        let event_type = if bound {
+            EventType::RoleBindingCreated
+        } else {
+            EventType::RoleBindingDeleted
+        };
+        tx.emit(super::membership_event(
+            event_type,
+            caller,
+            None,
+            Some(&current),
+            Some(&next),
+        ));
+        current = next;
+        changed = true;
+    }
+    if changed {
+        store::memberships::update(&tx.txn, &current).await?;
+    }
+    Ok(current)
+}
+
+/// The member to change bindings of: present and not gone.
+async fn bindable_member(
+    tx: &Tx,
+    locked: &Locked,
+    tenant_id: Uuid,
+    user_id: Uuid,
+) -> Result<(Membership, Vec<Uuid>), DomainError> {
+    let (member, role_ids) =
+        store::memberships::get(&tx.txn, &locked.roles, tenant_id, user_id).await?;
+    if member.status == MembershipStatus::Left {
+        return Err(DomainError::MembershipNotActive(member.status.as_str()));
+    }
+    Ok((member, role_ids))
+}
+
+impl Services {
+    pub async fn list_roles(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+    ) -> Result<TenantRoles, DomainError> {
+        let conn = self.store.read_snapshot().await?;
+        let tenant = store::tenants::get(&conn, tenant_id).await?;
+        let roles = store::roles::list(&conn, tenant_id).await?;
+        Access::load(&conn, &tenant, &roles, caller)
+            .await?
+            .require(Permission::MembersRead)?;
+        Ok(roles)
+    }
+
+    pub async fn get_role(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        name: &str,
+    ) -> Result<Role, DomainError> {
+        let roles = self.list_roles(caller, tenant_id).await?;
+        role_by_name(&roles, name).cloned()
+    }
+
+    pub async fn create_role(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        name: String,
+        description: String,
+        permissions: PermissionSet,
+    ) -> Result<(Role, i64), DomainError> {
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    require_define(&locked.access, permissions)?;
+                    if locked.roles.by_name(&name).is_some() {
+                        return Err(DomainError::RoleExists(name));
+                    }
+                    let now = now_micros();
+                    let role = Role {
+                        id: Uuid::now_v7(),
+                        tenant_id,
+                        name,
+                        description,
+                        builtin: false,
+                        is_owner: false,
+                        permissions,
+                        version: 1,
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    store::roles::insert(&tx.txn, &role).await?;
+                    tx.emit(role_event(
+                        EventType::RoleCreated,
+                        caller,
+                        None,
+                        Some(&role),
+                    ));
+                    Ok(role)
+                })
+            })
+            .await
+    }
+
+    pub async fn update_role(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        name: String,
+        etag: String,
+        patch: RolePatch,
+    ) -> Result<(Role, i64), DomainError> {
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let before = role_by_name(&locked.roles, &name)?.clone();
+                    if before.builtin {
+                        return Err(DomainError::RoleBuiltin);
+                    }
+                    // Both what the role grants now and what it will grant must be within reach.
+                    require_define(&locked.access, before.permissions)?;
+                    check_etag(&etag, before.version)?;
+                    let mut after = before.clone();
+                    if let Some(description) = patch.description {
+                        after.description = description;
+                    }
+                    if let Some(permissions) = patch.permissions {
+                        require_define(&locked.access, permissions)?;
+                        after.permissions = permissions;
+                    }
+                    if after == before {
+                        return Ok(after);
+                    }
+                    after.version += 1;
+                    after.updated_at = now_micros();
+                    store::roles::update(&tx.txn, &after).await?;
+                    tx.emit(role_event(
+                        EventType::RoleUpdated,
+                        caller,
+                        Some(&before),
+                        Some(&after),
+                    ));
+                    Ok(after)
+                })
+            })
+            .await
+    }
+
+    /// Deletes a custom role; one still bound is refused unless `unbind_everywhere`.
+    pub async fn delete_role(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        name: String,
+        unbind_everywhere: bool,
+    ) -> Result<(usize, i64), DomainError> {
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let role = role_by_name(&locked.roles, &name)?.clone();
+                    if role.builtin {
+                        return Err(DomainError::RoleBuiltin);
+                    }
+                    require_define(&locked.access, role.permissions)?;
+                    let holders = store::roles::holders_of(&tx.txn, tenant_id, role.id).await?;
+                    if !holders.is_empty() && !unbind_everywhere {
+                        return Err(DomainError::RoleInUse(holders.len()));
+                    }
+                    for user_id in &holders {
+                        let (member, role_ids) =
+                            store::memberships::get(&tx.txn, &locked.roles, tenant_id, *user_id)
+                                .await?;
+                        change_bindings(
+                            tx,
+                            caller,
+                            &locked.roles,
+                            member,
+                            role_ids,
+                            &[role.id],
+                            &[],
+                        )
+                        .await?;
+                    }
+                    store::roles::delete(&tx.txn, role.id).await?;
+                    tx.emit(role_event(
+                        EventType::RoleDeleted,
+                        caller,
+                        Some(&role),
+                        None,
+                    ));
+                    Ok(holders.len())
+                })
+            })
+            .await
+    }
+
+    /// "Change role": the member ends with `role` plus, for the owner, the owner role.
+    pub async fn set_member_role(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        role: String,
+    ) -> Result<(Membership, i64), DomainError> {
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let (member, role_ids) =
+                        bindable_member(tx, &locked, tenant_id, user_id).await?;
+                    let new_role = role_by_name(&locked.roles, &role)?.clone();
+                    if new_role.is_owner {
+                        return Err(DomainError::OwnerRoleReserved);
+                    }
+                    locked
+                        .access
+                        .require_manage(locked.roles.permissions_of(&role_ids))?;
+                    locked.access.require_grant(&new_role)?;
+                    let remove: Vec<Uuid> = role_ids
+                        .iter()
+                        .copied()
+                        .filter(|id| {
+                            *id != new_role.id
+                                && locked.roles.by_id(*id).is_none_or(|r| !r.is_owner)
+                        })
+                        .collect();
+                    for id in &remove {
+                        if let Some(r) = locked.roles.by_id(*id) {
+                            locked.access.require_grant(r)?;
+                        }
+                    }
+                    change_bindings(
+                        tx,
+                        caller,
+                        &locked.roles,
+                        member,
+                        role_ids,
+                        &remove,
+                        &[new_role.id],
+                    )
+                    .await
+                })
+            })
+            .await
+    }
+
+    pub async fn bind_role(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        role: String,
+        bind: bool,
+    ) -> Result<(Membership, i64), DomainError> {
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let (member, role_ids) =
+                        bindable_member(tx, &locked, tenant_id, user_id).await?;
+                    let target_role = role_by_name(&locked.roles, &role)?.clone();
+                    if target_role.is_owner {
+                        return Err(DomainError::OwnerRoleReserved);
+                    }
+                    locked
+                        .access
+                        .require_manage(locked.roles.permissions_of(&role_ids))?;
+                    locked.access.require_grant(&target_role)?;
+                    let (remove, add) = if bind {
+                        (vec![], vec![target_role.id])
+                    } else {
+                        (vec![target_role.id], vec![])
+                    };
+                    change_bindings(tx, caller, &locked.roles, member, role_ids, &remove, &add)
+                        .await
+                })
+            })
+            .await
+    }
+
+    pub async fn list_role_bindings(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        user_id: Option<Uuid>,
+        role: Option<String>,
+        page_size: u64,
+        page_token: &str,
+    ) -> Result<(Vec<(role_bindings::Model, String)>, String), DomainError> {
+        let fingerprint = page_token::fingerprint(&[
+            "bindings",
+            &tenant_id.to_string(),
+            &user_id.map(|u| u.to_string()).unwrap_or_default(),
+            role.as_deref().unwrap_or(""),
+        ]);
+        let after = match page_token {
+            "" => None,
+            token => match page_token::decode(token, &fingerprint)? {
+                After {
+                    value: SortValue::Text(role_id),
+                    user_id,
+                } => Some((
+                    user_id,
+                    Uuid::try_parse(&role_id).map_err(|_| DomainError::InvalidPageToken)?,
+                )),
+                _ => return Err(DomainError::InvalidPageToken),
+            },
+        };
+        let conn = self.store.read_snapshot().await?;
+        let tenant = store::tenants::get(&conn, tenant_id).await?;
+        let roles = store::roles::list(&conn, tenant_id).await?;
+        Access::load(&conn, &tenant, &roles, caller)
+            .await?
+            .require(Permission::MembersRead)?;
+        let role_id = match &role {
+            Some(name) => Some(role_by_name(&roles, name)?.id),
+            None => None,
+        };
+        let mut rows =
+            store::roles::list_bindings(&conn, tenant_id, user_id, role_id, after, page_size + 1)
+                .await?;
+        let more = rows.len() as u64 > page_size;
+        rows.truncate(page_size as usize);
+        let next = match rows.last() {
+            Some(last) if more => page_token::encode(
+                &fingerprint,
+                &After {
+                    value: SortValue::Text(last.role_id.to_string()),
+                    user_id: last.user_id,
+                },
+            ),
+            _ => String::new(),
+        };
+        let named = rows
+            .into_iter()
+            .map(|b| {
+                let name = roles
+                    .by_id(b.role_id)
+                    .map(|r| r.name.clone())
+                    .unwrap_or_default();
+                (b, name)
+            })
+            .collect();
+        Ok((named, next))
+    }
+}
