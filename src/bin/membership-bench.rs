@@ -42,6 +42,18 @@ enum Command {
         #[arg(long, default_value = "2ms", value_parser = humantime::parse_duration)]
         interval: Duration,
     },
+    /// CheckPermission throughput and latency at several concurrencies, beside an empty RPC
+    /// (grpc.health.v1.Health/Check on the same server) as the ceiling.
+    Checks {
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// Concurrent callers, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        concurrency: Vec<usize>,
+        /// How long each run lasts.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
 }
 
 #[tokio::main]
@@ -54,6 +66,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             events,
             interval,
         } => feed_latency(&watch, &write, subscribers, events, interval).await,
+        Command::Checks {
+            server,
+            concurrency,
+            duration,
+        } => checks(&server, &concurrency, duration).await,
     }
 }
 
@@ -174,5 +191,152 @@ async fn feed_latency(
         percentile(0.99),
         percentile(1.0),
     );
+    Ok(())
+}
+
+/// Latencies of one run, in microseconds, and its wall time.
+struct Run {
+    latencies: Vec<u64>,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn throughput(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&mut self, p: f64) -> f64 {
+        self.latencies.sort_unstable();
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[index] as f64 / 1000.0
+    }
+}
+
+/// Runs `call` from `concurrency` tasks for `duration`, over a few shared connections.
+async fn drive<F, Fut>(
+    channels: &[Channel],
+    concurrency: usize,
+    duration: Duration,
+    call: F,
+) -> Result<Run, Box<dyn std::error::Error>>
+where
+    F: Fn(Channel) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
+{
+    let started = std::time::Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for i in 0..concurrency {
+        let channel = channels[i % channels.len()].clone();
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while std::time::Instant::now() < deadline {
+                let t = std::time::Instant::now();
+                call(channel.clone()).await?;
+                latencies.push(t.elapsed().as_micros() as u64);
+            }
+            Ok::<_, tonic::Status>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok(Run {
+        latencies,
+        elapsed: started.elapsed(),
+    })
+}
+
+async fn checks(
+    server: &str,
+    concurrencies: &[usize],
+    duration: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use membership_service::grpc::pb::role_service_client::RoleServiceClient;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let setup = connect(server).await?;
+    let owner = uuid::Uuid::now_v7();
+    let tenant = TenantServiceClient::new(setup.clone())
+        .create_tenant(pb::CreateTenantRequest {
+            name: "bench".into(),
+            kind: pb::TenantKind::Enterprise as i32,
+            role_preset: pb::RolePreset::Organization as i32,
+            owner_user_id: owner.to_string(),
+            owner_email: format!("{}@bench.example", owner.simple()),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .tenant
+        .map(|t| t.tenant_id)
+        .unwrap_or_default();
+    let member = uuid::Uuid::now_v7();
+    MembershipServiceClient::new(setup.clone())
+        .create_membership(pb::CreateMembershipRequest {
+            tenant_id: tenant.clone(),
+            user_id: member.to_string(),
+            email: format!("{}@bench.example", member.simple()),
+            source: pb::MembershipSource::Api as i32,
+            role: "admin".into(),
+            ..Default::default()
+        })
+        .await?;
+    let check = pb::CheckPermissionRequest {
+        tenant_id: tenant,
+        user_id: member.to_string(),
+        permission: "members.manage".into(),
+        min_cursor: 0,
+    };
+    let allowed = RoleServiceClient::new(setup.clone())
+        .check_permission(check.clone())
+        .await?
+        .into_inner()
+        .allowed;
+    assert!(allowed, "the benchmark member should hold members.manage");
+
+    println!("concurrency | CheckPermission req/s p50 ms p99 ms | Health/Check req/s p50 ms p99 ms | ratio");
+    for &concurrency in concurrencies {
+        let mut channels = Vec::new();
+        for _ in 0..concurrency.div_ceil(16).max(1) {
+            channels.push(connect(server).await?);
+        }
+        let request = check.clone();
+        let mut checked = drive(&channels, concurrency, duration, move |channel| {
+            let request = request.clone();
+            async move {
+                RoleServiceClient::new(channel)
+                    .check_permission(request)
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .await?;
+        let mut empty = drive(&channels, concurrency, duration, |channel| async move {
+            HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .map(|_| ())
+        })
+        .await?;
+        println!(
+            "{concurrency:>11} | {:>8.0} {:>6.3} {:>6.3} | {:>8.0} {:>6.3} {:>6.3} | {:.2}",
+            checked.throughput(),
+            checked.percentile(0.5),
+            checked.percentile(0.99),
+            empty.throughput(),
+            empty.percentile(0.5),
+            empty.percentile(0.99),
+            checked.throughput() / empty.throughput(),
+        );
+    }
     Ok(())
 }
