@@ -1,0 +1,297 @@
+//! An SMTP server on loopback, in the test process, that accepts every message and hands it to
+//! the test: envelope, raw data, and the decoded text of its body (MIME parts, base64 and
+//! quoted-printable undone), so a test can look for a link in it however the mailer encoded it.
+//!
+//! Declared by the tests that use it with `#[path = "common/smtp.rs"] mod smtp;`.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// One message as received.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    /// The envelope sender (MAIL FROM), without angle brackets.
+    pub from: String,
+    /// The envelope recipients (RCPT TO), without angle brackets.
+    pub to: Vec<String>,
+    /// The DATA, dot-unstuffed, without the final ".".
+    pub data: String,
+}
+
+impl Mail {
+    /// The value of the first header `name` (case-insensitive), unfolded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let (headers, _) = split_entity(&self.data);
+        headers
+            .into_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The decoded text of every body part, joined by newlines.
+    pub fn text(&self) -> String {
+        decode_entity(&self.data)
+    }
+}
+
+pub struct SmtpSink {
+    pub port: u16,
+    messages: mpsc::UnboundedReceiver<Mail>,
+    task: JoinHandle<()>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> SmtpSink {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding SMTP");
+        let port = listener.local_addr().unwrap().port();
+        let (tx, messages) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(session(stream, tx.clone()));
+            }
+        });
+        SmtpSink {
+            port,
+            messages,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// The next message received; panics if none arrives within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Mail {
+        tokio::time::timeout(wait, self.messages.recv())
+            .await
+            .expect("no message arrived")
+            .expect("the SMTP server stopped")
+    }
+
+    /// A message already received, if any.
+    pub fn try_next(&mut self) -> Option<Mail> {
+        self.messages.try_recv().ok()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One SMTP session: enough of RFC 5321 for a client that sends plain (no TLS, no AUTH) mail.
+async fn session(stream: TcpStream, tx: mpsc::UnboundedSender<Mail>) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    let mut from = String::new();
+    let mut to = Vec::new();
+    if write
+        .write_all(b"220 sink.test ESMTP ready\r\n")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        let mut line = String::new();
+        match lines.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let command = line.trim_end_matches(['\r', '\n']);
+        let verb = command
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let reply: &[u8] = match verb.as_str() {
+            "EHLO" => b"250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
+            "HELO" => b"250 sink.test\r\n",
+            "MAIL" => {
+                from = address(command);
+                to.clear();
+                b"250 OK\r\n"
+            }
+            "RCPT" => {
+                to.push(address(command));
+                b"250 OK\r\n"
+            }
+            "DATA" => {
+                if write
+                    .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let mut data = String::new();
+                loop {
+                    let mut line = String::new();
+                    match lines.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    if line == ".\r\n" || line == ".\n" {
+                        break;
+                    }
+                    // Dot-unstuffing (RFC 5321 4.5.2).
+                    match line.strip_prefix('.') {
+                        Some(rest) => data.push_str(rest),
+                        None => data.push_str(&line),
+                    }
+                }
+                // Hand the message over before acknowledging it: once the client has its 250,
+                // the test can find the message.
+                let _ = tx.send(Mail {
+                    from: std::mem::take(&mut from),
+                    to: std::mem::take(&mut to),
+                    data,
+                });
+                b"250 OK queued\r\n"
+            }
+            "RSET" => {
+                from.clear();
+                to.clear();
+                b"250 OK\r\n"
+            }
+            "NOOP" => b"250 OK\r\n",
+            "QUIT" => {
+                let _ = write.write_all(b"221 Bye\r\n").await;
+                return;
+            }
+            _ => b"502 Command not implemented\r\n",
+        };
+        if write.write_all(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The address in `MAIL FROM:<a@b> SIZE=…` or `RCPT TO:<a@b>`.
+fn address(command: &str) -> String {
+    let after = command.split_once(':').map(|(_, a)| a).unwrap_or("").trim();
+    match (after.find('<'), after.find('>')) {
+        (Some(open), Some(close)) if open < close => after[open + 1..close].to_string(),
+        _ => after.split_whitespace().next().unwrap_or("").to_string(),
+    }
+}
+
+/// Headers (unfolded, in order) and the body of a MIME entity.
+fn split_entity(raw: &str) -> (Vec<(String, String)>, String) {
+    let (head, body) = match raw.find("\r\n\r\n") {
+        Some(i) => (&raw[..i], &raw[i + 4..]),
+        None => match raw.find("\n\n") {
+            Some(i) => (&raw[..i], &raw[i + 2..]),
+            None => (raw, ""),
+        },
+    };
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in head.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = headers.last_mut() {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    (headers, body.to_string())
+}
+
+fn header_param(value: &str, param: &str) -> Option<String> {
+    value.split(';').skip(1).find_map(|p| {
+        let (name, v) = p.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case(param)
+            .then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// The decoded text of an entity: a leaf's body with its transfer encoding undone, or the
+/// decoded parts of a multipart, joined by newlines.
+fn decode_entity(raw: &str) -> String {
+    let (headers, body) = split_entity(raw);
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let content_type = find("Content-Type");
+    if content_type.to_ascii_lowercase().starts_with("multipart/")
+        && let Some(boundary) = header_param(&content_type, "boundary")
+    {
+        let delimiter = format!("--{boundary}");
+        let mut parts = Vec::new();
+        for (i, part) in body.split(delimiter.as_str()).enumerate() {
+            // Before the first delimiter is the preamble; after `--boundary--` the epilogue.
+            if i == 0 || part.starts_with("--") {
+                continue;
+            }
+            let part = part
+                .strip_prefix("\r\n")
+                .or_else(|| part.strip_prefix('\n'))
+                .unwrap_or(part);
+            parts.push(decode_entity(part));
+        }
+        return parts.join("\n");
+    }
+    match find("Content-Transfer-Encoding")
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "base64" => {
+            let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .expect("base64 body");
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        "quoted-printable" => quoted_printable(&body),
+        _ => body,
+    }
+}
+
+fn quoted_printable(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' {
+            // A soft line break.
+            if bytes[i + 1..].starts_with(b"\r\n") {
+                i += 3;
+                continue;
+            }
+            if bytes[i + 1..].starts_with(b"\n") {
+                i += 2;
+                continue;
+            }
+            if let Some(hex) = bytes.get(i + 1..i + 3)
+                && let Ok(byte) = u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("zz"), 16)
+            {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
