@@ -227,6 +227,16 @@ impl AuthzCache {
         if min_cursor <= self.cursor() {
             return Ok(());
         }
+        // A cursor the log has not reached is refused at once, not after the wait.
+        let head = event_log::head(self.store.connection())
+            .await
+            .map_err(db_error)?;
+        if min_cursor > head {
+            return Err(DomainError::CursorAhead {
+                cursor: min_cursor,
+                head,
+            });
+        }
         self.feed.nudge();
         let mut applied = self.applied.subscribe();
         if tokio::time::timeout(FRESHNESS_WAIT, applied.wait_for(|a| *a >= min_cursor))
@@ -235,17 +245,7 @@ impl AuthzCache {
         {
             return Ok(());
         }
-        let head = event_log::head(self.store.connection())
-            .await
-            .map_err(db_error)?;
-        if min_cursor > head {
-            Err(DomainError::CursorAhead {
-                cursor: min_cursor,
-                head,
-            })
-        } else {
-            Err(DomainError::CursorNotReached(min_cursor))
-        }
+        Err(DomainError::CursorNotReached(min_cursor))
     }
 
     fn cached(&self, tenant: Uuid, user: Uuid) -> Option<Entry> {
@@ -302,15 +302,19 @@ impl AuthzCache {
     ) -> Result<(Vec<CheckReason>, i64), DomainError> {
         self.reach(min_cursor).await?;
         let mut reasons = Vec::with_capacity(checks.len());
-        let mut reflects = self.cursor();
+        // Each answer reflects the newer of its own read and the invalidations applied when it
+        // was taken; a batch reflects the oldest of those, never more than any of its answers.
+        let mut reflects: Option<i64> = None;
         for (tenant, user, permission) in checks {
+            let applied = self.cursor();
             let entry = match self.cached(*tenant, *user) {
                 Some(entry) => entry,
                 None => self.load(*tenant, *user).await?,
             };
-            reflects = reflects.max(entry.loaded_at);
+            let answer_reflects = entry.loaded_at.max(applied);
+            reflects = Some(reflects.map_or(answer_reflects, |r| r.min(answer_reflects)));
             reasons.push(entry.subject.decide(*permission));
         }
-        Ok((reasons, reflects))
+        Ok((reasons, reflects.unwrap_or_else(|| self.cursor())))
     }
 }

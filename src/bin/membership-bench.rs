@@ -301,7 +301,9 @@ async fn checks(
         .allowed;
     assert!(allowed, "the benchmark member should hold members.manage");
 
-    println!("concurrency | CheckPermission req/s p50 ms p99 ms | Health/Check req/s p50 ms p99 ms | ratio");
+    println!(
+        "concurrency | CheckPermission req/s p50 ms p99 ms | Health/Check req/s p50 ms p99 ms | ratio"
+    );
     for &concurrency in concurrencies {
         let mut channels = Vec::new();
         for _ in 0..concurrency.div_ceil(16).max(1) {

@@ -52,6 +52,79 @@ pub fn snapshot<T: Serialize>(state: &T) -> Option<serde_json::Value> {
     serde_json::to_value(state).ok()
 }
 
+/// Something events are about: it belongs to a tenant and has an id.
+pub trait EventSubject: Serialize {
+    fn tenant_id(&self) -> Uuid;
+    fn subject_id(&self) -> String;
+}
+
+impl NewEvent {
+    /// An event about one subject, carrying its state before and after the change.
+    pub fn about<T: EventSubject>(
+        event_type: EventType,
+        actor_id: Option<Uuid>,
+        request_id: Option<&str>,
+        before: Option<&T>,
+        after: Option<&T>,
+    ) -> NewEvent {
+        let subject = after.or(before);
+        NewEvent {
+            tenant_id: subject.map(|s| s.tenant_id()),
+            event_type,
+            actor_id,
+            subject_id: subject.map(|s| s.subject_id()),
+            request_id: request_id.map(str::to_string),
+            before: before.and_then(snapshot),
+            after: after.and_then(snapshot),
+        }
+    }
+}
+
+impl EventSubject for super::tenant::Tenant {
+    fn tenant_id(&self) -> Uuid {
+        self.id
+    }
+    fn subject_id(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+impl EventSubject for super::membership::Membership {
+    fn tenant_id(&self) -> Uuid {
+        self.tenant_id
+    }
+    fn subject_id(&self) -> String {
+        self.user_id.to_string()
+    }
+}
+
+impl EventSubject for super::invitation::Invitation {
+    fn tenant_id(&self) -> Uuid {
+        self.tenant_id
+    }
+    fn subject_id(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+impl EventSubject for super::email_domain::TenantDomain {
+    fn tenant_id(&self) -> Uuid {
+        self.tenant_id
+    }
+    fn subject_id(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+impl EventSubject for super::role::Role {
+    fn tenant_id(&self) -> Uuid {
+        self.tenant_id
+    }
+    fn subject_id(&self) -> String {
+        self.id.to_string()
+    }
+}
+
 /// A committed event as the feed and the audit log read it back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FeedEvent {

@@ -4,9 +4,9 @@
 use uuid::Uuid;
 
 use super::access::Access;
-use super::{Services, lock_for_member_management, membership_event};
+use super::{Services, lock_for_member_management};
 use crate::domain::email_domain::{self, DomainState, TenantDomain};
-use crate::domain::events::{EventType, NewEvent, snapshot};
+use crate::domain::events::{EventType, NewEvent};
 use crate::domain::invitation::new_token;
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::{MEMBER_ROLE, Permission};
@@ -19,24 +19,6 @@ pub enum JoinOutcome {
     Joined(Membership),
     AlreadyMember(Membership),
     NoSeat,
-}
-
-fn domain_event(
-    event_type: EventType,
-    caller: Caller,
-    before: Option<&TenantDomain>,
-    after: Option<&TenantDomain>,
-) -> NewEvent {
-    let subject = after.or(before);
-    NewEvent {
-        tenant_id: subject.map(|d| d.tenant_id),
-        event_type,
-        actor_id: caller.user_id(),
-        subject_id: subject.map(|d| d.id.to_string()),
-        request_id: None,
-        before: before.and_then(snapshot),
-        after: after.and_then(snapshot),
-    }
 }
 
 impl Services {
@@ -81,9 +63,10 @@ impl Services {
                         version: 1,
                     };
                     store::domains::insert(&tx.txn, &added).await?;
-                    tx.emit(domain_event(
+                    tx.emit(NewEvent::about(
                         EventType::DomainAdded,
-                        caller,
+                        caller.user_id(),
+                        None,
                         None,
                         Some(&added),
                     ));
@@ -140,9 +123,10 @@ impl Services {
                     after.updated_at = now;
                     after.version += 1;
                     store::domains::update(&tx.txn, &after).await?;
-                    tx.emit(domain_event(
+                    tx.emit(NewEvent::about(
                         EventType::DomainVerified,
-                        caller,
+                        caller.user_id(),
+                        None,
                         Some(&before),
                         Some(&after),
                     ));
@@ -191,9 +175,10 @@ impl Services {
                     after.updated_at = now_micros();
                     after.version += 1;
                     store::domains::update(&tx.txn, &after).await?;
-                    tx.emit(domain_event(
+                    tx.emit(NewEvent::about(
                         EventType::DomainUpdated,
-                        caller,
+                        caller.user_id(),
+                        None,
                         Some(&before),
                         Some(&after),
                     ));
@@ -291,9 +276,9 @@ impl Services {
                         };
                         store::memberships::insert(&tx.txn, &membership).await?;
                         store::roles::bind(&tx.txn, tenant_id, user_id, role.id, now).await?;
-                        tx.emit(membership_event(
+                        tx.emit(NewEvent::about(
                             EventType::MembershipCreated,
-                            caller,
+                            caller.user_id(),
                             None,
                             None,
                             Some(&membership),
@@ -319,9 +304,10 @@ pub(crate) async fn remove(
     domain: TenantDomain,
 ) -> Result<(), DomainError> {
     store::domains::delete(&tx.txn, &domain).await?;
-    tx.emit(domain_event(
+    tx.emit(NewEvent::about(
         EventType::DomainRemoved,
-        caller,
+        caller.user_id(),
+        None,
         Some(&domain),
         None,
     ));

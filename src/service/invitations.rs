@@ -7,8 +7,8 @@ use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 use super::access::Access;
-use super::{Locked, Services, lock_for_member_management, membership_event, page_token};
-use crate::domain::events::{EventType, NewEvent, snapshot};
+use super::{Locked, Services, lock_for_member_management, page_token};
+use crate::domain::events::{EventType, NewEvent};
 use crate::domain::invitation::{Invitation, InvitationState, new_token, token_hash};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::Permission;
@@ -52,25 +52,6 @@ pub struct BulkResult {
 }
 
 const CREATE_INVITATION: &str = "CreateInvitation";
-
-fn invitation_event(
-    event_type: EventType,
-    caller: Caller,
-    request_id: Option<&str>,
-    before: Option<&Invitation>,
-    after: Option<&Invitation>,
-) -> NewEvent {
-    let subject = after.or(before);
-    NewEvent {
-        tenant_id: subject.map(|i| i.tenant_id),
-        event_type,
-        actor_id: caller.user_id(),
-        subject_id: subject.map(|i| i.id.to_string()),
-        request_id: request_id.map(str::to_string),
-        before: before.and_then(snapshot),
-        after: after.and_then(snapshot),
-    }
-}
 
 /// The role to invite with: it must exist, not be the owner role, and be grantable by the
 /// caller (rule 13: no escalation, `admins.manage` for roles holding `members.manage`).
@@ -192,9 +173,9 @@ impl Services {
                         )
                         .await?;
                     }
-                    tx.emit(invitation_event(
+                    tx.emit(NewEvent::about(
                         EventType::InvitationCreated,
-                        caller,
+                        caller.user_id(),
                         command.request_id.as_deref(),
                         None,
                         Some(&invitation),
@@ -288,9 +269,9 @@ impl Services {
                             new_invitation(tenant_id, email.clone(), &role, caller, ttl, now);
                         store::invitations::insert(&tx.txn, &invitation, &token_hash(&token))
                             .await?;
-                        tx.emit(invitation_event(
+                        tx.emit(NewEvent::about(
                             EventType::InvitationCreated,
-                            caller,
+                            caller.user_id(),
                             None,
                             None,
                             Some(&invitation),
@@ -440,9 +421,9 @@ impl Services {
                     after.version += 1;
                     store::invitations::update_with_token(&tx.txn, &after, &token_hash(&token))
                         .await?;
-                    tx.emit(invitation_event(
+                    tx.emit(NewEvent::about(
                         EventType::InvitationResent,
-                        caller,
+                        caller.user_id(),
                         None,
                         Some(&before),
                         Some(&after),
@@ -553,16 +534,16 @@ impl Services {
                     after.updated_at = now;
                     after.version += 1;
                     store::invitations::update(&tx.txn, &after).await?;
-                    tx.emit(membership_event(
+                    tx.emit(NewEvent::about(
                         EventType::MembershipCreated,
-                        caller,
+                        caller.user_id(),
                         None,
                         previous.as_ref(),
                         Some(&membership),
                     ));
-                    tx.emit(invitation_event(
+                    tx.emit(NewEvent::about(
                         EventType::InvitationAccepted,
-                        caller,
+                        caller.user_id(),
                         None,
                         Some(&before),
                         Some(&after),
@@ -587,9 +568,9 @@ pub(crate) async fn revoke(
     after.updated_at = now;
     after.version += 1;
     store::invitations::update(&tx.txn, &after).await?;
-    tx.emit(invitation_event(
+    tx.emit(NewEvent::about(
         EventType::InvitationRevoked,
-        caller,
+        caller.user_id(),
         None,
         Some(&before),
         Some(&after),

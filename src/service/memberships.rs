@@ -4,9 +4,7 @@ use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 use super::access::Access;
-use super::{
-    Locked, Services, lock_for_member_management, membership_event, membership_key, page_token,
-};
+use super::{Locked, Services, lock_for_member_management, membership_key, page_token};
 use crate::domain::events::{EventType, NewEvent};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::{MEMBER_ROLE, Permission};
@@ -220,9 +218,9 @@ impl Services {
                     if let Some(request_id) = &command.request_id {
                         requests::record(&tx.txn, CREATE_MEMBERSHIP, request_id, &key, now).await?;
                     }
-                    tx.emit(membership_event(
+                    tx.emit(NewEvent::about(
                         EventType::MembershipCreated,
-                        caller,
+                        caller.user_id(),
                         command.request_id.as_deref(),
                         before.as_ref(),
                         Some(&membership),
@@ -304,9 +302,7 @@ impl Services {
                         }
                         _ => EventType::MembershipUpdated,
                     };
-                    tx.emit(membership_event(
-                        event_type,
-                        caller,
+                    tx.emit(NewEvent::about(event_type, caller.user_id(),
                         None,
                         Some(&before),
                         Some(&after),
@@ -389,9 +385,9 @@ impl Services {
                         return Ok(());
                     }
                     store::memberships::delete(&tx.txn, tenant_id, user_id).await?;
-                    tx.emit(membership_event(
+                    tx.emit(NewEvent::about(
                         EventType::MembershipDeleted,
-                        caller,
+                        caller.user_id(),
                         None,
                         Some(&before),
                         None,
@@ -439,9 +435,9 @@ impl Services {
                         store::roles::unbind(&tx.txn, tenant_id, user_id, role_id).await?;
                     }
                     store::memberships::update(&tx.txn, &after).await?;
-                    tx.emit(membership_event(
+                    tx.emit(NewEvent::about(
                         EventType::MembershipLeft,
-                        caller,
+                        caller.user_id(),
                         None,
                         Some(&before),
                         Some(&after),
@@ -532,16 +528,16 @@ impl Services {
                     target_after.updated_at = now;
                     store::memberships::update(&tx.txn, &target_after).await?;
 
-                    tx.emit(membership_event(
+                    tx.emit(NewEvent::about(
                         EventType::MembershipUpdated,
-                        caller,
+                        caller.user_id(),
                         None,
                         Some(&owner_before),
                         Some(&owner_after),
                     ));
-                    tx.emit(membership_event(
+                    tx.emit(NewEvent::about(
                         EventType::MembershipUpdated,
-                        caller,
+                        caller.user_id(),
                         None,
                         Some(&target_before),
                         Some(&target_after),

@@ -18,8 +18,6 @@ use crate::authz::{AuthzCache, CheckReason};
 use crate::dns::TxtLookup;
 use crate::domain::Caller;
 use crate::domain::DomainError;
-use crate::domain::events::{EventType, NewEvent, snapshot};
-use crate::domain::membership::Membership;
 use crate::domain::permissions::Permission;
 use crate::domain::role::TenantRoles;
 use crate::domain::tenant::Tenant;
@@ -106,26 +104,6 @@ pub(crate) async fn lock_for_member_management(
         roles,
         access,
     })
-}
-
-/// An event about one membership, carrying its state before and after the change.
-pub(crate) fn membership_event(
-    event_type: EventType,
-    caller: Caller,
-    request_id: Option<&str>,
-    before: Option<&Membership>,
-    after: Option<&Membership>,
-) -> NewEvent {
-    let subject = after.or(before);
-    NewEvent {
-        tenant_id: subject.map(|m| m.tenant_id),
-        event_type,
-        actor_id: caller.user_id(),
-        subject_id: subject.map(|m| m.user_id.to_string()),
-        request_id: request_id.map(str::to_string),
-        before: before.and_then(snapshot),
-        after: after.and_then(snapshot),
-    }
 }
 
 /// The idempotency key of a membership: tenant and user.

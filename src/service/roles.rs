@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use super::access::Access;
 use super::{Locked, Services, lock_for_member_management, page_token};
-use crate::domain::events::{EventType, NewEvent, snapshot};
+use crate::domain::events::{EventType, NewEvent};
 use crate::domain::membership::{Membership, MembershipStatus};
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::role::{Role, TenantRoles};
@@ -19,24 +19,6 @@ use crate::store::{self, Tx};
 pub struct RolePatch {
     pub description: Option<String>,
     pub permissions: Option<PermissionSet>,
-}
-
-fn role_event(
-    event_type: EventType,
-    caller: Caller,
-    before: Option<&Role>,
-    after: Option<&Role>,
-) -> NewEvent {
-    let subject = after.or(before);
-    NewEvent {
-        tenant_id: subject.map(|r| r.tenant_id),
-        event_type,
-        actor_id: caller.user_id(),
-        subject_id: subject.map(|r| r.id.to_string()),
-        request_id: None,
-        before: before.and_then(snapshot),
-        after: after.and_then(snapshot),
-    }
 }
 
 /// Defining a role with `permissions` needs each of them (no escalation), and `admins.manage`
@@ -99,9 +81,9 @@ async fn change_bindings(
         } else {
             EventType::RoleBindingDeleted
         };
-        tx.emit(super::membership_event(
+        tx.emit(NewEvent::about(
             event_type,
-            caller,
+            caller.user_id(),
             None,
             Some(&current),
             Some(&next),
@@ -185,9 +167,10 @@ impl Services {
                         updated_at: now,
                     };
                     store::roles::insert(&tx.txn, &role).await?;
-                    tx.emit(role_event(
+                    tx.emit(NewEvent::about(
                         EventType::RoleCreated,
-                        caller,
+                        caller.user_id(),
+                        None,
                         None,
                         Some(&role),
                     ));
@@ -230,9 +213,10 @@ impl Services {
                     after.version += 1;
                     after.updated_at = now_micros();
                     store::roles::update(&tx.txn, &after).await?;
-                    tx.emit(role_event(
+                    tx.emit(NewEvent::about(
                         EventType::RoleUpdated,
-                        caller,
+                        caller.user_id(),
+                        None,
                         Some(&before),
                         Some(&after),
                     ));
@@ -279,9 +263,10 @@ impl Services {
                         .await?;
                     }
                     store::roles::delete(&tx.txn, role.id).await?;
-                    tx.emit(role_event(
+                    tx.emit(NewEvent::about(
                         EventType::RoleDeleted,
-                        caller,
+                        caller.user_id(),
+                        None,
                         Some(&role),
                         None,
                     ));

@@ -2,9 +2,9 @@
 
 use uuid::Uuid;
 
+use super::Services;
 use super::access::Access;
-use super::{Services, membership_event};
-use crate::domain::events::{EventType, NewEvent, snapshot};
+use crate::domain::events::{EventType, NewEvent};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::Permission;
 use crate::domain::tenant::{RolePreset, SeatUsage, Tenant, TenantKind, TenantState, check_etag};
@@ -104,16 +104,16 @@ impl Services {
                         )
                         .await?;
                     }
-                    tx.emit(tenant_event(
+                    tx.emit(NewEvent::about(
                         EventType::TenantCreated,
-                        caller,
+                        caller.user_id(),
                         command.request_id.as_deref(),
                         None,
                         Some(&tenant),
                     ));
-                    tx.emit(membership_event(
+                    tx.emit(NewEvent::about(
                         EventType::MembershipCreated,
-                        caller,
+                        caller.user_id(),
                         command.request_id.as_deref(),
                         None,
                         Some(&owner),
@@ -202,9 +202,9 @@ impl Services {
                     tenant.version += 1;
                     tenant.updated_at = now_micros();
                     store::tenants::update(&tx.txn, &tenant).await?;
-                    tx.emit(tenant_event(
+                    tx.emit(NewEvent::about(
                         EventType::TenantUpdated,
-                        caller,
+                        caller.user_id(),
                         None,
                         Some(&before),
                         Some(&tenant),
@@ -250,9 +250,9 @@ impl Services {
                                 .await?;
                         }
                         store::memberships::update(&tx.txn, &ended).await?;
-                        tx.emit(membership_event(
+                        tx.emit(NewEvent::about(
                             EventType::MembershipLeft,
-                            caller,
+                            caller.user_id(),
                             None,
                             Some(&member),
                             Some(&ended),
@@ -274,9 +274,9 @@ impl Services {
                     tenant.updated_at = now;
                     tenant.version += 1;
                     store::tenants::update(&tx.txn, &tenant).await?;
-                    tx.emit(tenant_event(
+                    tx.emit(NewEvent::about(
                         EventType::TenantDissolved,
-                        caller,
+                        caller.user_id(),
                         None,
                         Some(&before),
                         Some(&tenant),
@@ -299,24 +299,5 @@ impl Services {
             .await?
             .require(Permission::MembersRead)?;
         store::tenants::seat_usage(&conn, &tenant).await
-    }
-}
-
-fn tenant_event(
-    event_type: EventType,
-    caller: Caller,
-    request_id: Option<&str>,
-    before: Option<&Tenant>,
-    after: Option<&Tenant>,
-) -> NewEvent {
-    let subject = after.or(before);
-    NewEvent {
-        tenant_id: subject.map(|t| t.id),
-        event_type,
-        actor_id: caller.user_id(),
-        subject_id: subject.map(|t| t.id.to_string()),
-        request_id: request_id.map(str::to_string),
-        before: before.and_then(snapshot),
-        after: after.and_then(snapshot),
     }
 }

@@ -64,18 +64,7 @@ pub async fn create_builtin<C: ConnectionTrait>(
             updated_at: now,
         })
         .collect();
-    let rows = created.iter().map(|role| roles::ActiveModel {
-        id: Set(role.id),
-        tenant_id: Set(role.tenant_id),
-        name: Set(role.name.clone()),
-        description: Set(role.description.clone()),
-        builtin: Set(role.builtin),
-        is_owner: Set(role.is_owner),
-        permissions: Set(role.permissions.to_stored()),
-        version: Set(role.version),
-        created_at: Set(role.created_at),
-        updated_at: Set(role.updated_at),
-    });
+    let rows = created.iter().map(to_active);
     roles::Entity::insert_many(rows.collect::<Vec<_>>())
         .exec(conn)
         .await
