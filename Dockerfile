@@ -57,8 +57,9 @@ ENV MEMBERSHIP_LISTEN_ADDR=0.0.0.0:50051 \
 
 EXPOSE 50051
 
-# HEALTHCHECK: to come with a `membership-service healthcheck` subcommand (a gRPC health probe
-# of the local server), which does not exist yet. Until then, orchestrators can probe the
-# standard grpc.health.v1.Health service on port 50051.
+# The binary asks itself over gRPC (grpc.health.v1) whether it is SERVING; it reads the same
+# MEMBERSHIP_LISTEN_ADDR as the server and probes loopback when that is 0.0.0.0.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["membership-service", "healthcheck"]
 
 ENTRYPOINT ["membership-service"]

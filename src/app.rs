@@ -2,9 +2,11 @@
 //! and what the tests run, on a listener bound beforehand (port 0 in tests).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -41,6 +43,8 @@ pub struct ServeOptions {
     pub feed: FeedOptions,
     pub mail: MailOptions,
     pub dns: DnsOptions,
+    /// After shutdown begins, how long calls in flight may take before the server stops anyway.
+    pub drain_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -50,6 +54,7 @@ impl Default for ServeOptions {
             feed: FeedOptions::default(),
             mail: MailOptions::default(),
             dns: DnsOptions::default(),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -70,19 +75,34 @@ pub async fn serve(
         .await
         .map_err(|e| format!("starting the permission cache: {e}"))?;
     let services = Services::new(store.clone(), feed.clone(), mailer, dns, authz);
-    // Open watch streams would keep the server from finishing: end them (with UNAVAILABLE)
-    // as soon as shutdown begins.
-    let shutdown = async move {
-        shutdown.await;
-        feed.shutdown();
-    };
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&reporter, store.ping().await).await;
+    let stopping = CancellationToken::new();
+    // Health has two writers, the prober and shutdown; whoever writes holds this, so the
+    // prober can never turn a stopping server back to SERVING.
+    let health_writer = Arc::new(tokio::sync::Mutex::new(()));
     let prober = tokio::spawn(probe_database(
         store,
         reporter.clone(),
         options.health_interval,
+        stopping.clone(),
+        health_writer.clone(),
     ));
+    // When shutdown begins: health turns NOT_SERVING (load balancers stop sending), open watch
+    // streams end with UNAVAILABLE (they would otherwise keep the server from finishing), and
+    // tonic stops accepting while calls in flight finish.
+    let begin_shutdown = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            {
+                let _writing = health_writer.lock().await;
+                stopping.cancel();
+                set_serving(&reporter, ServingStatus::NotServing).await;
+            }
+            feed.shutdown();
+        }
+    };
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -97,7 +117,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let result = Server::builder()
+    let server = Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -114,11 +134,21 @@ pub async fn serve(
         // Without TCP_NODELAY small responses can wait ~40 ms for Nagle's algorithm.
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await;
+            begin_shutdown,
+        );
+    let drain_timeout = options.drain_timeout;
+    let result = tokio::select! {
+        result = server => result.map_err(Into::into),
+        _ = async {
+            stopping.cancelled().await;
+            tokio::time::sleep(drain_timeout).await;
+        } => {
+            tracing::warn!(?drain_timeout, "calls still in flight after the drain timeout; stopping");
+            Ok(())
+        }
+    };
     prober.abort();
-    result.map_err(Into::into)
+    result
 }
 
 async fn set_health(reporter: &HealthReporter, database_up: bool) {
@@ -127,6 +157,10 @@ async fn set_health(reporter: &HealthReporter, database_up: bool) {
     } else {
         ServingStatus::NotServing
     };
+    set_serving(reporter, status).await;
+}
+
+async fn set_serving(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;
     for name in SERVICE_NAMES {
         reporter.set_service_status(*name, status).await;
@@ -134,11 +168,20 @@ async fn set_health(reporter: &HealthReporter, database_up: bool) {
 }
 
 /// Health follows the database: NOT_SERVING while it does not answer.
-async fn probe_database(store: Store, reporter: HealthReporter, interval: Duration) {
+async fn probe_database(
+    store: Store,
+    reporter: HealthReporter,
+    interval: Duration,
+    stopping: CancellationToken,
+    health_writer: Arc<tokio::sync::Mutex<()>>,
+) {
     let mut ticker = tokio::time::interval(interval);
     let mut was_up = true;
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = stopping.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
         // A database that does not answer in time counts as down, however long the pool
         // would wait for a connection.
         let up = tokio::time::timeout(PING_TIMEOUT, store.ping())
@@ -150,6 +193,10 @@ async fn probe_database(store: Store, reporter: HealthReporter, interval: Durati
             } else {
                 tracing::warn!("database unreachable; health NOT_SERVING");
             }
+        }
+        let _writing = health_writer.lock().await;
+        if stopping.is_cancelled() {
+            return;
         }
         set_health(&reporter, up).await;
         was_up = up;

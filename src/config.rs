@@ -81,6 +81,10 @@ pub struct Config {
     #[arg(long = "dns-nameserver", env = "MEMBERSHIP_DNS_NAMESERVER")]
     pub dns_nameserver: Option<SocketAddr>,
 
+    /// On SIGTERM/SIGINT, how long calls in flight may take before the server stops anyway.
+    #[arg(long = "shutdown-timeout", env = "MEMBERSHIP_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// Log output format. The level comes from RUST_LOG (default `info`).
     #[arg(long = "log-format", env = "MEMBERSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -95,6 +99,9 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Ask the server at --listen whether it is SERVING (grpc.health.v1); exit 0 if so, 1 if
+    /// not. For container health checks.
+    Healthcheck,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,6 +30,9 @@ async fn main() -> ExitCode {
             .with_env_filter(filter)
             .init(),
     }
+    if config.command == Some(Command::Healthcheck) {
+        return healthcheck(config.listen).await;
+    }
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -67,6 +70,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sy
             nameserver: config.dns_nameserver,
             ..DnsOptions::default()
         },
+        drain_timeout: config.shutdown_timeout,
     };
     app::serve(listener, store, options, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -98,4 +102,46 @@ async fn shutdown_signal() {
         let _ = interrupt.await;
     }
     tracing::info!("shutting down");
+}
+
+/// Exit 0 when the server at `listen` reports SERVING, 1 otherwise (or unreachable).
+async fn healthcheck(listen: std::net::SocketAddr) -> ExitCode {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    // A server listening on every interface answers on loopback.
+    let mut address = listen;
+    if address.ip().is_unspecified() {
+        address.set_ip(match address {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let check = async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+            .connect()
+            .await?;
+        let response = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?;
+        Ok::<_, Box<dyn std::error::Error>>(response.into_inner().status)
+    };
+    match tokio::time::timeout(Duration::from_secs(3), check).await {
+        Ok(Ok(status)) if status == ServingStatus::Serving as i32 => ExitCode::SUCCESS,
+        Ok(Ok(status)) => {
+            eprintln!("not serving (status {status})");
+            ExitCode::FAILURE
+        }
+        Ok(Err(error)) => {
+            eprintln!("health check failed: {error}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("health check timed out");
+            ExitCode::FAILURE
+        }
+    }
 }
