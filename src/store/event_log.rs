@@ -84,20 +84,17 @@ pub async fn head<C: ConnectionTrait>(conn: &C) -> Result<i64, DbErr> {
 /// The first position still retained; `head + 1` when every event has been pruned (or none was
 /// ever written). A cursor below `oldest_retained - 1` has lost events to retention.
 pub async fn oldest_retained<C: ConnectionTrait>(conn: &C) -> Result<i64, DbErr> {
+    // One statement, so the minimum and the head come from the same snapshot: read apart, an
+    // empty table followed by a commit would report a head past events that exist.
     let row = conn
         .query_one_raw(Statement::from_string(
             conn.get_database_backend(),
-            "SELECT MIN(position) AS oldest FROM events",
+            "SELECT COALESCE((SELECT MIN(position) FROM events), \
+             (SELECT position FROM log_head WHERE id = 1) + 1) AS oldest",
         ))
-        .await?;
-    let oldest: Option<i64> = match row {
-        Some(row) => row.try_get("", "oldest")?,
-        None => None,
-    };
-    match oldest {
-        Some(position) => Ok(position),
-        None => Ok(head(conn).await? + 1),
-    }
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("log_head".into()))?;
+    row.try_get("", "oldest")
 }
 
 /// Deletes the events that occurred before `cutoff`, always a prefix of the log so the retained
