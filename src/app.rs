@@ -117,6 +117,8 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    // Logged once everything is set up: a bad setting fails before anything claims to serve.
+    tracing::info!(address = %listener.local_addr()?, "serving gRPC");
     let server = Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -56,9 +56,9 @@ pub struct Config {
     #[arg(long = "watch-progress-interval", env = "MEMBERSHIP_WATCH_PROGRESS_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub watch_progress_interval: Duration,
 
-    /// SMTP server for invitation emails: `smtp://host:port` (STARTTLS when offered) or
-    /// `smtps://host:port`, with optional `user:password@`. Unset: no email is sent and callers
-    /// deliver the token themselves.
+    /// SMTP server for invitation emails: `smtp://host:port` (plain; add `?tls=required` or
+    /// `?tls=opportunistic` for STARTTLS) or `smtps://host:port` (TLS), with optional
+    /// `user:password@`. Unset: no email is sent and callers deliver the token themselves.
     #[arg(long = "smtp-url", env = "MEMBERSHIP_SMTP_URL")]
     pub smtp_url: Option<String>,
 

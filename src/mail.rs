@@ -11,8 +11,8 @@ use crate::domain::invitation::Invitation;
 pub struct MailOptions {
     /// Base of the accept link; the token is appended as `token=…`.
     pub accept_url: Option<String>,
-    /// `smtp://host:port` (plain, or STARTTLS when offered), `smtps://host:port` (TLS), with
-    /// optional `user:password@`. Without it no email is sent.
+    /// `smtp://host:port` (plain; `?tls=required` or `?tls=opportunistic` for STARTTLS),
+    /// `smtps://host:port` (TLS), with optional `user:password@`. Without it no email is sent.
     pub smtp_url: Option<String>,
     pub from: String,
 }

@@ -51,7 +51,6 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sy
     }
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(address = %listener.local_addr()?, "serving gRPC");
     let options = ServeOptions {
         health_interval: Duration::from_secs(config.health_interval_secs),
         feed: FeedOptions {

@@ -1086,3 +1086,66 @@ async fn one_domain_added_by_several_callers_at_once_is_added_once() {
     assert_eq!(server.event_types_after(head).await, ["domain.added"]);
     assert_eq!(list_domains(&server, &tenant).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_domain_another_tenant_verified_is_taken_without_asking_dns() {
+    let dns = DnsServer::start().await;
+    let server = start(&dns).await;
+    let first = enterprise(&server, None).await;
+    let second = enterprise(&server, None).await;
+    // The second tenant adds the domain while it is still unclaimed…
+    let late = added(&server, &second, "contested.example", true).await;
+    verified(&server, &dns, &first, "contested.example", true).await;
+    // …and, once the first tenant has verified it, is refused whatever DNS says.
+    publish(&dns, &late);
+    let asked = dns.asked().len();
+    let refused = verify(&server, &second, &late.domain_id).await;
+    assert_refused(refused, Code::AlreadyExists, "DOMAIN_TAKEN");
+    assert_eq!(
+        dns.asked().len(),
+        asked,
+        "the claim decided, not the record"
+    );
+}
+
+#[tokio::test]
+async fn auto_join_closes_the_pending_invitation_of_the_same_email() {
+    let dns = DnsServer::start().await;
+    let server = start(&dns).await;
+    let tenant = enterprise(&server, Some(5)).await;
+    verified(&server, &dns, &tenant, "invited.example", true).await;
+    let invitation =
+        pb::invitation_service_client::InvitationServiceClient::new(server.channel().await)
+            .create_invitation(as_user(
+                pb::CreateInvitationRequest {
+                    tenant_id: tenant.id.clone(),
+                    email: "pat@invited.example".into(),
+                    role: "member".into(),
+                    ttl: None,
+                    request_id: String::new(),
+                },
+                tenant.owner,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+    assert!(!invitation.token.is_empty());
+    assert_eq!(seats_used(&server, &tenant).await, 2);
+
+    let head = server.head().await;
+    let user_id = user();
+    let joined = auto_join(&server, user_id, "pat@invited.example").await;
+    assert_eq!(
+        joined.results[0].outcome,
+        pb::AutoJoinOutcome::Joined as i32
+    );
+    assert_eq!(
+        server.event_types_after(head).await,
+        ["membership.created", "invitation.revoked"]
+    );
+    assert_eq!(
+        seats_used(&server, &tenant).await,
+        2,
+        "one person, one seat"
+    );
+}

@@ -996,6 +996,7 @@ async fn create_invitation_is_idempotent_on_request_id() {
         .into_inner();
     assert_eq!(retry.invitation, first.invitation);
     assert!(retry.token.is_empty(), "the token is returned only once");
+    assert!(retry.delivery.is_none(), "nothing was sent on the retry");
     assert_eq!(server.head().await, head, "the retry wrote nothing");
     assert_eq!(
         server.scalar("SELECT COUNT(*) AS n FROM invitations").await,
@@ -2424,4 +2425,47 @@ async fn racing_retries_of_one_create_invitation_create_it_once() {
         server.scalar("SELECT COUNT(*) AS n FROM invitations").await,
         1
     );
+}
+
+#[tokio::test]
+async fn linking_an_invited_email_directly_closes_its_pending_invitation() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, Some(3)).await;
+    let user_id = user();
+    let email = member_email(user_id);
+    let pending = invited(&server, &tenant, &email, "member").await;
+    assert_eq!(seat_usage(&server, &tenant).await.used, 2);
+
+    // The person arrives another way (SCIM): one membership, one seat, no INVITED duplicate.
+    let head = server.head().await;
+    let mut request = new_member(&tenant, user_id, "member");
+    request.email = email.clone();
+    server
+        .members()
+        .await
+        .create_membership(as_system(request))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.event_types_after(head).await,
+        ["membership.created", "invitation.revoked"]
+    );
+    assert_eq!(seat_usage(&server, &tenant).await.used, 2);
+    assert!(
+        member_list(&server, &tenant, pb::MembershipStatus::Invited)
+            .await
+            .is_empty()
+    );
+    let invitation = get_invitation(
+        &server,
+        &tenant,
+        &pending.invitation.as_ref().unwrap().invitation_id,
+    )
+    .await;
+    assert_eq!(invitation.state, pb::InvitationState::Revoked as i32);
+    let late = invitations(&server)
+        .await
+        .accept_invitation(as_system(accept(&pending.token, user_id, &email)))
+        .await;
+    assert_refused(late, Code::FailedPrecondition, "INVITATION_NOT_PENDING");
 }

@@ -23,7 +23,7 @@ fn sent_parts(sent: &Sent) -> (Option<Invitation>, String, String, Option<Delive
         Some(convert::invitation(&sent.invitation, now_micros())),
         sent.token.clone().unwrap_or_default(),
         sent.accept_url.clone().unwrap_or_default(),
-        Some(convert::delivery(&sent.delivery)),
+        sent.delivery.as_ref().map(convert::delivery),
     )
 }
 

@@ -94,6 +94,13 @@ impl Services {
             store::domains::get(conn, tenant_id, domain_id).await?
         };
         if pending.state == DomainState::Pending {
+            // Another tenant's claim wins whatever the record says; no need to ask DNS.
+            if let Some((owner, _)) =
+                store::domains::verified_by(self.store.connection(), &pending.domain).await?
+                && owner != tenant_id
+            {
+                return Err(DomainError::DomainTaken);
+            }
             let name = pending.record_name();
             let expected = pending.record_value();
             let found = self.dns.txt(&name).await?;
@@ -283,6 +290,14 @@ impl Services {
                             None,
                             Some(&membership),
                         ));
+                        super::invitations::close_for_new_member(
+                            tx,
+                            caller,
+                            &roles,
+                            tenant_id,
+                            &membership.email,
+                        )
+                        .await?;
                         Ok(Some(JoinOutcome::Joined(membership)))
                     })
                 })

@@ -34,7 +34,8 @@ pub struct Sent {
     /// Plaintext, only here; `None` on an idempotent retry.
     pub token: Option<String>,
     pub accept_url: Option<String>,
-    pub delivery: Delivery,
+    /// `None` when nothing was sent (an idempotent retry).
+    pub delivery: Option<Delivery>,
 }
 
 /// What a bulk invitation did with one email, in request order.
@@ -200,7 +201,7 @@ impl Services {
                 invitation,
                 token: None,
                 accept_url: None,
-                delivery: Delivery::NotConfigured,
+                delivery: None,
             };
         };
         let delivery = self
@@ -211,7 +212,7 @@ impl Services {
             accept_url: self.mailer.accept_url(&token),
             invitation,
             token: Some(token),
-            delivery,
+            delivery: Some(delivery),
         }
     }
 
@@ -576,4 +577,21 @@ pub(crate) async fn revoke(
         Some(&after),
     ));
     Ok(after)
+}
+
+/// Revokes the pending invitations of an email that just became a member another way (linked
+/// directly, auto-joined): they would otherwise hold a second seat and list the person twice.
+pub(crate) async fn close_for_new_member(
+    tx: &mut Tx,
+    caller: Caller,
+    roles: &crate::domain::role::TenantRoles,
+    tenant_id: Uuid,
+    email: &str,
+) -> Result<(), DomainError> {
+    for invitation in
+        store::invitations::pending_for_email(&tx.txn, roles, tenant_id, email).await?
+    {
+        revoke(tx, caller, invitation).await?;
+    }
+    Ok(())
 }

@@ -225,6 +225,14 @@ impl Services {
                         before.as_ref(),
                         Some(&membership),
                     ));
+                    super::invitations::close_for_new_member(
+                        tx,
+                        caller,
+                        &roles,
+                        tenant.id,
+                        &membership.email,
+                    )
+                    .await?;
                     Ok(membership)
                 })
             })

@@ -291,3 +291,22 @@ pub async fn list<C: ConnectionTrait>(
         .map(|m| to_domain(m, roles))
         .collect()
 }
+
+/// Pending invitations (expired or not) for one email in a tenant.
+pub async fn pending_for_email<C: ConnectionTrait>(
+    conn: &C,
+    roles: &TenantRoles,
+    tenant_id: Uuid,
+    email: &str,
+) -> Result<Vec<Invitation>, DomainError> {
+    invitations::Entity::find()
+        .filter(invitations::Column::TenantId.eq(tenant_id))
+        .filter(invitations::Column::Email.eq(email))
+        .filter(invitations::Column::State.eq(InvitationState::Pending.as_str()))
+        .all(conn)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(|m| to_domain(m, roles))
+        .collect()
+}
