@@ -124,7 +124,7 @@ fn scope(event_type: &str, tenant_id: Option<Uuid>, subject_id: Option<&str>) ->
 impl AuthzCache {
     /// Starts following the event feed and hooks into this process's commits.
     pub async fn start(store: Store, feed: EventFeed) -> Result<Arc<AuthzCache>, DomainError> {
-        let (start, mut items) = feed.subscribe(StartAt::Now, EventFilter::default()).await?;
+        let (start, items) = feed.subscribe(StartAt::Now, EventFilter::default()).await?;
         let cache = Arc::new(AuthzCache {
             store: store.clone(),
             feed,
@@ -147,41 +147,18 @@ impl AuthzCache {
                 }
             }
         }));
-        let following = Arc::downgrade(&cache);
-        tokio::spawn(async move {
-            while let Some(item) = items.recv().await {
-                let Some(cache) = following.upgrade() else {
-                    return;
-                };
-                match item {
-                    Ok(WatchItem::Event(event)) => {
-                        cache.invalidate(
-                            &event.event_type,
-                            event.tenant_id,
-                            event.subject_id.as_deref(),
-                            event.position,
-                        );
-                        cache.applied.send_replace(event.position);
-                    }
-                    Ok(WatchItem::Progress { cursor }) => {
-                        cache.applied.send_if_modified(|a| {
-                            let newer = cursor > *a;
-                            *a = (*a).max(cursor);
-                            newer
-                        });
-                    }
-                    Err(error) => {
-                        // The cache can no longer tell what changed: trust nothing older than now.
-                        tracing::warn!(%error, "permission cache lost the event feed");
-                        let mut state = cache.state.write().unwrap_or_else(|e| e.into_inner());
-                        state.entries.clear();
-                        state.floor = i64::MAX;
-                        return;
-                    }
-                }
-            }
-        });
+        tokio::spawn(follow(Arc::downgrade(&cache), items));
         Ok(cache)
+    }
+
+    /// Forgets every cached decision: the next check of anyone reads the database.
+    fn forget_all(&self, floor: i64) {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        *state = CacheState {
+            floor,
+            newest_mark: floor,
+            ..CacheState::default()
+        };
     }
 
     fn invalidate(
@@ -316,5 +293,73 @@ impl AuthzCache {
             reasons.push(entry.subject.decide(*permission));
         }
         Ok((reasons, reflects.unwrap_or_else(|| self.cursor())))
+    }
+}
+
+/// Applies the feed's events to the cache, in order. If the subscription fails (the database
+/// was unreachable, or it fell behind retention), the cache can no longer tell what changed in
+/// between: it forgets everything and follows again from the current head.
+async fn follow(
+    cache: std::sync::Weak<AuthzCache>,
+    mut items: tokio::sync::mpsc::Receiver<Result<WatchItem, DomainError>>,
+) {
+    loop {
+        while let Some(item) = items.recv().await {
+            let Some(cache) = cache.upgrade() else {
+                return;
+            };
+            match item {
+                Ok(WatchItem::Event(event)) => {
+                    cache.invalidate(
+                        &event.event_type,
+                        event.tenant_id,
+                        event.subject_id.as_deref(),
+                        event.position,
+                    );
+                    cache.applied.send_replace(event.position);
+                }
+                Ok(WatchItem::Progress { cursor }) => {
+                    cache.applied.send_if_modified(|a| {
+                        let newer = cursor > *a;
+                        *a = (*a).max(cursor);
+                        newer
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "permission cache lost the event feed; starting over");
+                    // Until it follows again nothing cached may be trusted.
+                    cache.forget_all(i64::MAX);
+                    break;
+                }
+            }
+        }
+        // The channel closed or failed: resubscribe unless the feed is shutting down.
+        let Some(strong) = cache.upgrade() else {
+            return;
+        };
+        if strong.feed.shutdown_token().is_cancelled() {
+            return;
+        }
+        match strong
+            .feed
+            .subscribe(StartAt::Now, EventFilter::default())
+            .await
+        {
+            Ok((start, next)) => {
+                strong.forget_all(start);
+                strong.applied.send_if_modified(|a| {
+                    let newer = start > *a;
+                    *a = (*a).max(start);
+                    newer
+                });
+                items = next;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "permission cache cannot follow the event feed yet");
+                drop(strong);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                items = tokio::sync::mpsc::channel(1).1;
+            }
+        }
     }
 }
