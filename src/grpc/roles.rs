@@ -11,7 +11,7 @@ use crate::domain::DomainError;
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::validate::{MAX_ROLE_NAME_CHARS, Validator};
 use crate::service::Services;
-use crate::service::roles::RolePatch;
+use crate::service::roles::{RoleChange, RolePatch};
 
 pub struct RoleApi {
     pub services: Services,
@@ -247,7 +247,7 @@ impl RoleService for RoleApi {
             v.finish()?;
             let (membership, cursor) = self
                 .services
-                .set_member_role(caller, tenant_id, user_id, role)
+                .change_member_role(caller, tenant_id, user_id, role, RoleChange::Set)
                 .await?;
             Ok(SetMemberRoleResponse {
                 membership: Some(convert::membership(&membership)),
@@ -272,7 +272,7 @@ impl RoleService for RoleApi {
             v.finish()?;
             let (membership, cursor) = self
                 .services
-                .bind_role(caller, tenant_id, user_id, role, true)
+                .change_member_role(caller, tenant_id, user_id, role, RoleChange::Bind)
                 .await?;
             Ok(BindRoleResponse {
                 membership: Some(convert::membership(&membership)),
@@ -297,7 +297,7 @@ impl RoleService for RoleApi {
             v.finish()?;
             let (membership, cursor) = self
                 .services
-                .bind_role(caller, tenant_id, user_id, role, false)
+                .change_member_role(caller, tenant_id, user_id, role, RoleChange::Unbind)
                 .await?;
             Ok(UnbindRoleResponse {
                 membership: Some(convert::membership(&membership)),

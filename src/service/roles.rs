@@ -14,6 +14,15 @@ use crate::store::entities::role_bindings;
 use crate::store::memberships::{After, SortValue};
 use crate::store::{self, Tx};
 
+/// What a change of one member's bindings does with the named role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleChange {
+    Bind,
+    Unbind,
+    /// "Change role": the role becomes the member's only one besides the owner role.
+    Set,
+}
+
 /// The fields UpdateRole may change.
 #[derive(Default)]
 pub struct RolePatch {
@@ -276,13 +285,16 @@ impl Services {
             .await
     }
 
-    /// "Change role": the member ends with `role` plus, for the owner, the owner role.
-    pub async fn set_member_role(
+    /// Changes one member's bindings of `role`: binds it, unbinds it, or ("Change role") makes
+    /// it the member's only role besides the owner role. Acting on the member needs the rights
+    /// to manage them, and every role bound or unbound must be grantable by the caller.
+    pub async fn change_member_role(
         &self,
         caller: Caller,
         tenant_id: Uuid,
         user_id: Uuid,
         role: String,
+        change: RoleChange,
     ) -> Result<(Membership, i64), DomainError> {
         self.store
             .write(move |tx| {
@@ -290,68 +302,33 @@ impl Services {
                     let locked = lock_for_member_management(tx, tenant_id, caller).await?;
                     let (member, role_ids) =
                         bindable_member(tx, &locked, tenant_id, user_id).await?;
-                    let new_role = role_by_name(&locked.roles, &role)?.clone();
-                    if new_role.is_owner {
+                    let target = role_by_name(&locked.roles, &role)?.clone();
+                    if target.is_owner {
                         return Err(DomainError::OwnerRoleReserved);
                     }
                     locked
                         .access
                         .require_manage(locked.roles.permissions_of(&role_ids))?;
-                    locked.access.require_grant(&new_role)?;
-                    let remove: Vec<Uuid> = role_ids
-                        .iter()
-                        .copied()
-                        .filter(|id| {
-                            *id != new_role.id
-                                && locked.roles.by_id(*id).is_none_or(|r| !r.is_owner)
-                        })
-                        .collect();
-                    for id in &remove {
-                        if let Some(r) = locked.roles.by_id(*id) {
-                            locked.access.require_grant(r)?;
+                    locked.access.require_grant(&target)?;
+                    let (remove, add) = match change {
+                        RoleChange::Bind => (vec![], vec![target.id]),
+                        RoleChange::Unbind => (vec![target.id], vec![]),
+                        RoleChange::Set => {
+                            let others: Vec<Uuid> = role_ids
+                                .iter()
+                                .copied()
+                                .filter(|id| {
+                                    *id != target.id
+                                        && locked.roles.by_id(*id).is_none_or(|r| !r.is_owner)
+                                })
+                                .collect();
+                            for id in &others {
+                                if let Some(r) = locked.roles.by_id(*id) {
+                                    locked.access.require_grant(r)?;
+                                }
+                            }
+                            (others, vec![target.id])
                         }
-                    }
-                    change_bindings(
-                        tx,
-                        caller,
-                        &locked.roles,
-                        member,
-                        role_ids,
-                        &remove,
-                        &[new_role.id],
-                    )
-                    .await
-                })
-            })
-            .await
-    }
-
-    pub async fn bind_role(
-        &self,
-        caller: Caller,
-        tenant_id: Uuid,
-        user_id: Uuid,
-        role: String,
-        bind: bool,
-    ) -> Result<(Membership, i64), DomainError> {
-        self.store
-            .write(move |tx| {
-                Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
-                    let (member, role_ids) =
-                        bindable_member(tx, &locked, tenant_id, user_id).await?;
-                    let target_role = role_by_name(&locked.roles, &role)?.clone();
-                    if target_role.is_owner {
-                        return Err(DomainError::OwnerRoleReserved);
-                    }
-                    locked
-                        .access
-                        .require_manage(locked.roles.permissions_of(&role_ids))?;
-                    locked.access.require_grant(&target_role)?;
-                    let (remove, add) = if bind {
-                        (vec![], vec![target_role.id])
-                    } else {
-                        (vec![target_role.id], vec![])
                     };
                     change_bindings(tx, caller, &locked.roles, member, role_ids, &remove, &add)
                         .await
