@@ -24,6 +24,7 @@ use crate::grpc::pb::role_service_server::RoleServiceServer;
 use crate::grpc::pb::tenant_service_server::TenantServiceServer;
 use crate::grpc::roles::RoleApi;
 use crate::grpc::tenants::TenantApi;
+use crate::limits::{LimitOptions, LimitsLayer};
 use crate::mail::{MailOptions, Mailer};
 use crate::service::Services;
 use crate::store::Store;
@@ -45,6 +46,11 @@ pub struct ServeOptions {
     pub dns: DnsOptions,
     /// After shutdown begins, how long calls in flight may take before the server stops anyway.
     pub drain_timeout: Duration,
+    pub limits: LimitOptions,
+    /// Largest request message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_streams_per_connection: u32,
 }
 
 impl Default for ServeOptions {
@@ -55,6 +61,9 @@ impl Default for ServeOptions {
             mail: MailOptions::default(),
             dns: DnsOptions::default(),
             drain_timeout: Duration::from_secs(10),
+            limits: LimitOptions::default(),
+            max_message_bytes: 4 * 1024 * 1024,
+            max_streams_per_connection: 256,
         }
     }
 }
@@ -119,20 +128,35 @@ pub async fn serve(
 
     // Logged once everything is set up: a bad setting fails before anything claims to serve.
     tracing::info!(address = %listener.local_addr()?, "serving gRPC");
+    let max_message = options.max_message_bytes;
     let server = Server::builder()
+        .max_concurrent_streams(options.max_streams_per_connection)
+        .layer(LimitsLayer::new(&options.limits))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(TenantServiceServer::new(TenantApi {
-            services: services.clone(),
-        }))
-        .add_service(RoleServiceServer::new(RoleApi {
-            services: services.clone(),
-        }))
-        .add_service(InvitationServiceServer::new(InvitationApi {
-            services: services.clone(),
-        }))
-        .add_service(MembershipServiceServer::new(MembershipApi { services }))
+        .add_service(
+            TenantServiceServer::new(TenantApi {
+                services: services.clone(),
+            })
+            .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            RoleServiceServer::new(RoleApi {
+                services: services.clone(),
+            })
+            .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            InvitationServiceServer::new(InvitationApi {
+                services: services.clone(),
+            })
+            .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            MembershipServiceServer::new(MembershipApi { services })
+                .max_decoding_message_size(max_message),
+        )
         // Without TCP_NODELAY small responses can wait ~40 ms for Nagle's algorithm.
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),

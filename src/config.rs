@@ -85,6 +85,23 @@ pub struct Config {
     #[arg(long = "shutdown-timeout", env = "MEMBERSHIP_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Longest a call may run; a caller's shorter `grpc-timeout` wins. Exceeded: DEADLINE_EXCEEDED.
+    #[arg(long = "request-timeout", env = "MEMBERSHIP_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Calls executing at once across all connections; more are refused with RESOURCE_EXHAUSTED
+    /// (health checks are exempt).
+    #[arg(long = "max-concurrent-calls", env = "MEMBERSHIP_MAX_CONCURRENT_CALLS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_concurrent_calls: u32,
+
+    /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
+    #[arg(long = "max-message-bytes", env = "MEMBERSHIP_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(1024..=268_435_456))]
+    pub max_message_bytes: u32,
+
+    /// Concurrent HTTP/2 streams (calls and watches) per client connection.
+    #[arg(long = "max-streams-per-connection", env = "MEMBERSHIP_MAX_STREAMS_PER_CONNECTION", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_streams_per_connection: u32,
+
     /// Log output format. The level comes from RUST_LOG (default `info`).
     #[arg(long = "log-format", env = "MEMBERSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -127,6 +144,7 @@ impl Config {
             ("--event-prune-interval", self.event_prune_interval),
             ("--event-poll-interval", self.event_poll_interval),
             ("--watch-progress-interval", self.watch_progress_interval),
+            ("--request-timeout", self.request_timeout),
         ] {
             if value.is_zero() {
                 return Err(format!("{name} must be greater than zero"));

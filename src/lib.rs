@@ -25,6 +25,7 @@ pub mod dns;
 pub mod domain;
 pub mod events;
 pub mod grpc;
+pub mod limits;
 pub mod mail;
 pub mod service;
 pub mod store;

@@ -7,6 +7,7 @@ use membership_service::app::{self, ServeOptions};
 use membership_service::config::{Command, Config, LogFormat};
 use membership_service::dns::DnsOptions;
 use membership_service::events::FeedOptions;
+use membership_service::limits::LimitOptions;
 use membership_service::mail::MailOptions;
 use membership_service::store::Store;
 use tracing_subscriber::EnvFilter;
@@ -70,6 +71,12 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sy
             ..DnsOptions::default()
         },
         drain_timeout: config.shutdown_timeout,
+        limits: LimitOptions {
+            request_timeout: config.request_timeout,
+            max_concurrent_calls: config.max_concurrent_calls as usize,
+        },
+        max_message_bytes: config.max_message_bytes as usize,
+        max_streams_per_connection: config.max_streams_per_connection,
     };
     app::serve(listener, store, options, shutdown_signal()).await?;
     tracing::info!("stopped");

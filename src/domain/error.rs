@@ -109,6 +109,12 @@ pub enum DomainError {
     DomainVerificationFailed(String),
     #[error("the DNS lookup failed: {0}")]
     DnsUnavailable(String),
+    #[error("the server is at its limit of concurrent calls; retry with backoff")]
+    Overloaded,
+    #[error("the call did not finish within its deadline ({0:?})")]
+    DeadlineExceeded(std::time::Duration),
+    #[error("the request message is larger than the server accepts")]
+    MessageTooLarge,
     #[error("the database is unavailable")]
     Unavailable,
     #[error("internal error: {0}")]

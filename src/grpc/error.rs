@@ -70,6 +70,9 @@ pub fn to_status(error: DomainError) -> Status {
             (Code::FailedPrecondition, "ROLE_IN_USE")
         }
         CursorNotReached(_) => (Code::Unavailable, "CURSOR_NOT_REACHED"),
+        Overloaded => (Code::ResourceExhausted, "OVERLOADED"),
+        DeadlineExceeded(_) => (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
+        MessageTooLarge => (Code::ResourceExhausted, "MESSAGE_TOO_LARGE"),
         InvitationNotFound => (Code::NotFound, "INVITATION_NOT_FOUND"),
         InvitationExpired => (Code::FailedPrecondition, "INVITATION_EXPIRED"),
         InvitationNotPending(_) => (Code::FailedPrecondition, "INVITATION_NOT_PENDING"),

@@ -1,0 +1,186 @@
+//! Limits that keep one client from exhausting the server, as one tower layer around every
+//! service: a per-call deadline (the server's, or the caller's `grpc-timeout` if sooner) answered
+//! with DEADLINE_EXCEEDED, a bound on calls executing at once answered with RESOURCE_EXHAUSTED
+//! instead of queueing, and RESOURCE_EXHAUSTED (not tonic's OUT_OF_RANGE) for a request message
+//! over the size limit. Health checks are exempt from the concurrency bound, so an overloaded
+//! server still answers its load balancer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tower::{Layer, Service};
+
+use crate::domain::DomainError;
+use crate::grpc::error::to_status;
+
+#[derive(Clone, Debug)]
+pub struct LimitOptions {
+    /// Longest a call may run (streams: until their first response).
+    pub request_timeout: Duration,
+    /// Calls executing at once, across all connections.
+    pub max_concurrent_calls: usize,
+}
+
+impl Default for LimitOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            max_concurrent_calls: 1024,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct LimitsLayer {
+    request_timeout: Duration,
+    permits: Arc<Semaphore>,
+}
+
+impl LimitsLayer {
+    pub fn new(options: &LimitOptions) -> Self {
+        Self {
+            request_timeout: options.request_timeout,
+            permits: Arc::new(Semaphore::new(options.max_concurrent_calls.max(1))),
+        }
+    }
+}
+
+impl<S> Layer<S> for LimitsLayer {
+    type Service = Limits<S>;
+
+    fn layer(&self, inner: S) -> Limits<S> {
+        Limits {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Limits<S> {
+    inner: S,
+    layer: LimitsLayer,
+}
+
+type Response = http::Response<tonic::body::Body>;
+
+fn refuse(error: DomainError) -> Response {
+    to_status(error).into_http()
+}
+
+/// The caller's `grpc-timeout`, if present and valid (gRPC over HTTP/2: up to 8 digits and a
+/// unit).
+fn caller_deadline(headers: &http::HeaderMap) -> Option<Duration> {
+    let text = headers.get("grpc-timeout")?.to_str().ok()?;
+    if text.len() < 2 || text.len() > 9 {
+        return None;
+    }
+    let (value, unit) = text.split_at(text.len() - 1);
+    let value: u64 = value.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(value * 3600),
+        "M" => Duration::from_secs(value * 60),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    })
+}
+
+/// Server-streaming methods: their deadline covers only the start of the stream.
+fn is_stream(path: &str) -> bool {
+    path.ends_with("/WatchMembershipEvents")
+        || path.ends_with("/ServerReflectionInfo")
+        || path == "/grpc.health.v1.Health/Watch"
+}
+
+/// tonic answers an oversized request with OUT_OF_RANGE "… message length too large …", before
+/// any handler runs, as a trailers-only response; gRPC's convention is RESOURCE_EXHAUSTED.
+fn is_oversized(headers: &http::HeaderMap) -> bool {
+    headers.get("grpc-status").is_some_and(|s| s == "11")
+        && headers.get("grpc-message").is_some_and(|m| {
+            let contains = |needle: &[u8]| m.as_bytes().windows(needle.len()).any(|w| w == needle);
+            contains(b"too large") || contains(b"too%20large")
+        })
+}
+
+impl<S, B> Service<http::Request<B>> for Limits<S>
+where
+    S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // The service that was polled ready handles this call; its clone takes its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        let path = request.uri().path().to_string();
+        // Answer a little before the caller's deadline, so the caller hears DEADLINE_EXCEEDED
+        // from us rather than CANCELLED from the transport's own timer.
+        let deadline = match caller_deadline(request.headers()) {
+            Some(caller) => {
+                let margin = (caller / 10).min(Duration::from_millis(20));
+                layer.request_timeout.min(caller.saturating_sub(margin))
+            }
+            None => layer.request_timeout,
+        };
+        Box::pin(async move {
+            let permit = if path.starts_with("/grpc.health.v1.Health/") {
+                None
+            } else {
+                match layer.permits.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => return Ok(refuse(DomainError::Overloaded)),
+                }
+            };
+            let call = inner.call(request);
+            let response = if is_stream(&path) {
+                call.await?
+            } else {
+                match tokio::time::timeout(deadline, call).await {
+                    Ok(response) => response?,
+                    Err(_) => return Ok(refuse(DomainError::DeadlineExceeded(deadline))),
+                }
+            };
+            drop(permit);
+            if is_oversized(response.headers()) {
+                return Ok(refuse(DomainError::MessageTooLarge));
+            }
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_grpc_timeout() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(caller_deadline(&headers), None);
+        headers.insert("grpc-timeout", "250m".parse().unwrap());
+        assert_eq!(caller_deadline(&headers), Some(Duration::from_millis(250)));
+        headers.insert("grpc-timeout", "2S".parse().unwrap());
+        assert_eq!(caller_deadline(&headers), Some(Duration::from_secs(2)));
+        headers.insert("grpc-timeout", "123456789S".parse().unwrap());
+        assert_eq!(caller_deadline(&headers), None);
+        headers.insert("grpc-timeout", "5x".parse().unwrap());
+        assert_eq!(caller_deadline(&headers), None);
+    }
+}
