@@ -42,6 +42,15 @@ impl MembershipStatus {
     pub fn holds_seat(self) -> bool {
         matches!(self, MembershipStatus::Active | MembershipStatus::Suspended)
     }
+
+    /// The stored names of the statuses that hold a seat, for queries.
+    pub fn seated() -> Vec<&'static str> {
+        Self::ALL
+            .iter()
+            .filter(|s| s.holds_seat())
+            .map(|s| s.as_str())
+            .collect()
+    }
 }
 
 impl MembershipSource {

@@ -64,4 +64,13 @@ impl Caller {
             Caller::User(id) => Some(id),
         }
     }
+
+    /// Calls about one user (accepting their invitation, signing them up) may come from that
+    /// user or from a system caller acting for them, nobody else.
+    pub fn ensure_acting_for(self, user_id: uuid::Uuid) -> Result<(), DomainError> {
+        match self {
+            Caller::User(actor) if actor != user_id => Err(DomainError::ActorMismatch),
+            _ => Ok(()),
+        }
+    }
 }

@@ -167,10 +167,6 @@ impl EventFeed {
         self.inner.shutdown.clone()
     }
 
-    pub fn options(&self) -> &FeedOptions {
-        &self.inner.options
-    }
-
     /// Resolves the starting point against the database and starts a subscription. The
     /// returned position is the cursor the stream starts after.
     pub async fn subscribe(
@@ -200,16 +196,6 @@ impl EventFeed {
     /// Asks the tailer to look for new events now (e.g. a reader needs a newer cursor).
     pub fn nudge(&self) {
         self.inner.remote_commit.notify_one();
-    }
-
-    /// Waits until this process has loaded the log up to `cursor`, or `timeout` passes.
-    /// Returns whether it got there.
-    pub async fn wait_for(&self, cursor: i64, timeout: Duration) -> bool {
-        let mut head = self.inner.head.subscribe();
-        self.inner.remote_commit.notify_one();
-        tokio::time::timeout(timeout, head.wait_for(|h| *h >= cursor))
-            .await
-            .is_ok_and(|r| r.is_ok())
     }
 }
 

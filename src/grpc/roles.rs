@@ -7,9 +7,9 @@ use super::pb::role_service_server::RoleService;
 use super::pb::*;
 use super::{caller, convert, respond};
 use crate::authz;
-use crate::domain::DomainError;
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::validate::{MAX_ROLE_NAME_CHARS, Validator};
+use crate::domain::{Caller, DomainError};
 use crate::service::Services;
 use crate::service::roles::{RoleChange, RolePatch};
 
@@ -72,6 +72,29 @@ fn min_cursor(v: &mut Validator, raw: i64) -> i64 {
         v.violation("min_cursor", "must not be negative");
     }
     raw.max(0)
+}
+
+impl RoleApi {
+    /// SetMemberRole, BindRole and UnbindRole: the same fields, validated alike.
+    async fn change_member_role(
+        &self,
+        caller: Caller,
+        tenant_id: &str,
+        user_id: &str,
+        role: &str,
+        change: RoleChange,
+    ) -> Result<(Membership, i64), DomainError> {
+        let mut v = Validator::new();
+        let tenant_id = v.uuid("tenant_id", tenant_id);
+        let user_id = v.uuid("user_id", user_id);
+        let role = v.text("role", role, MAX_ROLE_NAME_CHARS, true);
+        v.finish()?;
+        let (membership, cursor) = self
+            .services
+            .change_member_role(caller, tenant_id, user_id, role, change)
+            .await?;
+        Ok((convert::membership(&membership), cursor))
+    }
 }
 
 #[tonic::async_trait]
@@ -239,22 +262,13 @@ impl RoleService for RoleApi {
     ) -> Result<Response<SetMemberRoleResponse>, Status> {
         let caller = caller(&request)?;
         let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-            let user_id = v.uuid("user_id", &r.user_id);
-            let role = v.text("role", &r.role, MAX_ROLE_NAME_CHARS, true);
-            v.finish()?;
-            let (membership, cursor) = self
-                .services
-                .change_member_role(caller, tenant_id, user_id, role, RoleChange::Set)
-                .await?;
-            Ok(SetMemberRoleResponse {
-                membership: Some(convert::membership(&membership)),
+        let result = self
+            .change_member_role(caller, &r.tenant_id, &r.user_id, &r.role, RoleChange::Set)
+            .await
+            .map(|(membership, cursor)| SetMemberRoleResponse {
+                membership: Some(membership),
                 cursor,
-            })
-        }
-        .await;
+            });
         respond(result)
     }
 
@@ -264,22 +278,13 @@ impl RoleService for RoleApi {
     ) -> Result<Response<BindRoleResponse>, Status> {
         let caller = caller(&request)?;
         let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-            let user_id = v.uuid("user_id", &r.user_id);
-            let role = v.text("role", &r.role, MAX_ROLE_NAME_CHARS, true);
-            v.finish()?;
-            let (membership, cursor) = self
-                .services
-                .change_member_role(caller, tenant_id, user_id, role, RoleChange::Bind)
-                .await?;
-            Ok(BindRoleResponse {
-                membership: Some(convert::membership(&membership)),
+        let result = self
+            .change_member_role(caller, &r.tenant_id, &r.user_id, &r.role, RoleChange::Bind)
+            .await
+            .map(|(membership, cursor)| BindRoleResponse {
+                membership: Some(membership),
                 cursor,
-            })
-        }
-        .await;
+            });
         respond(result)
     }
 
@@ -289,22 +294,19 @@ impl RoleService for RoleApi {
     ) -> Result<Response<UnbindRoleResponse>, Status> {
         let caller = caller(&request)?;
         let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-            let user_id = v.uuid("user_id", &r.user_id);
-            let role = v.text("role", &r.role, MAX_ROLE_NAME_CHARS, true);
-            v.finish()?;
-            let (membership, cursor) = self
-                .services
-                .change_member_role(caller, tenant_id, user_id, role, RoleChange::Unbind)
-                .await?;
-            Ok(UnbindRoleResponse {
-                membership: Some(convert::membership(&membership)),
+        let result = self
+            .change_member_role(
+                caller,
+                &r.tenant_id,
+                &r.user_id,
+                &r.role,
+                RoleChange::Unbind,
+            )
+            .await
+            .map(|(membership, cursor)| UnbindRoleResponse {
+                membership: Some(membership),
                 cursor,
-            })
-        }
-        .await;
+            });
         respond(result)
     }
 

@@ -224,11 +224,7 @@ impl Services {
         email: String,
         display_name: String,
     ) -> Result<(Vec<(Uuid, JoinOutcome)>, i64), DomainError> {
-        if let Caller::User(actor) = caller
-            && actor != user_id
-        {
-            return Err(DomainError::ActorMismatch);
-        }
+        caller.ensure_acting_for(user_id)?;
         let Some(domain) = email_domain::of_email(&email).map(str::to_string) else {
             return Ok((Vec::new(), self.feed.head()));
         };

@@ -468,11 +468,7 @@ impl Services {
         email: String,
         display_name: String,
     ) -> Result<(Membership, Invitation, i64), DomainError> {
-        if let Caller::User(actor) = caller
-            && actor != user_id
-        {
-            return Err(DomainError::ActorMismatch);
-        }
+        caller.ensure_acting_for(user_id)?;
         let hash = token_hash(&token);
         let (tenant_id, id) =
             store::invitations::find_by_token_hash(self.store.connection(), &hash)

@@ -63,6 +63,16 @@ fn to_active(i: &Invitation, token_hash: &str) -> invitations::ActiveModel {
     }
 }
 
+/// Invitations still pending (whatever their expiry).
+fn pending() -> sea_orm::Condition {
+    sea_orm::Condition::all().add(invitations::Column::State.eq(InvitationState::Pending.as_str()))
+}
+
+/// Invitations pending and not expired at `now`: the ones holding a seat.
+pub(crate) fn pending_at(now: Micros) -> sea_orm::Condition {
+    pending().add(invitations::Column::ExpiresAt.gt(now))
+}
+
 /// How a pending invitation appears in member lists.
 pub fn as_member(i: &Invitation) -> Membership {
     Membership {
@@ -168,8 +178,7 @@ pub async fn pending_emails<C: ConnectionTrait>(
             .select_only()
             .column(invitations::Column::Email)
             .filter(invitations::Column::TenantId.eq(tenant_id))
-            .filter(invitations::Column::State.eq(InvitationState::Pending.as_str()))
-            .filter(invitations::Column::ExpiresAt.gt(now))
+            .filter(pending_at(now))
             .filter(invitations::Column::Email.is_in(chunk.iter().cloned()))
             .into_tuple()
             .all(conn)
@@ -188,8 +197,7 @@ pub async fn count_pending<C: ConnectionTrait>(
 ) -> Result<i64, DomainError> {
     let count = invitations::Entity::find()
         .filter(invitations::Column::TenantId.eq(tenant_id))
-        .filter(invitations::Column::State.eq(InvitationState::Pending.as_str()))
-        .filter(invitations::Column::ExpiresAt.gt(now))
+        .filter(pending_at(now))
         .count(conn)
         .await
         .map_err(db_error)?;
@@ -204,7 +212,7 @@ pub async fn all_pending<C: ConnectionTrait>(
 ) -> Result<Vec<Invitation>, DomainError> {
     invitations::Entity::find()
         .filter(invitations::Column::TenantId.eq(tenant_id))
-        .filter(invitations::Column::State.eq(InvitationState::Pending.as_str()))
+        .filter(pending())
         .order_by_asc(invitations::Column::Id)
         .all(conn)
         .await
@@ -257,12 +265,10 @@ pub async fn list<C: ConnectionTrait>(
     let mut select = invitations::Entity::find().filter(Column::TenantId.eq(tenant_id));
     select = match filter.state {
         None => select,
-        Some(InvitationState::Pending) => select
-            .filter(Column::State.eq(InvitationState::Pending.as_str()))
-            .filter(Column::ExpiresAt.gt(now)),
-        Some(InvitationState::Expired) => select
-            .filter(Column::State.eq(InvitationState::Pending.as_str()))
-            .filter(Column::ExpiresAt.lte(now)),
+        Some(InvitationState::Pending) => select.filter(pending_at(now)),
+        Some(InvitationState::Expired) => {
+            select.filter(pending()).filter(Column::ExpiresAt.lte(now))
+        }
         Some(state) => select.filter(Column::State.eq(state.as_str())),
     };
     if let Some(query) = &filter.query {
@@ -302,7 +308,7 @@ pub async fn pending_for_email<C: ConnectionTrait>(
     invitations::Entity::find()
         .filter(invitations::Column::TenantId.eq(tenant_id))
         .filter(invitations::Column::Email.eq(email))
-        .filter(invitations::Column::State.eq(InvitationState::Pending.as_str()))
+        .filter(pending())
         .all(conn)
         .await
         .map_err(db_error)?

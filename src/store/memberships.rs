@@ -11,7 +11,6 @@ use uuid::Uuid;
 
 use super::entities::{memberships, role_bindings};
 use super::{corrupt, db_error, entities, escape_like, invitations, roles};
-use crate::domain::invitation::InvitationState;
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::role::TenantRoles;
 use crate::domain::{DomainError, Micros};
@@ -163,11 +162,7 @@ pub async fn all_seated<C: ConnectionTrait>(
     roles_of_tenant: &TenantRoles,
     tenant_id: Uuid,
 ) -> Result<Vec<(Membership, Vec<Uuid>)>, DomainError> {
-    let seated: Vec<&str> = MembershipStatus::ALL
-        .iter()
-        .filter(|s| s.holds_seat())
-        .map(|s| s.as_str())
-        .collect();
+    let seated = MembershipStatus::seated();
     let models = memberships::Entity::find()
         .filter(memberships::Column::TenantId.eq(tenant_id))
         .filter(memberships::Column::Status.is_in(seated))
@@ -386,8 +381,7 @@ fn invitation_rows(
         .expr_as(sort_expr.clone(), Alias::new("sort_key"))
         .from(entities::invitations::Entity)
         .and_where(Column::TenantId.eq(tenant_id))
-        .and_where(Column::State.eq(InvitationState::Pending.as_str()))
-        .and_where(Column::ExpiresAt.gt(now));
+        .cond_where(invitations::pending_at(now));
     if let Some(role_id) = filter.role_id {
         select.and_where(Column::RoleId.eq(role_id));
     }
@@ -416,11 +410,7 @@ pub async fn seated_emails<C: ConnectionTrait>(
     tenant_id: Uuid,
     emails: &[String],
 ) -> Result<std::collections::HashSet<String>, DomainError> {
-    let seated: Vec<&str> = MembershipStatus::ALL
-        .iter()
-        .filter(|s| s.holds_seat())
-        .map(|s| s.as_str())
-        .collect();
+    let seated = MembershipStatus::seated();
     let mut found = std::collections::HashSet::new();
     for chunk in emails.chunks(500) {
         let rows: Vec<String> = memberships::Entity::find()

@@ -85,11 +85,7 @@ pub async fn seat_usage<C: ConnectionTrait>(
     conn: &C,
     tenant: &Tenant,
 ) -> Result<SeatUsage, DomainError> {
-    let seated: Vec<&str> = MembershipStatus::ALL
-        .iter()
-        .filter(|s| s.holds_seat())
-        .map(|s| s.as_str())
-        .collect();
+    let seated = MembershipStatus::seated();
     let members = memberships::Entity::find()
         .filter(memberships::Column::TenantId.eq(tenant.id))
         .filter(memberships::Column::Status.is_in(seated))
