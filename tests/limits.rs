@@ -22,8 +22,7 @@ struct BlackHole {
 
 impl BlackHole {
     async fn start() -> BlackHole {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let tcp = TcpListener::bind(udp.local_addr().unwrap()).await.unwrap();
+        let (udp, tcp) = udp_and_tcp_on_one_port().await;
         BlackHole { udp, _tcp: tcp }
     }
 

@@ -14,7 +14,7 @@ use hickory_proto::op::{Edns, Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 #[derive(Default)]
@@ -34,22 +34,7 @@ pub struct DnsServer {
 
 impl DnsServer {
     pub async fn start() -> DnsServer {
-        // TCP on the port the system gave the UDP socket; on the rare clash, try another port.
-        let (udp, tcp) = {
-            let mut attempt = 0;
-            loop {
-                let udp = UdpSocket::bind("127.0.0.1:0").await.expect("binding UDP");
-                let addr = udp.local_addr().expect("UDP address");
-                match TcpListener::bind(addr).await {
-                    Ok(tcp) => break (udp, tcp),
-                    Err(error) if attempt < 20 => {
-                        attempt += 1;
-                        eprintln!("TCP port {} taken ({error}); trying another", addr.port());
-                    }
-                    Err(error) => panic!("no port free for both UDP and TCP: {error}"),
-                }
-            }
-        };
+        let (udp, tcp) = crate::common::udp_and_tcp_on_one_port().await;
         let addr = udp.local_addr().unwrap();
         let zone = Arc::new(Mutex::new(Zone::default()));
 

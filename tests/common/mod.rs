@@ -518,3 +518,18 @@ impl ServerProcess {
             .expect("waiting for the server")
     }
 }
+
+/// A UDP socket and a TCP listener on one loopback port, as a DNS server needs. The port the
+/// system picks for UDP may be taken for TCP: pick again until both are free.
+pub async fn udp_and_tcp_on_one_port() -> (tokio::net::UdpSocket, tokio::net::TcpListener) {
+    for _ in 0..20 {
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("binding UDP");
+        let addr = udp.local_addr().expect("UDP address");
+        if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
+            return (udp, tcp);
+        }
+    }
+    panic!("no port free for both UDP and TCP");
+}
