@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::auth::{AuthLayer, Authenticator};
 use crate::authz::AuthzCache;
 use crate::dns::{DnsOptions, TxtLookup};
 use crate::events::{EventFeed, FeedOptions};
@@ -28,6 +29,7 @@ use crate::limits::{LimitOptions, LimitsLayer};
 use crate::mail::{MailOptions, Mailer};
 use crate::service::Services;
 use crate::store::Store;
+use crate::telemetry::TelemetryLayer;
 
 /// Fully-qualified names of the services health is reported for, besides the server as a whole.
 const SERVICE_NAMES: &[&str] = &[
@@ -51,6 +53,12 @@ pub struct ServeOptions {
     pub max_message_bytes: usize,
     /// Concurrent HTTP/2 streams per connection.
     pub max_streams_per_connection: u32,
+    /// How callers prove who they are.
+    pub authenticator: Arc<Authenticator>,
+    /// Serve TLS (and require client certificates, if it has a client CA) instead of plaintext.
+    pub tls: Option<ServerTlsConfig>,
+    /// Where Prometheus metrics are served (`GET /metrics`), if anywhere.
+    pub metrics_listener: Option<TcpListener>,
 }
 
 impl Default for ServeOptions {
@@ -64,6 +72,9 @@ impl Default for ServeOptions {
             limits: LimitOptions::default(),
             max_message_bytes: 4 * 1024 * 1024,
             max_streams_per_connection: 256,
+            authenticator: Arc::new(Authenticator::None),
+            tls: None,
+            metrics_listener: None,
         }
     }
 }
@@ -84,6 +95,18 @@ pub async fn serve(
         .await
         .map_err(|e| format!("starting the permission cache: {e}"))?;
     let services = Services::new(store.clone(), feed.clone(), mailer, dns, authz);
+    // Metrics stay up while calls drain, and stop with the server.
+    let metrics_stop = CancellationToken::new();
+    let _stop_metrics = metrics_stop.clone().drop_guard();
+    if let Some(listener) = options.metrics_listener {
+        crate::telemetry::recorder();
+        tracing::info!(endpoint = %listener.local_addr()?, "serving metrics at /metrics");
+        tokio::spawn(crate::telemetry::serve_metrics(
+            listener,
+            store.clone(),
+            metrics_stop,
+        ));
+    }
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&reporter, store.ping().await).await;
     let stopping = CancellationToken::new();
@@ -126,12 +149,26 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    let mut builder = Server::builder();
+    let tls = options.tls.is_some();
+    if let Some(tls) = options.tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| format!("TLS settings: {e}"))?;
+    }
+    if matches!(*options.authenticator, Authenticator::None) {
+        tracing::warn!(
+            "authentication is off (--auth none): every caller is trusted as a system caller"
+        );
+    }
     // Logged once everything is set up: a bad setting fails before anything claims to serve.
-    tracing::info!(address = %listener.local_addr()?, "serving gRPC");
+    tracing::info!(address = %listener.local_addr()?, tls, "serving gRPC");
     let max_message = options.max_message_bytes;
-    let server = Server::builder()
+    let server = builder
         .max_concurrent_streams(options.max_streams_per_connection)
+        .layer(TelemetryLayer)
         .layer(LimitsLayer::new(&options.limits))
+        .layer(AuthLayer::new(options.authenticator.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

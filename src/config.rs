@@ -1,14 +1,21 @@
 //! Typed configuration from command-line flags and environment variables, validated at start-up.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+use crate::auth::{ApiKey, Authenticator, JwtOptions, JwtVerifier};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "membership-service",
     version,
+    // A later flag wins, so wrappers and tests can append settings to a fixed command line.
+    args_override_self = true,
     about = "Who belongs to which tenant, with which roles, as a gRPC service with an ordered event feed"
 )]
 pub struct Config {
@@ -102,6 +109,75 @@ pub struct Config {
     #[arg(long = "max-streams-per-connection", env = "MEMBERSHIP_MAX_STREAMS_PER_CONNECTION", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_streams_per_connection: u32,
 
+    /// How callers authenticate: `none` (development: loopback only, every caller trusted),
+    /// `api-key` (static keys, see --api-key) or `jwt` (bearer tokens, see --jwt-*).
+    #[arg(long = "auth", env = "MEMBERSHIP_AUTH", value_enum, default_value_t = AuthMode::None)]
+    pub auth: AuthMode,
+
+    /// With --auth none, serve on an address other than loopback anyway.
+    #[arg(
+        long = "allow-unauthenticated-remote",
+        env = "MEMBERSHIP_ALLOW_UNAUTHENTICATED_REMOTE"
+    )]
+    pub allow_unauthenticated_remote: bool,
+
+    /// An API key, as `NAME:GRANT:SHA256-HEX`: GRANT `system` (a trusted system caller, which
+    /// may also act for a user with x-actor-id) or `delegate` (acts only for the user in
+    /// x-actor-id). Repeat the flag, or separate keys with commas in the variable.
+    /// `membership-service new-api-key` makes one.
+    #[arg(long = "api-key", env = "MEMBERSHIP_API_KEYS", value_delimiter = ',')]
+    pub api_keys: Vec<ApiKey>,
+
+    /// The `iss` every JWT must carry.
+    #[arg(long = "jwt-issuer", env = "MEMBERSHIP_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// The `aud` every JWT must carry.
+    #[arg(long = "jwt-audience", env = "MEMBERSHIP_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Shared secret for HS256 tokens (at least 32 bytes). Prefer the variable to the flag.
+    #[arg(
+        long = "jwt-hs256-secret",
+        env = "MEMBERSHIP_JWT_HS256_SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_hs256_secret: Option<String>,
+
+    /// PEM file with the RSA public key for RS256 tokens.
+    #[arg(long = "jwt-rs256-public-key", env = "MEMBERSHIP_JWT_RS256_PUBLIC_KEY")]
+    pub jwt_rs256_public_key: Option<PathBuf>,
+
+    /// A token listing this in `scope` or `scp` is a trusted system caller (its `sub` names the
+    /// service); other tokens' `sub` is the acting user's UUID.
+    #[arg(
+        long = "jwt-system-scope",
+        env = "MEMBERSHIP_JWT_SYSTEM_SCOPE",
+        default_value = "membership.system"
+    )]
+    pub jwt_system_scope: String,
+
+    /// Clock skew tolerated on a token's `exp` and `nbf`.
+    #[arg(long = "jwt-leeway", env = "MEMBERSHIP_JWT_LEEWAY", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub jwt_leeway: Duration,
+
+    /// PEM certificate chain: serve gRPC over TLS. Needs --tls-key.
+    #[arg(long = "tls-cert", env = "MEMBERSHIP_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long = "tls-key", env = "MEMBERSHIP_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s): require every client to present a certificate they signed
+    /// (mutual TLS). Needs --tls-cert.
+    #[arg(long = "tls-client-ca", env = "MEMBERSHIP_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`, plain HTTP), or `off`.
+    #[arg(long = "metrics-listen", env = "MEMBERSHIP_METRICS_ADDR", default_value = "127.0.0.1:9464", value_parser = parse_optional_addr)]
+    pub metrics_listen: OptionalAddr,
+
     /// Log output format. The level comes from RUST_LOG (default `info`).
     #[arg(long = "log-format", env = "MEMBERSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -118,7 +194,58 @@ pub enum Command {
     Migrate,
     /// Ask the server at --listen whether it is SERVING (grpc.health.v1); exit 0 if so, 1 if
     /// not. For container health checks.
-    Healthcheck,
+    Healthcheck(HealthcheckArgs),
+    /// Print a new random API key and the --api-key entry that accepts it.
+    NewApiKey {
+        /// The key's name, as logs show the principal.
+        #[arg(long)]
+        name: String,
+        /// `system` or `delegate` (see --api-key).
+        #[arg(long, default_value = "delegate")]
+        grant: String,
+    },
+}
+
+/// How `healthcheck` reaches a server that serves TLS.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq, Default)]
+pub struct HealthcheckArgs {
+    /// CA certificate (PEM) to trust for the server's certificate; set it when the server
+    /// serves TLS.
+    #[arg(long = "ca", env = "MEMBERSHIP_HEALTHCHECK_CA")]
+    pub ca: Option<PathBuf>,
+    /// Name the server's certificate is checked against.
+    #[arg(
+        long = "server-name",
+        env = "MEMBERSHIP_HEALTHCHECK_SERVER_NAME",
+        default_value = "localhost"
+    )]
+    pub server_name: String,
+    /// Client certificate (PEM) for a server that requires mutual TLS.
+    #[arg(long = "cert", env = "MEMBERSHIP_HEALTHCHECK_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Private key of --cert.
+    #[arg(long = "key", env = "MEMBERSHIP_HEALTHCHECK_KEY")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    None,
+    ApiKey,
+    Jwt,
+}
+
+/// A listen address that may be turned off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+fn parse_optional_addr(text: &str) -> Result<OptionalAddr, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(OptionalAddr(None));
+    }
+    text.parse()
+        .map(|addr| OptionalAddr(Some(addr)))
+        .map_err(|e| format!("{e}: expected ip:port or `off`"))
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +277,76 @@ impl Config {
                 return Err(format!("{name} must be greater than zero"));
             }
         }
+        if self.auth == AuthMode::None
+            && !self.listen.ip().is_loopback()
+            && !self.allow_unauthenticated_remote
+            && self.serves()
+        {
+            return Err(format!(
+                "--auth none accepts every caller as trusted, so it serves only on loopback, not on \
+                 {}: choose --auth api-key or --auth jwt, or pass --allow-unauthenticated-remote",
+                self.listen
+            ));
+        }
+        if self.auth != AuthMode::ApiKey && !self.api_keys.is_empty() {
+            return Err("--api-key is set but --auth is not api-key".to_string());
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err("--tls-cert needs --tls-key".to_string()),
+            (None, Some(_)) => return Err("--tls-key needs --tls-cert".to_string()),
+            _ => {}
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err("--tls-client-ca needs --tls-cert and --tls-key".to_string());
+        }
+        if let (Some(metrics), true) = (self.metrics_listen.0, self.serves())
+            && metrics == self.listen
+            && metrics.port() != 0
+        {
+            return Err("--metrics-listen must differ from --listen".to_string());
+        }
         Ok(())
     }
+
+    /// Whether the command runs the server (and its listen address matters).
+    fn serves(&self) -> bool {
+        matches!(self.command, None | Some(Command::Serve))
+    }
+
+    /// The authenticator the settings describe, with its key files read.
+    pub fn authenticator(&self) -> Result<Arc<Authenticator>, String> {
+        let authenticator = match self.auth {
+            AuthMode::None => Authenticator::None,
+            AuthMode::ApiKey => Authenticator::api_keys(self.api_keys.clone())?,
+            AuthMode::Jwt => Authenticator::Jwt(Box::new(JwtVerifier::new(JwtOptions {
+                issuer: self.jwt_issuer.clone().unwrap_or_default(),
+                audience: self.jwt_audience.clone().unwrap_or_default(),
+                hs256_secret: self.jwt_hs256_secret.clone().map(String::into_bytes),
+                rs256_public_key_pem: match &self.jwt_rs256_public_key {
+                    Some(path) => Some(read("--jwt-rs256-public-key", path)?),
+                    None => None,
+                },
+                system_scope: self.jwt_system_scope.clone(),
+                leeway: self.jwt_leeway,
+            })?)),
+        };
+        Ok(Arc::new(authenticator))
+    }
+
+    /// The TLS settings, with the certificate files read, or None to serve plaintext.
+    pub fn tls(&self) -> Result<Option<ServerTlsConfig>, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let identity = Identity::from_pem(read("--tls-cert", cert)?, read("--tls-key", key)?);
+        let mut tls = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &self.tls_client_ca {
+            tls = tls.client_ca_root(Certificate::from_pem(read("--tls-client-ca", ca)?));
+        }
+        Ok(Some(tls))
+    }
+}
+
+fn read(flag: &str, path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{flag}: cannot read {}: {e}", path.display()))
 }

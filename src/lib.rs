@@ -29,3 +29,4 @@ pub mod limits;
 pub mod mail;
 pub mod service;
 pub mod store;
+pub mod telemetry;

@@ -92,13 +92,6 @@ fn caller_deadline(headers: &http::HeaderMap) -> Option<Duration> {
     })
 }
 
-/// Server-streaming methods: their deadline covers only the start of the stream.
-fn is_stream(path: &str) -> bool {
-    path.ends_with("/WatchMembershipEvents")
-        || path.ends_with("/ServerReflectionInfo")
-        || path == "/grpc.health.v1.Health/Watch"
-}
-
 /// tonic answers an oversized request with OUT_OF_RANGE "… message length too large …", before
 /// any handler runs, as a trailers-only response; gRPC's convention is RESOURCE_EXHAUSTED.
 fn is_oversized(headers: &http::HeaderMap) -> bool {
@@ -149,7 +142,8 @@ where
                 }
             };
             let call = inner.call(request);
-            let response = if is_stream(&path) {
+            // A server stream's deadline covers only its start.
+            let response = if crate::telemetry::is_server_stream(&path) {
                 call.await?
             } else {
                 match tokio::time::timeout(deadline, call).await {

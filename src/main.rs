@@ -1,24 +1,34 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use membership_service::app::{self, ServeOptions};
-use membership_service::config::{Command, Config, LogFormat};
+use membership_service::auth::Authenticator;
+use membership_service::config::{Command, Config, HealthcheckArgs, LogFormat};
 use membership_service::dns::DnsOptions;
 use membership_service::events::FeedOptions;
 use membership_service::limits::LimitOptions;
 use membership_service::mail::MailOptions;
 use membership_service::store::Store;
+use tonic::transport::ServerTlsConfig;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    if let Err(message) = config.validate() {
-        eprintln!("error: {message}");
-        return ExitCode::from(2);
-    }
+    // Every setting is checked, and every file it names read, before anything starts.
+    let checked = config
+        .validate()
+        .and_then(|()| Ok((config.authenticator()?, config.tls()?)));
+    let (authenticator, tls) = match checked {
+        Ok(checked) => checked,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm_migration=warn"));
     match config.log_format {
@@ -31,10 +41,12 @@ async fn main() -> ExitCode {
             .with_env_filter(filter)
             .init(),
     }
-    if config.command == Some(Command::Healthcheck) {
-        return healthcheck(config.listen).await;
+    match &config.command {
+        Some(Command::Healthcheck(args)) => return healthcheck(config.listen, args).await,
+        Some(Command::NewApiKey { name, grant }) => return new_api_key(name, grant),
+        _ => {}
     }
-    match run(config).await {
+    match run(config, authenticator, tls).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");
@@ -43,7 +55,11 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn run(
+    config: Config,
+    authenticator: Arc<Authenticator>,
+    tls: Option<ServerTlsConfig>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let store = Store::connect(&config.database_url, config.db_max_connections).await?;
     store.migrate().await?;
     if config.command == Some(Command::Migrate) {
@@ -51,7 +67,17 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sy
         return Ok(());
     }
 
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let metrics_listener = match config.metrics_listen.0 {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let options = ServeOptions {
         health_interval: Duration::from_secs(config.health_interval_secs),
         feed: FeedOptions {
@@ -77,6 +103,9 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sy
         },
         max_message_bytes: config.max_message_bytes as usize,
         max_streams_per_connection: config.max_streams_per_connection,
+        authenticator,
+        tls,
+        metrics_listener,
     };
     app::serve(listener, store, options, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -110,8 +139,24 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Prints a new API key and the `--api-key` entry that accepts it.
+fn new_api_key(name: &str, grant: &str) -> ExitCode {
+    let key = membership_service::auth::new_key();
+    let entry = format!(
+        "{name}:{grant}:{}",
+        membership_service::auth::hash_key(&key)
+    );
+    if let Err(error) = entry.parse::<membership_service::auth::ApiKey>() {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
+    println!("key (give it to the caller; it is not stored): {key}");
+    println!("entry (for --api-key / MEMBERSHIP_API_KEYS): {entry}");
+    ExitCode::SUCCESS
+}
+
 /// Exit 0 when the server at `listen` reports SERVING, 1 otherwise (or unreachable).
-async fn healthcheck(listen: std::net::SocketAddr) -> ExitCode {
+async fn healthcheck(listen: std::net::SocketAddr, args: &HealthcheckArgs) -> ExitCode {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
@@ -125,9 +170,29 @@ async fn healthcheck(listen: std::net::SocketAddr) -> ExitCode {
         });
     }
     let check = async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
-            .connect()
-            .await?;
+        let channel = match &args.ca {
+            None => {
+                tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+                    .connect()
+                    .await?
+            }
+            Some(ca) => {
+                use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+                let mut tls = ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(std::fs::read(ca)?))
+                    .domain_name(&args.server_name);
+                if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+                    tls = tls.identity(Identity::from_pem(
+                        std::fs::read(cert)?,
+                        std::fs::read(key)?,
+                    ));
+                }
+                tonic::transport::Endpoint::from_shared(format!("https://{address}"))?
+                    .tls_config(tls)?
+                    .connect()
+                    .await?
+            }
+        };
         let response = HealthClient::new(channel)
             .check(HealthCheckRequest {
                 service: String::new(),

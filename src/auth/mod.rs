@@ -1,20 +1,295 @@
-//! Who is calling. For now the acting user arrives in the `x-actor-id` metadata and a call
-//! without it is a trusted system call; authenticating the caller itself replaces this one
-//! function without touching any handler.
+//! Who is calling, decided once per call by [`AuthLayer`] in front of every service, and what
+//! the handlers see of it through [`caller`].
+//!
+//! A call first proves which *principal* makes it: nobody in particular (mode `none`, for
+//! development), a service holding a static API key, or the bearer of a JWT. The principal then
+//! decides the [`Caller`] the use cases authorize: a user (a JWT's `sub`), a trusted system
+//! caller, or, for principals allowed to act on behalf of users, the user named by `x-actor-id`.
+//! Missing, wrong or expired credentials answer UNAUTHENTICATED before any handler runs; a valid
+//! principal asking for what it may not do answers PERMISSION_DENIED.
+
+mod api_key;
+mod jwt;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tonic::Request;
+use tower::{Layer, Service};
+use uuid::Uuid;
+
+pub use api_key::{ApiKey, ApiKeyGrant, hash_key, new_key};
+pub use jwt::{JwtOptions, JwtVerifier};
 
 use crate::domain::{Caller, DomainError};
+use crate::grpc::error::to_status;
 
 pub const ACTOR_HEADER: &str = "x-actor-id";
 
-pub fn caller<T>(request: &Request<T>) -> Result<Caller, DomainError> {
-    let Some(value) = request.metadata().get(ACTOR_HEADER) else {
-        return Ok(Caller::System);
+/// Who proved themselves on a call, before `x-actor-id` is considered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// For logs: the API key's name, the token's subject, or `anonymous`.
+    pub name: String,
+    pub kind: PrincipalKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// A trusted system caller: acts as the system, or for the user named by `x-actor-id`.
+    System,
+    /// A service that acts only on behalf of users: every call names one in `x-actor-id`.
+    Delegate,
+    /// A user, who acts as themselves only.
+    User(Uuid),
+}
+
+impl Principal {
+    /// Mode `none`: every caller is trusted, as a system caller that may act for any user.
+    fn anonymous() -> Principal {
+        Principal {
+            name: "anonymous".to_string(),
+            kind: PrincipalKind::System,
+        }
+    }
+
+    /// The caller the use cases see: this principal, or the user it acts for.
+    pub fn caller(&self, actor: Option<Uuid>) -> Result<Caller, DomainError> {
+        match (self.kind, actor) {
+            (PrincipalKind::System, None) => Ok(Caller::System),
+            (PrincipalKind::System | PrincipalKind::Delegate, Some(actor)) => {
+                Ok(Caller::User(actor))
+            }
+            (PrincipalKind::Delegate, None) => {
+                Err(DomainError::ActorRequiredFor(self.name.clone()))
+            }
+            (PrincipalKind::User(user), None) => Ok(Caller::User(user)),
+            (PrincipalKind::User(user), Some(actor)) if actor == user => Ok(Caller::User(user)),
+            (PrincipalKind::User(_), Some(_)) => {
+                Err(DomainError::ActorNotAllowed(self.name.clone()))
+            }
+        }
+    }
+}
+
+/// Why a call's credentials were not accepted (all UNAUTHENTICATED).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("credentials are required: send `authorization: Bearer …`")]
+    Missing,
+    #[error("the credentials are not valid: {0}")]
+    Invalid(String),
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token was issued for another audience")]
+    WrongAudience,
+    #[error("the token was issued by another issuer")]
+    WrongIssuer,
+}
+
+impl AuthError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "CREDENTIALS_MISSING",
+            AuthError::Invalid(_) => "CREDENTIALS_INVALID",
+            AuthError::Expired => "TOKEN_EXPIRED",
+            AuthError::NotYetValid => "TOKEN_NOT_YET_VALID",
+            AuthError::WrongAudience => "TOKEN_WRONG_AUDIENCE",
+            AuthError::WrongIssuer => "TOKEN_WRONG_ISSUER",
+        }
+    }
+}
+
+/// How callers prove who they are.
+pub enum Authenticator {
+    /// Nobody proves anything: development on loopback only.
+    None,
+    ApiKeys(api_key::ApiKeys),
+    Jwt(Box<JwtVerifier>),
+}
+
+impl Authenticator {
+    pub fn api_keys(keys: Vec<ApiKey>) -> Result<Authenticator, String> {
+        api_key::ApiKeys::new(keys).map(Authenticator::ApiKeys)
+    }
+
+    /// The principal the request's credentials prove.
+    pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+        match self {
+            Authenticator::None => Ok(Principal::anonymous()),
+            Authenticator::ApiKeys(keys) => {
+                let key = match bearer(headers)? {
+                    Some(key) => Some(key),
+                    None => header_text(headers, "x-api-key")?,
+                };
+                keys.principal(key.ok_or(AuthError::Missing)?)
+            }
+            Authenticator::Jwt(verifier) => {
+                verifier.verify(bearer(headers)?.ok_or(AuthError::Missing)?)
+            }
+        }
+    }
+}
+
+fn header_text<'a>(headers: &'a http::HeaderMap, name: &str) -> Result<Option<&'a str>, AuthError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(|text| Some(text.trim()))
+            .map_err(|_| AuthError::Invalid(format!("the {name} header is not text"))),
+    }
+}
+
+/// The credential of `authorization: Bearer <credential>`, if that header is present.
+fn bearer(headers: &http::HeaderMap) -> Result<Option<&str>, AuthError> {
+    let Some(value) = header_text(headers, "authorization")? else {
+        return Ok(None);
     };
-    let text = value.to_str().map_err(|_| DomainError::InvalidActor)?;
-    match uuid::Uuid::try_parse(text.trim()) {
-        Ok(id) if !id.is_nil() => Ok(Caller::User(id)),
-        _ => Err(DomainError::InvalidActor),
+    match value.split_once(' ') {
+        Some((scheme, credential)) if scheme.eq_ignore_ascii_case("bearer") => {
+            Ok(Some(credential.trim()))
+        }
+        _ => Err(AuthError::Invalid(
+            "the authorization header must be `Bearer <credential>`".to_string(),
+        )),
+    }
+}
+
+/// The caller of a request: its authenticated principal (put there by [`AuthLayer`]; a request
+/// that never passed the layer counts as mode `none`) and its `x-actor-id`.
+pub fn caller<T>(request: &Request<T>) -> Result<Caller, DomainError> {
+    let actor = match request.metadata().get(ACTOR_HEADER) {
+        None => None,
+        Some(value) => {
+            let text = value.to_str().map_err(|_| DomainError::InvalidActor)?;
+            match Uuid::try_parse(text.trim()) {
+                Ok(id) if !id.is_nil() => Some(id),
+                _ => return Err(DomainError::InvalidActor),
+            }
+        }
+    };
+    match request.extensions().get::<Principal>() {
+        Some(principal) => principal.caller(actor),
+        None => Principal::anonymous().caller(actor),
+    }
+}
+
+/// Paths served without credentials: health, so load balancers and the container's health
+/// check need none.
+fn is_public(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/")
+}
+
+/// Authenticates every call but health checks, and hands the principal to the handlers in the
+/// request's extensions.
+#[derive(Clone)]
+pub struct AuthLayer {
+    authenticator: Arc<Authenticator>,
+}
+
+impl AuthLayer {
+    pub fn new(authenticator: Arc<Authenticator>) -> Self {
+        Self { authenticator }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Authenticate<S>;
+
+    fn layer(&self, inner: S) -> Authenticate<S> {
+        Authenticate {
+            inner,
+            authenticator: self.authenticator.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Authenticate<S> {
+    inner: S,
+    authenticator: Arc<Authenticator>,
+}
+
+type Response = http::Response<tonic::body::Body>;
+
+impl<S, B> Service<http::Request<B>> for Authenticate<S>
+where
+    S: Service<http::Request<B>, Response = Response>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        if !is_public(request.uri().path()) {
+            match self.authenticator.authenticate(request.headers()) {
+                Ok(principal) => {
+                    tracing::Span::current().record("principal", principal.name.as_str());
+                    request.extensions_mut().insert(principal);
+                }
+                Err(error) => {
+                    tracing::info!(reason = error.reason(), "{error}");
+                    let status = to_status(DomainError::Unauthenticated(error)).into_http();
+                    return Box::pin(async move { Ok(status) });
+                }
+            }
+        }
+        Box::pin(self.inner.call(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(kind: PrincipalKind) -> Principal {
+        Principal {
+            name: "p".to_string(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn actor_rules() {
+        let user = Uuid::now_v7();
+        let other = Uuid::now_v7();
+        let system = principal(PrincipalKind::System);
+        assert!(matches!(system.caller(None), Ok(Caller::System)));
+        assert!(matches!(system.caller(Some(other)), Ok(Caller::User(u)) if u == other));
+        let delegate = principal(PrincipalKind::Delegate);
+        assert!(matches!(delegate.caller(Some(other)), Ok(Caller::User(u)) if u == other));
+        assert!(matches!(
+            delegate.caller(None),
+            Err(DomainError::ActorRequiredFor(_))
+        ));
+        let person = principal(PrincipalKind::User(user));
+        assert!(matches!(person.caller(None), Ok(Caller::User(u)) if u == user));
+        assert!(matches!(person.caller(Some(user)), Ok(Caller::User(u)) if u == user));
+        assert!(matches!(
+            person.caller(Some(other)),
+            Err(DomainError::ActorNotAllowed(_))
+        ));
+    }
+
+    #[test]
+    fn reads_bearer_credentials() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(bearer(&headers), Ok(None));
+        headers.insert("authorization", "Bearer abc ".parse().unwrap());
+        assert_eq!(bearer(&headers), Ok(Some("abc")));
+        headers.insert("authorization", "bearer abc".parse().unwrap());
+        assert_eq!(bearer(&headers), Ok(Some("abc")));
+        headers.insert("authorization", "Basic abc".parse().unwrap());
+        assert!(matches!(bearer(&headers), Err(AuthError::Invalid(_))));
     }
 }

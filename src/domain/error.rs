@@ -55,6 +55,12 @@ pub enum DomainError {
     ActorRequired,
     #[error("x-actor-id must be a user UUID")]
     InvalidActor,
+    #[error("{0}")]
+    Unauthenticated(crate::auth::AuthError),
+    #[error("principal {0:?} acts only on behalf of users: name the user in x-actor-id")]
+    ActorRequiredFor(String),
+    #[error("principal {0:?} may not act on behalf of another user (x-actor-id)")]
+    ActorNotAllowed(String),
     #[error("the owner role moves only by TransferOwnership")]
     OwnerRoleReserved,
     #[error("the member's status is {0}; this change needs an ACTIVE member")]

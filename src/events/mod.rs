@@ -237,6 +237,7 @@ async fn load_new(inner: &Inner) -> Result<(), DomainError> {
             }
         }
         inner.head.send_replace(last);
+        metrics::gauge!("membership_event_feed_position").set(last as f64);
         if !full {
             return Ok(());
         }
@@ -306,6 +307,7 @@ async fn run_subscription(
 ) {
     let mut head = inner.head.subscribe();
     let mut quiet_since = Instant::now();
+    let _counted = SubscriberGauge::open();
     loop {
         let loaded = *head.borrow_and_update();
         if cursor < loaded {
@@ -331,6 +333,9 @@ async fn run_subscription(
                 if !filter.matches(&event) {
                     continue;
                 }
+                let lag_micros = crate::domain::now_micros() - event.occurred_at;
+                metrics::histogram!("membership_event_delivery_lag_seconds")
+                    .record(lag_micros.max(0) as f64 / 1e6);
                 tokio::select! {
                     sent = tx.send(Ok(WatchItem::Event(event))) => {
                         if sent.is_err() {
@@ -360,6 +365,22 @@ async fn run_subscription(
             _ = inner.shutdown.cancelled() => return,
             _ = tx.closed() => return,
         }
+    }
+}
+
+/// Counts a subscription in `membership_event_subscribers` while it runs.
+struct SubscriberGauge;
+
+impl SubscriberGauge {
+    fn open() -> SubscriberGauge {
+        metrics::gauge!("membership_event_subscribers").increment(1.0);
+        SubscriberGauge
+    }
+}
+
+impl Drop for SubscriberGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("membership_event_subscribers").decrement(1.0);
     }
 }
 

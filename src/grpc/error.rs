@@ -46,6 +46,15 @@ pub fn to_status(error: DomainError) -> Status {
         NotAMember => (Code::PermissionDenied, "NOT_A_MEMBER"),
         ActorRequired => (Code::Unauthenticated, "ACTOR_REQUIRED"),
         InvalidActor => (Code::Unauthenticated, "INVALID_ACTOR"),
+        Unauthenticated(error) => (Code::Unauthenticated, error.reason()),
+        ActorRequiredFor(principal) => {
+            metadata.insert("principal".to_string(), principal.clone());
+            (Code::PermissionDenied, "DELEGATE_ACTOR_REQUIRED")
+        }
+        ActorNotAllowed(principal) => {
+            metadata.insert("principal".to_string(), principal.clone());
+            (Code::PermissionDenied, "ACTOR_NOT_ALLOWED")
+        }
         OwnerRoleReserved => (Code::FailedPrecondition, "OWNER_ROLE_RESERVED"),
         MembershipNotActive(_) => (Code::FailedPrecondition, "MEMBERSHIP_NOT_ACTIVE"),
         InvalidStatusTransition(..) => (Code::FailedPrecondition, "INVALID_STATUS_TRANSITION"),

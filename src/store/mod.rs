@@ -62,6 +62,13 @@ impl Tx {
     }
 }
 
+#[derive(Clone, Copy, Debug)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// Observes committed events with their positions.
 pub type CommitHook = Arc<dyn Fn(&[(i64, &NewEvent)]) + Send + Sync>;
 
@@ -103,6 +110,28 @@ impl Store {
 
     pub fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
+    }
+
+    /// The connection pool's size now, its idle connections and its maximum.
+    pub fn pool_stats(&self) -> PoolStats {
+        match self.backend() {
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                PoolStats {
+                    size: pool.size(),
+                    idle: pool.num_idle() as u32,
+                    max: pool.options().get_max_connections(),
+                }
+            }
+            _ => {
+                let pool = self.db.get_sqlite_connection_pool();
+                PoolStats {
+                    size: pool.size(),
+                    idle: pool.num_idle() as u32,
+                    max: pool.options().get_max_connections(),
+                }
+            }
+        }
     }
 
     /// Applies every pending migration. On PostgreSQL the migrations run in one transaction

@@ -466,35 +466,73 @@ pub fn watch_after(cursor: i64) -> pb::WatchMembershipEventsRequest {
 /// The real binary, as a separate process, over `database_url`.
 pub struct ServerProcess {
     pub addr: SocketAddr,
+    /// The metrics endpoint, unless the arguments turned it off.
+    pub metrics: Option<SocketAddr>,
     pub child: tokio::process::Child,
+    /// Every line the server has logged so far.
+    pub logs: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
+    /// Starts the binary on 127.0.0.1:0 (its metrics too) with `extra` arguments, and waits
+    /// until it serves.
     pub async fn spawn(database_url: &str, extra: &[&str]) -> ServerProcess {
+        Self::spawn_with_env(database_url, extra, &[]).await
+    }
+
+    pub async fn spawn_with_env(
+        database_url: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_membership-service"))
             .args(["--listen", "127.0.0.1:0", "--database-url", database_url])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("starting the server binary");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(WAIT, async {
+        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let field = |line: &str, name: &str| -> Option<SocketAddr> {
+            let rest = line.split(name).nth(1)?;
+            rest.split_whitespace().next()?.parse().ok()
+        };
+        let (addr, metrics) = tokio::time::timeout(WAIT, async {
+            let mut metrics = None;
             while let Some(line) = lines.next_line().await.expect("reading the log") {
-                if let Some(rest) = line.split("address=").nth(1) {
-                    return rest.split_whitespace().next().unwrap().parse().unwrap();
+                logs.lock().unwrap().push(line.clone());
+                metrics = metrics.or_else(|| field(&line, " endpoint="));
+                if let Some(addr) = field(&line, " address=") {
+                    return (addr, metrics);
                 }
             }
-            panic!("the server exited before serving");
+            panic!(
+                "the server exited before serving; its log:\n{}",
+                logs.lock().unwrap().join("\n")
+            );
         })
         .await
         .expect("the server did not start");
         // Keep draining the log so the process never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        ServerProcess { addr, child }
+        let kept = logs.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        ServerProcess {
+            addr,
+            metrics,
+            child,
+            logs,
+        }
     }
 
     pub async fn channel(&self) -> Channel {

@@ -1,0 +1,399 @@
+//! What an operator sees of the running service: Prometheus metrics on their own HTTP port, and
+//! a tracing span per call carrying its request id.
+//!
+//! [`TelemetryLayer`] is the outermost layer around every service, so it counts what the other
+//! layers refuse too (unauthenticated, overloaded, over the deadline). A call's code is read from
+//! its response headers (a trailers-only answer) or, for a response with a body, from its
+//! trailers; a caller that goes away first is counted as CANCELLED.
+//!
+//! Series (names follow go-grpc-prometheus, so existing dashboards apply):
+//! - `grpc_server_started_total{grpc_service, grpc_method, grpc_type}`
+//! - `grpc_server_handled_total{grpc_service, grpc_method, grpc_type, grpc_code}`
+//! - `grpc_server_handling_seconds{grpc_service, grpc_method, grpc_type}` (histogram)
+//! - `grpc_server_open_streams{grpc_service, grpc_method}`: server streams open now
+//! - `membership_event_subscribers`: event feed subscriptions open now
+//! - `membership_event_feed_position`: the newest log position this replica has loaded
+//! - `membership_event_delivery_lag_seconds` (histogram): commit to hand-off to a subscriber
+//! - `membership_db_pool_connections{state="idle"|"in_use"}`, `membership_db_pool_max_connections`
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http_body::{Body, Frame};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::{Layer, Service};
+
+use crate::store::Store;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Buckets for call latency, in seconds: 100 µs to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// The process's recorder. Installed once; every server in the process reports through it.
+pub fn recorder() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("grpc_server_handling_seconds".to_string()),
+                LATENCY_BUCKETS,
+            )
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    Matcher::Full("membership_event_delivery_lag_seconds".to_string()),
+                    LATENCY_BUCKETS,
+                )
+            })
+            .expect("static bucket lists are non-empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may be installed already (an embedding program's): then the
+        // handle renders nothing of ours, which is the embedder's choice.
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder is already installed; /metrics will be empty");
+        }
+        handle
+    })
+}
+
+/// Serves `GET /metrics` on `listener` until `stop` is cancelled.
+pub async fn serve_metrics(listener: TcpListener, store: Store, stop: CancellationToken) {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::TokioIo;
+
+    let handle = recorder();
+    loop {
+        let stream = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "metrics endpoint: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let store = store.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let response = metrics_response(&request, handle, &store);
+            async move { Ok::<_, std::convert::Infallible>(response) }
+        });
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+fn metrics_response<B>(
+    request: &http::Request<B>,
+    handle: &PrometheusHandle,
+    store: &Store,
+) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    let text = |status: http::StatusCode, body: String, content_type: &'static str| {
+        http::Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .expect("a static response")
+    };
+    if request.uri().path() != "/metrics" {
+        return text(
+            http::StatusCode::NOT_FOUND,
+            "metrics are at /metrics\n".to_string(),
+            "text/plain; charset=utf-8",
+        );
+    }
+    if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
+        return text(
+            http::StatusCode::METHOD_NOT_ALLOWED,
+            "GET /metrics\n".to_string(),
+            "text/plain; charset=utf-8",
+        );
+    }
+    let pool = store.pool_stats();
+    metrics::gauge!("membership_db_pool_connections", "state" => "idle").set(pool.idle as f64);
+    metrics::gauge!("membership_db_pool_connections", "state" => "in_use")
+        .set(pool.size.saturating_sub(pool.idle) as f64);
+    metrics::gauge!("membership_db_pool_max_connections").set(pool.max as f64);
+    handle.run_upkeep();
+    text(
+        http::StatusCode::OK,
+        handle.render(),
+        "text/plain; version=0.0.4; charset=utf-8",
+    )
+}
+
+/// Server-streaming methods: counted as open streams, not timed as calls.
+pub fn is_server_stream(path: &str) -> bool {
+    path.ends_with("/WatchMembershipEvents")
+        || path.ends_with("/ServerReflectionInfo")
+        || path == "/grpc.health.v1.Health/Watch"
+}
+
+#[derive(Clone, Default)]
+pub struct TelemetryLayer;
+
+impl<S> Layer<S> for TelemetryLayer {
+    type Service = Telemetry<S>;
+
+    fn layer(&self, inner: S) -> Telemetry<S> {
+        Telemetry { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct Telemetry<S> {
+    inner: S,
+}
+
+type Response = http::Response<tonic::body::Body>;
+
+/// The request id of a call: the caller's `x-request-id` if it is a sane token, else a new one.
+fn request_id(headers: &http::HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+impl<S, B> Service<http::Request<B>> for Telemetry<S>
+where
+    S: Service<http::Request<B>, Response = Response>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or(("unknown", "unknown"));
+        let call = Call {
+            service: service.to_string(),
+            method: method.to_string(),
+            stream: is_server_stream(path),
+            started: Instant::now(),
+        };
+        let request_id = request_id(request.headers());
+        let span = tracing::info_span!(
+            "rpc",
+            service = %call.service,
+            method = %call.method,
+            request_id = %request_id,
+            principal = tracing::field::Empty,
+        );
+        metrics::counter!(
+            "grpc_server_started_total",
+            "grpc_service" => call.service.clone(),
+            "grpc_method" => call.method.clone(),
+            "grpc_type" => call.kind(),
+        )
+        .increment(1);
+        let future = span.in_scope(|| self.inner.call(request));
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let mut response = future.await?;
+                if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+                    response.headers_mut().insert(REQUEST_ID_HEADER, value);
+                }
+                // A trailers-only answer (every refusal) carries its code in the headers.
+                if let Some(code) = grpc_code(response.headers()) {
+                    call.finish(code);
+                    return Ok(response);
+                }
+                if call.stream {
+                    metrics::gauge!(
+                        "grpc_server_open_streams",
+                        "grpc_service" => call.service.clone(),
+                        "grpc_method" => call.method.clone(),
+                    )
+                    .increment(1.0);
+                }
+                let span = tracing::Span::current();
+                Ok(response.map(|body| {
+                    tonic::body::Body::new(ObservedBody {
+                        inner: body,
+                        call: Some(call),
+                        span,
+                    })
+                }))
+            },
+            span,
+        ))
+    }
+}
+
+fn grpc_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
+    let value = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
+    Some(tonic::Code::from_i32(value))
+}
+
+/// A call in progress, recorded once when its code is known.
+struct Call {
+    service: String,
+    method: String,
+    stream: bool,
+    started: Instant,
+}
+
+impl Call {
+    fn kind(&self) -> &'static str {
+        if self.stream {
+            "server_stream"
+        } else {
+            "unary"
+        }
+    }
+
+    fn finish(self, code: tonic::Code) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let code_name = code_name(code);
+        metrics::counter!(
+            "grpc_server_handled_total",
+            "grpc_service" => self.service.clone(),
+            "grpc_method" => self.method.clone(),
+            "grpc_type" => self.kind(),
+            "grpc_code" => code_name,
+        )
+        .increment(1);
+        metrics::histogram!(
+            "grpc_server_handling_seconds",
+            "grpc_service" => self.service.clone(),
+            "grpc_method" => self.method.clone(),
+            "grpc_type" => self.kind(),
+        )
+        .record(seconds);
+        let millis = seconds * 1000.0;
+        match code {
+            tonic::Code::Ok => tracing::debug!(code = code_name, millis, "call finished"),
+            tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss => {
+                tracing::warn!(code = code_name, millis, "call failed")
+            }
+            _ => tracing::info!(code = code_name, millis, "call refused"),
+        }
+    }
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// A response body that records its call when the trailers carry the code, or as CANCELLED
+/// when dropped before (the caller went away).
+struct ObservedBody {
+    inner: tonic::body::Body,
+    call: Option<Call>,
+    span: tracing::Span,
+}
+
+impl ObservedBody {
+    fn finish(&mut self, code: tonic::Code) {
+        if let Some(call) = self.call.take() {
+            if call.stream {
+                metrics::gauge!(
+                    "grpc_server_open_streams",
+                    "grpc_service" => call.service.clone(),
+                    "grpc_method" => call.method.clone(),
+                )
+                .decrement(1.0);
+            }
+            let _entered = self.span.enter();
+            call.finish(code);
+        }
+    }
+}
+
+impl Body for ObservedBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<bytes::Bytes>, tonic::Status>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    let code = grpc_code(trailers).unwrap_or(tonic::Code::Unknown);
+                    self.finish(code);
+                }
+            }
+            Poll::Ready(Some(Err(status))) => {
+                let code = status.code();
+                self.finish(code);
+            }
+            Poll::Ready(None) => self.finish(tonic::Code::Unknown),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ObservedBody {
+    fn drop(&mut self) {
+        self.finish(tonic::Code::Cancelled);
+    }
+}
