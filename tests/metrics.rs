@@ -1,0 +1,248 @@
+//! The metrics endpoint and per-call request ids, on the real binary (one process, so the
+//! numbers are this test's alone).
+
+mod common;
+
+use common::*;
+use membership_service::grpc::pb;
+use membership_service::grpc::pb::membership_service_client::MembershipServiceClient;
+use membership_service::grpc::pb::tenant_service_client::TenantServiceClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+/// `GET path` over HTTP/1.1: the status code and the body.
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+/// The value of the sample whose line starts with `series` (name and labels as rendered).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_calls_streams_subscribers_and_the_pool() {
+    let database = TestDatabase::create().await;
+    let server = ServerProcess::spawn(&database.url, &[]).await;
+    let metrics = server.metrics.expect("the metrics endpoint's address");
+    let channel = server.channel().await;
+    let mut tenants = TenantServiceClient::new(channel.clone());
+    let mut members = MembershipServiceClient::new(channel);
+
+    let mut stream = members
+        .watch_membership_events(as_system(pb::WatchMembershipEventsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    for _ in 0..3 {
+        tenants
+            .create_tenant(as_system(pb::CreateTenantRequest {
+                name: "Acme".into(),
+                kind: pb::TenantKind::Enterprise as i32,
+                role_preset: pb::RolePreset::Organization as i32,
+                seat_limit: None,
+                owner_user_id: user().to_string(),
+                owner_email: "owner@acme.example".into(),
+                owner_display_name: "Olivia Owner".into(),
+                request_id: String::new(),
+            }))
+            .await
+            .unwrap();
+    }
+    // The watcher has received what was written: delivery lag has samples.
+    next_event(&mut stream).await;
+    let missing = members
+        .get_membership(as_system(pb::GetMembershipRequest {
+            tenant_id: uuid::Uuid::now_v7().to_string(),
+            user_id: user().to_string(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    let (status, body) = get(metrics, "/metrics").await;
+    assert_eq!(status, 200);
+    let tenant = r#"grpc_service="membership.v1.TenantService",grpc_method="CreateTenant""#;
+    assert_eq!(
+        sample(
+            &body,
+            &format!("grpc_server_started_total{{{tenant},grpc_type=\"unary\"}}")
+        ),
+        Some(3.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            &format!("grpc_server_handled_total{{{tenant},grpc_type=\"unary\",grpc_code=\"OK\"}}")
+        ),
+        Some(3.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            &format!("grpc_server_handling_seconds_count{{{tenant},grpc_type=\"unary\"}}")
+        ),
+        Some(3.0),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "grpc_server_handling_seconds_bucket{{{tenant},grpc_type=\"unary\",le=\"0.005\"}}"
+        )),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            r#"grpc_server_handled_total{grpc_service="membership.v1.MembershipService",grpc_method="GetMembership",grpc_type="unary",grpc_code="NOT_FOUND"}"#
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            r#"grpc_server_open_streams{grpc_service="membership.v1.MembershipService",grpc_method="WatchMembershipEvents"}"#
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "membership_event_subscribers"),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        sample(&body, "membership_event_feed_position").is_some_and(|p| p >= 6.0),
+        "{body}"
+    );
+    assert!(
+        sample(&body, "membership_event_delivery_lag_seconds_count").is_some_and(|n| n >= 1.0),
+        "{body}"
+    );
+    assert!(
+        sample(&body, "membership_db_pool_max_connections").is_some_and(|n| n >= 1.0),
+        "{body}"
+    );
+    assert!(
+        sample(&body, r#"membership_db_pool_connections{state="idle"}"#).is_some(),
+        "{body}"
+    );
+    assert!(
+        sample(&body, r#"membership_db_pool_connections{state="in_use"}"#).is_some(),
+        "{body}"
+    );
+
+    // Closing the watch closes its stream and its subscription.
+    drop(stream);
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            let (_, body) = get(metrics, "/metrics").await;
+            if sample(&body, "membership_event_subscribers") == Some(0.0) {
+                return body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the subscription closed");
+    assert_eq!(
+        sample(
+            &closed,
+            r#"grpc_server_open_streams{grpc_service="membership.v1.MembershipService",grpc_method="WatchMembershipEvents"}"#
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &closed,
+            r#"grpc_server_handled_total{grpc_service="membership.v1.MembershipService",grpc_method="WatchMembershipEvents",grpc_type="server_stream",grpc_code="CANCELLED"}"#
+        ),
+        Some(1.0),
+        "{closed}"
+    );
+
+    assert_eq!(get(metrics, "/other").await.0, 404);
+    assert!(server.terminate().await.success());
+}
+
+#[tokio::test]
+async fn every_call_has_a_request_id_in_its_response_and_its_logs() {
+    let database = TestDatabase::create().await;
+    let server = ServerProcess::spawn(&database.url, &["--metrics-listen", "off"]).await;
+    assert_eq!(server.metrics, None);
+    let mut members = MembershipServiceClient::new(server.channel().await);
+    let lookup = || pb::GetMembershipRequest {
+        tenant_id: uuid::Uuid::now_v7().to_string(),
+        user_id: user().to_string(),
+    };
+
+    // The caller's id is kept and echoed; the refusal is logged under it.
+    let mut request = as_system(lookup());
+    request
+        .metadata_mut()
+        .insert("x-request-id", "checkout-7f3a".parse().unwrap());
+    let refused = members.get_membership(request).await.unwrap_err();
+    assert_eq!(
+        refused.metadata().get("x-request-id").unwrap(),
+        "checkout-7f3a"
+    );
+    let logged = tokio::time::timeout(WAIT, async {
+        loop {
+            let line = server
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|line| line.contains("request_id=checkout-7f3a"))
+                .cloned();
+            if let Some(line) = line {
+                return line;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the refusal was logged with its request id");
+    assert!(logged.contains("NOT_FOUND"), "{logged}");
+    assert!(logged.contains("method=GetMembership"), "{logged}");
+
+    // Without one (or with one that is not a sane token), the server makes one up.
+    let mut ids = Vec::new();
+    for supplied in [None, Some("bad id with spaces")] {
+        let mut request = as_system(lookup());
+        if let Some(id) = supplied {
+            request
+                .metadata_mut()
+                .insert("x-request-id", id.parse().unwrap());
+        }
+        let refused = members.get_membership(request).await.unwrap_err();
+        let id = refused
+            .metadata()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(uuid::Uuid::try_parse(id).is_ok(), "{id}");
+        ids.push(id.to_string());
+    }
+    assert_ne!(ids[0], ids[1]);
+    assert!(server.terminate().await.success());
+}
