@@ -5,7 +5,10 @@
 # stage needs nothing but CA certificates.
 #
 #   docker build -t membership-service .
-#   docker run --rm -p 50051:50051 -v membership-data:/data membership-service
+#   docker run --rm membership-service new-api-key --name provisioning --grant system
+#   docker run --rm -p 50051:50051 -p 9464:9464 -v membership-data:/data \
+#     -e MEMBERSHIP_AUTH=api-key -e MEMBERSHIP_API_KEYS=provisioning:system:<sha256> \
+#     membership-service
 #   docker run --rm -e MEMBERSHIP_DATABASE_URL=postgres://… membership-service migrate
 
 # ---- build ----
@@ -52,10 +55,14 @@ COPY --from=builder /usr/local/bin/membership-service /usr/local/bin/membership-
 WORKDIR /data
 USER 10001:10001
 
+# Listening on every interface, the server refuses to start with --auth none (the default)
+# unless MEMBERSHIP_ALLOW_UNAUTHENTICATED_REMOTE=true: set MEMBERSHIP_AUTH and its keys.
 ENV MEMBERSHIP_LISTEN_ADDR=0.0.0.0:50051 \
+    MEMBERSHIP_METRICS_ADDR=0.0.0.0:9464 \
     MEMBERSHIP_DATABASE_URL=sqlite:///data/membership.db
 
-EXPOSE 50051
+# gRPC, and Prometheus metrics (GET /metrics).
+EXPOSE 50051 9464
 
 # The binary asks itself over gRPC (grpc.health.v1) whether it is SERVING; it reads the same
 # MEMBERSHIP_LISTEN_ADDR as the server and probes loopback when that is 0.0.0.0.

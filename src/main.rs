@@ -18,10 +18,20 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    // Every setting is checked, and every file it names read, before anything starts.
+    if let Err(message) = config.validate() {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
+    // Commands that do not serve need none of the server's keys or certificates.
+    match &config.command {
+        Some(Command::Healthcheck(args)) => return healthcheck(config.listen, args).await,
+        Some(Command::NewApiKey { name, grant }) => return new_api_key(name, grant),
+        _ => {}
+    }
+    // Every file a setting names is read before anything starts.
     let checked = config
-        .validate()
-        .and_then(|()| Ok((config.authenticator()?, config.tls()?)));
+        .authenticator()
+        .and_then(|authenticator| Ok((authenticator, config.tls()?)));
     let (authenticator, tls) = match checked {
         Ok(checked) => checked,
         Err(message) => {
@@ -40,11 +50,6 @@ async fn main() -> ExitCode {
             .json()
             .with_env_filter(filter)
             .init(),
-    }
-    match &config.command {
-        Some(Command::Healthcheck(args)) => return healthcheck(config.listen, args).await,
-        Some(Command::NewApiKey { name, grant }) => return new_api_key(name, grant),
-        _ => {}
     }
     match run(config, authenticator, tls).await {
         Ok(()) => ExitCode::SUCCESS,
