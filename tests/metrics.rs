@@ -246,3 +246,49 @@ async fn every_call_has_a_request_id_in_its_response_and_its_logs() {
     assert_ne!(ids[0], ids[1]);
     assert!(server.terminate().await.success());
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_of_each_call() {
+    let database = TestDatabase::create().await;
+    let server = ServerProcess::spawn(&database.url, &["--log-format", "json"]).await;
+    let mut members = MembershipServiceClient::new(server.channel().await);
+    let mut request = as_system(pb::GetMembershipRequest {
+        tenant_id: uuid::Uuid::now_v7().to_string(),
+        user_id: user().to_string(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-request-id", "json-req-1".parse().unwrap());
+    members.get_membership(request).await.unwrap_err();
+
+    let refusal = tokio::time::timeout(WAIT, async {
+        loop {
+            let found = server
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|line| line.contains("json-req-1"))
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the refusal was logged");
+    let line: serde_json::Value = serde_json::from_str(&refusal).expect("a JSON log line");
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert_eq!(line["fields"]["code"], "NOT_FOUND", "{line}");
+    assert_eq!(line["span"]["name"], "rpc", "{line}");
+    assert_eq!(line["span"]["request_id"], "json-req-1", "{line}");
+    assert_eq!(line["span"]["method"], "GetMembership", "{line}");
+    assert_eq!(line["span"]["principal"], "anonymous", "{line}");
+    // Every line the server wrote is JSON.
+    for line in server.logs.lock().unwrap().iter() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+    assert!(server.terminate().await.success());
+}

@@ -500,16 +500,20 @@ impl ServerProcess {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        // A field of a text log line (` name=value`) or a JSON one (`"name":"value"`).
         let field = |line: &str, name: &str| -> Option<SocketAddr> {
-            let rest = line.split(name).nth(1)?;
-            rest.split_whitespace().next()?.parse().ok()
+            if let Some(rest) = line.split(&format!(" {name}=")).nth(1) {
+                return rest.split_whitespace().next()?.parse().ok();
+            }
+            let rest = line.split(&format!("\"{name}\":\"")).nth(1)?;
+            rest.split('"').next()?.parse().ok()
         };
         let (addr, metrics) = tokio::time::timeout(WAIT, async {
             let mut metrics = None;
             while let Some(line) = lines.next_line().await.expect("reading the log") {
                 logs.lock().unwrap().push(line.clone());
-                metrics = metrics.or_else(|| field(&line, " endpoint="));
-                if let Some(addr) = field(&line, " address=") {
+                metrics = metrics.or_else(|| field(&line, "endpoint"));
+                if let Some(addr) = field(&line, "address") {
                     return (addr, metrics);
                 }
             }
