@@ -53,7 +53,69 @@ enum Command {
         /// How long each run lasts.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         duration: Duration,
+        #[command(flatten)]
+        credentials: Credentials,
     },
+}
+
+/// How the benchmark authenticates, for a server not in `--auth none`: an API key with the
+/// `system` grant, or a system JWT it signs itself (HS256 with a secret, or RS256 with a
+/// private key), with the server's issuer and audience.
+#[derive(clap::Args, Clone, Default)]
+struct Credentials {
+    #[arg(long)]
+    api_key: Option<String>,
+    #[arg(long)]
+    jwt_hs256_secret: Option<String>,
+    /// PEM file with the RSA private key.
+    #[arg(long)]
+    jwt_rs256_private_key: Option<std::path::PathBuf>,
+    #[arg(long, default_value = "https://login.example")]
+    jwt_issuer: String,
+    #[arg(long, default_value = "membership")]
+    jwt_audience: String,
+    #[arg(long, default_value = "membership.system")]
+    jwt_system_scope: String,
+}
+
+impl Credentials {
+    /// The `authorization` header value, if any.
+    fn header(&self) -> Result<Option<String>, Box<dyn std::error::Error>> {
+        use jsonwebtoken::{Algorithm, EncodingKey, Header};
+        if let Some(key) = &self.api_key {
+            return Ok(Some(format!("Bearer {key}")));
+        }
+        let (algorithm, key) = match (&self.jwt_hs256_secret, &self.jwt_rs256_private_key) {
+            (Some(secret), _) => (Algorithm::HS256, EncodingKey::from_secret(secret.as_bytes())),
+            (None, Some(path)) => (
+                Algorithm::RS256,
+                EncodingKey::from_rsa_pem(&std::fs::read(path)?)?,
+            ),
+            (None, None) => return Ok(None),
+        };
+        let now = now_micros() / 1_000_000;
+        let claims = serde_json::json!({
+            "iss": self.jwt_issuer,
+            "aud": self.jwt_audience,
+            "sub": "membership-bench",
+            "scope": self.jwt_system_scope,
+            "iat": now,
+            "exp": now + 3600,
+        });
+        let token = jsonwebtoken::encode(&Header::new(algorithm), &claims, &key)?;
+        Ok(Some(format!("Bearer {token}")))
+    }
+}
+
+/// `message` as a request carrying `authorization`, if given.
+fn authed<T>(message: T, authorization: &Option<String>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(value) = authorization
+        && let Ok(value) = value.parse()
+    {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
 }
 
 #[tokio::main]
@@ -70,7 +132,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             server,
             concurrency,
             duration,
-        } => checks(&server, &concurrency, duration).await,
+            credentials,
+        } => checks(&server, &concurrency, duration, credentials.header()?).await,
     }
 }
 
@@ -256,6 +319,7 @@ async fn checks(
     server: &str,
     concurrencies: &[usize],
     duration: Duration,
+    authorization: Option<String>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use membership_service::grpc::pb::role_service_client::RoleServiceClient;
     use tonic_health::pb::HealthCheckRequest;
@@ -264,14 +328,17 @@ async fn checks(
     let setup = connect(server).await?;
     let owner = uuid::Uuid::now_v7();
     let tenant = TenantServiceClient::new(setup.clone())
-        .create_tenant(pb::CreateTenantRequest {
-            name: "bench".into(),
-            kind: pb::TenantKind::Enterprise as i32,
-            role_preset: pb::RolePreset::Organization as i32,
-            owner_user_id: owner.to_string(),
-            owner_email: format!("{}@bench.example", owner.simple()),
-            ..Default::default()
-        })
+        .create_tenant(authed(
+            pb::CreateTenantRequest {
+                name: "bench".into(),
+                kind: pb::TenantKind::Enterprise as i32,
+                role_preset: pb::RolePreset::Organization as i32,
+                owner_user_id: owner.to_string(),
+                owner_email: format!("{}@bench.example", owner.simple()),
+                ..Default::default()
+            },
+            &authorization,
+        ))
         .await?
         .into_inner()
         .tenant
@@ -279,14 +346,17 @@ async fn checks(
         .unwrap_or_default();
     let member = uuid::Uuid::now_v7();
     MembershipServiceClient::new(setup.clone())
-        .create_membership(pb::CreateMembershipRequest {
-            tenant_id: tenant.clone(),
-            user_id: member.to_string(),
-            email: format!("{}@bench.example", member.simple()),
-            source: pb::MembershipSource::Api as i32,
-            role: "admin".into(),
-            ..Default::default()
-        })
+        .create_membership(authed(
+            pb::CreateMembershipRequest {
+                tenant_id: tenant.clone(),
+                user_id: member.to_string(),
+                email: format!("{}@bench.example", member.simple()),
+                source: pb::MembershipSource::Api as i32,
+                role: "admin".into(),
+                ..Default::default()
+            },
+            &authorization,
+        ))
         .await?;
     let check = pb::CheckPermissionRequest {
         tenant_id: tenant,
@@ -295,7 +365,7 @@ async fn checks(
         min_cursor: 0,
     };
     let allowed = RoleServiceClient::new(setup.clone())
-        .check_permission(check.clone())
+        .check_permission(authed(check.clone(), &authorization))
         .await?
         .into_inner()
         .allowed;
@@ -310,8 +380,9 @@ async fn checks(
             channels.push(connect(server).await?);
         }
         let request = check.clone();
+        let authorization = authorization.clone();
         let mut checked = drive(&channels, concurrency, duration, move |channel| {
-            let request = request.clone();
+            let request = authed(request.clone(), &authorization);
             async move {
                 RoleServiceClient::new(channel)
                     .check_permission(request)
