@@ -1,6 +1,8 @@
 //! An SMTP server on loopback, in the test process, that accepts every message and hands it to
 //! the test: envelope, raw data, and the decoded text of its body (MIME parts, base64 and
 //! quoted-printable undone), so a test can look for a link in it however the mailer encoded it.
+//! It can be stopped and started again on the same port, to play a mail server that is down for
+//! a while.
 //!
 //! Declared by the tests that use it with `#[path = "common/smtp.rs"] mod smtp;`.
 #![allow(dead_code)]
@@ -43,12 +45,21 @@ impl Mail {
 pub struct SmtpSink {
     pub port: u16,
     messages: mpsc::UnboundedReceiver<Mail>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl SmtpSink {
     pub async fn start() -> SmtpSink {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::bind(0).await
+    }
+
+    /// A sink on `port`, e.g. the port of one stopped earlier.
+    pub async fn start_on(port: u16) -> SmtpSink {
+        Self::bind(port).await
+    }
+
+    async fn bind(port: u16) -> SmtpSink {
+        let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("binding SMTP");
         let port = listener.local_addr().unwrap().port();
@@ -64,7 +75,15 @@ impl SmtpSink {
         SmtpSink {
             port,
             messages,
-            task,
+            task: Some(task),
+        }
+    }
+
+    /// Stops listening, and returns once the port refuses connections.
+    pub async fn stop(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
         }
     }
 
@@ -88,7 +107,9 @@ impl SmtpSink {
 
 impl Drop for SmtpSink {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
