@@ -1,13 +1,27 @@
 //! The real binary: the `healthcheck` subcommand, and SIGTERM ending watch streams with
-//! UNAVAILABLE, turning health NOT_SERVING and exiting 0.
+//! UNAVAILABLE, turning health NOT_SERVING, letting calls in flight finish (for up to the drain
+//! timeout) while refusing new ones, and exiting 0.
+//!
+//! A call is kept in flight by CreateInvitation: it sends the invitation email before it
+//! answers, to an SMTP server that is slow to accept it.
 
 mod common;
+#[path = "common/smtp.rs"]
+mod smtp;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use common::*;
 use membership_service::grpc::pb;
+use membership_service::grpc::pb::invitation_service_client::InvitationServiceClient;
 use membership_service::grpc::pb::membership_service_client::MembershipServiceClient;
-use tonic::Code;
+use membership_service::grpc::pb::tenant_service_client::TenantServiceClient;
+use smtp::SmtpSink;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
+use uuid::Uuid;
 
 /// Runs `membership-service healthcheck --listen ADDR` and returns whether it exited 0.
 async fn healthcheck(server: &ServerProcess) -> bool {
@@ -62,4 +76,193 @@ async fn sigterm_ends_watch_streams_with_unavailable_and_exits_cleanly() {
         .await
         .unwrap();
     assert!(!stopped.success());
+}
+
+/// An enterprise tenant and its owner, created through `channel`.
+async fn tenant(channel: Channel) -> (String, Uuid) {
+    let owner = user();
+    let response = TenantServiceClient::new(channel)
+        .create_tenant(as_system(pb::CreateTenantRequest {
+            name: "Acme".into(),
+            kind: pb::TenantKind::Enterprise as i32,
+            role_preset: pb::RolePreset::Organization as i32,
+            seat_limit: None,
+            owner_user_id: owner.to_string(),
+            owner_email: "owner@acme.example".into(),
+            owner_display_name: "Olivia Owner".into(),
+            request_id: String::new(),
+        }))
+        .await
+        .expect("creating a tenant")
+        .into_inner();
+    (response.tenant.unwrap().tenant_id, owner)
+}
+
+/// Starts CreateInvitation for `email` on a connection of its own. It answers only once the
+/// SMTP server has acknowledged the email.
+fn invite_in_background(
+    channel: Channel,
+    tenant_id: &str,
+    owner: Uuid,
+    email: &str,
+) -> tokio::task::JoinHandle<Result<pb::CreateInvitationResponse, Status>> {
+    let request = pb::CreateInvitationRequest {
+        tenant_id: tenant_id.to_string(),
+        email: email.into(),
+        role: "member".into(),
+        ttl: None,
+        request_id: String::new(),
+    };
+    tokio::spawn(async move {
+        InvitationServiceClient::new(channel)
+            .create_invitation(as_user(request, owner))
+            .await
+            .map(tonic::Response::into_inner)
+    })
+}
+
+/// Sends SIGTERM; the returned task completes with the exit status.
+fn sigterm(server: ServerProcess) -> tokio::task::JoinHandle<std::process::ExitStatus> {
+    tokio::spawn(server.terminate())
+}
+
+/// Waits until connecting to `addr` is refused: the server has stopped accepting.
+async fn until_connections_are_refused(addr: SocketAddr) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => return,
+            Err(error) => panic!("connecting to {addr}: {error}"),
+            Ok(_) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{addr} still accepts connections after shutdown began"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_call_in_flight_finish_ends_watches_and_refuses_new_calls() {
+    const DRAIN: Duration = Duration::from_secs(20);
+    const SMTP_DELAY: Duration = Duration::from_secs(4);
+    let database = TestDatabase::create().await;
+    let mut smtp = SmtpSink::slow(SMTP_DELAY).await;
+    let server = ServerProcess::spawn(
+        &database.url,
+        &["--shutdown-timeout", "20s", "--smtp-url", &smtp.url()],
+    )
+    .await;
+    let addr = server.addr;
+    let (tenant_id, owner) = tenant(server.channel().await).await;
+
+    let open = server.channel().await;
+    let mut stream = MembershipServiceClient::new(open.clone())
+        .watch_membership_events(as_system(pb::WatchMembershipEventsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let invitation = invite_in_background(
+        server.channel().await,
+        &tenant_id,
+        owner,
+        "slow@acme.example",
+    );
+    // The email has arrived and its acknowledgement is held back: the call is in flight.
+    let mail = smtp.next(WAIT).await;
+    assert_eq!(mail.to, ["slow@acme.example"]);
+    let signalled = Instant::now();
+    let exit = sigterm(server);
+
+    let status = tokio::time::timeout(WAIT, async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the stream ended");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(
+        status.get_details_error_info().map(|i| i.reason).as_deref(),
+        Some("SHUTTING_DOWN")
+    );
+
+    // While the call drains, nothing new gets in: not a new connection, and not a new call on
+    // a connection that was open before.
+    until_connections_are_refused(addr).await;
+    let refused = TenantServiceClient::new(open)
+        .get_seat_usage(as_system(pb::GetSeatUsageRequest {
+            tenant_id: tenant_id.clone(),
+        }))
+        .await;
+    assert_eq!(
+        refused.map(|_| ()).map_err(|s| s.code()),
+        Err(Code::Unavailable),
+        "a call made after shutdown began"
+    );
+    assert!(
+        !invitation.is_finished(),
+        "the call should still be in flight here (the SMTP server holds it for {SMTP_DELAY:?})"
+    );
+
+    let created = invitation
+        .await
+        .unwrap()
+        .expect("the call in flight when shutdown began succeeds");
+    assert_eq!(
+        created.delivery.map(|d| d.status),
+        Some(pb::DeliveryStatus::Sent as i32)
+    );
+    assert_eq!(created.invitation.unwrap().email, "slow@acme.example");
+    let exit = exit.await.unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(
+        signalled.elapsed() < DRAIN,
+        "the server exited {:?} after SIGTERM, not as soon as its last call finished",
+        signalled.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_call_still_running_at_the_drain_timeout_does_not_keep_the_server_up() {
+    const DRAIN: Duration = Duration::from_secs(1);
+    let database = TestDatabase::create().await;
+    // Longer than the drain timeout, and than the mailer's own 10 s timeout.
+    let mut smtp = SmtpSink::slow(Duration::from_secs(60)).await;
+    let server = ServerProcess::spawn(
+        &database.url,
+        &["--shutdown-timeout", "1s", "--smtp-url", &smtp.url()],
+    )
+    .await;
+    let (tenant_id, owner) = tenant(server.channel().await).await;
+    let invitation = invite_in_background(
+        server.channel().await,
+        &tenant_id,
+        owner,
+        "stuck@acme.example",
+    );
+    smtp.next(WAIT).await;
+
+    let signalled = Instant::now();
+    let exit = sigterm(server).await.unwrap();
+    let took = signalled.elapsed();
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(
+        took >= DRAIN && took < DRAIN + Duration::from_secs(4),
+        "the server exited {took:?} after SIGTERM; the drain timeout is {DRAIN:?}"
+    );
+    let cut_off = tokio::time::timeout(WAIT, invitation)
+        .await
+        .expect("the call ends with the server")
+        .unwrap();
+    assert!(
+        cut_off.is_err(),
+        "a call cut off by the drain timeout cannot have succeeded: {cut_off:?}"
+    );
 }

@@ -1,6 +1,8 @@
 //! An SMTP server on loopback, in the test process, that accepts every message and hands it to
 //! the test: envelope, raw data, and the decoded text of its body (MIME parts, base64 and
 //! quoted-printable undone), so a test can look for a link in it however the mailer encoded it.
+//! It can also be slow to accept a message, to keep the call that sends it in flight, and can be
+//! stopped and started again on the same port, to play a mail server that is down for a while.
 //!
 //! Declared by the tests that use it with `#[path = "common/smtp.rs"] mod smtp;`.
 #![allow(dead_code)]
@@ -43,12 +45,27 @@ impl Mail {
 pub struct SmtpSink {
     pub port: u16,
     messages: mpsc::UnboundedReceiver<Mail>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl SmtpSink {
     pub async fn start() -> SmtpSink {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::bind(0, Duration::ZERO).await
+    }
+
+    /// A sink on `port`, e.g. the port of one stopped earlier.
+    pub async fn start_on(port: u16) -> SmtpSink {
+        Self::bind(port, Duration::ZERO).await
+    }
+
+    /// A sink that hands each message to the test as soon as it has it, but acknowledges it only
+    /// `delay` later: the client's send, and the call making it, stay in flight meanwhile.
+    pub async fn slow(delay: Duration) -> SmtpSink {
+        Self::bind(0, delay).await
+    }
+
+    async fn bind(port: u16, delay: Duration) -> SmtpSink {
+        let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("binding SMTP");
         let port = listener.local_addr().unwrap().port();
@@ -58,13 +75,21 @@ impl SmtpSink {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                tokio::spawn(session(stream, tx.clone()));
+                tokio::spawn(session(stream, tx.clone(), delay));
             }
         });
         SmtpSink {
             port,
             messages,
-            task,
+            task: Some(task),
+        }
+    }
+
+    /// Stops listening, and returns once the port refuses connections.
+    pub async fn stop(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
         }
     }
 
@@ -88,12 +113,14 @@ impl SmtpSink {
 
 impl Drop for SmtpSink {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
 /// One SMTP session: enough of RFC 5321 for a client that sends plain (no TLS, no AUTH) mail.
-async fn session(stream: TcpStream, tx: mpsc::UnboundedSender<Mail>) {
+async fn session(stream: TcpStream, tx: mpsc::UnboundedSender<Mail>, delay: Duration) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     let mut from = String::new();
@@ -160,6 +187,7 @@ async fn session(stream: TcpStream, tx: mpsc::UnboundedSender<Mail>) {
                     to: std::mem::take(&mut to),
                     data,
                 });
+                tokio::time::sleep(delay).await;
                 b"250 OK queued\r\n"
             }
             "RSET" => {
