@@ -180,12 +180,15 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, DomainError> {
 }
 
 /// Paths served without credentials: health, so load balancers and the container's health
-/// check need none.
+/// check need none, and reflection, which describes the public API and nothing else (so grpcurl
+/// can decode a refusal's details even when its credentials are what is wrong).
 fn is_public(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/")
+        || path.starts_with("/grpc.reflection.v1.ServerReflection/")
+        || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
 }
 
-/// Authenticates every call but health checks, and hands the principal to the handlers in the
+/// Authenticates every call but health checks and reflection, and hands the principal to the handlers in the
 /// request's extensions.
 #[derive(Clone)]
 pub struct AuthLayer {

@@ -86,7 +86,10 @@ impl Credentials {
             return Ok(Some(format!("Bearer {key}")));
         }
         let (algorithm, key) = match (&self.jwt_hs256_secret, &self.jwt_rs256_private_key) {
-            (Some(secret), _) => (Algorithm::HS256, EncodingKey::from_secret(secret.as_bytes())),
+            (Some(secret), _) => (
+                Algorithm::HS256,
+                EncodingKey::from_secret(secret.as_bytes()),
+            ),
             (None, Some(path)) => (
                 Algorithm::RS256,
                 EncodingKey::from_rsa_pem(&std::fs::read(path)?)?,
