@@ -1,7 +1,13 @@
 //! JWT bearer tokens, signed with HS256 (a shared secret) or RS256 (the issuer's public key).
 //! The issuer, the audience and the expiry are always checked. The subject is the acting user,
 //! unless the token carries the configured system scope: then it is a trusted system caller.
+//!
+//! A service sends the same token on call after call, and an RS256 signature costs far more to
+//! verify than a permission check costs to answer; so a verified token is remembered, with its
+//! validity window, and a repeat is only checked against the clock.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
@@ -31,12 +37,29 @@ pub struct JwtVerifier {
     hs256: Option<(DecodingKey, Validation)>,
     rs256: Option<(DecodingKey, Validation)>,
     system_scope: String,
+    leeway: i64,
+    /// Tokens verified before, by their text.
+    verified: RwLock<HashMap<String, Verified>>,
+}
+
+/// Tokens remembered at most; when full, expired ones go, and if none had, all of them.
+const VERIFIED_CAPACITY: usize = 10_000;
+
+/// A token that verified, and when it is valid (seconds since the epoch, leeway included).
+#[derive(Clone)]
+struct Verified {
+    principal: Principal,
+    not_before: i64,
+    expires: i64,
 }
 
 /// The claims read beyond those jsonwebtoken validates.
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: i64,
+    #[serde(default)]
+    nbf: Option<i64>,
     #[serde(default)]
     scope: Option<String>,
     #[serde(default)]
@@ -107,10 +130,44 @@ impl JwtVerifier {
             hs256,
             rs256,
             system_scope: options.system_scope,
+            leeway: i64::try_from(options.leeway.as_secs()).unwrap_or(i64::MAX),
+            verified: RwLock::new(HashMap::new()),
         })
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let now = chrono::Utc::now().timestamp();
+        let remembered = self
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned();
+        if let Some(verified) = remembered
+            && (verified.not_before..=verified.expires).contains(&now)
+        {
+            return Ok(verified.principal);
+        }
+        // Outside its window (or never seen): verify in full, which says what is wrong.
+        let (principal, claims) = self.verify_signed(token)?;
+        let verified = Verified {
+            principal: principal.clone(),
+            not_before: claims.nbf.unwrap_or(i64::MIN).saturating_sub(self.leeway),
+            expires: claims.exp.saturating_add(self.leeway),
+        };
+        let mut cache = self.verified.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= VERIFIED_CAPACITY {
+            cache.retain(|_, v| v.expires >= now);
+            if cache.len() >= VERIFIED_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(token.to_string(), verified);
+        Ok(principal)
+    }
+
+    /// Checks the token's signature and claims, as if never seen before.
+    fn verify_signed(&self, token: &str) -> Result<(Principal, Claims), AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::Invalid("not a JWT".to_string()))?;
         let (key, validation) = match header.alg {
@@ -140,16 +197,20 @@ impl JwtVerifier {
             })?
             .claims;
         if claims.has_scope(&self.system_scope) {
-            return Ok(Principal {
-                name: claims.sub,
+            let principal = Principal {
+                name: claims.sub.clone(),
                 kind: PrincipalKind::System,
-            });
+            };
+            return Ok((principal, claims));
         }
         match Uuid::try_parse(&claims.sub) {
-            Ok(user) if !user.is_nil() => Ok(Principal {
-                name: claims.sub,
-                kind: PrincipalKind::User(user),
-            }),
+            Ok(user) if !user.is_nil() => Ok((
+                Principal {
+                    name: claims.sub.clone(),
+                    kind: PrincipalKind::User(user),
+                },
+                claims,
+            )),
             _ => Err(AuthError::Invalid(
                 "the token's sub must be a user UUID (or the token must carry the system scope)"
                     .to_string(),
@@ -165,16 +226,19 @@ mod tests {
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
-    fn verifier() -> JwtVerifier {
-        JwtVerifier::new(JwtOptions {
+    fn options() -> JwtOptions {
+        JwtOptions {
             issuer: "https://issuer.example".to_string(),
             audience: "membership".to_string(),
             hs256_secret: Some(SECRET.to_vec()),
             rs256_public_key_pem: None,
             system_scope: "membership.system".to_string(),
             leeway: Duration::from_secs(5),
-        })
-        .unwrap()
+        }
+    }
+
+    fn verifier() -> JwtVerifier {
+        JwtVerifier::new(options()).unwrap()
     }
 
     fn token(claims: serde_json::Value) -> String {
@@ -233,5 +297,21 @@ mod tests {
             verifier.verify("not.a.token"),
             Err(AuthError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let verifier = JwtVerifier::new(JwtOptions {
+            leeway: Duration::ZERO,
+            ..options()
+        })
+        .unwrap();
+        let user = Uuid::now_v7();
+        let token = token(claims(&user.to_string(), 1));
+        assert!(verifier.verify(&token).is_ok());
+        assert!(verifier.verify(&token).is_ok());
+        assert_eq!(verifier.verified.read().unwrap().len(), 1, "remembered");
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(verifier.verify(&token), Err(AuthError::Expired));
     }
 }
