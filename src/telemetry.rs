@@ -16,9 +16,10 @@
 //! - `membership_event_delivery_lag_seconds` (histogram): commit to hand-off to a subscriber
 //! - `membership_db_pool_connections{state="idle"|"in_use"}`, `membership_db_pool_max_connections`
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -145,20 +146,113 @@ pub fn is_server_stream(path: &str) -> bool {
         || path == "/grpc.health.v1.Health/Watch"
 }
 
-#[derive(Clone, Default)]
-pub struct TelemetryLayer;
+/// The series of one method, registered once: a call only bumps them. Only the methods the
+/// server serves get their own; every other path counts as `unknown`, so a client sending
+/// made-up paths cannot make the series (and the server's memory) grow.
+struct MethodMetrics {
+    service: String,
+    method: String,
+    stream: bool,
+    started: metrics::Counter,
+    handling: metrics::Histogram,
+    open_streams: metrics::Gauge,
+    /// By code, registered on first use (most methods see only a few codes).
+    handled: [OnceLock<metrics::Counter>; 17],
+}
+
+impl MethodMetrics {
+    fn new(service: &str, method: &str, stream: bool) -> MethodMetrics {
+        let labels = [
+            ("grpc_service", service.to_string()),
+            ("grpc_method", method.to_string()),
+            ("grpc_type", kind(stream).to_string()),
+        ];
+        MethodMetrics {
+            service: service.to_string(),
+            method: method.to_string(),
+            stream,
+            started: metrics::counter!("grpc_server_started_total", &labels),
+            handling: metrics::histogram!("grpc_server_handling_seconds", &labels),
+            open_streams: metrics::gauge!("grpc_server_open_streams", &labels[..2]),
+            handled: Default::default(),
+        }
+    }
+
+    fn handled(&self, code: tonic::Code) -> &metrics::Counter {
+        self.handled[code as usize].get_or_init(|| {
+            metrics::counter!(
+                "grpc_server_handled_total",
+                "grpc_service" => self.service.clone(),
+                "grpc_method" => self.method.clone(),
+                "grpc_type" => kind(self.stream),
+                "grpc_code" => code_name(code),
+            )
+        })
+    }
+}
+
+fn kind(stream: bool) -> &'static str {
+    if stream { "server_stream" } else { "unary" }
+}
+
+/// Every method the server serves, by path, read from the descriptor sets it serves.
+#[derive(Clone)]
+pub struct TelemetryLayer {
+    methods: Arc<HashMap<String, Arc<MethodMetrics>>>,
+    unknown: Arc<MethodMetrics>,
+}
+
+impl TelemetryLayer {
+    /// `descriptor_sets`: encoded `FileDescriptorSet`s of the services served.
+    pub fn new(descriptor_sets: &[&[u8]]) -> Result<TelemetryLayer, prost::DecodeError> {
+        use prost::Message;
+        let mut methods = HashMap::new();
+        for encoded in descriptor_sets {
+            let set = prost_types::FileDescriptorSet::decode(*encoded)?;
+            for file in &set.file {
+                for service in &file.service {
+                    let service_name = match file.package() {
+                        "" => service.name().to_string(),
+                        package => format!("{package}.{}", service.name()),
+                    };
+                    for method in &service.method {
+                        let path = format!("/{service_name}/{}", method.name());
+                        let metrics = MethodMetrics::new(
+                            &service_name,
+                            method.name(),
+                            method.server_streaming(),
+                        );
+                        methods.insert(path, Arc::new(metrics));
+                    }
+                }
+            }
+        }
+        Ok(TelemetryLayer {
+            methods: Arc::new(methods),
+            unknown: Arc::new(MethodMetrics::new("unknown", "unknown", false)),
+        })
+    }
+
+    fn method(&self, path: &str) -> Arc<MethodMetrics> {
+        self.methods.get(path).unwrap_or(&self.unknown).clone()
+    }
+}
 
 impl<S> Layer<S> for TelemetryLayer {
     type Service = Telemetry<S>;
 
     fn layer(&self, inner: S) -> Telemetry<S> {
-        Telemetry { inner }
+        Telemetry {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
 #[derive(Clone)]
 pub struct Telemetry<S> {
     inner: S,
+    layer: TelemetryLayer,
 }
 
 type Response = http::Response<tonic::body::Body>;
@@ -193,32 +287,19 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path();
-        let (service, method) = path
-            .trim_start_matches('/')
-            .split_once('/')
-            .unwrap_or(("unknown", "unknown"));
         let call = Call {
-            service: service.to_string(),
-            method: method.to_string(),
-            stream: is_server_stream(path),
+            metrics: self.layer.method(request.uri().path()),
             started: Instant::now(),
         };
         let request_id = request_id(request.headers());
         let span = tracing::info_span!(
             "rpc",
-            service = %call.service,
-            method = %call.method,
+            service = %call.metrics.service,
+            method = %call.metrics.method,
             request_id = %request_id,
             principal = tracing::field::Empty,
         );
-        metrics::counter!(
-            "grpc_server_started_total",
-            "grpc_service" => call.service.clone(),
-            "grpc_method" => call.method.clone(),
-            "grpc_type" => call.kind(),
-        )
-        .increment(1);
+        call.metrics.started.increment(1);
         let future = span.in_scope(|| self.inner.call(request));
         Box::pin(tracing::Instrument::instrument(
             async move {
@@ -231,13 +312,8 @@ where
                     call.finish(code);
                     return Ok(response);
                 }
-                if call.stream {
-                    metrics::gauge!(
-                        "grpc_server_open_streams",
-                        "grpc_service" => call.service.clone(),
-                        "grpc_method" => call.method.clone(),
-                    )
-                    .increment(1.0);
+                if call.metrics.stream {
+                    call.metrics.open_streams.increment(1.0);
                 }
                 let span = tracing::Span::current();
                 Ok(response.map(|body| {
@@ -265,39 +341,16 @@ fn grpc_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
 
 /// A call in progress, recorded once when its code is known.
 struct Call {
-    service: String,
-    method: String,
-    stream: bool,
+    metrics: Arc<MethodMetrics>,
     started: Instant,
 }
 
 impl Call {
-    fn kind(&self) -> &'static str {
-        if self.stream {
-            "server_stream"
-        } else {
-            "unary"
-        }
-    }
-
     fn finish(self, code: tonic::Code) {
         let seconds = self.started.elapsed().as_secs_f64();
         let code_name = code_name(code);
-        metrics::counter!(
-            "grpc_server_handled_total",
-            "grpc_service" => self.service.clone(),
-            "grpc_method" => self.method.clone(),
-            "grpc_type" => self.kind(),
-            "grpc_code" => code_name,
-        )
-        .increment(1);
-        metrics::histogram!(
-            "grpc_server_handling_seconds",
-            "grpc_service" => self.service.clone(),
-            "grpc_method" => self.method.clone(),
-            "grpc_type" => self.kind(),
-        )
-        .record(seconds);
+        self.metrics.handled(code).increment(1);
+        self.metrics.handling.record(seconds);
         let millis = seconds * 1000.0;
         match code {
             tonic::Code::Ok => tracing::debug!(code = code_name, millis, "call finished"),
@@ -343,13 +396,8 @@ struct ObservedBody {
 impl ObservedBody {
     fn finish(&mut self, code: tonic::Code) {
         if let Some(call) = self.call.take() {
-            if call.stream {
-                metrics::gauge!(
-                    "grpc_server_open_streams",
-                    "grpc_service" => call.service.clone(),
-                    "grpc_method" => call.method.clone(),
-                )
-                .decrement(1.0);
+            if call.metrics.stream {
+                call.metrics.open_streams.decrement(1.0);
             }
             let _entered = self.span.enter();
             call.finish(code);

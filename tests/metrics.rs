@@ -75,8 +75,38 @@ async fn metrics_count_calls_streams_subscribers_and_the_pool() {
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 
+    // Paths the server does not serve are counted together, never as series of their own.
+    for path in [
+        "/membership.v1.TenantService/NoSuchMethod",
+        "/made.up.Service/Anything",
+    ] {
+        let mut grpc = tonic::client::Grpc::new(server.channel().await);
+        grpc.ready().await.unwrap();
+        let refused = grpc
+            .unary::<_, pb::GetTenantResponse, _>(
+                tonic::Request::new(pb::GetTenantRequest::default()),
+                http::uri::PathAndQuery::from_static(path),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unimplemented);
+    }
+
     let (status, body) = get(metrics, "/metrics").await;
     assert_eq!(status, 200);
+    assert_eq!(
+        sample(
+            &body,
+            r#"grpc_server_handled_total{grpc_service="unknown",grpc_method="unknown",grpc_type="unary",grpc_code="UNIMPLEMENTED"}"#
+        ),
+        Some(2.0),
+        "{body}"
+    );
+    assert!(
+        !body.contains("NoSuchMethod") && !body.contains("made.up"),
+        "{body}"
+    );
     let tenant = r#"grpc_service="membership.v1.TenantService",grpc_method="CreateTenant""#;
     assert_eq!(
         sample(
