@@ -124,7 +124,7 @@ fn scope(event_type: &str, tenant_id: Option<Uuid>, subject_id: Option<&str>) ->
 impl AuthzCache {
     /// Starts following the event feed and hooks into this process's commits.
     pub async fn start(store: Store, feed: EventFeed) -> Result<Arc<AuthzCache>, DomainError> {
-        let (start, items) = feed.subscribe(StartAt::Now, EventFilter::default()).await?;
+        let (start, items) = feed.follow(StartAt::Now, EventFilter::default()).await?;
         let cache = Arc::new(AuthzCache {
             store: store.clone(),
             feed,
@@ -342,7 +342,7 @@ async fn follow(
         }
         match strong
             .feed
-            .subscribe(StartAt::Now, EventFilter::default())
+            .follow(StartAt::Now, EventFilter::default())
             .await
         {
             Ok((start, next)) => {

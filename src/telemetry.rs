@@ -154,8 +154,10 @@ struct MethodMetrics {
     method: String,
     stream: bool,
     started: metrics::Counter,
-    handling: metrics::Histogram,
-    open_streams: metrics::Gauge,
+    /// Registered on first use, so the methods never called add no empty histograms.
+    handling: OnceLock<metrics::Histogram>,
+    /// For server streams only.
+    open_streams: Option<metrics::Gauge>,
     /// By code, registered on first use (most methods see only a few codes).
     handled: [OnceLock<metrics::Counter>; 17],
 }
@@ -172,10 +174,21 @@ impl MethodMetrics {
             method: method.to_string(),
             stream,
             started: metrics::counter!("grpc_server_started_total", &labels),
-            handling: metrics::histogram!("grpc_server_handling_seconds", &labels),
-            open_streams: metrics::gauge!("grpc_server_open_streams", &labels[..2]),
+            handling: OnceLock::new(),
+            open_streams: stream.then(|| metrics::gauge!("grpc_server_open_streams", &labels[..2])),
             handled: Default::default(),
         }
+    }
+
+    fn handling(&self) -> &metrics::Histogram {
+        self.handling.get_or_init(|| {
+            metrics::histogram!(
+                "grpc_server_handling_seconds",
+                "grpc_service" => self.service.clone(),
+                "grpc_method" => self.method.clone(),
+                "grpc_type" => kind(self.stream),
+            )
+        })
     }
 
     fn handled(&self, code: tonic::Code) -> &metrics::Counter {
@@ -312,8 +325,8 @@ where
                     call.finish(code);
                     return Ok(response);
                 }
-                if call.metrics.stream {
-                    call.metrics.open_streams.increment(1.0);
+                if let Some(open) = &call.metrics.open_streams {
+                    open.increment(1.0);
                 }
                 let span = tracing::Span::current();
                 Ok(response.map(|body| {
@@ -350,7 +363,7 @@ impl Call {
         let seconds = self.started.elapsed().as_secs_f64();
         let code_name = code_name(code);
         self.metrics.handled(code).increment(1);
-        self.metrics.handling.record(seconds);
+        self.metrics.handling().record(seconds);
         let millis = seconds * 1000.0;
         match code {
             tonic::Code::Ok => tracing::debug!(code = code_name, millis, "call finished"),
@@ -396,8 +409,8 @@ struct ObservedBody {
 impl ObservedBody {
     fn finish(&mut self, code: tonic::Code) {
         if let Some(call) = self.call.take() {
-            if call.metrics.stream {
-                call.metrics.open_streams.decrement(1.0);
+            if let Some(open) = &call.metrics.open_streams {
+                open.decrement(1.0);
             }
             let _entered = self.span.enter();
             call.finish(code);

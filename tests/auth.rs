@@ -73,19 +73,6 @@ fn with<T>(message: T, credential: Option<&str>, actor: Option<Uuid>) -> Request
     request
 }
 
-fn new_tenant(owner: Uuid) -> pb::CreateTenantRequest {
-    pb::CreateTenantRequest {
-        name: "Acme".into(),
-        kind: pb::TenantKind::Enterprise as i32,
-        role_preset: pb::RolePreset::Organization as i32,
-        seat_limit: None,
-        owner_user_id: owner.to_string(),
-        owner_email: format!("owner-{}@acme.example", owner.simple()),
-        owner_display_name: "Olivia Owner".into(),
-        request_id: String::new(),
-    }
-}
-
 fn list(tenant_id: &str) -> pb::ListMembershipsRequest {
     pb::ListMembershipsRequest {
         tenant_id: tenant_id.to_string(),

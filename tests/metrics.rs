@@ -51,16 +51,7 @@ async fn metrics_count_calls_streams_subscribers_and_the_pool() {
         .into_inner();
     for _ in 0..3 {
         tenants
-            .create_tenant(as_system(pb::CreateTenantRequest {
-                name: "Acme".into(),
-                kind: pb::TenantKind::Enterprise as i32,
-                role_preset: pb::RolePreset::Organization as i32,
-                seat_limit: None,
-                owner_user_id: user().to_string(),
-                owner_email: "owner@acme.example".into(),
-                owner_display_name: "Olivia Owner".into(),
-                request_id: String::new(),
-            }))
+            .create_tenant(as_system(new_tenant(user())))
             .await
             .unwrap();
     }

@@ -24,6 +24,28 @@ use tonic_types::StatusExt;
 use uuid::Uuid;
 
 /// Runs `membership-service healthcheck --listen ADDR` and returns whether it exited 0.
+/// Reads the watch until it ends, which must be with UNAVAILABLE SHUTTING_DOWN.
+async fn assert_ends_shutting_down(
+    stream: &mut tonic::Streaming<pb::WatchMembershipEventsResponse>,
+) {
+    let status = tokio::time::timeout(WAIT, async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the stream ended");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(
+        status.get_details_error_info().map(|i| i.reason).as_deref(),
+        Some("SHUTTING_DOWN")
+    );
+}
+
 async fn healthcheck(server: &ServerProcess) -> bool {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_membership-service"))
         .args(["--listen", &server.addr.to_string(), "healthcheck"])
@@ -49,22 +71,7 @@ async fn sigterm_ends_watch_streams_with_unavailable_and_exits_cleanly() {
     let addr = server.addr;
     let exit = tokio::spawn(server.terminate());
 
-    let status = tokio::time::timeout(WAIT, async {
-        loop {
-            match stream.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => panic!("the stream ended without a status"),
-                Err(status) => return status,
-            }
-        }
-    })
-    .await
-    .expect("the stream ended");
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert_eq!(
-        status.get_details_error_info().map(|i| i.reason).as_deref(),
-        Some("SHUTTING_DOWN")
-    );
+    assert_ends_shutting_down(&mut stream).await;
     let exit = exit.await.unwrap();
     assert!(exit.success(), "exit status {exit:?}");
 
@@ -82,16 +89,7 @@ async fn sigterm_ends_watch_streams_with_unavailable_and_exits_cleanly() {
 async fn tenant(channel: Channel) -> (String, Uuid) {
     let owner = user();
     let response = TenantServiceClient::new(channel)
-        .create_tenant(as_system(pb::CreateTenantRequest {
-            name: "Acme".into(),
-            kind: pb::TenantKind::Enterprise as i32,
-            role_preset: pb::RolePreset::Organization as i32,
-            seat_limit: None,
-            owner_user_id: owner.to_string(),
-            owner_email: "owner@acme.example".into(),
-            owner_display_name: "Olivia Owner".into(),
-            request_id: String::new(),
-        }))
+        .create_tenant(as_system(new_tenant(owner)))
         .await
         .expect("creating a tenant")
         .into_inner();
@@ -176,22 +174,7 @@ async fn sigterm_lets_a_call_in_flight_finish_ends_watches_and_refuses_new_calls
     let signalled = Instant::now();
     let exit = sigterm(server);
 
-    let status = tokio::time::timeout(WAIT, async {
-        loop {
-            match stream.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => panic!("the stream ended without a status"),
-                Err(status) => return status,
-            }
-        }
-    })
-    .await
-    .expect("the stream ended");
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert_eq!(
-        status.get_details_error_info().map(|i| i.reason).as_deref(),
-        Some("SHUTTING_DOWN")
-    );
+    assert_ends_shutting_down(&mut stream).await;
 
     // While the call drains, nothing new gets in: not a new connection, and not a new call on
     // a connection that was open before.

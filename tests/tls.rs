@@ -108,16 +108,7 @@ async fn call(
 async fn create(channel: Channel) -> Result<pb::CreateTenantResponse, String> {
     let owner = user();
     TenantServiceClient::new(channel)
-        .create_tenant(as_system(pb::CreateTenantRequest {
-            name: "Acme".into(),
-            kind: pb::TenantKind::Enterprise as i32,
-            role_preset: pb::RolePreset::Organization as i32,
-            seat_limit: None,
-            owner_user_id: owner.to_string(),
-            owner_email: format!("owner-{}@acme.example", owner.simple()),
-            owner_display_name: "Olivia Owner".into(),
-            request_id: String::new(),
-        }))
+        .create_tenant(as_system(new_tenant(owner)))
         .await
         .map(|r| r.into_inner())
         .map_err(|status| format!("call: {status:?}"))

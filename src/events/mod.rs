@@ -167,12 +167,31 @@ impl EventFeed {
         self.inner.shutdown.clone()
     }
 
-    /// Resolves the starting point against the database and starts a subscription. The
-    /// returned position is the cursor the stream starts after.
+    /// Resolves the starting point against the database and starts a subscription for a
+    /// watcher (counted in `membership_event_subscribers`). The returned position is the cursor
+    /// the stream starts after.
     pub async fn subscribe(
         &self,
         start: StartAt,
         filter: EventFilter,
+    ) -> Result<(i64, mpsc::Receiver<Result<WatchItem, DomainError>>), DomainError> {
+        self.start_subscription(start, filter, true).await
+    }
+
+    /// A subscription for this process's own caches: the same, but not counted as a watcher.
+    pub async fn follow(
+        &self,
+        start: StartAt,
+        filter: EventFilter,
+    ) -> Result<(i64, mpsc::Receiver<Result<WatchItem, DomainError>>), DomainError> {
+        self.start_subscription(start, filter, false).await
+    }
+
+    async fn start_subscription(
+        &self,
+        start: StartAt,
+        filter: EventFilter,
+        counted: bool,
     ) -> Result<(i64, mpsc::Receiver<Result<WatchItem, DomainError>>), DomainError> {
         let conn = self.inner.store.connection();
         let head = event_log::head(conn).await.map_err(db_error)?;
@@ -189,7 +208,13 @@ impl EventFeed {
             StartAt::After(cursor) => cursor,
         };
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        tokio::spawn(run_subscription(self.inner.clone(), cursor, filter, tx));
+        tokio::spawn(run_subscription(
+            self.inner.clone(),
+            cursor,
+            filter,
+            tx,
+            counted,
+        ));
         Ok((cursor, rx))
     }
 
@@ -304,10 +329,11 @@ async fn run_subscription(
     mut cursor: i64,
     filter: EventFilter,
     tx: mpsc::Sender<Result<WatchItem, DomainError>>,
+    counted: bool,
 ) {
     let mut head = inner.head.subscribe();
     let mut quiet_since = Instant::now();
-    let _counted = SubscriberGauge::open();
+    let _counted = counted.then(SubscriberGauge::open);
     loop {
         let loaded = *head.borrow_and_update();
         if cursor < loaded {
@@ -368,7 +394,7 @@ async fn run_subscription(
     }
 }
 
-/// Counts a subscription in `membership_event_subscribers` while it runs.
+/// Counts a watcher's subscription in `membership_event_subscribers` while it runs.
 struct SubscriberGauge;
 
 impl SubscriberGauge {

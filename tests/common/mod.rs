@@ -324,6 +324,20 @@ pub struct Tenant {
     pub owner: Uuid,
 }
 
+/// A request for an ENTERPRISE tenant with the ORGANIZATION preset, owned by `owner`.
+pub fn new_tenant(owner: Uuid) -> pb::CreateTenantRequest {
+    pb::CreateTenantRequest {
+        name: "Acme".into(),
+        kind: pb::TenantKind::Enterprise as i32,
+        role_preset: pb::RolePreset::Organization as i32,
+        seat_limit: None,
+        owner_user_id: owner.to_string(),
+        owner_email: format!("owner-{}@acme.example", owner.simple()),
+        owner_display_name: "Olivia Owner".into(),
+        request_id: String::new(),
+    }
+}
+
 pub async fn create_tenant(
     server: &TestServer,
     kind: pb::TenantKind,
@@ -335,14 +349,10 @@ pub async fn create_tenant(
         .tenants()
         .await
         .create_tenant(as_system(pb::CreateTenantRequest {
-            name: "Acme".into(),
             kind: kind as i32,
             role_preset: preset as i32,
             seat_limit,
-            owner_user_id: owner.to_string(),
-            owner_email: format!("owner-{}@acme.example", owner.simple()),
-            owner_display_name: "Olivia Owner".into(),
-            request_id: String::new(),
+            ..new_tenant(owner)
         }))
         .await
         .expect("creating a tenant")
