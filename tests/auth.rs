@@ -591,3 +591,80 @@ async fn the_binary_reads_auth_settings_and_refuses_unsafe_ones() {
     assert!(warned, "no warning about --auth none");
     assert!(server.terminate().await.success());
 }
+
+/// A watch is authorized when it opens; it must not outlive the token it was opened with.
+#[tokio::test]
+async fn a_watch_ends_when_its_token_expires() {
+    let server = start(Authenticator::Jwt(Box::new(
+        JwtVerifier::new(JwtOptions {
+            issuer: ISSUER.to_string(),
+            audience: AUDIENCE.to_string(),
+            hs256_secret: Some(SECRET.as_bytes().to_vec()),
+            rs256_public_key_pem: None,
+            system_scope: "membership.system".to_string(),
+            leeway: Duration::ZERO,
+        })
+        .unwrap(),
+    )))
+    .await;
+    let mut members = server.members().await;
+    let token = |expires_in: i64| {
+        let mut claims = Tokens::claims("event-consumer", expires_in);
+        claims["scope"] = "membership.system".into();
+        Tokens::hs256(&claims)
+    };
+    let watch = |token: String| {
+        let mut members = members.clone();
+        async move {
+            members
+                .watch_membership_events(with(
+                    pb::WatchMembershipEventsRequest::default(),
+                    Some(&token),
+                    None,
+                ))
+                .await
+                .expect("a watch with a valid token")
+                .into_inner()
+        }
+    };
+    let opened = std::time::Instant::now();
+    let mut short = watch(token(2)).await;
+    let mut long = watch(token(300)).await;
+
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match short.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the watch ended when its token expired");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        opened.elapsed()
+    );
+    assert_refused::<()>(Err(ended), Code::Unauthenticated, "TOKEN_EXPIRED");
+
+    // The other watch goes on; its next message still arrives.
+    tokio::time::timeout(WAIT, long.message())
+        .await
+        .expect("the other watch still streams")
+        .expect("no error on the other watch")
+        .expect("a message");
+    // And the expired token opens nothing new.
+    assert_refused(
+        members
+            .watch_membership_events(with(
+                pb::WatchMembershipEventsRequest::default(),
+                Some(&token(-1)),
+                None,
+            ))
+            .await,
+        Code::Unauthenticated,
+        "TOKEN_EXPIRED",
+    );
+}

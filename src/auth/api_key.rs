@@ -127,6 +127,7 @@ impl ApiKeys {
             let principal = Principal {
                 name: key.name.clone(),
                 kind,
+                valid_until: None,
             };
             if by_hash.insert(key.sha256, principal).is_some() {
                 return Err(format!(

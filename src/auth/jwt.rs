@@ -196,10 +196,12 @@ impl JwtVerifier {
                 _ => AuthError::Invalid("malformed token".to_string()),
             })?
             .claims;
+        let valid_until = Some(claims.exp.saturating_add(self.leeway));
         if claims.has_scope(&self.system_scope) {
             let principal = Principal {
                 name: claims.sub.clone(),
                 kind: PrincipalKind::System,
+                valid_until,
             };
             return Ok((principal, claims));
         }
@@ -208,6 +210,7 @@ impl JwtVerifier {
                 Principal {
                     name: claims.sub.clone(),
                     kind: PrincipalKind::User(user),
+                    valid_until,
                 },
                 claims,
             )),

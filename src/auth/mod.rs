@@ -34,6 +34,9 @@ pub struct Principal {
     /// For logs: the API key's name, the token's subject, or `anonymous`.
     pub name: String,
     pub kind: PrincipalKind,
+    /// When the credential stops being valid (seconds since the epoch), if it expires: a
+    /// token's `exp` plus the leeway. Streams opened with it end then.
+    pub valid_until: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +55,7 @@ impl Principal {
         Principal {
             name: "anonymous".to_string(),
             kind: PrincipalKind::System,
+            valid_until: None,
         }
     }
 
@@ -179,6 +183,13 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, DomainError> {
     }
 }
 
+/// When the request's credential expires, if it does: a stream opened with it must end then.
+pub fn credential_expiry<T>(request: &Request<T>) -> Option<std::time::SystemTime> {
+    let seconds = request.extensions().get::<Principal>()?.valid_until?;
+    let seconds = u64::try_from(seconds).unwrap_or(0);
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds))
+}
+
 /// Paths served without credentials: health, so load balancers and the container's health
 /// check need none, and reflection, which describes the public API and nothing else (so grpcurl
 /// can decode a refusal's details even when its credentials are what is wrong).
@@ -259,6 +270,7 @@ mod tests {
         Principal {
             name: "p".to_string(),
             kind,
+            valid_until: None,
         }
     }
 

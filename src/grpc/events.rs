@@ -1,5 +1,6 @@
 //! The event-reading RPCs of `membership.v1.MembershipService`: the audit log and the watch
-//! stream, which ends with UNAVAILABLE when the server shuts down.
+//! stream, which ends with UNAVAILABLE when the server shuts down, and with UNAUTHENTICATED
+//! when the token it was opened with expires.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -18,6 +19,8 @@ use crate::events::WatchItem;
 pub struct WatchStream {
     items: mpsc::Receiver<Result<WatchItem, DomainError>>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// When the caller's credential expires, if it does.
+    expiry: Option<Pin<Box<tokio::time::Sleep>>>,
     ended: bool,
 }
 
@@ -25,10 +28,18 @@ impl WatchStream {
     pub fn new(
         items: mpsc::Receiver<Result<WatchItem, DomainError>>,
         shutdown: tokio_util::sync::CancellationToken,
+        credential_expiry: Option<std::time::SystemTime>,
     ) -> Self {
+        let expiry = credential_expiry.map(|at| {
+            let left = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            Box::pin(tokio::time::sleep(left))
+        });
         Self {
             items,
             shutdown: Box::pin(shutdown.cancelled_owned()),
+            expiry,
             ended: false,
         }
     }
@@ -45,6 +56,14 @@ impl Stream for WatchStream {
             self.ended = true;
             return Poll::Ready(Some(Err(super::error::to_status(
                 DomainError::ShuttingDown,
+            ))));
+        }
+        if let Some(expiry) = self.expiry.as_mut()
+            && expiry.as_mut().poll(cx).is_ready()
+        {
+            self.ended = true;
+            return Poll::Ready(Some(Err(super::error::to_status(
+                DomainError::Unauthenticated(crate::auth::AuthError::Expired),
             ))));
         }
         match self.items.poll_recv(cx) {

@@ -169,6 +169,7 @@ impl MembershipService for MembershipApi {
         request: Request<WatchMembershipEventsRequest>,
     ) -> Result<Response<Self::WatchMembershipEventsStream>, Status> {
         let caller = caller(&request)?;
+        let credential_expiry = crate::auth::credential_expiry(&request);
         let r = request.into_inner();
         let result = async {
             let mut v = Validator::new();
@@ -191,6 +192,7 @@ impl MembershipService for MembershipApi {
             Ok(super::events::WatchStream::new(
                 items,
                 self.services.feed.shutdown_token(),
+                credential_expiry,
             ))
         }
         .await;
