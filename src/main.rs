@@ -125,7 +125,10 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     let signals = {
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
             (Ok(interrupt), Ok(terminate)) => Some((interrupt, terminate)),
             (Err(error), _) | (_, Err(error)) => {
                 tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");

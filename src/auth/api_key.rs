@@ -125,7 +125,7 @@ impl ApiKeys {
                 ApiKeyGrant::Delegate => PrincipalKind::Delegate,
             };
             let principal = Principal {
-                name: key.name.clone(),
+                name: key.name.as_str().into(),
                 kind,
                 valid_until: None,
             };
@@ -168,7 +168,7 @@ mod tests {
         assert!("billing".parse::<ApiKey>().is_err());
 
         let keys = ApiKeys::new(vec![key]).unwrap();
-        assert_eq!(keys.principal("secret").unwrap().name, "billing");
+        assert_eq!(&*keys.principal("secret").unwrap().name, "billing");
         assert!(keys.principal("Secret").is_err());
         assert_ne!(new_key(), new_key());
     }

@@ -199,7 +199,7 @@ impl JwtVerifier {
         let valid_until = Some(claims.exp.saturating_add(self.leeway));
         if claims.has_scope(&self.system_scope) {
             let principal = Principal {
-                name: claims.sub.clone(),
+                name: claims.sub.as_str().into(),
                 kind: PrincipalKind::System,
                 valid_until,
             };
@@ -208,7 +208,7 @@ impl JwtVerifier {
         match Uuid::try_parse(&claims.sub) {
             Ok(user) if !user.is_nil() => Ok((
                 Principal {
-                    name: claims.sub.clone(),
+                    name: claims.sub.as_str().into(),
                     kind: PrincipalKind::User(user),
                     valid_until,
                 },

@@ -31,8 +31,9 @@ pub const ACTOR_HEADER: &str = "x-actor-id";
 /// Who proved themselves on a call, before `x-actor-id` is considered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
-    /// For logs: the API key's name, the token's subject, or `anonymous`.
-    pub name: String,
+    /// For logs: the API key's name, the token's subject, or `anonymous`. Shared, as every call
+    /// carries its principal.
+    pub name: Arc<str>,
     pub kind: PrincipalKind,
     /// When the credential stops being valid (seconds since the epoch), if it expires: a
     /// token's `exp` plus the leeway. Streams opened with it end then.
@@ -52,8 +53,10 @@ pub enum PrincipalKind {
 impl Principal {
     /// Mode `none`: every caller is trusted, as a system caller that may act for any user.
     fn anonymous() -> Principal {
+        static NAME: std::sync::LazyLock<Arc<str>> =
+            std::sync::LazyLock::new(|| "anonymous".into());
         Principal {
-            name: "anonymous".to_string(),
+            name: NAME.clone(),
             kind: PrincipalKind::System,
             valid_until: None,
         }
@@ -67,12 +70,12 @@ impl Principal {
                 Ok(Caller::User(actor))
             }
             (PrincipalKind::Delegate, None) => {
-                Err(DomainError::ActorRequiredFor(self.name.clone()))
+                Err(DomainError::ActorRequiredFor(self.name.to_string()))
             }
             (PrincipalKind::User(user), None) => Ok(Caller::User(user)),
             (PrincipalKind::User(user), Some(actor)) if actor == user => Ok(Caller::User(user)),
             (PrincipalKind::User(_), Some(_)) => {
-                Err(DomainError::ActorNotAllowed(self.name.clone()))
+                Err(DomainError::ActorNotAllowed(self.name.to_string()))
             }
         }
     }
@@ -248,7 +251,7 @@ where
         if !is_public(request.uri().path()) {
             match self.authenticator.authenticate(request.headers()) {
                 Ok(principal) => {
-                    tracing::Span::current().record("principal", principal.name.as_str());
+                    tracing::Span::current().record("principal", &*principal.name);
                     request.extensions_mut().insert(principal);
                 }
                 Err(error) => {
@@ -268,7 +271,7 @@ mod tests {
 
     fn principal(kind: PrincipalKind) -> Principal {
         Principal {
-            name: "p".to_string(),
+            name: "p".into(),
             kind,
             valid_until: None,
         }
