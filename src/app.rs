@@ -149,7 +149,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let telemetry = TelemetryLayer::new(&[
+    let served = crate::grpc::served_methods(&[
         FILE_DESCRIPTOR_SET,
         tonic_health::pb::FILE_DESCRIPTOR_SET,
         tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
@@ -172,7 +172,7 @@ pub async fn serve(
     let max_message = options.max_message_bytes;
     let server = builder
         .max_concurrent_streams(options.max_streams_per_connection)
-        .layer(telemetry)
+        .layer(TelemetryLayer::new(&served))
         .layer(LimitsLayer::new(&options.limits))
         .layer(AuthLayer::new(options.authenticator.clone()))
         .add_service(health_service)

@@ -122,7 +122,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
-        let path = request.uri().path().to_string();
+        // Health checks are exempt from the concurrency bound.
+        let exempt = request.uri().path().starts_with("/grpc.health.v1.Health/");
         // Answer a little before the caller's deadline, so the caller hears DEADLINE_EXCEEDED
         // from us rather than CANCELLED from the transport's own timer.
         let deadline = match caller_deadline(request.headers()) {
@@ -133,7 +134,7 @@ where
             None => layer.request_timeout,
         };
         Box::pin(async move {
-            let permit = if path.starts_with("/grpc.health.v1.Health/") {
+            let permit = if exempt {
                 None
             } else {
                 match layer.permits.clone().try_acquire_owned() {
@@ -141,15 +142,12 @@ where
                     Err(_) => return Ok(refuse(DomainError::Overloaded)),
                 }
             };
-            let call = inner.call(request);
-            // A server stream's deadline covers only its start.
-            let response = if crate::telemetry::is_server_stream(&path) {
-                call.await?
-            } else {
-                match tokio::time::timeout(deadline, call).await {
-                    Ok(response) => response?,
-                    Err(_) => return Ok(refuse(DomainError::DeadlineExceeded(deadline))),
-                }
+            // The call completes when its response starts: a unary call when it has its
+            // answer, a server stream when it has begun. So a stream's deadline (and its
+            // permit) covers only its start, and the stream then runs for as long as it lasts.
+            let response = match tokio::time::timeout(deadline, inner.call(request)).await {
+                Ok(response) => response?,
+                Err(_) => return Ok(refuse(DomainError::DeadlineExceeded(deadline))),
             };
             drop(permit);
             if is_oversized(response.headers()) {

@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service};
 
+use crate::grpc::ServedMethod;
 use crate::store::Store;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -139,13 +140,6 @@ fn metrics_response<B>(
     )
 }
 
-/// Server-streaming methods: counted as open streams, not timed as calls.
-pub fn is_server_stream(path: &str) -> bool {
-    path.ends_with("/WatchMembershipEvents")
-        || path.ends_with("/ServerReflectionInfo")
-        || path == "/grpc.health.v1.Health/Watch"
-}
-
 /// The series of one method, registered once: a call only bumps them. Only the methods the
 /// server serves get their own; every other path counts as `unknown`, so a client sending
 /// made-up paths cannot make the series (and the server's memory) grow.
@@ -208,7 +202,7 @@ fn kind(stream: bool) -> &'static str {
     if stream { "server_stream" } else { "unary" }
 }
 
-/// Every method the server serves, by path, read from the descriptor sets it serves.
+/// Every method the server serves, by path.
 #[derive(Clone)]
 pub struct TelemetryLayer {
     methods: Arc<HashMap<String, Arc<MethodMetrics>>>,
@@ -216,34 +210,18 @@ pub struct TelemetryLayer {
 }
 
 impl TelemetryLayer {
-    /// `descriptor_sets`: encoded `FileDescriptorSet`s of the services served.
-    pub fn new(descriptor_sets: &[&[u8]]) -> Result<TelemetryLayer, prost::DecodeError> {
-        use prost::Message;
-        let mut methods = HashMap::new();
-        for encoded in descriptor_sets {
-            let set = prost_types::FileDescriptorSet::decode(*encoded)?;
-            for file in &set.file {
-                for service in &file.service {
-                    let service_name = match file.package() {
-                        "" => service.name().to_string(),
-                        package => format!("{package}.{}", service.name()),
-                    };
-                    for method in &service.method {
-                        let path = format!("/{service_name}/{}", method.name());
-                        let metrics = MethodMetrics::new(
-                            &service_name,
-                            method.name(),
-                            method.server_streaming(),
-                        );
-                        methods.insert(path, Arc::new(metrics));
-                    }
-                }
-            }
-        }
-        Ok(TelemetryLayer {
+    pub fn new(served: &[ServedMethod]) -> TelemetryLayer {
+        let methods = served
+            .iter()
+            .map(|m| {
+                let metrics = MethodMetrics::new(&m.service, &m.method, m.server_streaming);
+                (m.path.clone(), Arc::new(metrics))
+            })
+            .collect();
+        TelemetryLayer {
             methods: Arc::new(methods),
             unknown: Arc::new(MethodMetrics::new("unknown", "unknown", false)),
-        })
+        }
     }
 
     fn method(&self, path: &str) -> Arc<MethodMetrics> {

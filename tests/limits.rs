@@ -148,6 +148,22 @@ async fn the_server_deadline_applies_without_one_from_the_caller() {
     assert!(get_tenant(&server, &tenant).await.is_ok());
 }
 
+/// A watch streams for as long as its caller wants: the deadline covers only its start.
+#[tokio::test]
+async fn a_watch_outlives_the_server_deadline() {
+    let black_hole = BlackHole::start().await;
+    let limits = LimitOptions {
+        request_timeout: Duration::from_millis(300),
+        ..LimitOptions::default()
+    };
+    let server = start(&black_hole, limits, 4 * 1024 * 1024).await;
+    let mut stream = watch(&server, pb::WatchMembershipEventsRequest::default()).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let tenant = enterprise(&server, None).await;
+    let event = next_event(&mut stream).await;
+    assert_eq!(event.tenant_id, tenant.id);
+}
+
 #[tokio::test]
 async fn calls_beyond_the_concurrency_limit_are_refused_not_queued() {
     let black_hole = BlackHole::start().await;

@@ -22,6 +22,44 @@ pub mod pb {
 
 use crate::domain::DomainError;
 
+/// One method the server serves.
+#[derive(Clone, Debug)]
+pub struct ServedMethod {
+    /// `/package.Service/Method`, as requests name it.
+    pub path: String,
+    /// `package.Service`.
+    pub service: String,
+    pub method: String,
+    /// Whether it answers with a stream (a watch; reflection).
+    pub server_streaming: bool,
+}
+
+/// Every method of the services in `descriptor_sets` (encoded `FileDescriptorSet`s).
+pub fn served_methods(descriptor_sets: &[&[u8]]) -> Result<Vec<ServedMethod>, prost::DecodeError> {
+    use prost::Message;
+    let mut methods = Vec::new();
+    for encoded in descriptor_sets {
+        let set = prost_types::FileDescriptorSet::decode(*encoded)?;
+        for file in &set.file {
+            for service in &file.service {
+                let service_name = match file.package() {
+                    "" => service.name().to_string(),
+                    package => format!("{package}.{}", service.name()),
+                };
+                for method in &service.method {
+                    methods.push(ServedMethod {
+                        path: format!("/{service_name}/{}", method.name()),
+                        service: service_name.clone(),
+                        method: method.name().to_string(),
+                        server_streaming: method.server_streaming(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(methods)
+}
+
 /// The result type of a use case, as a handler returns it.
 pub(crate) fn respond<T>(
     result: Result<T, DomainError>,
