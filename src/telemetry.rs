@@ -278,9 +278,10 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let call = Call {
+        let mut call = Call {
             metrics: self.layer.method(request.uri().path()),
             started: Instant::now(),
+            recorded: false,
         };
         let request_id = request_id(request.headers());
         let span = tracing::info_span!(
@@ -330,14 +331,25 @@ fn grpc_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
     Some(tonic::Code::from_i32(value))
 }
 
-/// A call in progress, recorded once when its code is known.
+/// A call in progress, recorded once when its code is known, or as CANCELLED if it is dropped
+/// before (the caller went away, or reset the stream, while the call was running).
 struct Call {
     metrics: Arc<MethodMetrics>,
     started: Instant,
+    recorded: bool,
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.finish(tonic::Code::Cancelled);
+    }
 }
 
 impl Call {
-    fn finish(self, code: tonic::Code) {
+    fn finish(&mut self, code: tonic::Code) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
         let seconds = self.started.elapsed().as_secs_f64();
         let code_name = code_name(code);
         self.metrics.handled(code).increment(1);
@@ -386,7 +398,7 @@ struct ObservedBody {
 
 impl ObservedBody {
     fn finish(&mut self, code: tonic::Code) {
-        if let Some(call) = self.call.take() {
+        if let Some(mut call) = self.call.take() {
             if let Some(open) = &call.metrics.open_streams {
                 open.decrement(1.0);
             }

@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
+use futures::StreamExt;
 use futures::future::join_all;
 use membership_service::grpc::pb;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use tokio::sync::Barrier;
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 use uuid::Uuid;
@@ -702,4 +704,221 @@ async fn racing_retries_and_duplicates_create_one_thing_once() {
         server.scalar("SELECT COUNT(*) AS n FROM memberships").await,
         3
     );
+}
+
+/// Calls cancelled at random points (a deadline of a few hundred microseconds to 5 ms, which
+/// the server enforces by dropping the call; or a client that gives up and resets the stream)
+/// must leave no transaction open on a pooled connection, and nothing half-written: every
+/// membership that exists has its event, and every later call succeeds with the right data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelled_calls_leave_no_open_transaction_and_nothing_half_written() {
+    use rand::Rng;
+    use std::time::Duration;
+
+    const CALLS: usize = 1200;
+    const IN_FLIGHT: usize = 24;
+    let mut database = TestDatabase::create().await;
+    // Name this test's connections, so pg_stat_activity shows them apart from other tests'.
+    let application = format!("cancel_{}", Uuid::new_v4().simple());
+    if database.is_postgres() {
+        database
+            .url
+            .push_str(&format!("&application_name={application}"));
+    }
+    let server = TestServer::start_on(database).await;
+    let tenant = organization(&server, None).await;
+
+    let attempted = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut calls = futures::stream::iter(0..CALLS)
+        .map(|i| {
+            let tenant_id = tenant.id.clone();
+            let owner = tenant.owner;
+            let attempted = attempted.clone();
+            let addr = server.addr;
+            let (deadline, client_gives_up) = {
+                let mut rng = rand::thread_rng();
+                (
+                    Duration::from_micros(rng.gen_range(0..2_500)),
+                    rng.gen_bool(0.3),
+                )
+            };
+            async move {
+                // Each call has a connection of its own: HTTP/2 servers close a connection that
+                // sees many streams reset (ENHANCE_YOUR_CALM), which would fail unrelated calls.
+                let channel = Channel::from_shared(format!("http://{addr}"))
+                    .unwrap()
+                    .connect()
+                    .await
+                    .expect("connecting");
+                let mut members =
+                    pb::membership_service_client::MembershipServiceClient::new(channel.clone());
+                let tenant = Tenant {
+                    id: tenant_id.clone(),
+                    owner,
+                };
+                let call = async {
+                    match i % 4 {
+                        0 | 1 => {
+                            let user_id = user();
+                            attempted.lock().unwrap().push(user_id);
+                            let mut request = as_system(new_member(&tenant, user_id, "member"));
+                            request.set_timeout(deadline);
+                            members.create_membership(request).await.map(|_| ())
+                        }
+                        2 => {
+                            let mut request = as_system(pb::ListMembershipsRequest {
+                                tenant_id: tenant_id.clone(),
+                                page_size: 20,
+                                ..Default::default()
+                            });
+                            request.set_timeout(deadline);
+                            members.list_memberships(request).await.map(|_| ())
+                        }
+                        _ => {
+                            let mut request = as_system(pb::GetMembershipRequest {
+                                tenant_id: tenant_id.clone(),
+                                user_id: owner.to_string(),
+                            });
+                            request.set_timeout(deadline);
+                            members.get_membership(request).await.map(|_| ())
+                        }
+                    }
+                };
+                if client_gives_up {
+                    // The client drops the call itself: the stream is reset mid-flight.
+                    let _ = tokio::time::timeout(deadline, call).await;
+                } else if let Err(status) = call.await {
+                    assert!(
+                        matches!(
+                            status.code(),
+                            Code::DeadlineExceeded | Code::Cancelled | Code::Aborted
+                        ),
+                        "a cancelled call answered {status:?}"
+                    );
+                }
+                // Watches opened and dropped at once.
+                if i % 10 == 0 {
+                    let own = Channel::from_shared(format!("http://{addr}"))
+                        .unwrap()
+                        .connect()
+                        .await
+                        .expect("connecting");
+                    let mut watcher =
+                        pb::membership_service_client::MembershipServiceClient::new(own);
+                    let _ = tokio::time::timeout(
+                        deadline,
+                        watcher.watch_membership_events(as_system(
+                            pb::WatchMembershipEventsRequest {
+                                tenant_id: tenant_id.clone(),
+                                ..Default::default()
+                            },
+                        )),
+                    )
+                    .await;
+                }
+            }
+        })
+        .buffer_unordered(IN_FLIGHT);
+    while calls.next().await.is_some() {}
+    drop(calls);
+
+    if server.database.is_postgres() {
+        // Connections return to the pool in the background; give them a moment to settle.
+        let mut open = 0;
+        for _ in 0..50 {
+            open = idle_in_transaction(&server, &application).await;
+            if open == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            open, 0,
+            "pooled connections left idle in transaction after cancellation"
+        );
+    }
+
+    // Ordinary load afterwards: every call succeeds, and reads see what writes wrote.
+    let mut members = server.members().await;
+    for _ in 0..40 {
+        let added = user();
+        members
+            .create_membership(as_system(new_member(&tenant, added, "member")))
+            .await
+            .expect("a write after the cancellations");
+        let found = members
+            .get_membership(as_system(pb::GetMembershipRequest {
+                tenant_id: tenant.id.clone(),
+                user_id: added.to_string(),
+            }))
+            .await
+            .expect("a read after the cancellations")
+            .into_inner()
+            .membership
+            .expect("the membership");
+        assert_eq!(found.user_id, added.to_string());
+        members
+            .list_memberships(as_system(pb::ListMembershipsRequest {
+                tenant_id: tenant.id.clone(),
+                page_size: 5,
+                ..Default::default()
+            }))
+            .await
+            .expect("a list after the cancellations");
+    }
+    if server.database.is_postgres() {
+        assert_eq!(
+            idle_in_transaction(&server, &application).await,
+            0,
+            "pooled connections idle in transaction after ordinary load"
+        );
+    }
+
+    // Nothing half-written: a cancelled creation either exists with its event, or neither.
+    let attempted = attempted.lock().unwrap().clone();
+    let mut created = 0;
+    for user_id in attempted {
+        let rows = match members
+            .get_membership(as_system(pb::GetMembershipRequest {
+                tenant_id: tenant.id.clone(),
+                user_id: user_id.to_string(),
+            }))
+            .await
+        {
+            Ok(_) => 1,
+            Err(status) if status.code() == Code::NotFound => 0,
+            Err(status) => panic!("reading membership {user_id}: {status:?}"),
+        };
+        let events = server
+            .scalar(&format!(
+                "SELECT COUNT(*) AS n FROM events WHERE event_type = 'membership.created' \
+                 AND subject_id = '{user_id}'"
+            ))
+            .await;
+        assert_eq!(
+            rows, events,
+            "membership {user_id}: {rows} row(s), {events} event(s)"
+        );
+        created += rows;
+    }
+    let (count, max, head) = log_shape(server.db()).await;
+    assert_eq!(
+        (count, max),
+        (head, head),
+        "the log has gaps or an unexplained head"
+    );
+    assert!(
+        created < CALLS as i64,
+        "no call was cancelled; the test proves nothing"
+    );
+}
+
+/// This test's pooled connections that sit idle inside a transaction.
+async fn idle_in_transaction(server: &TestServer, application: &str) -> i64 {
+    server
+        .scalar(&format!(
+            "SELECT COUNT(*) AS n FROM pg_stat_activity \
+             WHERE application_name = '{application}' AND state LIKE 'idle in transaction%'"
+        ))
+        .await
 }

@@ -313,3 +313,83 @@ async fn json_logs_carry_the_request_id_of_each_call() {
     }
     assert!(server.terminate().await.success());
 }
+
+/// A unary call the caller abandons while it runs (here: waiting for the database's write lock,
+/// held by this test) is counted and logged as CANCELLED, not left out or counted as UNKNOWN.
+#[tokio::test]
+async fn a_call_the_caller_abandons_is_counted_and_logged_as_cancelled() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    let database = TestDatabase::create().await;
+    let server = ServerProcess::spawn(&database.url, &[]).await;
+    let metrics = server.metrics.expect("the metrics endpoint's address");
+    let mut tenants = TenantServiceClient::new(server.channel().await);
+    // Migrated by the server; the test holds the write lock every tenant creation needs.
+    let store = membership_service::store::Store::connect(&database.url, 1)
+        .await
+        .unwrap();
+    let blocker = store
+        .connection()
+        .begin_with_options(sea_orm::TransactionOptions {
+            isolation_level: None,
+            access_mode: None,
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        })
+        .await
+        .unwrap();
+    if database.is_postgres() {
+        blocker
+            .execute_unprepared("LOCK TABLE log_head IN EXCLUSIVE MODE")
+            .await
+            .unwrap();
+    }
+
+    let mut request = as_system(new_tenant(user()));
+    request
+        .metadata_mut()
+        .insert("x-request-id", "abandoned-call-1".parse().unwrap());
+    let abandoned = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        tenants.create_tenant(request),
+    )
+    .await;
+    assert!(
+        abandoned.is_err(),
+        "the call finished while the lock was held"
+    );
+    blocker.rollback().await.unwrap();
+
+    let cancelled = r#"grpc_server_handled_total{grpc_service="membership.v1.TenantService",grpc_method="CreateTenant",grpc_type="unary",grpc_code="CANCELLED"}"#;
+    let body = tokio::time::timeout(WAIT, async {
+        loop {
+            let (_, body) = get(metrics, "/metrics").await;
+            if sample(&body, cancelled).is_some() {
+                return body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the abandoned call was counted");
+    assert_eq!(sample(&body, cancelled), Some(1.0), "{body}");
+    assert!(!body.contains(r#"grpc_code="UNKNOWN""#), "{body}");
+    let logged = tokio::time::timeout(WAIT, async {
+        loop {
+            let line = server
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|line| line.contains("request_id=abandoned-call-1"))
+                .cloned();
+            if let Some(line) = line {
+                return line;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the abandoned call was not logged: {:?}", server.logs));
+    assert!(logged.contains("CANCELLED"), "{logged}");
+    assert!(server.terminate().await.success());
+}

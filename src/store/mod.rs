@@ -84,6 +84,12 @@ impl Store {
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(10))
             .sqlx_logging(false)
+            // Instead of sqlx's ping on every acquire: the same round trip, which also finds a
+            // connection left inside a transaction (see `leftover_transaction`) and discards it.
+            .test_before_acquire(false)
+            .map_sqlx_postgres_pool_opts(|pool| {
+                pool.before_acquire(|conn, _| Box::pin(leftover_transaction_check(conn)))
+            })
             .map_sqlx_sqlite_opts(|opts| {
                 opts.create_if_missing(true)
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
@@ -176,11 +182,11 @@ impl Store {
     /// current log head when nothing was emitted). Any error rolls everything back.
     pub async fn write<T, F>(&self, work: F) -> Result<(T, i64), DomainError>
     where
-        T: Send,
+        T: Send + 'static,
         F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send,
     {
-        let _turn = match &self.write_gate {
-            Some(gate) => Some(gate.lock().await),
+        let turn = match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
             None => None,
         };
         let options = TransactionOptions {
@@ -188,17 +194,34 @@ impl Store {
             access_mode: None,
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         };
-        let txn = self
-            .db
-            .begin_with_options(options)
-            .await
+        let db = self.db.clone();
+        let txn = uncancellable(async move { db.begin_with_options(options).await })
+            .await?
             .map_err(db_error)?;
         let mut tx = Tx {
             txn,
             events: Vec::new(),
             rollback_only: false,
         };
+        // If the call is cancelled here, dropping `tx` queues a rollback on its connection,
+        // which runs before the connection is handed out again.
         let outcome = work(&mut tx).await;
+        // From here on the transaction ends (commit or rollback) on a task of its own: a call
+        // cancelled now neither leaves it half-finished nor skips the commit hooks.
+        let store = self.clone();
+        uncancellable(async move {
+            let _turn = turn;
+            store.finish(tx, outcome).await
+        })
+        .await?
+    }
+
+    /// Ends a writing transaction: appends its events and commits, or rolls back.
+    async fn finish<T>(
+        &self,
+        tx: Tx,
+        outcome: Result<T, DomainError>,
+    ) -> Result<(T, i64), DomainError> {
         let Tx {
             txn,
             events,
@@ -253,11 +276,51 @@ impl Store {
             ),
             _ => (None, None),
         };
-        self.db
-            .begin_with_config(isolation, access)
-            .await
+        let db = self.db.clone();
+        uncancellable(async move { db.begin_with_config(isolation, access).await })
+            .await?
             .map_err(db_error)
     }
+}
+
+/// Runs `work` to completion on a task of its own, whether or not the caller still waits.
+///
+/// `BEGIN` and `COMMIT` must not be cut short: a call dropped while its `BEGIN` is in flight
+/// leaves the driver believing no transaction is open while the server has one, and the next
+/// user of that pooled connection would run inside it. On a task of its own the statement
+/// completes, and a transaction nobody receives is dropped, which rolls it back.
+async fn uncancellable<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, DomainError> {
+    tokio::spawn(work).await.map_err(|error| {
+        tracing::error!(%error, "a database task failed");
+        DomainError::Internal("database task failed".into())
+    })
+}
+
+/// Whether a pooled PostgreSQL connection may be handed out: `false` (close it) when it is still
+/// inside a transaction, an error (close it) when it does not answer or its transaction failed.
+///
+/// Outside a transaction block a simple query is its own transaction, and PostgreSQL stamps the
+/// transaction with the statement's start time; inside a block left open by an earlier user the
+/// transaction began with that user's `BEGIN`, earlier.
+async fn leftover_transaction_check(
+    conn: &mut sea_orm::sqlx::PgConnection,
+) -> Result<bool, sea_orm::sqlx::Error> {
+    use sea_orm::sqlx::Row as _;
+    // A simple query (one protocol message): with the extended protocol the implicit
+    // transaction starts at Parse, before the statement's own Execute message arrives.
+    let row = sea_orm::sqlx::raw_sql(
+        "SELECT transaction_timestamp() = statement_timestamp() AS outside_transaction",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let outside: bool = row.try_get("outside_transaction")?;
+    if !outside {
+        tracing::warn!("a pooled connection was left inside a transaction; closing it");
+        metrics::counter!("membership_db_connections_discarded_total").increment(1);
+    }
+    Ok(outside)
 }
 
 /// Maps a database error to the domain: lost connections are UNAVAILABLE, lock conflicts ask
