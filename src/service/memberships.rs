@@ -66,7 +66,8 @@ impl Services {
             query.filter.member_type.map_or("", |t| t.as_str()),
             query.filter.source.map_or("", |s| s.as_str()),
             query.role_name.as_deref().unwrap_or(""),
-            query.filter.query.as_deref().unwrap_or(""),
+            query.filter.query.as_ref().map_or("", |q| q.email.as_str()),
+            query.filter.query.as_ref().map_or("", |q| q.name.as_str()),
             &format!("{:?}/{}", query.sort, query.descending),
         ]);
         let after = match query.page_token.as_str() {
