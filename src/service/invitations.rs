@@ -349,7 +349,7 @@ impl Services {
         ]);
         let after = match page_token {
             "" => None,
-            token => match page_token::decode(token, &fingerprint)? {
+            token => match self.page_tokens.decode(token, &fingerprint)? {
                 After {
                     value: SortValue::Int(created_at),
                     user_id,
@@ -377,7 +377,7 @@ impl Services {
         let more = page.len() as u64 > page_size;
         page.truncate(page_size as usize);
         let next = match page.last() {
-            Some(last) if more => page_token::encode(
+            Some(last) if more => self.page_tokens.encode(
                 &fingerprint,
                 &After {
                     value: SortValue::Int(last.created_at),

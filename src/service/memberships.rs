@@ -72,7 +72,7 @@ impl Services {
         ]);
         let after = match query.page_token.as_str() {
             "" => None,
-            token => Some(page_token::decode(token, &fingerprint)?),
+            token => Some(self.page_tokens.decode(token, &fingerprint)?),
         };
         let conn = self.store.read_snapshot().await?;
         let tenant = store::tenants::get(&conn, query.tenant_id).await?;
@@ -111,7 +111,7 @@ impl Services {
         )
         .await?;
         let next_page_token = match memberships.last() {
-            Some(last) if more => page_token::encode(
+            Some(last) if more => self.page_tokens.encode(
                 &fingerprint,
                 &After {
                     value: sort_value(last, query.sort),
