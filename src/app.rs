@@ -28,6 +28,7 @@ use crate::grpc::tenants::TenantApi;
 use crate::limits::{LimitOptions, LimitsLayer};
 use crate::mail::{MailOptions, Mailer};
 use crate::service::Services;
+use crate::service::page_token::PageTokens;
 use crate::store::Store;
 use crate::telemetry::TelemetryLayer;
 
@@ -94,7 +95,10 @@ pub async fn serve(
     let authz = AuthzCache::start(store.clone(), feed.clone())
         .await
         .map_err(|e| format!("starting the permission cache: {e}"))?;
-    let services = Services::new(store.clone(), feed.clone(), mailer, dns, authz);
+    let page_tokens = PageTokens::load(&store)
+        .await
+        .map_err(|e| format!("loading the page token secret: {e}"))?;
+    let services = Services::new(store.clone(), feed.clone(), mailer, dns, authz, page_tokens);
     // Metrics stay up while calls drain, and stop with the server.
     let metrics_stop = CancellationToken::new();
     let _stop_metrics = metrics_stop.clone().drop_guard();

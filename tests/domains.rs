@@ -1149,3 +1149,72 @@ async fn auto_join_closes_the_pending_invitation_of_the_same_email() {
         "one person, one seat"
     );
 }
+
+#[tokio::test]
+async fn a_domain_added_in_unicode_matches_signups_in_either_form() {
+    let dns = DnsServer::start().await;
+    let server = start(&dns).await;
+    let tenant = enterprise(&server, None).await;
+    // Stored, verified and matched in its IDNA ASCII form, as emails are.
+    let domain = verified(&server, &dns, &tenant, "Bücher.Example", true).await;
+    assert_eq!(domain.domain, "xn--bcher-kva.example");
+    assert_eq!(
+        domain.verification_record_name,
+        "_membership-verification.xn--bcher-kva.example"
+    );
+    let again = server
+        .tenants()
+        .await
+        .add_domain(as_user(
+            add(&tenant, "xn--bcher-kva.example", true),
+            tenant.owner,
+        ))
+        .await;
+    assert_refused(again, Code::AlreadyExists, "DOMAIN_EXISTS");
+    let other = enterprise(&server, None).await;
+    let taken = server
+        .tenants()
+        .await
+        .add_domain(as_user(add(&other, "bücher.example", true), other.owner))
+        .await;
+    assert_refused(taken, Code::AlreadyExists, "DOMAIN_TAKEN");
+
+    for (email, stored) in [
+        ("ann@xn--bcher-kva.example", "ann@xn--bcher-kva.example"),
+        ("Bob@BÜCHER.example", "bob@xn--bcher-kva.example"),
+    ] {
+        let user_id = user();
+        let response = auto_join(&server, user_id, email).await;
+        assert_eq!(response.results.len(), 1, "{email}: {response:?}");
+        assert_eq!(response.results[0].tenant_id, tenant.id);
+        assert_eq!(
+            response.results[0].outcome,
+            pb::AutoJoinOutcome::Joined as i32
+        );
+        assert_eq!(
+            get_member(&server, &tenant, user_id).await.unwrap().email,
+            stored
+        );
+    }
+    // A look-alike domain is another domain: no tenant verified it.
+    let look_alike = auto_join(&server, user(), "cy@b\u{FC}cher.exampl\u{435}").await;
+    assert!(look_alike.results.is_empty(), "{look_alike:?}");
+
+    // A domain IDNA refuses is invalid input.
+    for bad in ["xn--zz.example", "bü_cher.example"] {
+        let refused = server
+            .tenants()
+            .await
+            .add_domain(as_user(add(&tenant, bad, true), tenant.owner))
+            .await;
+        let status = assert_refused(refused, Code::InvalidArgument, "INVALID_ARGUMENT");
+        assert_eq!(violated_fields(&status), ["domain"], "{bad}");
+        let refused = server
+            .members()
+            .await
+            .auto_join(as_system(sign_up(user(), &format!("dee@{bad}"))))
+            .await;
+        let status = assert_refused(refused, Code::InvalidArgument, "INVALID_ARGUMENT");
+        assert_eq!(violated_fields(&status), ["email"], "{bad}");
+    }
+}

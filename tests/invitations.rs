@@ -2469,3 +2469,272 @@ async fn linking_an_invited_email_directly_closes_its_pending_invitation() {
         .await;
     assert_refused(late, Code::FailedPrecondition, "INVITATION_NOT_PENDING");
 }
+
+// Emails are compared in one canonical form (README "Email addresses"): the domain through
+// IDNA to ASCII, lower-case; in the local part only ASCII letters lower-cased. Characters that
+// only look alike, or that full Unicode case folding would merge, stay distinct addresses.
+
+/// KELVIN SIGN, which Unicode lower-cases to the ASCII `k`.
+const KELVIN: char = '\u{212A}';
+
+/// The emails of the tenant's member list entries matching the text `query`.
+async fn member_emails_matching(server: &TestServer, tenant: &Tenant, query: &str) -> Vec<String> {
+    let mut found: Vec<String> = server
+        .members()
+        .await
+        .list_memberships(as_system(pb::ListMembershipsRequest {
+            tenant_id: tenant.id.clone(),
+            query: query.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .memberships
+        .into_iter()
+        .map(|m| m.email)
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn a_kelvin_sign_address_is_not_the_ascii_one() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, None).await;
+    let kelvin = format!("{KELVIN}arl@acme.example");
+    let karl = invited(&server, &tenant, "karl@acme.example", "member").await;
+
+    // Whoever verified the Kelvin-sign address cannot take karl's invitation.
+    let head = server.head().await;
+    let taken = accept_as(&server, &karl.token, user(), &kelvin).await;
+    assert_refused(taken, Code::PermissionDenied, "EMAIL_MISMATCH");
+    assert_eq!(server.head().await, head, "a refusal writes nothing");
+
+    // It is an address of its own: a second invitation, stored exactly as given.
+    let other = invited(&server, &tenant, &kelvin, "member").await;
+    let other_invitation = other.invitation.unwrap();
+    assert_eq!(other_invitation.email, kelvin);
+    assert_ne!(
+        other_invitation.invitation_id,
+        karl.invitation.as_ref().unwrap().invitation_id
+    );
+    let (pending, _) =
+        list_invitations(&server, &tenant, pb::InvitationState::Pending, "", 50).await;
+    assert_eq!(
+        emails(&pending),
+        set(&["karl@acme.example", kelvin.as_str()])
+    );
+    // Inviting the Kelvin-sign address again is the pending one; karl's accepts as karl only.
+    let again = invitations(&server)
+        .await
+        .create_invitation(as_user(invite(&tenant, &kelvin, "member"), tenant.owner))
+        .await;
+    assert_refused(again, Code::AlreadyExists, "INVITATION_PENDING");
+    let kelvin_user = user();
+    let accepted = accept_as(&server, &other.token, kelvin_user, &kelvin)
+        .await
+        .expect("the Kelvin-sign address accepts its own invitation");
+    assert_eq!(accepted.membership.unwrap().email, kelvin);
+    let karl_user = user();
+    accept_as(&server, &karl.token, karl_user, "Karl@acme.example")
+        .await
+        .expect("karl accepts his");
+    assert_eq!(
+        get_member(&server, &tenant, karl_user).await.unwrap().email,
+        "karl@acme.example"
+    );
+
+    // The member-list text search folds as addresses do: `KARL` finds karl (ASCII case), the
+    // Kelvin-sign query finds only its own address.
+    assert_eq!(
+        member_emails_matching(&server, &tenant, "KARL@").await,
+        ["karl@acme.example"]
+    );
+    assert_eq!(
+        member_emails_matching(&server, &tenant, &format!("{KELVIN}arl@")).await,
+        [kelvin.as_str()]
+    );
+    let (found, _) = list_invitations(
+        &server,
+        &tenant,
+        pb::InvitationState::Unspecified,
+        &format!("{KELVIN}arl"),
+        50,
+    )
+    .await;
+    assert_eq!(emails(&found), set(&[kelvin.as_str()]));
+}
+
+#[tokio::test]
+async fn look_alike_and_full_width_letters_are_distinct_addresses() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, None).await;
+    // Cyrillic а (U+0430) for the Latin a; full-width Ａ (U+FF21) and ａ (U+FF41) for A and a.
+    let cyrillic = "\u{430}dmin@acme.example";
+    let full_width_upper = "\u{FF21}nn@acme.example";
+    let full_width_lower = "\u{FF41}nn@acme.example";
+    let admin = invited(&server, &tenant, "admin@acme.example", "member").await;
+    let taken = accept_as(&server, &admin.token, user(), cyrillic).await;
+    assert_refused(taken, Code::PermissionDenied, "EMAIL_MISMATCH");
+    for email in [
+        cyrillic,
+        full_width_upper,
+        full_width_lower,
+        "ann@acme.example",
+    ] {
+        let created = invited(&server, &tenant, email, "member").await;
+        assert_eq!(created.invitation.unwrap().email, email, "kept exactly");
+    }
+    let (pending, _) =
+        list_invitations(&server, &tenant, pb::InvitationState::Pending, "", 50).await;
+    assert_eq!(
+        emails(&pending),
+        set(&[
+            "admin@acme.example",
+            cyrillic,
+            full_width_upper,
+            full_width_lower,
+            "ann@acme.example"
+        ])
+    );
+    // A full-width letter is not lower-cased: the upper-case one's invitation is not the
+    // lower-case one's.
+    let full_width = invited(&server, &tenant, "\u{FF22}ob@acme.example", "member").await;
+    let folded = accept_as(
+        &server,
+        &full_width.token,
+        user(),
+        "\u{FF42}ob@acme.example",
+    )
+    .await;
+    assert_refused(folded, Code::PermissionDenied, "EMAIL_MISMATCH");
+
+    // Bulk invitations use the same form: look-alikes are new addresses, ASCII case is not.
+    let kelvin = format!("{KELVIN}arl@acme.example");
+    let given = [
+        "karl@acme.example",
+        kelvin.as_str(),
+        "KARL@ACME.example",
+        "\u{430}DMIN@acme.example",
+        "ADMIN@acme.example",
+        "\u{430}nn@acme.example",
+    ];
+    let response = invitations(&server)
+        .await
+        .bulk_create_invitations(as_user(bulk(&tenant, &given, "member"), tenant.owner))
+        .await
+        .unwrap()
+        .into_inner();
+    use pb::BulkInvitationOutcome as O;
+    let outcomes: Vec<O> = response
+        .results
+        .iter()
+        .map(|r| O::try_from(r.outcome).unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            O::Created,
+            O::Created,
+            O::Duplicate,
+            O::AlreadyInvited,
+            O::AlreadyInvited,
+            O::Created
+        ]
+    );
+    assert_eq!(
+        response.results[1].invitation.as_ref().unwrap().email,
+        kelvin
+    );
+    assert_eq!(
+        response.results[5].invitation.as_ref().unwrap().email,
+        "\u{430}nn@acme.example"
+    );
+}
+
+#[tokio::test]
+async fn a_unicode_domain_and_its_punycode_are_one_address() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, None).await;
+    let mut client = invitations(&server).await;
+
+    let ann = invited(&server, &tenant, "Ann@Bücher.Example", "member").await;
+    assert_eq!(
+        ann.invitation.as_ref().unwrap().email,
+        "ann@xn--bcher-kva.example"
+    );
+    let again = client
+        .create_invitation(as_user(
+            invite(&tenant, "ann@XN--BCHER-KVA.example", "member"),
+            tenant.owner,
+        ))
+        .await;
+    assert_refused(again, Code::AlreadyExists, "INVITATION_PENDING");
+    let bob = invited(&server, &tenant, "bob@xn--bcher-kva.example", "member").await;
+    let again = client
+        .create_invitation(as_user(
+            invite(&tenant, "bob@bücher.example", "member"),
+            tenant.owner,
+        ))
+        .await;
+    assert_refused(again, Code::AlreadyExists, "INVITATION_PENDING");
+
+    // Either form accepts.
+    let ann_user = user();
+    let accepted = accept_as(&server, &ann.token, ann_user, "ann@xn--bcher-kva.example")
+        .await
+        .expect("the punycode form accepts");
+    assert_eq!(
+        accepted.membership.unwrap().email,
+        "ann@xn--bcher-kva.example"
+    );
+    accept_as(&server, &bob.token, user(), "BOB@BÜCHER.example")
+        .await
+        .expect("the Unicode form accepts");
+    let member = client
+        .create_invitation(as_user(
+            invite(&tenant, "ann@bücher.example", "member"),
+            tenant.owner,
+        ))
+        .await;
+    assert_refused(member, Code::AlreadyExists, "MEMBER_EXISTS");
+
+    // A domain IDNA refuses is invalid input, field by field.
+    for bad in [
+        "ann@xn--zz.example",
+        "ann@bü_cher.example",
+        "ann@-bücher.example",
+    ] {
+        let refused = client
+            .create_invitation(as_user(invite(&tenant, bad, "member"), tenant.owner))
+            .await;
+        let status = assert_refused(refused, Code::InvalidArgument, "INVALID_ARGUMENT");
+        assert_eq!(violated_fields(&status), ["email"], "{bad}");
+        let refused = client
+            .accept_invitation(as_system(accept(&ann.token, user(), bad)))
+            .await;
+        let status = assert_refused(refused, Code::InvalidArgument, "INVALID_ARGUMENT");
+        assert_eq!(violated_fields(&status), ["email"], "{bad}");
+    }
+    let response = client
+        .bulk_create_invitations(as_user(
+            bulk(
+                &tenant,
+                &["cy@xn--zz.example", "cy@bücher.example"],
+                "member",
+            ),
+            tenant.owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        response.results[0].outcome,
+        pb::BulkInvitationOutcome::InvalidEmail as i32
+    );
+    assert_eq!(
+        response.results[1].invitation.as_ref().unwrap().email,
+        "cy@xn--bcher-kva.example"
+    );
+}

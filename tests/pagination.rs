@@ -1,6 +1,7 @@
 //! ListMemberships at scale (DESIGN rule 5): every filter and order pages through a large tenant
 //! with keyset tokens, each matching member exactly once and in order; tokens that were edited,
-//! invented or issued for another query are refused.
+//! invented, forged without the secret or issued for another query are refused, by every list
+//! that takes one, and genuine ones hold across replicas and restarts.
 
 mod common;
 
@@ -699,5 +700,260 @@ async fn the_text_query_ignores_case_beyond_ascii() {
         for m in &found {
             assert_eq!(ids[m.display_name.as_str()], m.user_id);
         }
+    }
+}
+
+/// The RPCs that take a page token (every `page_token` field in the protos).
+#[derive(Clone, Copy, Debug)]
+enum Listing {
+    Memberships,
+    Invitations,
+    RoleBindings,
+    Events,
+}
+
+const LISTINGS: [Listing; 4] = [
+    Listing::Memberships,
+    Listing::Invitations,
+    Listing::RoleBindings,
+    Listing::Events,
+];
+
+/// One page of two from `listing` for the tenant, as its owner: the keys of its rows, and the
+/// next page's token.
+async fn page_of(
+    server: &TestServer,
+    tenant: &Tenant,
+    listing: Listing,
+    page_token: &str,
+) -> Result<(Vec<String>, String), tonic::Status> {
+    use membership_service::grpc::pb::invitation_service_client::InvitationServiceClient;
+    use membership_service::grpc::pb::role_service_client::RoleServiceClient;
+    let tenant_id = tenant.id.clone();
+    let page_token = page_token.to_string();
+    let page_size = 2;
+    let owner = tenant.owner;
+    match listing {
+        Listing::Memberships => {
+            let page = server
+                .members()
+                .await
+                .list_memberships(as_user(
+                    pb::ListMembershipsRequest {
+                        tenant_id,
+                        page_size,
+                        page_token,
+                        ..Default::default()
+                    },
+                    owner,
+                ))
+                .await?
+                .into_inner();
+            let keys = page
+                .memberships
+                .iter()
+                .map(|m| format!("{}{}", m.user_id, m.invitation_id))
+                .collect();
+            Ok((keys, page.next_page_token))
+        }
+        Listing::Invitations => {
+            let page = InvitationServiceClient::new(server.channel().await)
+                .list_invitations(as_user(
+                    pb::ListInvitationsRequest {
+                        tenant_id,
+                        page_size,
+                        page_token,
+                        ..Default::default()
+                    },
+                    owner,
+                ))
+                .await?
+                .into_inner();
+            let keys = page
+                .invitations
+                .iter()
+                .map(|i| i.invitation_id.clone())
+                .collect();
+            Ok((keys, page.next_page_token))
+        }
+        Listing::RoleBindings => {
+            let page = RoleServiceClient::new(server.channel().await)
+                .list_role_bindings(as_user(
+                    pb::ListRoleBindingsRequest {
+                        tenant_id,
+                        page_size,
+                        page_token,
+                        ..Default::default()
+                    },
+                    owner,
+                ))
+                .await?
+                .into_inner();
+            let keys = page
+                .bindings
+                .iter()
+                .map(|b| format!("{}/{}", b.user_id, b.role))
+                .collect();
+            Ok((keys, page.next_page_token))
+        }
+        Listing::Events => {
+            let page = server
+                .members()
+                .await
+                .list_membership_events(as_user(
+                    pb::ListMembershipEventsRequest {
+                        tenant_id,
+                        page_size,
+                        page_token,
+                        ..Default::default()
+                    },
+                    owner,
+                ))
+                .await?
+                .into_inner();
+            let keys = page.events.iter().map(|e| e.position.to_string()).collect();
+            Ok((keys, page.next_page_token))
+        }
+    }
+}
+
+/// A tenant with enough members, invitations, bindings and events for several pages of each.
+async fn tenant_with_pages(server: &TestServer) -> Tenant {
+    use membership_service::grpc::pb::invitation_service_client::InvitationServiceClient;
+    let tenant = enterprise(server, None).await;
+    for _ in 0..5 {
+        add_member(server, &tenant, "member").await;
+    }
+    let mut invitations = InvitationServiceClient::new(server.channel().await);
+    for i in 0..5 {
+        invitations
+            .create_invitation(as_user(
+                pb::CreateInvitationRequest {
+                    tenant_id: tenant.id.clone(),
+                    email: format!("invitee{i}@acme.example"),
+                    role: "member".into(),
+                    ..Default::default()
+                },
+                tenant.owner,
+            ))
+            .await
+            .unwrap();
+    }
+    tenant
+}
+
+/// The bytes of a page token, and where its JSON payload starts (after the checksum or tag).
+fn token_parts(token: &str) -> (Vec<u8>, usize) {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .expect("a page token is unpadded URL-safe base64");
+    let start = bytes
+        .windows(5)
+        .position(|w| w == b"{\"f\":")
+        .expect("a JSON payload in the token");
+    (bytes, start)
+}
+
+fn encode_token(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `token` with its cursor moved, and its integrity recomputed without any key: the 8-byte
+/// SHA-256 checksum page tokens used to carry, and a full SHA-256 in place of a 32-byte tag.
+fn forged_without_key(token: &str) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    let (bytes, start) = token_parts(token);
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&bytes[start..]).expect("a JSON payload");
+    // Back to the start of the list: the forger re-reads rows past the cursor it was given.
+    if payload["i"].is_i64() {
+        payload["i"] = serde_json::json!(0);
+    } else {
+        payload["t"] = serde_json::json!("");
+    }
+    payload["u"] = serde_json::json!(Uuid::nil());
+    let payload = serde_json::to_vec(&payload).unwrap();
+    let old_checksum = Sha256::new()
+        .chain_update(b"membership.v1 page token")
+        .chain_update(&payload)
+        .finalize();
+    let mut old = old_checksum[..8].to_vec();
+    old.extend_from_slice(&payload);
+    let full_hash = Sha256::new()
+        .chain_update(b"membership.v1 page token\0")
+        .chain_update(&payload)
+        .finalize();
+    let mut unkeyed = full_hash.to_vec();
+    unkeyed.extend_from_slice(&payload);
+    // And the genuine tag in front of the edited payload.
+    let mut kept = bytes[..start].to_vec();
+    kept.extend_from_slice(&payload);
+    vec![
+        encode_token(&old),
+        encode_token(&unkeyed),
+        encode_token(&kept),
+    ]
+}
+
+#[tokio::test]
+async fn an_edited_or_forged_page_token_is_refused_by_every_list() {
+    let server = TestServer::start().await;
+    let tenant = tenant_with_pages(&server).await;
+    for listing in LISTINGS {
+        let (first, token) = page_of(&server, &tenant, listing, "").await.unwrap();
+        assert_eq!(first.len(), 2, "{listing:?}");
+        assert!(!token.is_empty(), "{listing:?} has a second page");
+        let (second, _) = page_of(&server, &tenant, listing, &token)
+            .await
+            .unwrap_or_else(|s| panic!("{listing:?}: the genuine token: {s:?}"));
+        assert!(
+            second.iter().all(|key| !first.contains(key)),
+            "{listing:?}: page 2 goes on after page 1"
+        );
+
+        // Recomputing the checksum is no longer enough: the tag needs the secret.
+        for forged in forged_without_key(&token) {
+            let result = page_of(&server, &tenant, listing, &forged).await;
+            assert_refused(result, Code::InvalidArgument, "INVALID_PAGE_TOKEN");
+        }
+        // Any one byte changed, tag or payload.
+        let (bytes, _) = token_parts(&token);
+        for position in 0..bytes.len() {
+            let mut edited = bytes.clone();
+            edited[position] ^= 0x20;
+            let result = page_of(&server, &tenant, listing, &encode_token(&edited)).await;
+            assert_refused(result, Code::InvalidArgument, "INVALID_PAGE_TOKEN");
+        }
+    }
+}
+
+#[tokio::test]
+async fn page_tokens_hold_across_replicas_and_restarts() {
+    let a = TestServer::start().await;
+    let tenant = tenant_with_pages(&a).await;
+    let b = TestServer::start_shared(a.database.clone(), test_options()).await;
+    let mut tokens = Vec::new();
+    for listing in LISTINGS {
+        let (_, token) = page_of(&a, &tenant, listing, "").await.unwrap();
+        let (on_a, _) = page_of(&a, &tenant, listing, &token).await.unwrap();
+        let (on_b, _) = page_of(&b, &tenant, listing, &token)
+            .await
+            .unwrap_or_else(|s| panic!("{listing:?}: A's token on B: {s:?}"));
+        assert_eq!(on_b, on_a, "{listing:?}");
+        assert_eq!(on_a.len(), 2, "{listing:?}");
+        tokens.push((listing, token, on_a));
+    }
+    // Both stop; a server started again over the database reads the tokens they issued.
+    let database = a.database.clone();
+    a.stop().await;
+    b.stop().await;
+    let c = TestServer::start_shared(database, test_options()).await;
+    for (listing, token, expected) in tokens {
+        let (on_c, _) = page_of(&c, &tenant, listing, &token)
+            .await
+            .unwrap_or_else(|s| panic!("{listing:?}: a token after a restart: {s:?}"));
+        assert_eq!(on_c, expected, "{listing:?}");
     }
 }

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_foundation;
 mod m20261123_000002_invitations_and_domains;
+mod m20261124_000001_page_token_secret;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_foundation::Migration),
             Box::new(m20261123_000002_invitations_and_domains::Migration),
+            Box::new(m20261124_000001_page_token_secret::Migration),
         ]
     }
 }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::email::canonical_domain;
 use super::{Micros, stored_enum};
 
 stored_enum! {
@@ -82,32 +83,23 @@ pub fn is_consumer(domain: &str) -> bool {
         || domain.starts_with("outlook.")
 }
 
-/// Lower-cases and checks a domain name: dotted labels of letters, digits and hyphens.
+/// A domain a tenant names, in the canonical form emails use (`email::canonical_domain`: IDNA
+/// ASCII, lower-case), so a domain added as `bücher.example` matches addresses at
+/// `xn--bcher-kva.example` and the other way round. A trailing root dot is dropped, and the
+/// last label must hold a letter (an IP address is not a mail domain a tenant can own).
 pub fn normalize(domain: &str) -> Result<String, String> {
-    let domain = domain.trim().trim_end_matches('.').to_lowercase();
-    let labels: Vec<&str> = domain.split('.').collect();
-    let valid = domain.len() <= 253
-        && labels.len() >= 2
-        && labels.iter().all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-        && labels
-            .last()
-            .is_some_and(|tld| tld.chars().any(|c| c.is_ascii_alphabetic()));
-    if valid {
+    let domain = domain.trim();
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    let domain = canonical_domain(domain)?;
+    let tld_ok = domain
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.chars().any(|c| c.is_ascii_alphabetic()));
+    if tld_ok {
         Ok(domain)
     } else {
         Err("must be a domain name such as acme.com".into())
     }
-}
-
-/// The domain part of a normalized email address.
-pub fn of_email(email: &str) -> Option<&str> {
-    email.rsplit_once('@').map(|(_, domain)| domain)
 }
 
 #[cfg(test)]
@@ -123,6 +115,13 @@ mod tests {
         assert!(is_consumer("gmail.com"));
         assert!(is_consumer("yahoo.co.uk"));
         assert!(!is_consumer("acme.com"));
-        assert_eq!(of_email("ann@acme.com"), Some("acme.com"));
+        assert_eq!(
+            normalize("Bücher.Example.").unwrap(),
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(
+            normalize("xn--bcher-kva.example").unwrap(),
+            "xn--bcher-kva.example"
+        );
     }
 }

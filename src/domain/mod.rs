@@ -1,6 +1,7 @@
 //! Rules and types of the membership domain. Nothing here knows about gRPC or SQL: the service
 //! layer loads state, asks these types what is allowed, and writes the result.
 
+pub mod email;
 pub mod email_domain;
 pub mod error;
 pub mod events;

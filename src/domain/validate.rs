@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use super::email::canonical_email;
 use super::error::{DomainError, FieldViolation};
 
 pub const MAX_NAME_CHARS: usize = 200;
@@ -55,9 +56,9 @@ impl Validator {
         }
     }
 
-    /// A required email address, returned trimmed and lower-cased.
+    /// A required email address, returned in canonical form (`email::canonical_email`).
     pub fn email(&mut self, field: &str, value: &str) -> String {
-        match normalize_email(value) {
+        match canonical_email(value) {
             Ok(email) => email,
             Err(description) => {
                 self.violation(field, description);
@@ -100,70 +101,13 @@ impl Validator {
     }
 }
 
-/// Trims and lower-cases an email address and checks its shape: one `@`, a non-empty local
-/// part, and a dotted domain of letters, digits and hyphens.
-pub fn normalize_email(value: &str) -> Result<String, String> {
-    let email = value.trim().to_lowercase();
-    if email.is_empty() {
-        return Err("is required".into());
-    }
-    if email.chars().count() > MAX_EMAIL_CHARS {
-        return Err(format!("must be at most {MAX_EMAIL_CHARS} characters"));
-    }
-    let Some((local, domain)) = email.split_once('@') else {
-        return Err(format!("{:?} is not an email address", truncate(value)));
-    };
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && local
-            .chars()
-            .all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
-    let labels: Vec<&str> = domain.split('.').collect();
-    let domain_ok = labels.len() >= 2
-        && labels.iter().all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
-        });
-    if local_ok && domain_ok {
-        Ok(email)
-    } else {
-        Err(format!("{:?} is not an email address", truncate(value)))
-    }
-}
-
-fn truncate(value: &str) -> String {
+pub(crate) fn truncate(value: &str) -> String {
     value.chars().take(80).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn emails() {
-        assert_eq!(
-            normalize_email("  Ann@Example.COM ").unwrap(),
-            "ann@example.com"
-        );
-        for bad in [
-            "",
-            "ann",
-            "ann@",
-            "@example.com",
-            "ann@example",
-            "a b@example.com",
-            "ann@@example.com",
-            "ann@exa_mple.com",
-        ] {
-            assert!(normalize_email(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn collects_every_violation() {

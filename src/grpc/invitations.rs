@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 use super::pb::invitation_service_server::InvitationService;
 use super::pb::*;
 use super::{caller, convert, respond};
+use crate::domain::email;
 use crate::domain::invitation::{DEFAULT_TTL, MAX_BULK};
 use crate::domain::now_micros;
 use crate::domain::validate::{MAX_NAME_CHARS, MAX_QUERY_CHARS, MAX_ROLE_NAME_CHARS, Validator};
@@ -170,9 +171,7 @@ impl InvitationService for InvitationApi {
             let tenant_id = v.uuid("tenant_id", &r.tenant_id);
             let page_size = super::memberships::page_size(&mut v, r.page_size);
             let state = convert::invitation_state(&mut v, "state", r.state);
-            let query = v
-                .text("query", &r.query, MAX_QUERY_CHARS, false)
-                .to_lowercase();
+            let query = email::search_form(&v.text("query", &r.query, MAX_QUERY_CHARS, false));
             v.finish()?;
             let (invitations, next_page_token) = self
                 .services

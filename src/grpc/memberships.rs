@@ -18,7 +18,7 @@ use crate::service::events::ListEvents;
 use crate::service::memberships::{
     CreateMembership, ListMemberships, MembershipPatch, default_role,
 };
-use crate::store::memberships::{ListFilter, SortKey};
+use crate::store::memberships::{ListFilter, SortKey, TextQuery};
 
 pub struct MembershipApi {
     pub services: Services,
@@ -210,16 +210,14 @@ impl MembershipService for MembershipApi {
             let tenant_id = v.uuid("tenant_id", &r.tenant_id);
             let page_size = page_size(&mut v, r.page_size);
             let (sort, descending) = order_by(&mut v, &r.order_by);
-            let query = v
-                .text("query", &r.query, MAX_QUERY_CHARS, false)
-                .to_lowercase();
+            let query = v.text("query", &r.query, MAX_QUERY_CHARS, false);
             let role = v.text("role", &r.role, MAX_ROLE_NAME_CHARS, false);
             let filter = ListFilter {
                 status: convert::membership_status(&mut v, "status", r.status),
                 member_type: convert::membership_type(&mut v, "type", r.r#type),
                 source: convert::membership_source(&mut v, "source", r.source),
                 role_id: None,
-                query: (!query.is_empty()).then_some(query),
+                query: (!query.is_empty()).then(|| TextQuery::new(&query)),
             };
             v.finish()?;
             let page = self

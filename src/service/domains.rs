@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::access::Access;
 use super::{Services, lock_for_member_management};
+use crate::domain::email;
 use crate::domain::email_domain::{self, DomainState, TenantDomain};
 use crate::domain::events::{EventType, NewEvent};
 use crate::domain::invitation::new_token;
@@ -225,7 +226,7 @@ impl Services {
         display_name: String,
     ) -> Result<(Vec<(Uuid, JoinOutcome)>, i64), DomainError> {
         caller.ensure_acting_for(user_id)?;
-        let Some(domain) = email_domain::of_email(&email).map(str::to_string) else {
+        let Some(domain) = email::domain_of(&email).map(str::to_string) else {
             return Ok((Vec::new(), self.feed.head()));
         };
         let tenants = store::domains::auto_join_tenants(self.store.connection(), &domain).await?;

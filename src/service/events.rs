@@ -78,7 +78,7 @@ impl Services {
         ]);
         let after = match query.page_token.as_str() {
             "" => query.after_cursor,
-            token => match page_token::decode(token, &fingerprint)?.value {
+            token => match self.page_tokens.decode(token, &fingerprint)?.value {
                 SortValue::Int(position) => Some(position),
                 SortValue::Text(_) => return Err(DomainError::InvalidPageToken),
             },
@@ -115,7 +115,7 @@ impl Services {
         let more = events.len() as u64 > query.page_size;
         events.truncate(query.page_size as usize);
         let next_page_token = match events.last() {
-            Some(last) if more => page_token::encode(
+            Some(last) if more => self.page_tokens.encode(
                 &fingerprint,
                 &After {
                     value: SortValue::Int(last.position),

@@ -8,12 +8,12 @@ use uuid::Uuid;
 
 use super::access::Access;
 use super::{Locked, Services, lock_for_member_management, page_token};
+use crate::domain::email::canonical_email;
 use crate::domain::events::{EventType, NewEvent};
 use crate::domain::invitation::{Invitation, InvitationState, new_token, token_hash};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::Permission;
 use crate::domain::role::Role;
-use crate::domain::validate::normalize_email;
 use crate::domain::{Caller, DomainError, Micros, now_micros};
 use crate::mail::Delivery;
 use crate::store::invitations::InvitationFilter;
@@ -235,7 +235,7 @@ impl Services {
                     let mut seen = HashSet::new();
                     let mut planned: Vec<(String, Result<String, BulkOutcome>)> = Vec::new();
                     for given in emails {
-                        let outcome = match normalize_email(&given) {
+                        let outcome = match canonical_email(&given) {
                             Err(description) => Err(BulkOutcome::InvalidEmail(description)),
                             Ok(email) if !seen.insert(email.clone()) => Err(BulkOutcome::Duplicate),
                             Ok(email) => Ok(email),
@@ -349,7 +349,7 @@ impl Services {
         ]);
         let after = match page_token {
             "" => None,
-            token => match page_token::decode(token, &fingerprint)? {
+            token => match self.page_tokens.decode(token, &fingerprint)? {
                 After {
                     value: SortValue::Int(created_at),
                     user_id,
@@ -377,7 +377,7 @@ impl Services {
         let more = page.len() as u64 > page_size;
         page.truncate(page_size as usize);
         let next = match page.last() {
-            Some(last) if more => page_token::encode(
+            Some(last) if more => self.page_tokens.encode(
                 &fingerprint,
                 &After {
                     value: SortValue::Int(last.created_at),

@@ -66,12 +66,13 @@ impl Services {
             query.filter.member_type.map_or("", |t| t.as_str()),
             query.filter.source.map_or("", |s| s.as_str()),
             query.role_name.as_deref().unwrap_or(""),
-            query.filter.query.as_deref().unwrap_or(""),
+            query.filter.query.as_ref().map_or("", |q| q.email.as_str()),
+            query.filter.query.as_ref().map_or("", |q| q.name.as_str()),
             &format!("{:?}/{}", query.sort, query.descending),
         ]);
         let after = match query.page_token.as_str() {
             "" => None,
-            token => Some(page_token::decode(token, &fingerprint)?),
+            token => Some(self.page_tokens.decode(token, &fingerprint)?),
         };
         let conn = self.store.read_snapshot().await?;
         let tenant = store::tenants::get(&conn, query.tenant_id).await?;
@@ -110,7 +111,7 @@ impl Services {
         )
         .await?;
         let next_page_token = match memberships.last() {
-            Some(last) if more => page_token::encode(
+            Some(last) if more => self.page_tokens.encode(
                 &fingerprint,
                 &After {
                     value: sort_value(last, query.sort),

@@ -26,8 +26,10 @@ use crate::mail::Mailer;
 use crate::store::Store;
 use crate::store::{self, Tx};
 use access::Access;
+use page_token::PageTokens;
 
-/// The use cases, over one store, this process's event feed, the mailer and the DNS resolver.
+/// The use cases, over one store, this process's event feed, the mailer, the DNS resolver and
+/// the deployment's page token key.
 #[derive(Clone)]
 pub struct Services {
     pub store: Store,
@@ -35,6 +37,7 @@ pub struct Services {
     pub mailer: Mailer,
     pub dns: TxtLookup,
     pub authz: Arc<AuthzCache>,
+    pub page_tokens: PageTokens,
 }
 
 impl Services {
@@ -44,6 +47,7 @@ impl Services {
         mailer: Mailer,
         dns: TxtLookup,
         authz: Arc<AuthzCache>,
+        page_tokens: PageTokens,
     ) -> Self {
         Self {
             store,
@@ -51,6 +55,7 @@ impl Services {
             mailer,
             dns,
             authz,
+            page_tokens,
         }
     }
 

@@ -1,15 +1,21 @@
 //! Opaque keyset page tokens (AIP-158). A token carries the last row's sort value and user id,
 //! plus a fingerprint of the request's filters and order so it cannot be replayed against a
-//! different query, and a checksum so an edited token is refused instead of misread.
+//! different query, authenticated with HMAC-SHA256 so an edited or invented token is refused
+//! instead of misread. A plain hash would not do: its recipe is in the source, so anyone could
+//! edit a cursor and recompute it. The key is the deployment's page token secret, generated once
+//! by a migration and kept in the database, so every replica accepts the tokens of the others
+//! and tokens outlive restarts, with nothing to configure.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::domain::DomainError;
 use crate::store::memberships::{After, SortValue};
+use crate::store::{self, Store};
 
 #[derive(Serialize, Deserialize)]
 struct Payload {
@@ -22,8 +28,6 @@ struct Payload {
     u: Uuid,
 }
 
-const CHECKSUM_BYTES: usize = 8;
-
 /// A stable fingerprint of everything that shapes a query's order and rows.
 pub fn fingerprint(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
@@ -34,59 +38,93 @@ pub fn fingerprint(parts: &[&str]) -> String {
     hex(&hasher.finalize()[..12])
 }
 
-pub fn encode(fingerprint: &str, after: &After) -> String {
-    let (i, t) = match &after.value {
-        SortValue::Int(v) => (Some(*v), None),
-        SortValue::Text(v) => (None, Some(v.clone())),
-    };
-    let payload = serde_json::to_vec(&Payload {
-        f: fingerprint.to_string(),
-        i,
-        t,
-        u: after.user_id,
-    })
-    .unwrap_or_default();
-    let mut bytes = checksum(&payload).to_vec();
-    bytes.extend_from_slice(&payload);
-    URL_SAFE_NO_PAD.encode(bytes)
+/// Bytes of the HMAC-SHA256 tag in front of the payload: all of it.
+const TAG_BYTES: usize = 32;
+
+/// The shortest secret accepted: 256 bits, what the migration generates.
+const MIN_SECRET_BYTES: usize = 32;
+
+/// Issues and reads page tokens under the deployment's secret.
+#[derive(Clone)]
+pub struct PageTokens {
+    /// Keyed once; cloned for each token.
+    mac: Hmac<Sha256>,
 }
 
-/// Reads a token issued for `fingerprint`; anything else is INVALID_ARGUMENT.
-pub fn decode(token: &str, fingerprint: &str) -> Result<After, DomainError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| DomainError::InvalidPageToken)?;
-    if bytes.len() <= CHECKSUM_BYTES {
-        return Err(DomainError::InvalidPageToken);
+impl PageTokens {
+    pub fn new(secret: &[u8]) -> Result<Self, DomainError> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(DomainError::Internal(format!(
+                "the page token secret has {} bytes, fewer than {MIN_SECRET_BYTES}",
+                secret.len()
+            )));
+        }
+        let mac = Hmac::<Sha256>::new_from_slice(secret)
+            .map_err(|_| DomainError::Internal("unusable page token secret".into()))?;
+        Ok(Self { mac })
     }
-    let (sum, payload) = bytes.split_at(CHECKSUM_BYTES);
-    if sum != checksum(payload) {
-        return Err(DomainError::InvalidPageToken);
-    }
-    let payload: Payload =
-        serde_json::from_slice(payload).map_err(|_| DomainError::InvalidPageToken)?;
-    if payload.f != fingerprint {
-        return Err(DomainError::InvalidPageToken);
-    }
-    let value = match (payload.i, payload.t) {
-        (Some(v), None) => SortValue::Int(v),
-        (None, Some(v)) => SortValue::Text(v),
-        _ => return Err(DomainError::InvalidPageToken),
-    };
-    Ok(After {
-        value,
-        user_id: payload.u,
-    })
-}
 
-fn checksum(payload: &[u8]) -> [u8; CHECKSUM_BYTES] {
-    let digest = Sha256::new()
-        .chain_update(b"membership.v1 page token")
-        .chain_update(payload)
-        .finalize();
-    let mut sum = [0u8; CHECKSUM_BYTES];
-    sum.copy_from_slice(&digest[..CHECKSUM_BYTES]);
-    sum
+    /// Reads the secret from the (migrated) database, once at start-up.
+    pub async fn load(store: &Store) -> Result<Self, DomainError> {
+        Self::new(&store::page_token_secret::load(store.connection()).await?)
+    }
+
+    pub fn encode(&self, fingerprint: &str, after: &After) -> String {
+        let (i, t) = match &after.value {
+            SortValue::Int(v) => (Some(*v), None),
+            SortValue::Text(v) => (None, Some(v.clone())),
+        };
+        let payload = serde_json::to_vec(&Payload {
+            f: fingerprint.to_string(),
+            i,
+            t,
+            u: after.user_id,
+        })
+        .unwrap_or_default();
+        let mut bytes = self.tag(&payload).to_vec();
+        bytes.extend_from_slice(&payload);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Reads a token issued for `fingerprint`; anything else is INVALID_ARGUMENT.
+    pub fn decode(&self, token: &str, fingerprint: &str) -> Result<After, DomainError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| DomainError::InvalidPageToken)?;
+        if bytes.len() <= TAG_BYTES {
+            return Err(DomainError::InvalidPageToken);
+        }
+        let (tag, payload) = bytes.split_at(TAG_BYTES);
+        // Compared in constant time: how much of a guess matched must not show in the timing.
+        self.keyed(payload)
+            .verify_slice(tag)
+            .map_err(|_| DomainError::InvalidPageToken)?;
+        let payload: Payload =
+            serde_json::from_slice(payload).map_err(|_| DomainError::InvalidPageToken)?;
+        if payload.f != fingerprint {
+            return Err(DomainError::InvalidPageToken);
+        }
+        let value = match (payload.i, payload.t) {
+            (Some(v), None) => SortValue::Int(v),
+            (None, Some(v)) => SortValue::Text(v),
+            _ => return Err(DomainError::InvalidPageToken),
+        };
+        Ok(After {
+            value,
+            user_id: payload.u,
+        })
+    }
+
+    fn keyed(&self, payload: &[u8]) -> Hmac<Sha256> {
+        let mut mac = self.mac.clone();
+        mac.update(b"membership.v1 page token\0");
+        mac.update(payload);
+        mac
+    }
+
+    fn tag(&self, payload: &[u8]) -> [u8; TAG_BYTES] {
+        self.keyed(payload).finalize().into_bytes().into()
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -97,20 +135,43 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip_and_refusals() {
-        let after = After {
+    fn after() -> After {
+        After {
             value: SortValue::Text("ann@example.com".into()),
             user_id: Uuid::now_v7(),
-        };
+        }
+    }
+
+    #[test]
+    fn round_trip_and_refusals() {
+        let tokens = PageTokens::new(&[7; 32]).unwrap();
+        let after = after();
         let f = fingerprint(&["tenant", "email"]);
-        let token = encode(&f, &after);
-        assert_eq!(decode(&token, &f).unwrap(), after);
-        assert!(decode(&token, &fingerprint(&["tenant", "create_time"])).is_err());
-        let mut edited = token.clone().into_bytes();
-        let last = edited.len() - 1;
-        edited[last] = if edited[last] == b'A' { b'B' } else { b'A' };
-        assert!(decode(std::str::from_utf8(&edited).unwrap(), &f).is_err());
-        assert!(decode("not a token!", &f).is_err());
+        let token = tokens.encode(&f, &after);
+        assert_eq!(tokens.decode(&token, &f).unwrap(), after);
+        assert!(
+            tokens
+                .decode(&token, &fingerprint(&["tenant", "create_time"]))
+                .is_err()
+        );
+        let bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
+        for position in 0..bytes.len() {
+            let mut edited = bytes.clone();
+            edited[position] ^= 1;
+            assert!(
+                tokens.decode(&URL_SAFE_NO_PAD.encode(edited), &f).is_err(),
+                "byte {position} edited"
+            );
+        }
+        assert!(tokens.decode("not a token!", &f).is_err());
+    }
+
+    #[test]
+    fn another_secret_refuses_the_token() {
+        let f = fingerprint(&["tenant", "email"]);
+        let token = PageTokens::new(&[7; 32]).unwrap().encode(&f, &after());
+        let other = PageTokens::new(&[8; 32]).unwrap();
+        assert!(other.decode(&token, &f).is_err());
+        assert!(PageTokens::new(&[7; 16]).is_err(), "a short secret");
     }
 }

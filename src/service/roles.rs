@@ -354,7 +354,7 @@ impl Services {
         ]);
         let after = match page_token {
             "" => None,
-            token => match page_token::decode(token, &fingerprint)? {
+            token => match self.page_tokens.decode(token, &fingerprint)? {
                 After {
                     value: SortValue::Text(role_id),
                     user_id,
@@ -381,7 +381,7 @@ impl Services {
         let more = rows.len() as u64 > page_size;
         rows.truncate(page_size as usize);
         let next = match rows.last() {
-            Some(last) if more => page_token::encode(
+            Some(last) if more => self.page_tokens.encode(
                 &fingerprint,
                 &After {
                     value: SortValue::Text(last.role_id.to_string()),

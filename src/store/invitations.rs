@@ -247,7 +247,7 @@ pub async fn by_ids<C: ConnectionTrait>(
 #[derive(Clone, Debug, Default)]
 pub struct InvitationFilter {
     pub state: Option<InvitationState>,
-    /// Lower-cased substring of the email.
+    /// Substring of the canonical email, folded as `email::search_form` folds.
     pub query: Option<String>,
 }
 

@@ -31,8 +31,26 @@ pub struct ListFilter {
     pub source: Option<MembershipSource>,
     /// A role id; the service resolves names (an unknown name matches nobody).
     pub role_id: Option<Uuid>,
-    /// Lower-cased substring of email or display name.
-    pub query: Option<String>,
+    /// Substring of the email or the display name.
+    pub query: Option<TextQuery>,
+}
+
+/// A free-text query in the two forms it is matched in: emails are canonical (only ASCII
+/// letters folded in the local part, so the query folds the same way and `K` never finds
+/// `karl@…`), display names are stored lower-cased.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextQuery {
+    pub email: String,
+    pub name: String,
+}
+
+impl TextQuery {
+    pub fn new(query: &str) -> Self {
+        Self {
+            email: crate::domain::email::search_form(query),
+            name: query.to_lowercase(),
+        }
+    }
 }
 
 /// The last row of the previous page: its sort value and user id.
@@ -341,11 +359,12 @@ fn member_rows(
         );
     }
     if let Some(query) = &filter.query {
-        let pattern = format!("%{}%", escape_like(query));
+        let email = format!("%{}%", escape_like(&query.email));
+        let name = format!("%{}%", escape_like(&query.name));
         select.cond_where(
             Condition::any()
-                .add(Expr::col(Column::Email).like(LikeExpr::new(pattern.clone()).escape('\\')))
-                .add(Expr::col(Column::SearchName).like(LikeExpr::new(pattern).escape('\\'))),
+                .add(Expr::col(Column::Email).like(LikeExpr::new(email).escape('\\')))
+                .add(Expr::col(Column::SearchName).like(LikeExpr::new(name).escape('\\'))),
         );
     }
     if let Some(after) = after {
@@ -386,7 +405,7 @@ fn invitation_rows(
         select.and_where(Column::RoleId.eq(role_id));
     }
     if let Some(query) = &filter.query {
-        let pattern = format!("%{}%", escape_like(query));
+        let pattern = format!("%{}%", escape_like(&query.email));
         select.and_where(Expr::col(Column::Email).like(LikeExpr::new(pattern).escape('\\')));
     }
     if let Some(after) = after {

@@ -10,6 +10,7 @@ pub mod entities;
 pub mod event_log;
 pub mod invitations;
 pub mod memberships;
+pub mod page_token_secret;
 pub mod requests;
 pub mod roles;
 pub mod tenants;
