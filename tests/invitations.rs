@@ -2738,3 +2738,63 @@ async fn a_unicode_domain_and_its_punycode_are_one_address() {
         "cy@xn--bcher-kva.example"
     );
 }
+
+/// A resend racing an accept with the old token: exactly one wins. Either the accept commits
+/// first (and the resend finds the invitation no longer pending), or the resend rotates the
+/// token first (and the old token no longer opens anything). Never both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resend_racing_an_accept_with_the_old_token_lets_exactly_one_win() {
+    const ROUNDS: usize = 60;
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let mut accepted = 0;
+    let mut resent = 0;
+    for round in 0..ROUNDS {
+        let email = format!("race-{round}@acme.example");
+        let invitation = invited(&server, &tenant, &email, "member").await;
+        let id = invitation.invitation.unwrap().invitation_id;
+        let accepter = user();
+        let mut accepting = invitations(&server).await;
+        let mut resending = invitations(&server).await;
+        let start = Arc::new(Barrier::new(2));
+        let accept_call = {
+            let start = start.clone();
+            let request = as_user(accept(&invitation.token, accepter, &email), accepter);
+            tokio::spawn(async move {
+                start.wait().await;
+                accepting.accept_invitation(request).await
+            })
+        };
+        let resend_call = {
+            let request = as_user(resend(&tenant, &id), tenant.owner);
+            tokio::spawn(async move {
+                start.wait().await;
+                resending.resend_invitation(request).await
+            })
+        };
+        let (accept_result, resend_result) =
+            (accept_call.await.unwrap(), resend_call.await.unwrap());
+        match (accept_result, resend_result) {
+            (Ok(_), Err(refused)) => {
+                assert_refused::<()>(
+                    Err(refused),
+                    Code::FailedPrecondition,
+                    "INVITATION_NOT_PENDING",
+                );
+                accepted += 1;
+            }
+            (Err(refused), Ok(resent_now)) => {
+                assert_refused::<()>(Err(refused), Code::NotFound, "INVITATION_NOT_FOUND");
+                // The rotated token is the one that works now.
+                let new_token = resent_now.into_inner().token;
+                accept_as(&server, &new_token, accepter, &email)
+                    .await
+                    .expect("accepting with the new token");
+                resent += 1;
+            }
+            (Ok(_), Ok(_)) => panic!("round {round}: both the accept and the resend succeeded"),
+            (Err(a), Err(r)) => panic!("round {round}: both failed: {a:?} / {r:?}"),
+        }
+    }
+    assert_eq!(accepted + resent, ROUNDS);
+}

@@ -479,6 +479,13 @@ impl Services {
             .write(move |tx| {
                 Box::pin(async move {
                     let tenant = store::tenants::lock(&tx.txn, tenant_id).await?;
+                    // The token again, under the lock: a resend that committed since it was
+                    // looked up has rotated it, and the old one must open nothing.
+                    if store::invitations::find_by_token_hash(&tx.txn, &hash).await?
+                        != Some((tenant_id, id))
+                    {
+                        return Err(DomainError::InvitationNotFound);
+                    }
                     tenant.ensure_member_management()?;
                     let roles = store::roles::list(&tx.txn, tenant_id).await?;
                     // Read again under the tenant lock: of two concurrent accepts, the second
