@@ -1,8 +1,9 @@
 //! Limits that keep one client from exhausting the server, as one tower layer around every
 //! service: a per-call deadline (the server's, or the caller's `grpc-timeout` if sooner) answered
 //! with DEADLINE_EXCEEDED, a bound on calls executing at once answered with RESOURCE_EXHAUSTED
-//! instead of queueing, and RESOURCE_EXHAUSTED (not tonic's OUT_OF_RANGE) for a request message
-//! over the size limit. Health checks are exempt from the concurrency bound, so an overloaded
+//! instead of queueing, RESOURCE_EXHAUSTED (not tonic's OUT_OF_RANGE) for a request message
+//! over the size limit, and INVALID_ARGUMENT (not tonic's INTERNAL) for one that cannot be
+//! decoded. Health checks are exempt from the concurrency bound, so an overloaded
 //! server still answers its load balancer.
 
 use std::future::Future;
@@ -15,6 +16,7 @@ use tokio::sync::Semaphore;
 use tower::{Layer, Service};
 
 use crate::domain::DomainError;
+use crate::domain::validate::truncate;
 use crate::grpc::error::to_status;
 
 #[derive(Clone, Debug)]
@@ -92,14 +94,33 @@ fn caller_deadline(headers: &http::HeaderMap) -> Option<Duration> {
     })
 }
 
-/// tonic answers an oversized request with OUT_OF_RANGE "… message length too large …", before
-/// any handler runs, as a trailers-only response; gRPC's convention is RESOURCE_EXHAUSTED.
-fn is_oversized(headers: &http::HeaderMap) -> bool {
-    headers.get("grpc-status").is_some_and(|s| s == "11")
-        && headers.get("grpc-message").is_some_and(|m| {
-            let contains = |needle: &[u8]| m.as_bytes().windows(needle.len()).any(|w| w == needle);
-            contains(b"too large") || contains(b"too%20large")
-        })
+/// How tonic words the refusals it answers itself, as INTERNAL, when a request cannot be
+/// decoded: a protobuf decode error, a frame flagged compressed without `grpc-encoding` (or with
+/// an unknown flag), a body that ends inside a frame, or no message at all.
+const MALFORMED: &[&str] = &[
+    "failed to decode Protobuf message",
+    "protocol error: received message with",
+    "Unexpected EOF decoding stream",
+    "Missing request message",
+];
+
+/// A refusal tonic answered itself, before any handler ran, as a trailers-only response, under
+/// the code this service answers it with instead: RESOURCE_EXHAUSTED (not OUT_OF_RANGE) for an
+/// oversized request, INVALID_ARGUMENT (not INTERNAL) for an undecodable one: the caller sent
+/// bad bytes, the server did not fail.
+fn tonic_refusal(headers: &http::HeaderMap) -> Option<DomainError> {
+    headers.get("grpc-status")?;
+    let status = tonic::Status::from_header_map(headers)?;
+    let message = status.message();
+    match status.code() {
+        tonic::Code::OutOfRange if message.contains("too large") => {
+            Some(DomainError::MessageTooLarge)
+        }
+        tonic::Code::Internal if MALFORMED.iter().any(|m| message.starts_with(m)) => {
+            Some(DomainError::MalformedRequest(truncate(message)))
+        }
+        _ => None,
+    }
 }
 
 impl<S, B> Service<http::Request<B>> for Limits<S>
@@ -150,8 +171,8 @@ where
                 Err(_) => return Ok(refuse(DomainError::DeadlineExceeded(deadline))),
             };
             drop(permit);
-            if is_oversized(response.headers()) {
-                return Ok(refuse(DomainError::MessageTooLarge));
+            if let Some(refusal) = tonic_refusal(response.headers()) {
+                return Ok(refuse(refusal));
             }
             Ok(response)
         })

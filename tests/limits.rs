@@ -199,3 +199,129 @@ async fn calls_beyond_the_concurrency_limit_are_refused_not_queued() {
     assert_refused(slow, Code::Unavailable, "DNS_UNAVAILABLE");
     assert!(get_tenant(&server, &tenant).await.is_ok());
 }
+
+/// Every RPC the server serves, as `/package.Service/Method`, with its request message type.
+fn every_rpc() -> Vec<(String, prost_types::DescriptorProto)> {
+    use prost::Message as _;
+    let set = prost_types::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).unwrap();
+    let messages: std::collections::HashMap<String, prost_types::DescriptorProto> = set
+        .file
+        .iter()
+        .flat_map(|file| {
+            file.message_type.iter().map(move |message| {
+                (
+                    format!(".{}.{}", file.package(), message.name()),
+                    message.clone(),
+                )
+            })
+        })
+        .collect();
+    let mut rpcs = Vec::new();
+    for file in &set.file {
+        for service in &file.service {
+            for method in &service.method {
+                rpcs.push((
+                    format!("/{}.{}/{}", file.package(), service.name(), method.name()),
+                    messages[method.input_type()].clone(),
+                ));
+            }
+        }
+    }
+    assert!(rpcs.len() >= 40, "only {} RPCs found", rpcs.len());
+    rpcs
+}
+
+/// Sends `frames` as the body of a gRPC call to `path` (no codec involved: the bytes as given)
+/// and returns the status the server answered with.
+async fn raw_call(
+    channel: &tonic::transport::Channel,
+    path: &str,
+    frames: Vec<u8>,
+) -> tonic::Status {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://localhost{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            bytes::Bytes::from(frames),
+        )))
+        .unwrap();
+    let response = channel.clone().oneshot(request).await.expect("a response");
+    if let Some(status) = tonic::Status::from_header_map(response.headers()) {
+        return status;
+    }
+    let body = response.into_body().collect().await.expect("a body");
+    tonic::Status::from_header_map(body.trailers().expect("trailers")).expect("a status")
+}
+
+/// One gRPC frame: the compressed flag, the length, the message.
+fn frame(compressed: u8, message: &[u8]) -> Vec<u8> {
+    let mut frame = vec![compressed];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(message);
+    frame
+}
+
+#[tokio::test]
+async fn undecodable_requests_are_invalid_arguments_on_every_rpc() {
+    use prost_types::field_descriptor_proto::Type;
+    let server = TestServer::start().await;
+    let channel = server.channel().await;
+    for (path, request) in every_rpc() {
+        let mut cases: Vec<(&str, Vec<u8>)> = vec![
+            // Field 1 with wire type 7, which does not exist.
+            ("random bytes", frame(0, &[0x0f, 0xff, 0xff, 0x01])),
+            // Field 1, length-delimited, 10 bytes announced, 2 sent.
+            ("a truncated message", frame(0, &[0x0a, 0x0a, b'a', b'b'])),
+            (
+                "a frame flagged compressed without grpc-encoding",
+                frame(1, &[]),
+            ),
+            ("a frame cut short", vec![0, 0, 0]),
+            ("no message at all", vec![]),
+        ];
+        if let Some(field) = request.field.first() {
+            let length_delimited =
+                matches!(field.r#type(), Type::String | Type::Bytes | Type::Message)
+                    || field.label() == prost_types::field_descriptor_proto::Label::Repeated;
+            let tag = field.number() as u8;
+            // A varint where a string, message or packed list belongs, and the other way round.
+            let wrong = if length_delimited {
+                vec![tag << 3, 0x01]
+            } else {
+                vec![(tag << 3) | 2, 0x01, 0x00]
+            };
+            cases.push(("a field with the wrong wire type", frame(0, &wrong)));
+        }
+        if let Some(field) = request.field.iter().find(|f| f.r#type() == Type::String) {
+            let tag = field.number() as u8;
+            cases.push((
+                "invalid UTF-8 in a string field",
+                frame(0, &[(tag << 3) | 2, 0x02, 0xff, 0xfe]),
+            ));
+        }
+        for (case, frames) in cases {
+            let status = raw_call(&channel, &path, frames).await;
+            assert_eq!(
+                status.code(),
+                Code::InvalidArgument,
+                "{path}, {case}: {:?} {}",
+                status.code(),
+                status.message()
+            );
+            let reason =
+                tonic_types::StatusExt::get_details_error_info(&status).map(|info| info.reason);
+            assert_eq!(
+                reason.as_deref(),
+                Some("MALFORMED_REQUEST"),
+                "{path}, {case}: {}",
+                status.message()
+            );
+        }
+    }
+    // The server still serves well-formed calls.
+    organization(&server, None).await;
+}

@@ -121,6 +121,8 @@ pub enum DomainError {
     DeadlineExceeded(std::time::Duration),
     #[error("the request message is larger than the server accepts")]
     MessageTooLarge,
+    #[error("the request message could not be decoded ({0}); send a valid protobuf message")]
+    MalformedRequest(String),
     #[error("the database is unavailable")]
     Unavailable,
     #[error("internal error: {0}")]

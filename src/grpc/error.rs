@@ -82,6 +82,7 @@ pub fn to_status(error: DomainError) -> Status {
         Overloaded => (Code::ResourceExhausted, "OVERLOADED"),
         DeadlineExceeded(_) => (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
         MessageTooLarge => (Code::ResourceExhausted, "MESSAGE_TOO_LARGE"),
+        MalformedRequest(_) => (Code::InvalidArgument, "MALFORMED_REQUEST"),
         InvitationNotFound => (Code::NotFound, "INVITATION_NOT_FOUND"),
         InvitationExpired => (Code::FailedPrecondition, "INVITATION_EXPIRED"),
         InvitationNotPending(_) => (Code::FailedPrecondition, "INVITATION_NOT_PENDING"),
