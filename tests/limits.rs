@@ -238,6 +238,16 @@ async fn raw_call(
     path: &str,
     frames: Vec<u8>,
 ) -> tonic::Status {
+    let headers = raw_call_headers(channel, path, frames).await;
+    tonic::Status::from_header_map(&headers).expect("a status")
+}
+
+/// Like `raw_call`, but returns the headers (or trailers) that carry the status.
+async fn raw_call_headers(
+    channel: &tonic::transport::Channel,
+    path: &str,
+    frames: Vec<u8>,
+) -> http::HeaderMap {
     use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
     let request = http::Request::builder()
@@ -250,11 +260,11 @@ async fn raw_call(
         )))
         .unwrap();
     let response = channel.clone().oneshot(request).await.expect("a response");
-    if let Some(status) = tonic::Status::from_header_map(response.headers()) {
-        return status;
+    if response.headers().contains_key("grpc-status") {
+        return response.headers().clone();
     }
     let body = response.into_body().collect().await.expect("a body");
-    tonic::Status::from_header_map(body.trailers().expect("trailers")).expect("a status")
+    body.trailers().expect("trailers").clone()
 }
 
 /// One gRPC frame: the compressed flag, the length, the message.
@@ -324,4 +334,73 @@ async fn undecodable_requests_are_invalid_arguments_on_every_rpc() {
     }
     // The server still serves well-formed calls.
     organization(&server, None).await;
+}
+
+/// Appends `value` as length-delimited field `number` (protobuf wire format).
+fn put_string(message: &mut Vec<u8>, number: i32, value: &[u8]) {
+    let varint = |mut n: u64, out: &mut Vec<u8>| {
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    };
+    varint(((number as u64) << 3) | 2, message);
+    varint(value.len() as u64, message);
+    message.extend_from_slice(value);
+}
+
+/// However large the request, a refusal's message and details fit the 8 KiB of metadata every
+/// gRPC client accepts: each echoed value is cut and only the first violations are listed.
+#[tokio::test]
+async fn refusals_of_huge_requests_stay_small_on_every_rpc() {
+    use prost_types::field_descriptor_proto::{Label, Type};
+    const LIMIT: usize = 4 * 1024 * 1024;
+    let server = TestServer::start().await;
+    let channel = server.channel().await;
+    let mut checked = 0;
+    for (path, request) in every_rpc() {
+        let strings: Vec<&prost_types::FieldDescriptorProto> = request
+            .field
+            .iter()
+            .filter(|f| f.r#type() == Type::String)
+            .collect();
+        if strings.is_empty() {
+            continue;
+        }
+        // Non-ASCII text, which grows threefold when a message echoing it is percent-encoded.
+        let long = "é\"%_".repeat(1000);
+        let mut message = Vec::new();
+        for field in &strings {
+            if field.label() == Label::Repeated {
+                while message.len() < LIMIT - 64 * 1024 {
+                    put_string(&mut message, field.number(), long.as_bytes());
+                }
+            } else {
+                put_string(&mut message, field.number(), long.as_bytes());
+            }
+        }
+        let headers = raw_call_headers(&channel, &path, frame(0, &message)).await;
+        let status = tonic::Status::from_header_map(&headers).expect("a status");
+        assert_ne!(status.code(), Code::Ok, "{path} accepted a huge request");
+        assert_ne!(
+            status.code(),
+            Code::Internal,
+            "{path}: {}",
+            status.message()
+        );
+        let size: usize = ["grpc-message", "grpc-status-details-bin"]
+            .iter()
+            .filter_map(|name| headers.get(*name))
+            .map(|value| value.len())
+            .sum();
+        assert!(
+            size < 8 * 1024,
+            "{path}: {} bytes of message and details ({} bytes sent)",
+            size,
+            message.len()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 35, "only {checked} RPCs checked");
 }

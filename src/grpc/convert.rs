@@ -11,7 +11,7 @@ use crate::domain::invitation::{Invitation, InvitationState};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::role::Role;
 use crate::domain::tenant::{RolePreset, Tenant, TenantKind, TenantState};
-use crate::domain::validate::Validator;
+use crate::domain::validate::{Validator, truncate};
 use crate::mail::Delivery;
 
 pub fn timestamp(micros: Micros) -> Timestamp {
@@ -198,7 +198,8 @@ pub fn mask_paths(
             v.violation(
                 "update_mask",
                 format!(
-                    "unknown path {path:?}; allowed paths: {}",
+                    "unknown path {:?}; allowed paths: {}",
+                    truncate(path),
                     allowed.join(", ")
                 ),
             );
@@ -273,7 +274,11 @@ pub fn event_types(v: &mut Validator, field: &str, types: &[String]) -> Vec<Stri
             let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
             v.violation(
                 field,
-                format!("unknown event type {t:?}; known: {}", known.join(", ")),
+                format!(
+                    "unknown event type {:?}; known: {}",
+                    truncate(t),
+                    known.join(", ")
+                ),
             );
         }
     }

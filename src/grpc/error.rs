@@ -103,22 +103,81 @@ pub fn to_status(error: DomainError) -> Status {
     let message = match &error {
         Internal(_) => "internal error".to_string(),
         InvalidArgument(violations) => {
-            let fields: Vec<String> = violations
-                .iter()
-                .map(|v| format!("{}: {}", v.field, v.description))
-                .collect();
-            format!("invalid request: {}", fields.join("; "))
+            let mut message = String::from("invalid request: ");
+            for (index, v) in violations.iter().enumerate() {
+                if index > 0 {
+                    message.push_str("; ");
+                }
+                message.push_str(&format!("{}: {}", v.field, v.description));
+                if message.len() > MAX_MESSAGE_BYTES {
+                    break;
+                }
+            }
+            message
         }
         other => other.to_string(),
     };
+    for value in metadata.values_mut() {
+        *value = clip(value, MAX_VALUE_BYTES);
+    }
     let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
     if let InvalidArgument(violations) = &error {
+        let mut listed = 0;
+        let mut bytes = 0;
         for violation in violations {
-            details.add_bad_request_violation(&violation.field, &violation.description);
+            let field = clip(&violation.field, MAX_VALUE_BYTES);
+            let description = clip(&violation.description, MAX_DESCRIPTION_BYTES);
+            bytes += field.len() + description.len();
+            if listed == MAX_VIOLATIONS || bytes > MAX_VIOLATION_BYTES {
+                break;
+            }
+            details.add_bad_request_violation(field, description);
+            listed += 1;
+        }
+        if listed < violations.len() {
+            details.add_bad_request_violation(
+                "",
+                format!("and {} more invalid field(s)", violations.len() - listed),
+            );
         }
     }
     if let ConsumerDomain(_) = &error {
         details.add_bad_request_violation("domain", "is a consumer mail domain");
     }
-    Status::with_error_details(code, message, details)
+    Status::with_error_details(code, clip(&message, MAX_MESSAGE_BYTES), details)
+}
+
+/// Bounds on what a refusal carries, so that message and details together stay well under the
+/// 8 KiB of metadata every gRPC client accepts (gRPC C-core clients refuse more than 16 KiB
+/// and report a metadata error instead of the refusal), however large the request was: echoed
+/// input is cut, and only the first violations are listed.
+const MAX_MESSAGE_BYTES: usize = 600;
+const MAX_VALUE_BYTES: usize = 120;
+const MAX_DESCRIPTION_BYTES: usize = 400;
+const MAX_VIOLATIONS: usize = 10;
+const MAX_VIOLATION_BYTES: usize = 2400;
+
+/// `text` cut to at most `max` bytes on a character boundary, marked with "…" when cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clips_on_character_boundaries() {
+        assert_eq!(clip("short", 10), "short");
+        let clipped = clip(&"é".repeat(100), 11);
+        assert!(clipped.len() <= 11, "{clipped}");
+        assert!(clipped.ends_with('…'));
+    }
 }

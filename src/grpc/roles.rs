@@ -8,7 +8,7 @@ use super::pb::*;
 use super::{caller, convert, respond};
 use crate::authz;
 use crate::domain::permissions::{Permission, PermissionSet};
-use crate::domain::validate::{MAX_ROLE_NAME_CHARS, Validator};
+use crate::domain::validate::{MAX_ROLE_NAME_CHARS, Validator, truncate};
 use crate::domain::{Caller, DomainError};
 use crate::service::Services;
 use crate::service::roles::{RoleChange, RolePatch};
@@ -42,7 +42,10 @@ fn permission(v: &mut Validator, field: &str, raw: &str) -> Permission {
     Permission::parse(raw).unwrap_or_else(|| {
         v.violation(
             field,
-            format!("unknown permission {raw:?}; see ListPermissions"),
+            format!(
+                "unknown permission {:?}; see ListPermissions",
+                truncate(raw)
+            ),
         );
         Permission::ProductsUse
     })
