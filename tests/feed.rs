@@ -742,3 +742,90 @@ async fn malformed_timestamps_in_the_audit_log_time_range_are_refused() {
         .into_inner();
     assert_eq!(everything.events.len(), 2, "tenant and owner created");
 }
+
+/// A negative cursor is never a position: every cursor a request carries (where to start a
+/// list or a watch, how fresh a check must be) refuses it the same way, INVALID_ARGUMENT naming
+/// the field, rather than as an expired cursor.
+#[tokio::test]
+async fn a_negative_cursor_is_invalid_in_every_request_that_takes_one() {
+    assert_eq!(
+        request_fields_where(|field| field.name().contains("cursor")),
+        [
+            "BatchCheckPermissionsRequest.min_cursor",
+            "CheckPermissionRequest.min_cursor",
+            "ListMembershipEventsRequest.after_cursor",
+            "WatchMembershipEventsRequest.after_cursor",
+        ],
+        "every cursor in a request is covered here"
+    );
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, None).await;
+    let mut members = server.members().await;
+    let mut roles = pb::role_service_client::RoleServiceClient::new(server.channel().await);
+    let check = pb::PermissionCheck {
+        tenant_id: tenant.id.clone(),
+        user_id: tenant.owner.to_string(),
+        permission: "members.read".into(),
+    };
+    for cursor in [-1, i64::MIN, 0] {
+        let results = [
+            (
+                "ListMembershipEvents",
+                "after_cursor",
+                members
+                    .list_membership_events(as_system(pb::ListMembershipEventsRequest {
+                        tenant_id: tenant.id.clone(),
+                        after_cursor: Some(cursor),
+                        ..Default::default()
+                    }))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "WatchMembershipEvents",
+                "after_cursor",
+                members
+                    .watch_membership_events(as_system(pb::WatchMembershipEventsRequest {
+                        tenant_id: tenant.id.clone(),
+                        after_cursor: Some(cursor),
+                        ..Default::default()
+                    }))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "CheckPermission",
+                "min_cursor",
+                roles
+                    .check_permission(as_system(pb::CheckPermissionRequest {
+                        tenant_id: check.tenant_id.clone(),
+                        user_id: check.user_id.clone(),
+                        permission: check.permission.clone(),
+                        min_cursor: cursor,
+                    }))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "BatchCheckPermissions",
+                "min_cursor",
+                roles
+                    .batch_check_permissions(as_system(pb::BatchCheckPermissionsRequest {
+                        checks: vec![check.clone()],
+                        min_cursor: cursor,
+                    }))
+                    .await
+                    .map(drop),
+            ),
+        ];
+        for (rpc, field, result) in results {
+            if cursor == 0 {
+                result.unwrap_or_else(|s| panic!("{rpc} with cursor 0: {s:?}"));
+                continue;
+            }
+            let status = assert_refused(result, Code::InvalidArgument, "INVALID_ARGUMENT");
+            assert_eq!(violated_fields(&status), [field], "{rpc} with {cursor}");
+            assert!(status.message().contains("negative"), "{rpc}: {status:?}");
+        }
+    }
+}

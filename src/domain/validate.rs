@@ -100,6 +100,20 @@ impl Validator {
         Some(value.to_ascii_lowercase())
     }
 
+    /// An event cursor (a position in the event log; 0 is before the first event). Negative is
+    /// never a position, so it is a malformed request rather than an expired cursor. Returns
+    /// the value, or 0 when invalid so callers can keep validating.
+    pub fn cursor(&mut self, field: &str, value: i64) -> i64 {
+        if value < 0 {
+            self.violation(
+                field,
+                format!("must not be negative (positions start at 0), got {value}"),
+            );
+            return 0;
+        }
+        value
+    }
+
     /// A `google.protobuf.Duration` given as its `seconds` and `nanos`, in microseconds (finer
     /// precision dropped). The spec's rules: seconds within ±315,576,000,000, nanos within
     /// ±999,999,999, and when both are non-zero, of the same sign. `None` when invalid.
