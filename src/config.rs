@@ -88,6 +88,11 @@ pub struct Config {
     #[arg(long = "dns-nameserver", env = "MEMBERSHIP_DNS_NAMESERVER")]
     pub dns_nameserver: Option<SocketAddr>,
 
+    /// Longest a domain verification lookup may take, its 2 attempts included; then
+    /// UNAVAILABLE DNS_UNAVAILABLE.
+    #[arg(long = "dns-timeout", env = "MEMBERSHIP_DNS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub dns_timeout: Duration,
+
     /// On SIGTERM/SIGINT, how long calls in flight may take before the server stops anyway.
     #[arg(long = "shutdown-timeout", env = "MEMBERSHIP_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
@@ -272,6 +277,7 @@ impl Config {
             ("--event-poll-interval", self.event_poll_interval),
             ("--watch-progress-interval", self.watch_progress_interval),
             ("--request-timeout", self.request_timeout),
+            ("--dns-timeout", self.dns_timeout),
         ] {
             if value.is_zero() {
                 return Err(format!("{name} must be greater than zero"));
