@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
@@ -32,11 +33,11 @@ use crate::service::page_token::PageTokens;
 use crate::store::Store;
 use crate::telemetry::TelemetryLayer;
 
-/// Fully-qualified names of the services health is reported for, besides the server as a whole.
-const SERVICE_NAMES: &[&str] = &[
-    "membership.v1.TenantService",
-    "membership.v1.MembershipService",
-];
+/// The name a generated server is served under (`membership.v1.TenantService`), which is
+/// also the name health reports it by.
+fn service_name<S: NamedService>(_: &S) -> &'static str {
+    S::NAME
+}
 
 /// How long a health probe waits for the database.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -111,8 +112,32 @@ pub async fn serve(
             metrics_stop,
         ));
     }
+    let max_message = options.max_message_bytes;
+    let tenant_api = TenantServiceServer::new(TenantApi {
+        services: services.clone(),
+    })
+    .max_decoding_message_size(max_message);
+    let role_api = RoleServiceServer::new(RoleApi {
+        services: services.clone(),
+    })
+    .max_decoding_message_size(max_message);
+    let invitation_api = InvitationServiceServer::new(InvitationApi {
+        services: services.clone(),
+    })
+    .max_decoding_message_size(max_message);
+    let membership_api = MembershipServiceServer::new(MembershipApi { services })
+        .max_decoding_message_size(max_message);
+    // Health reports every API service by name (besides the server as a whole), taken from the
+    // servers added below, so a service cannot be served without its health or the reverse.
+    let api_names: Arc<[&'static str]> = Arc::new([
+        service_name(&tenant_api),
+        service_name(&role_api),
+        service_name(&invitation_api),
+        service_name(&membership_api),
+    ]);
+
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    set_health(&reporter, store.ping().await).await;
+    set_health(&reporter, &api_names, store.ping().await).await;
     let stopping = CancellationToken::new();
     // Health has two writers, the prober and shutdown; whoever writes holds this, so the
     // prober can never turn a stopping server back to SERVING.
@@ -120,6 +145,7 @@ pub async fn serve(
     let prober = tokio::spawn(probe_database(
         store,
         reporter.clone(),
+        api_names.clone(),
         options.health_interval,
         stopping.clone(),
         health_writer.clone(),
@@ -134,7 +160,7 @@ pub async fn serve(
             {
                 let _writing = health_writer.lock().await;
                 stopping.cancel();
-                set_serving(&reporter, ServingStatus::NotServing).await;
+                set_serving(&reporter, &api_names, ServingStatus::NotServing).await;
             }
             feed.shutdown();
         }
@@ -173,7 +199,6 @@ pub async fn serve(
     }
     // Logged once everything is set up: a bad setting fails before anything claims to serve.
     tracing::info!(address = %listener.local_addr()?, tls, "serving gRPC");
-    let max_message = options.max_message_bytes;
     let server = builder
         .max_concurrent_streams(options.max_streams_per_connection)
         .layer(TelemetryLayer::new(&served))
@@ -182,28 +207,10 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(
-            TenantServiceServer::new(TenantApi {
-                services: services.clone(),
-            })
-            .max_decoding_message_size(max_message),
-        )
-        .add_service(
-            RoleServiceServer::new(RoleApi {
-                services: services.clone(),
-            })
-            .max_decoding_message_size(max_message),
-        )
-        .add_service(
-            InvitationServiceServer::new(InvitationApi {
-                services: services.clone(),
-            })
-            .max_decoding_message_size(max_message),
-        )
-        .add_service(
-            MembershipServiceServer::new(MembershipApi { services })
-                .max_decoding_message_size(max_message),
-        )
+        .add_service(tenant_api)
+        .add_service(role_api)
+        .add_service(invitation_api)
+        .add_service(membership_api)
         // Without TCP_NODELAY small responses can wait ~40 ms for Nagle's algorithm.
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -224,18 +231,19 @@ pub async fn serve(
     result
 }
 
-async fn set_health(reporter: &HealthReporter, database_up: bool) {
+async fn set_health(reporter: &HealthReporter, api_names: &[&'static str], database_up: bool) {
     let status = if database_up {
         ServingStatus::Serving
     } else {
         ServingStatus::NotServing
     };
-    set_serving(reporter, status).await;
+    set_serving(reporter, api_names, status).await;
 }
 
-async fn set_serving(reporter: &HealthReporter, status: ServingStatus) {
+/// The server as a whole and every API service turn together: they share one database.
+async fn set_serving(reporter: &HealthReporter, api_names: &[&'static str], status: ServingStatus) {
     reporter.set_service_status("", status).await;
-    for name in SERVICE_NAMES {
+    for name in api_names {
         reporter.set_service_status(*name, status).await;
     }
 }
@@ -244,6 +252,7 @@ async fn set_serving(reporter: &HealthReporter, status: ServingStatus) {
 async fn probe_database(
     store: Store,
     reporter: HealthReporter,
+    api_names: Arc<[&'static str]>,
     interval: Duration,
     stopping: CancellationToken,
     health_writer: Arc<tokio::sync::Mutex<()>>,
@@ -271,7 +280,7 @@ async fn probe_database(
         if stopping.is_cancelled() {
             return;
         }
-        set_health(&reporter, up).await;
+        set_health(&reporter, &api_names, up).await;
         was_up = up;
     }
 }

@@ -16,11 +16,14 @@ use crate::auth::{ApiKey, Authenticator, JwtOptions, JwtVerifier};
     version,
     // A later flag wins, so wrappers and tests can append settings to a fixed command line.
     args_override_self = true,
+    // Every setting is `global`: it may come before or after the subcommand that uses it
+    // (`membership-service migrate --database-url …`).
     about = "Who belongs to which tenant, with which roles, as a gRPC service with an ordered event feed"
 )]
 pub struct Config {
     /// Address the gRPC server listens on.
     #[arg(
+        global = true,
         long = "listen",
         env = "MEMBERSHIP_LISTEN_ADDR",
         default_value = "127.0.0.1:50051"
@@ -29,6 +32,7 @@ pub struct Config {
 
     /// Database URL: `sqlite://FILE` (created and migrated if missing) or `postgres://…`.
     #[arg(
+        global = true,
         long = "database-url",
         env = "MEMBERSHIP_DATABASE_URL",
         default_value = "sqlite://membership.db"
@@ -36,41 +40,42 @@ pub struct Config {
     pub database_url: String,
 
     /// Maximum connections in the database pool.
-    #[arg(long = "db-max-connections", env = "MEMBERSHIP_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(global = true, long = "db-max-connections", env = "MEMBERSHIP_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,
 
     /// Seconds between database health probes (health turns NOT_SERVING while it is unreachable).
-    #[arg(long = "health-interval-secs", env = "MEMBERSHIP_HEALTH_INTERVAL_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(global = true, long = "health-interval-secs", env = "MEMBERSHIP_HEALTH_INTERVAL_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub health_interval_secs: u64,
 
     /// How long events are kept for watching and the audit log (e.g. `30d`, `12h`).
-    #[arg(long = "event-retention", env = "MEMBERSHIP_EVENT_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    #[arg(global = true, long = "event-retention", env = "MEMBERSHIP_EVENT_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
     pub event_retention: Duration,
 
     /// How often events past retention are deleted.
-    #[arg(long = "event-prune-interval", env = "MEMBERSHIP_EVENT_PRUNE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(global = true, long = "event-prune-interval", env = "MEMBERSHIP_EVENT_PRUNE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub event_prune_interval: Duration,
 
     /// Recent events kept in memory for subscribers near the head (others read the database).
-    #[arg(long = "event-buffer", env = "MEMBERSHIP_EVENT_BUFFER", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    #[arg(global = true, long = "event-buffer", env = "MEMBERSHIP_EVENT_BUFFER", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub event_buffer: u32,
 
     /// How often the feed checks the database for events when no notification arrived.
-    #[arg(long = "event-poll-interval", env = "MEMBERSHIP_EVENT_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(global = true, long = "event-poll-interval", env = "MEMBERSHIP_EVENT_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub event_poll_interval: Duration,
 
     /// How long a watch stream may stay silent before it gets a progress message.
-    #[arg(long = "watch-progress-interval", env = "MEMBERSHIP_WATCH_PROGRESS_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(global = true, long = "watch-progress-interval", env = "MEMBERSHIP_WATCH_PROGRESS_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub watch_progress_interval: Duration,
 
     /// SMTP server for invitation emails: `smtp://host:port` (plain; add `?tls=required` or
     /// `?tls=opportunistic` for STARTTLS) or `smtps://host:port` (TLS), with optional
     /// `user:password@`. Unset: no email is sent and callers deliver the token themselves.
-    #[arg(long = "smtp-url", env = "MEMBERSHIP_SMTP_URL")]
+    #[arg(global = true, long = "smtp-url", env = "MEMBERSHIP_SMTP_URL")]
     pub smtp_url: Option<String>,
 
     /// Sender of invitation emails.
     #[arg(
+        global = true,
         long = "smtp-from",
         env = "MEMBERSHIP_SMTP_FROM",
         default_value = "no-reply@localhost"
@@ -79,43 +84,54 @@ pub struct Config {
 
     /// Base URL of the accept page; the token is appended as `token=…`.
     #[arg(
+        global = true,
         long = "invitation-accept-url",
         env = "MEMBERSHIP_INVITATION_ACCEPT_URL"
     )]
     pub invitation_accept_url: Option<String>,
 
     /// Nameserver (`ip:port`) for domain verification lookups. Unset: the system's resolvers.
-    #[arg(long = "dns-nameserver", env = "MEMBERSHIP_DNS_NAMESERVER")]
+    #[arg(
+        global = true,
+        long = "dns-nameserver",
+        env = "MEMBERSHIP_DNS_NAMESERVER"
+    )]
     pub dns_nameserver: Option<SocketAddr>,
 
+    /// Longest a domain verification lookup may take, its 2 attempts included; then
+    /// UNAVAILABLE DNS_UNAVAILABLE.
+    #[arg(global = true, long = "dns-timeout", env = "MEMBERSHIP_DNS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub dns_timeout: Duration,
+
     /// On SIGTERM/SIGINT, how long calls in flight may take before the server stops anyway.
-    #[arg(long = "shutdown-timeout", env = "MEMBERSHIP_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(global = true, long = "shutdown-timeout", env = "MEMBERSHIP_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
     /// Longest a call may run; a caller's shorter `grpc-timeout` wins. Exceeded: DEADLINE_EXCEEDED.
-    #[arg(long = "request-timeout", env = "MEMBERSHIP_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(global = true, long = "request-timeout", env = "MEMBERSHIP_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
     /// Calls executing at once across all connections; more are refused with RESOURCE_EXHAUSTED
     /// (health checks are exempt).
-    #[arg(long = "max-concurrent-calls", env = "MEMBERSHIP_MAX_CONCURRENT_CALLS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(global = true, long = "max-concurrent-calls", env = "MEMBERSHIP_MAX_CONCURRENT_CALLS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_concurrent_calls: u32,
 
     /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
-    #[arg(long = "max-message-bytes", env = "MEMBERSHIP_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(1024..=268_435_456))]
+    #[arg(global = true, long = "max-message-bytes", env = "MEMBERSHIP_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(1024..=268_435_456))]
     pub max_message_bytes: u32,
 
     /// Concurrent HTTP/2 streams (calls and watches) per client connection.
-    #[arg(long = "max-streams-per-connection", env = "MEMBERSHIP_MAX_STREAMS_PER_CONNECTION", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(global = true, long = "max-streams-per-connection", env = "MEMBERSHIP_MAX_STREAMS_PER_CONNECTION", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_streams_per_connection: u32,
 
     /// How callers authenticate: `none` (development: loopback only, every caller trusted),
     /// `api-key` (static keys, see --api-key) or `jwt` (bearer tokens, see --jwt-*).
-    #[arg(long = "auth", env = "MEMBERSHIP_AUTH", value_enum, default_value_t = AuthMode::None)]
+    #[arg(global = true, long = "auth", env = "MEMBERSHIP_AUTH", value_enum, default_value_t = AuthMode::None)]
     pub auth: AuthMode,
 
     /// With --auth none, serve on an address other than loopback anyway.
     #[arg(
+        global = true,
         long = "allow-unauthenticated-remote",
         env = "MEMBERSHIP_ALLOW_UNAUTHENTICATED_REMOTE"
     )]
@@ -125,19 +141,25 @@ pub struct Config {
     /// may also act for a user with x-actor-id) or `delegate` (acts only for the user in
     /// x-actor-id). Repeat the flag, or separate keys with commas in the variable.
     /// `membership-service new-api-key` makes one.
-    #[arg(long = "api-key", env = "MEMBERSHIP_API_KEYS", value_delimiter = ',')]
+    #[arg(
+        global = true,
+        long = "api-key",
+        env = "MEMBERSHIP_API_KEYS",
+        value_delimiter = ','
+    )]
     pub api_keys: Vec<ApiKey>,
 
     /// The `iss` every JWT must carry.
-    #[arg(long = "jwt-issuer", env = "MEMBERSHIP_JWT_ISSUER")]
+    #[arg(global = true, long = "jwt-issuer", env = "MEMBERSHIP_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
     /// The `aud` every JWT must carry.
-    #[arg(long = "jwt-audience", env = "MEMBERSHIP_JWT_AUDIENCE")]
+    #[arg(global = true, long = "jwt-audience", env = "MEMBERSHIP_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
 
     /// Shared secret for HS256 tokens (at least 32 bytes). Prefer the variable to the flag.
     #[arg(
+        global = true,
         long = "jwt-hs256-secret",
         env = "MEMBERSHIP_JWT_HS256_SECRET",
         hide_env_values = true
@@ -145,12 +167,17 @@ pub struct Config {
     pub jwt_hs256_secret: Option<String>,
 
     /// PEM file with the RSA public key for RS256 tokens.
-    #[arg(long = "jwt-rs256-public-key", env = "MEMBERSHIP_JWT_RS256_PUBLIC_KEY")]
+    #[arg(
+        global = true,
+        long = "jwt-rs256-public-key",
+        env = "MEMBERSHIP_JWT_RS256_PUBLIC_KEY"
+    )]
     pub jwt_rs256_public_key: Option<PathBuf>,
 
     /// A token listing this in `scope` or `scp` is a trusted system caller (its `sub` names the
     /// service); other tokens' `sub` is the acting user's UUID.
     #[arg(
+        global = true,
         long = "jwt-system-scope",
         env = "MEMBERSHIP_JWT_SYSTEM_SCOPE",
         default_value = "membership.system"
@@ -158,28 +185,32 @@ pub struct Config {
     pub jwt_system_scope: String,
 
     /// Clock skew tolerated on a token's `exp` and `nbf`.
-    #[arg(long = "jwt-leeway", env = "MEMBERSHIP_JWT_LEEWAY", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(global = true, long = "jwt-leeway", env = "MEMBERSHIP_JWT_LEEWAY", default_value = "60s", value_parser = humantime::parse_duration)]
     pub jwt_leeway: Duration,
 
     /// PEM certificate chain: serve gRPC over TLS. Needs --tls-key.
-    #[arg(long = "tls-cert", env = "MEMBERSHIP_TLS_CERT")]
+    #[arg(global = true, long = "tls-cert", env = "MEMBERSHIP_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key of --tls-cert.
-    #[arg(long = "tls-key", env = "MEMBERSHIP_TLS_KEY")]
+    #[arg(global = true, long = "tls-key", env = "MEMBERSHIP_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
 
     /// PEM CA certificate(s): require every client to present a certificate they signed
     /// (mutual TLS). Needs --tls-cert.
-    #[arg(long = "tls-client-ca", env = "MEMBERSHIP_TLS_CLIENT_CA")]
+    #[arg(
+        global = true,
+        long = "tls-client-ca",
+        env = "MEMBERSHIP_TLS_CLIENT_CA"
+    )]
     pub tls_client_ca: Option<PathBuf>,
 
     /// Address of the Prometheus metrics endpoint (`GET /metrics`, plain HTTP), or `off`.
-    #[arg(long = "metrics-listen", env = "MEMBERSHIP_METRICS_ADDR", default_value = "127.0.0.1:9464", value_parser = parse_optional_addr)]
+    #[arg(global = true, long = "metrics-listen", env = "MEMBERSHIP_METRICS_ADDR", default_value = "127.0.0.1:9464", value_parser = parse_optional_addr)]
     pub metrics_listen: OptionalAddr,
 
     /// Log output format. The level comes from RUST_LOG (default `info`).
-    #[arg(long = "log-format", env = "MEMBERSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(global = true, long = "log-format", env = "MEMBERSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
     #[command(subcommand)]
@@ -272,6 +303,7 @@ impl Config {
             ("--event-poll-interval", self.event_poll_interval),
             ("--watch-progress-interval", self.watch_progress_interval),
             ("--request-timeout", self.request_timeout),
+            ("--dns-timeout", self.dns_timeout),
         ] {
             if value.is_zero() {
                 return Err(format!("{name} must be greater than zero"));

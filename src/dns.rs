@@ -1,5 +1,10 @@
 //! DNS TXT lookups for domain verification, through the system resolver or a configured
 //! nameserver.
+//!
+//! A lookup is bounded as a whole by [`DnsOptions::timeout`]. The resolver's own settings only
+//! bound each attempt at one name server (it retries, asks several system name servers in turn,
+//! and may fall back to TCP), so their product is not the caller's wait; a timer around the
+//! whole lookup is.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,10 +16,15 @@ use hickory_resolver::proto::xfer::Protocol;
 
 use crate::domain::DomainError;
 
+/// Attempts a lookup makes before it gives up, each given an equal share of the timeout.
+pub const ATTEMPTS: u32 = 2;
+
 #[derive(Clone, Debug)]
 pub struct DnsOptions {
-    /// Query this nameserver (UDP, then TCP) instead of the system's resolvers.
+    /// Query this nameserver (UDP, and TCP for a truncated answer) instead of the system's
+    /// resolvers.
     pub nameserver: Option<SocketAddr>,
+    /// The longest a whole lookup may take, all attempts included.
     pub timeout: Duration,
 }
 
@@ -30,13 +40,18 @@ impl Default for DnsOptions {
 #[derive(Clone)]
 pub struct TxtLookup {
     resolver: TokioResolver,
+    timeout: Duration,
 }
 
 impl TxtLookup {
     pub fn new(options: &DnsOptions) -> Result<TxtLookup, String> {
+        if options.timeout.is_zero() {
+            return Err("the DNS timeout must be greater than zero".to_string());
+        }
         let mut opts = ResolverOpts::default();
-        opts.timeout = options.timeout;
-        opts.attempts = 2;
+        opts.timeout = options.timeout / ATTEMPTS;
+        // hickory counts the retries after the first try.
+        opts.attempts = ATTEMPTS as usize - 1;
         // Verification must see the record as published now, not as cached.
         opts.cache_size = 0;
         let builder = match options.nameserver {
@@ -51,12 +66,20 @@ impl TxtLookup {
         };
         Ok(TxtLookup {
             resolver: builder.with_options(opts).build(),
+            timeout: options.timeout,
         })
     }
 
     /// The TXT strings at `name`; an empty list when the name or record does not exist.
     pub async fn txt(&self, name: &str) -> Result<Vec<String>, DomainError> {
-        match self.resolver.txt_lookup(format!("{name}.")).await {
+        let lookup = self.resolver.txt_lookup(format!("{name}."));
+        let Ok(answer) = tokio::time::timeout(self.timeout, lookup).await else {
+            return Err(DomainError::DnsUnavailable(format!(
+                "no answer within {:?}",
+                self.timeout
+            )));
+        };
+        match answer {
             Ok(lookup) => Ok(lookup
                 .iter()
                 .map(|txt| {

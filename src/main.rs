@@ -99,7 +99,7 @@ async fn run(
         },
         dns: DnsOptions {
             nameserver: config.dns_nameserver,
-            ..DnsOptions::default()
+            timeout: config.dns_timeout,
         },
         drain_timeout: config.shutdown_timeout,
         limits: LimitOptions {

@@ -668,3 +668,182 @@ async fn a_watch_ends_when_its_token_expires() {
         "TOKEN_EXPIRED",
     );
 }
+
+/// A ListMemberships request carrying `base` headers (each once) and `header` twice, with
+/// `values` in that order.
+fn repeated(
+    tenant_id: &str,
+    base: &[(&'static str, String)],
+    header: &'static str,
+    values: [&str; 2],
+) -> Request<pb::ListMembershipsRequest> {
+    let mut request = Request::new(list(tenant_id));
+    for (name, value) in base {
+        request.metadata_mut().insert(*name, value.parse().unwrap());
+    }
+    for value in values {
+        request
+            .metadata_mut()
+            .append(header, value.parse().unwrap());
+    }
+    request
+}
+
+/// `header` sent twice is refused in both orders of `values`, whoever either value names.
+async fn assert_repeat_refused(
+    members: &mut MembershipServiceClient<Channel>,
+    tenant_id: &str,
+    base: &[(&'static str, String)],
+    header: &'static str,
+    values: [&str; 2],
+) {
+    let [first, second] = values;
+    for order in [[first, second], [second, first]] {
+        let status = assert_refused(
+            members
+                .list_memberships(repeated(tenant_id, base, header, order))
+                .await,
+            Code::Unauthenticated,
+            "DUPLICATE_CREDENTIAL",
+        );
+        assert!(status.message().contains(header), "{status:?}");
+    }
+}
+
+/// A caller that forwards its client's identity headers and appends its own must not let the
+/// client choose which one counts: two values of one identity header are refused in any order.
+#[tokio::test]
+async fn a_repeated_identity_header_is_refused_in_either_order() {
+    // Mode none: only x-actor-id identifies anyone.
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let member = add_member(&server, &tenant, "member").await;
+    let mut members = server.members().await;
+    let (owner, member) = (tenant.owner.to_string(), member.to_string());
+    members
+        .list_memberships(as_user(list(&tenant.id), tenant.owner))
+        .await
+        .expect("the owner, named once");
+    assert_repeat_refused(
+        &mut members,
+        &tenant.id,
+        &[],
+        "x-actor-id",
+        [&owner, &member],
+    )
+    .await;
+    assert_repeat_refused(
+        &mut members,
+        &tenant.id,
+        &[],
+        "x-actor-id",
+        [&owner, &owner],
+    )
+    .await;
+
+    // API keys: the key (in either header) and the actor.
+    let server = start(api_keys()).await;
+    let mut members = server.members().await;
+    let (tenant_id, owner) = tenant_as(&server, SYSTEM_KEY).await;
+    let tenant = Tenant {
+        id: tenant_id.clone(),
+        owner,
+    };
+    let member = user();
+    members
+        .create_membership(with(
+            new_member(&tenant, member, "member"),
+            Some(SYSTEM_KEY),
+            None,
+        ))
+        .await
+        .expect("adding a member");
+    let (owner, member) = (owner.to_string(), member.to_string());
+    let system = ("authorization", format!("Bearer {SYSTEM_KEY}"));
+    let as_owner = ("x-actor-id", owner.clone());
+    assert_repeat_refused(
+        &mut members,
+        &tenant_id,
+        std::slice::from_ref(&system),
+        "x-actor-id",
+        [&owner, &member],
+    )
+    .await;
+    assert_repeat_refused(
+        &mut members,
+        &tenant_id,
+        std::slice::from_ref(&as_owner),
+        "authorization",
+        [
+            &format!("Bearer {SYSTEM_KEY}"),
+            &format!("Bearer {DELEGATE_KEY}"),
+        ],
+    )
+    .await;
+    assert_repeat_refused(
+        &mut members,
+        &tenant_id,
+        std::slice::from_ref(&as_owner),
+        "x-api-key",
+        [SYSTEM_KEY, DELEGATE_KEY],
+    )
+    .await;
+    assert_repeat_refused(
+        &mut members,
+        &tenant_id,
+        std::slice::from_ref(&as_owner),
+        "x-api-key",
+        [SYSTEM_KEY, SYSTEM_KEY],
+    )
+    .await;
+    members
+        .list_memberships(with(list(&tenant_id), Some(SYSTEM_KEY), Some(tenant.owner)))
+        .await
+        .expect("a key and an actor, each sent once");
+
+    // JWT: the token and the actor.
+    let server = start(jwt(None)).await;
+    let mut members = server.members().await;
+    let mut system_claims = Tokens::claims("provisioning-service", 300);
+    system_claims["scope"] = "membership.system".into();
+    let system_token = Tokens::hs256(&system_claims);
+    let (tenant_id, owner) = tenant_as(&server, &system_token).await;
+    let tenant = Tenant {
+        id: tenant_id.clone(),
+        owner,
+    };
+    let member = user();
+    members
+        .create_membership(with(
+            new_member(&tenant, member, "member"),
+            Some(&system_token),
+            None,
+        ))
+        .await
+        .expect("adding a member");
+    let owner_token = Tokens::hs256(&Tokens::claims(&owner.to_string(), 300));
+    let member_token = Tokens::hs256(&Tokens::claims(&member.to_string(), 300));
+    members
+        .list_memberships(with(list(&tenant_id), Some(&owner_token), None))
+        .await
+        .expect("the owner's token, sent once");
+    assert_repeat_refused(
+        &mut members,
+        &tenant_id,
+        &[],
+        "authorization",
+        [
+            &format!("Bearer {owner_token}"),
+            &format!("Bearer {member_token}"),
+        ],
+    )
+    .await;
+    assert_repeat_refused(
+        &mut members,
+        &tenant_id,
+        &[("authorization", format!("Bearer {system_token}"))],
+        "x-actor-id",
+        [&owner.to_string(), &member.to_string()],
+    )
+    .await;
+}

@@ -631,6 +631,59 @@ async fn an_unreachable_nameserver_is_reported_as_unavailable_not_as_a_missing_r
     drop(silent);
 }
 
+/// The whole lookup is bounded by the configured timeout, however the resolver retries or
+/// falls back: a nameserver that reads every query (UDP and TCP) and never answers gives
+/// UNAVAILABLE DNS_UNAVAILABLE once the timeout has passed, not a multiple of it.
+#[tokio::test]
+async fn a_nameserver_that_never_answers_fails_within_the_configured_timeout() {
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    // For the call around the lookup on a busy machine; a lookup that retried past its
+    // timeout would take at least twice the timeout.
+    const SLACK: Duration = Duration::from_secs(1);
+    let (udp, tcp) = udp_and_tcp_on_one_port().await;
+    let nameserver = udp.local_addr().unwrap();
+    let queries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = queries.clone();
+    let silent_udp = tokio::spawn(async move {
+        let mut buffer = vec![0u8; 4096];
+        while udp.recv_from(&mut buffer).await.is_ok() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let silent_tcp = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = tcp.accept().await {
+            held.push(stream);
+        }
+    });
+    let server = TestServer::start_with(
+        TestDatabase::create().await,
+        dns_options(nameserver, TIMEOUT),
+    )
+    .await;
+    let tenant = enterprise(&server, None).await;
+    let domain = added(&server, &tenant, "silent.example", true).await;
+
+    let started = std::time::Instant::now();
+    let result = verify(&server, &tenant, &domain.domain_id).await;
+    let elapsed = started.elapsed();
+    let status = assert_refused(result, Code::Unavailable, "DNS_UNAVAILABLE");
+    assert!(
+        elapsed <= TIMEOUT + SLACK,
+        "the lookup took {elapsed:?}, beyond the {TIMEOUT:?} configured: {status:?}"
+    );
+    assert!(
+        queries.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the nameserver was asked"
+    );
+    assert_eq!(
+        list_domains(&server, &tenant).await[0].state,
+        pb::DomainState::Pending as i32
+    );
+    silent_udp.abort();
+    silent_tcp.abort();
+}
+
 #[tokio::test]
 async fn auto_join_makes_a_signup_a_member_of_the_tenant_that_verified_the_domain() {
     let dns = DnsServer::start().await;

@@ -682,3 +682,150 @@ async fn a_subscriber_on_one_replica_sees_events_written_through_another() {
     assert!(a.terminate().await.success());
     assert!(b.terminate().await.success());
 }
+
+/// Timestamps the protobuf spec rules out, each with what makes it malformed.
+const MALFORMED_TIMESTAMPS: &[(i64, i32, &str)] = &[
+    (1_700_000_000, -1, "negative nanos"),
+    (1_700_000_000, 1_000_000_000, "nanos of a whole second"),
+    (253_402_300_800, 0, "after 9999-12-31T23:59:59Z"),
+    (-62_135_596_801, 0, "before 0001-01-01T00:00:00Z"),
+    (i64::MAX, 0, "seconds far out of range"),
+];
+
+/// Every request Timestamp (the audit log's time range) is checked as the protobuf spec
+/// defines it: a malformed one is INVALID_ARGUMENT naming the field, every bad field at once;
+/// the extremes of the valid range are accepted.
+#[tokio::test]
+async fn malformed_timestamps_in_the_audit_log_time_range_are_refused() {
+    assert_eq!(
+        request_fields_of_type(".google.protobuf.Timestamp"),
+        [
+            "ListMembershipEventsRequest.end_time",
+            "ListMembershipEventsRequest.start_time",
+        ],
+        "every Timestamp in a request is covered here"
+    );
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, None).await;
+    let mut members = server.members().await;
+    let time = |seconds, nanos| Some(prost_types::Timestamp { seconds, nanos });
+    let log = |start_time, end_time| pb::ListMembershipEventsRequest {
+        tenant_id: tenant.id.clone(),
+        start_time,
+        end_time,
+        ..Default::default()
+    };
+    for &(seconds, nanos, what) in MALFORMED_TIMESTAMPS {
+        for (request, fields) in [
+            (log(time(seconds, nanos), None), vec!["start_time"]),
+            (log(None, time(seconds, nanos)), vec!["end_time"]),
+            (
+                log(time(seconds, nanos), time(seconds, nanos)),
+                vec!["start_time", "end_time"],
+            ),
+        ] {
+            let status = assert_refused(
+                members.list_membership_events(as_system(request)).await,
+                Code::InvalidArgument,
+                "INVALID_ARGUMENT",
+            );
+            assert_eq!(violated_fields(&status), fields, "{what}");
+        }
+    }
+    let everything = members
+        .list_membership_events(as_system(log(
+            time(-62_135_596_800, 0),
+            time(253_402_300_799, 999_999_999),
+        )))
+        .await
+        .expect("the widest valid range")
+        .into_inner();
+    assert_eq!(everything.events.len(), 2, "tenant and owner created");
+}
+
+/// A negative cursor is never a position: every cursor a request carries (where to start a
+/// list or a watch, how fresh a check must be) refuses it the same way, INVALID_ARGUMENT naming
+/// the field, rather than as an expired cursor.
+#[tokio::test]
+async fn a_negative_cursor_is_invalid_in_every_request_that_takes_one() {
+    assert_eq!(
+        request_fields_where(|field| field.name().contains("cursor")),
+        [
+            "BatchCheckPermissionsRequest.min_cursor",
+            "CheckPermissionRequest.min_cursor",
+            "ListMembershipEventsRequest.after_cursor",
+            "WatchMembershipEventsRequest.after_cursor",
+        ],
+        "every cursor in a request is covered here"
+    );
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, None).await;
+    let mut members = server.members().await;
+    let mut roles = pb::role_service_client::RoleServiceClient::new(server.channel().await);
+    let check = pb::PermissionCheck {
+        tenant_id: tenant.id.clone(),
+        user_id: tenant.owner.to_string(),
+        permission: "members.read".into(),
+    };
+    for cursor in [-1, i64::MIN, 0] {
+        let results = [
+            (
+                "ListMembershipEvents",
+                "after_cursor",
+                members
+                    .list_membership_events(as_system(pb::ListMembershipEventsRequest {
+                        tenant_id: tenant.id.clone(),
+                        after_cursor: Some(cursor),
+                        ..Default::default()
+                    }))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "WatchMembershipEvents",
+                "after_cursor",
+                members
+                    .watch_membership_events(as_system(pb::WatchMembershipEventsRequest {
+                        tenant_id: tenant.id.clone(),
+                        after_cursor: Some(cursor),
+                        ..Default::default()
+                    }))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "CheckPermission",
+                "min_cursor",
+                roles
+                    .check_permission(as_system(pb::CheckPermissionRequest {
+                        tenant_id: check.tenant_id.clone(),
+                        user_id: check.user_id.clone(),
+                        permission: check.permission.clone(),
+                        min_cursor: cursor,
+                    }))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "BatchCheckPermissions",
+                "min_cursor",
+                roles
+                    .batch_check_permissions(as_system(pb::BatchCheckPermissionsRequest {
+                        checks: vec![check.clone()],
+                        min_cursor: cursor,
+                    }))
+                    .await
+                    .map(drop),
+            ),
+        ];
+        for (rpc, field, result) in results {
+            if cursor == 0 {
+                result.unwrap_or_else(|s| panic!("{rpc} with cursor 0: {s:?}"));
+                continue;
+            }
+            let status = assert_refused(result, Code::InvalidArgument, "INVALID_ARGUMENT");
+            assert_eq!(violated_fields(&status), [field], "{rpc} with {cursor}");
+            assert!(status.message().contains("negative"), "{rpc}: {status:?}");
+        }
+    }
+}

@@ -1,6 +1,8 @@
-//! Health follows the database: NOT_SERVING while it is unreachable, SERVING once it is back.
-//! Only a networked database can become unreachable, so this runs on the PostgreSQL run of the
-//! suite; the server reaches PostgreSQL through a TCP relay the test can cut and restore.
+//! Health knows every API service the server serves, by name, and they all follow the
+//! database: NOT_SERVING while it is unreachable (and while the server stops), SERVING once it
+//! is back. Only a networked database can become unreachable, so that part runs on the
+//! PostgreSQL run of the suite; the server reaches PostgreSQL through a TCP relay the test can
+//! cut and restore.
 
 mod common;
 
@@ -12,6 +14,125 @@ use tokio::task::JoinHandle;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1 as reflection;
+
+/// The API services the server describes through reflection (all but health and reflection).
+async fn api_services(server: &TestServer) -> Vec<String> {
+    let mut client =
+        reflection::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let request = reflection::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            reflection::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let answer = client
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .expect("a reflection answer");
+    let Some(reflection::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        answer.message_response
+    else {
+        panic!("unexpected {answer:?}");
+    };
+    let names: Vec<String> = list
+        .service
+        .into_iter()
+        .map(|s| s.name)
+        .filter(|name| !name.starts_with("grpc."))
+        .collect();
+    assert_eq!(names.len(), 4, "the four API services: {names:?}");
+    names
+}
+
+async fn status_of(health: &mut HealthClient<tonic::transport::Channel>, service: &str) -> i32 {
+    health
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("health of {service:?}: {s:?}"))
+        .into_inner()
+        .status
+}
+
+/// Waits until health reports `status` for `service`.
+async fn wait_for(
+    health: &mut HealthClient<tonic::transport::Channel>,
+    service: &str,
+    status: ServingStatus,
+) {
+    let mut updates = health
+        .watch(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::timeout(WAIT, async {
+        while let Some(update) = updates.message().await.unwrap() {
+            if update.status == status as i32 {
+                return;
+            }
+        }
+        panic!("the health watch of {service:?} ended");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{service:?} did not turn {status:?}"));
+}
+
+#[tokio::test]
+async fn every_api_service_reports_health_and_all_turn_not_serving_together() {
+    let server = TestServer::start().await;
+    let services = api_services(&server).await;
+    let mut health = HealthClient::new(server.channel().await);
+    for service in &services {
+        assert_eq!(
+            status_of(&mut health, service).await,
+            ServingStatus::Serving as i32,
+            "{service}"
+        );
+    }
+    // A name the server does not serve is unknown to health, not SERVING.
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "membership.v1.NoSuchService".into(),
+        })
+        .await;
+    assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
+
+    // Watch the server as a whole and each service, then stop the server: every one turns
+    // NOT_SERVING.
+    let mut watches = Vec::new();
+    for service in std::iter::once(String::new()).chain(services.iter().cloned()) {
+        let mut updates = health
+            .watch(HealthCheckRequest {
+                service: service.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = updates.message().await.unwrap().expect("a first status");
+        assert_eq!(first.status, ServingStatus::Serving as i32, "{service:?}");
+        watches.push((service, updates));
+    }
+    let stopped = tokio::spawn(server.stop());
+    for (service, updates) in &mut watches {
+        let next = tokio::time::timeout(WAIT, updates.message())
+            .await
+            .unwrap_or_else(|_| panic!("no update for {service:?}"))
+            .unwrap()
+            .expect("an update");
+        assert_eq!(next.status, ServingStatus::NotServing as i32, "{service:?}");
+    }
+    drop(watches);
+    stopped.await.unwrap();
+}
 
 /// Relays connections from `listener` to `upstream` until aborted.
 fn relay(listener: TcpListener, upstream: SocketAddr) -> JoinHandle<()> {
@@ -89,6 +210,10 @@ async fn health_is_not_serving_while_the_database_is_unreachable() {
         .unwrap()
         .into_inner();
     assert_eq!(overall.status, ServingStatus::NotServing as i32);
+    let services = api_services(&server).await;
+    for service in &services {
+        wait_for(&mut health, service, ServingStatus::NotServing).await;
+    }
 
     // Bring it back on the same address: health recovers without a restart.
     let listener = TcpListener::bind(relay_addr).await.unwrap();
@@ -97,4 +222,7 @@ async fn health_is_not_serving_while_the_database_is_unreachable() {
         next(updates.message().await.unwrap()),
         ServingStatus::Serving as i32
     );
+    for service in &services {
+        wait_for(&mut health, service, ServingStatus::Serving).await;
+    }
 }

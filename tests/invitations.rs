@@ -2798,3 +2798,116 @@ async fn a_resend_racing_an_accept_with_the_old_token_lets_exactly_one_win() {
     }
     assert_eq!(accepted + resent, ROUNDS);
 }
+
+/// Durations the protobuf spec rules out, each with what makes it malformed.
+const MALFORMED_DURATIONS: &[(i64, i32, &str)] = &[
+    (2 * HOUR, -5, "negative nanos with positive seconds"),
+    (-2 * HOUR, 5, "positive nanos with negative seconds"),
+    (2 * HOUR, 1_000_000_000, "nanos of a whole second"),
+    (0, -1_000_000_000, "nanos below -999,999,999"),
+    (315_576_000_001, 0, "seconds beyond ±315,576,000,000"),
+    (i64::MIN, 0, "seconds far out of range"),
+];
+
+/// Every request Duration (the `ttl`s) is checked as the protobuf spec defines it: a malformed
+/// one is INVALID_ARGUMENT naming the field, reported with the request's other bad fields, and
+/// writes nothing; a well-formed one with nanos is accepted.
+#[tokio::test]
+async fn malformed_durations_are_refused_by_every_rpc_that_takes_a_ttl() {
+    assert_eq!(
+        request_fields_of_type(".google.protobuf.Duration"),
+        [
+            "BulkCreateInvitationsRequest.ttl",
+            "CreateInvitationRequest.ttl",
+            "ResendInvitationRequest.ttl",
+        ],
+        "every Duration in a request is covered here"
+    );
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let mut client = invitations(&server).await;
+    let pending = invited(&server, &tenant, "pending@acme.example", "member").await;
+    let invitation_id = pending.invitation.unwrap().invitation_id;
+    let duration = |seconds, nanos| Some(prost_types::Duration { seconds, nanos });
+    let create = |ttl| pb::CreateInvitationRequest {
+        ttl,
+        ..invite(&tenant, "new@acme.example", "member")
+    };
+    let bulk = |ttl| pb::BulkCreateInvitationsRequest {
+        tenant_id: tenant.id.clone(),
+        emails: vec!["bulk@acme.example".into()],
+        role: "member".into(),
+        ttl,
+    };
+    let resend_with = |ttl| pb::ResendInvitationRequest {
+        ttl,
+        ..resend(&tenant, &invitation_id)
+    };
+
+    let head = server.head().await;
+    for &(seconds, nanos, what) in MALFORMED_DURATIONS {
+        let ttl = duration(seconds, nanos);
+        let refusals = [
+            (
+                "CreateInvitation",
+                client
+                    .create_invitation(as_user(create(ttl), tenant.owner))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "BulkCreateInvitations",
+                client
+                    .bulk_create_invitations(as_user(bulk(ttl), tenant.owner))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "ResendInvitation",
+                client
+                    .resend_invitation(as_user(resend_with(ttl), tenant.owner))
+                    .await
+                    .map(drop),
+            ),
+        ];
+        for (rpc, result) in refusals {
+            let status = assert_refused(result, Code::InvalidArgument, "INVALID_ARGUMENT");
+            assert_eq!(violated_fields(&status), ["ttl"], "{rpc}, {what}");
+        }
+    }
+    // With another bad field, both are reported at once.
+    let status = assert_refused(
+        client
+            .create_invitation(as_user(
+                pb::CreateInvitationRequest {
+                    email: "not-an-email".into(),
+                    ..create(duration(2 * HOUR, -5))
+                },
+                tenant.owner,
+            ))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violated_fields(&status), ["email", "ttl"]);
+    assert_eq!(server.head().await, head, "no refused call wrote anything");
+
+    // Well-formed, with nanos of either sign matching the seconds', is accepted.
+    client
+        .create_invitation(as_user(create(duration(2 * HOUR, 5)), tenant.owner))
+        .await
+        .expect("a ttl with positive nanos");
+    client
+        .bulk_create_invitations(as_user(bulk(duration(2 * HOUR, 999_999_999)), tenant.owner))
+        .await
+        .expect("a ttl with the largest nanos");
+    let resent = client
+        .resend_invitation(as_user(resend_with(duration(DAY, 0)), tenant.owner))
+        .await
+        .expect("a whole-second ttl")
+        .into_inner();
+    let invitation = resent.invitation.unwrap();
+    let expiry =
+        invitation.expire_time.unwrap().seconds - invitation.last_send_time.unwrap().seconds;
+    assert!((DAY - 1..=DAY).contains(&expiry), "{expiry}");
+}

@@ -1,4 +1,5 @@
-//! The real binary: the `healthcheck` subcommand, and SIGTERM ending watch streams with
+//! The real binary: its subcommands (taking their flags before or after the subcommand's
+//! name), the `healthcheck` subcommand, and SIGTERM ending watch streams with
 //! UNAVAILABLE, turning health NOT_SERVING, letting calls in flight finish (for up to the drain
 //! timeout) while refusing new ones, and exiting 0.
 //!
@@ -248,4 +249,90 @@ async fn a_call_still_running_at_the_drain_timeout_does_not_keep_the_server_up()
         cut_off.is_err(),
         "a call cut off by the drain timeout cannot have succeeded: {cut_off:?}"
     );
+}
+
+/// Runs the binary with `args` and returns whether it exited 0; its output is kept for failures.
+async fn run_binary(args: &[&str]) -> (bool, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_membership-service"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("running the binary");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// Whether the database at `url` has the schema (its `tenants` table answers).
+async fn migrated(url: &str) -> bool {
+    use sea_orm::{ConnectionTrait, Statement};
+    let store = membership_service::store::Store::connect(url, 1)
+        .await
+        .expect("connecting");
+    let db = store.connection();
+    let answered = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM tenants",
+        ))
+        .await
+        .is_ok();
+    db.clone().close().await.ok();
+    answered
+}
+
+/// A subcommand takes the settings it uses after its name as well as before it: `migrate` its
+/// database, `healthcheck` the address to ask, `serve` any server setting.
+#[tokio::test]
+async fn subcommands_take_their_flags_before_or_after_their_name() {
+    for flags_first in [true, false] {
+        let database = TestDatabase::create().await;
+        assert!(!migrated(&database.url).await, "a fresh database is empty");
+        let flags = ["--database-url", database.url.as_str()];
+        let args: Vec<&str> = if flags_first {
+            flags.iter().copied().chain(["migrate"]).collect()
+        } else {
+            ["migrate"].into_iter().chain(flags).collect()
+        };
+        let (ok, output) = run_binary(&args).await;
+        assert!(ok, "{args:?}: {output}");
+        assert!(
+            migrated(&database.url).await,
+            "{args:?} migrated the database"
+        );
+    }
+
+    let server = TestServer::start().await;
+    let listen = server.addr.to_string();
+    // A port nothing listens on: the flag is read, not ignored.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    for (args, healthy) in [
+        (["--listen", listen.as_str(), "healthcheck"], true),
+        (["healthcheck", "--listen", listen.as_str()], true),
+        (["healthcheck", "--listen", closed_addr.as_str()], false),
+    ] {
+        let (ok, output) = run_binary(&args).await;
+        assert_eq!(ok, healthy, "{args:?}: {output}");
+        assert!(
+            !output.contains("unexpected argument"),
+            "{args:?}: {output}"
+        );
+    }
+    server.stop().await;
+
+    // `serve` with a setting after it: JSON logs.
+    let database = TestDatabase::create().await;
+    let process = ServerProcess::spawn(&database.url, &["serve", "--log-format", "json"]).await;
+    let first_line = process.logs.lock().unwrap()[0].clone();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&first_line).is_ok(),
+        "not a JSON log line: {first_line}"
+    );
+    assert!(process.terminate().await.success());
 }

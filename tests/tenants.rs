@@ -143,6 +143,168 @@ async fn create_tenant_is_idempotent_on_request_id() {
     );
 }
 
+/// The RPCs idempotent on `request_id` (each creates one of these), for the table below.
+#[derive(Clone, Copy, Debug)]
+enum Idempotent {
+    Tenant,
+    Membership,
+    Invitation,
+}
+
+impl Idempotent {
+    const ALL: [Idempotent; 3] = [
+        Idempotent::Tenant,
+        Idempotent::Membership,
+        Idempotent::Invitation,
+    ];
+
+    fn method(self) -> &'static str {
+        match self {
+            Idempotent::Tenant => "/membership.v1.TenantService/CreateTenant",
+            Idempotent::Membership => "/membership.v1.MembershipService/CreateMembership",
+            Idempotent::Invitation => "/membership.v1.InvitationService/CreateInvitation",
+        }
+    }
+
+    /// Calls the RPC with `request_id`: the first request when `variant` is 0, a request that
+    /// differs from it in one field otherwise. Answers the id of the resource made.
+    async fn call(
+        self,
+        server: &TestServer,
+        tenant: &Tenant,
+        request_id: &str,
+        variant: u8,
+    ) -> Result<String, tonic::Status> {
+        let request_id = request_id.to_string();
+        match self {
+            Idempotent::Tenant => {
+                let mut request = create_request(tenant.owner);
+                request.request_id = request_id;
+                if variant != 0 {
+                    request.name = "Initech".into();
+                }
+                let response = server
+                    .tenants()
+                    .await
+                    .create_tenant(as_system(request))
+                    .await?;
+                Ok(response.into_inner().tenant.unwrap().tenant_id)
+            }
+            Idempotent::Membership => {
+                let user_id = uuid::Uuid::from_u128(
+                    0x0190_0000_0000_7000_8000_0000_0000_0001 + u128::from(variant),
+                );
+                let request = pb::CreateMembershipRequest {
+                    request_id,
+                    ..new_member(tenant, user_id, "member")
+                };
+                let response = server
+                    .members()
+                    .await
+                    .create_membership(as_system(request))
+                    .await?;
+                Ok(response.into_inner().membership.unwrap().user_id)
+            }
+            Idempotent::Invitation => {
+                let request = pb::CreateInvitationRequest {
+                    tenant_id: tenant.id.clone(),
+                    email: format!("invitee-{variant}@acme.example"),
+                    role: "member".into(),
+                    ttl: None,
+                    request_id,
+                };
+                let response = pb::invitation_service_client::InvitationServiceClient::new(
+                    server.channel().await,
+                )
+                .create_invitation(as_user(request, tenant.owner))
+                .await?;
+                Ok(response.into_inner().invitation.unwrap().invitation_id)
+            }
+        }
+    }
+}
+
+/// Every method whose request message has a `request_id` field, from the served descriptors.
+fn methods_taking_a_request_id() -> Vec<String> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).unwrap();
+    let with_request_id: Vec<String> = set
+        .file
+        .iter()
+        .flat_map(|file| {
+            file.message_type
+                .iter()
+                .filter(|m| m.field.iter().any(|f| f.name() == "request_id"))
+                .map(move |m| format!(".{}.{}", file.package(), m.name()))
+        })
+        .collect();
+    let mut methods = Vec::new();
+    for file in &set.file {
+        for service in &file.service {
+            for method in &service.method {
+                if with_request_id.iter().any(|m| m == method.input_type()) {
+                    methods.push(format!(
+                        "/{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+    }
+    methods.sort();
+    methods
+}
+
+#[tokio::test]
+async fn every_request_id_repeats_its_answer_and_refuses_a_different_request() {
+    let mut covered: Vec<String> = Idempotent::ALL
+        .iter()
+        .map(|rpc| rpc.method().to_string())
+        .collect();
+    covered.sort();
+    assert_eq!(
+        covered,
+        methods_taking_a_request_id(),
+        "the table covers every RPC that takes a request_id"
+    );
+
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    for rpc in Idempotent::ALL {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let first = rpc
+            .call(&server, &tenant, &request_id, 0)
+            .await
+            .unwrap_or_else(|s| panic!("{}: {s:?}", rpc.method()));
+        let head = server.head().await;
+        let again = rpc
+            .call(&server, &tenant, &request_id, 0)
+            .await
+            .unwrap_or_else(|s| panic!("{} retried: {s:?}", rpc.method()));
+        assert_eq!(
+            again,
+            first,
+            "{}: a retry gets the same answer",
+            rpc.method()
+        );
+        let reused = rpc.call(&server, &tenant, &request_id, 1).await;
+        let status = assert_refused(reused, Code::InvalidArgument, "REQUEST_ID_REUSED");
+        assert!(
+            status.message().contains("request_id"),
+            "{}: {status:?}",
+            rpc.method()
+        );
+        assert_eq!(
+            server.head().await,
+            head,
+            "{}: neither call wrote",
+            rpc.method()
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_actor_cannot_create_a_tenant_owned_by_someone_else() {
     let server = TestServer::start().await;

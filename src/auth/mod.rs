@@ -7,6 +7,10 @@
 //! caller, or, for principals allowed to act on behalf of users, the user named by `x-actor-id`.
 //! Missing, wrong or expired credentials answer UNAUTHENTICATED before any handler runs; a valid
 //! principal asking for what it may not do answers PERMISSION_DENIED.
+//!
+//! Each identity header may appear once. With two values, which one counts would depend on
+//! which a reader takes first, and a proxy that appends its own `x-actor-id` after forwarding
+//! its caller's would let the caller choose; so a repeated one is refused outright.
 
 mod api_key;
 mod jwt;
@@ -96,6 +100,8 @@ pub enum AuthError {
     WrongAudience,
     #[error("the token was issued by another issuer")]
     WrongIssuer,
+    #[error("the {0} header appears more than once; send it once")]
+    Duplicated(&'static str),
 }
 
 impl AuthError {
@@ -107,6 +113,7 @@ impl AuthError {
             AuthError::NotYetValid => "TOKEN_NOT_YET_VALID",
             AuthError::WrongAudience => "TOKEN_WRONG_AUDIENCE",
             AuthError::WrongIssuer => "TOKEN_WRONG_ISSUER",
+            AuthError::Duplicated(_) => "DUPLICATE_CREDENTIAL",
         }
     }
 }
@@ -126,12 +133,21 @@ impl Authenticator {
 
     /// The principal the request's credentials prove.
     pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+        // Every mode reads x-actor-id (in the handlers); the others read their credential.
+        let identity_headers: &[&'static str] = match self {
+            Authenticator::None => &[ACTOR_HEADER],
+            Authenticator::ApiKeys(_) => &[ACTOR_HEADER, AUTHORIZATION, API_KEY_HEADER],
+            Authenticator::Jwt(_) => &[ACTOR_HEADER, AUTHORIZATION],
+        };
+        for name in identity_headers {
+            single_value(headers, name)?;
+        }
         match self {
             Authenticator::None => Ok(Principal::anonymous()),
             Authenticator::ApiKeys(keys) => {
                 let key = match bearer(headers)? {
                     Some(key) => Some(key),
-                    None => header_text(headers, "x-api-key")?,
+                    None => header_text(headers, API_KEY_HEADER)?,
                 };
                 keys.principal(key.ok_or(AuthError::Missing)?)
             }
@@ -142,8 +158,27 @@ impl Authenticator {
     }
 }
 
-fn header_text<'a>(headers: &'a http::HeaderMap, name: &str) -> Result<Option<&'a str>, AuthError> {
-    match headers.get(name) {
+const AUTHORIZATION: &str = "authorization";
+const API_KEY_HEADER: &str = "x-api-key";
+
+/// The one value of header `name`, if present; refused when it appears more than once.
+fn single_value<'a>(
+    headers: &'a http::HeaderMap,
+    name: &'static str,
+) -> Result<Option<&'a http::HeaderValue>, AuthError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(AuthError::Duplicated(name));
+    }
+    Ok(first)
+}
+
+fn header_text<'a>(
+    headers: &'a http::HeaderMap,
+    name: &'static str,
+) -> Result<Option<&'a str>, AuthError> {
+    match single_value(headers, name)? {
         None => Ok(None),
         Some(value) => value
             .to_str()
@@ -154,7 +189,7 @@ fn header_text<'a>(headers: &'a http::HeaderMap, name: &str) -> Result<Option<&'
 
 /// The credential of `authorization: Bearer <credential>`, if that header is present.
 fn bearer(headers: &http::HeaderMap) -> Result<Option<&str>, AuthError> {
-    let Some(value) = header_text(headers, "authorization")? else {
+    let Some(value) = header_text(headers, AUTHORIZATION)? else {
         return Ok(None);
     };
     match value.split_once(' ') {
@@ -170,7 +205,14 @@ fn bearer(headers: &http::HeaderMap) -> Result<Option<&str>, AuthError> {
 /// The caller of a request: its authenticated principal (put there by [`AuthLayer`]; a request
 /// that never passed the layer counts as mode `none`) and its `x-actor-id`.
 pub fn caller<T>(request: &Request<T>) -> Result<Caller, DomainError> {
-    let actor = match request.metadata().get(ACTOR_HEADER) {
+    let mut actors = request.metadata().get_all(ACTOR_HEADER).iter();
+    let first = actors.next();
+    if actors.next().is_some() {
+        return Err(DomainError::Unauthenticated(AuthError::Duplicated(
+            ACTOR_HEADER,
+        )));
+    }
+    let actor = match first {
         None => None,
         Some(value) => {
             let text = value.to_str().map_err(|_| DomainError::InvalidActor)?;
@@ -309,5 +351,11 @@ mod tests {
         assert_eq!(bearer(&headers), Ok(Some("abc")));
         headers.insert("authorization", "Basic abc".parse().unwrap());
         assert!(matches!(bearer(&headers), Err(AuthError::Invalid(_))));
+        headers.insert("authorization", "Bearer abc".parse().unwrap());
+        headers.append("authorization", "Bearer def".parse().unwrap());
+        assert_eq!(
+            bearer(&headers),
+            Err(AuthError::Duplicated("authorization"))
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use super::Micros;
 use super::email::canonical_email;
 use super::error::{DomainError, FieldViolation};
 
@@ -12,6 +13,14 @@ pub const MAX_EXTERNAL_ID_CHARS: usize = 256;
 pub const MAX_ROLE_NAME_CHARS: usize = 64;
 pub const MAX_QUERY_CHARS: usize = 200;
 pub const MAX_REQUEST_ID_CHARS: usize = 64;
+
+/// The range of a `google.protobuf.Duration` (about ±10,000 years), as duration.proto defines it.
+const MAX_DURATION_SECONDS: i64 = 315_576_000_000;
+/// The range of a `google.protobuf.Timestamp` (timestamp.proto): 0001-01-01T00:00:00Z to
+/// 9999-12-31T23:59:59.999999999Z.
+const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+const MAX_NANOS: i32 = 999_999_999;
 
 #[derive(Default)]
 pub struct Validator {
@@ -92,6 +101,74 @@ impl Validator {
         Some(value.to_ascii_lowercase())
     }
 
+    /// An event cursor (a position in the event log; 0 is before the first event). Negative is
+    /// never a position, so it is a malformed request rather than an expired cursor. Returns
+    /// the value, or 0 when invalid so callers can keep validating.
+    pub fn cursor(&mut self, field: &str, value: i64) -> i64 {
+        if value < 0 {
+            self.violation(
+                field,
+                format!("must not be negative (positions start at 0), got {value}"),
+            );
+            return 0;
+        }
+        value
+    }
+
+    /// A `google.protobuf.Duration` given as its `seconds` and `nanos`, in microseconds (finer
+    /// precision dropped). The spec's rules: seconds within ±315,576,000,000, nanos within
+    /// ±999,999,999, and when both are non-zero, of the same sign. `None` when invalid.
+    pub fn duration(&mut self, field: &str, seconds: i64, nanos: i32) -> Option<Micros> {
+        if !(-MAX_DURATION_SECONDS..=MAX_DURATION_SECONDS).contains(&seconds) {
+            self.violation(
+                field,
+                format!("seconds must be within ±{MAX_DURATION_SECONDS}, got {seconds}"),
+            );
+            return None;
+        }
+        if !(-MAX_NANOS..=MAX_NANOS).contains(&nanos) {
+            self.violation(
+                field,
+                format!("nanos must be within ±{MAX_NANOS}, got {nanos}"),
+            );
+            return None;
+        }
+        if (seconds > 0 && nanos < 0) || (seconds < 0 && nanos > 0) {
+            self.violation(
+                field,
+                format!(
+                    "seconds and nanos must have the same sign, got seconds {seconds} and nanos {nanos}"
+                ),
+            );
+            return None;
+        }
+        Some(seconds * 1_000_000 + i64::from(nanos / 1_000))
+    }
+
+    /// A `google.protobuf.Timestamp` given as its `seconds` and `nanos`, in microseconds since
+    /// the epoch (finer precision dropped). The spec's rules: from 0001-01-01 to 9999-12-31
+    /// (UTC), nanos within 0..=999,999,999. `None` when invalid.
+    pub fn timestamp(&mut self, field: &str, seconds: i64, nanos: i32) -> Option<Micros> {
+        if !(MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&seconds) {
+            self.violation(
+                field,
+                format!(
+                    "seconds must be within {MIN_TIMESTAMP_SECONDS}..={MAX_TIMESTAMP_SECONDS} \
+                     (0001-01-01 to 9999-12-31), got {seconds}"
+                ),
+            );
+            return None;
+        }
+        if !(0..=MAX_NANOS).contains(&nanos) {
+            self.violation(
+                field,
+                format!("nanos must be within 0..={MAX_NANOS}, got {nanos}"),
+            );
+            return None;
+        }
+        Some(seconds * 1_000_000 + i64::from(nanos / 1_000))
+    }
+
     pub fn finish(self) -> Result<(), DomainError> {
         if self.violations.is_empty() {
             Ok(())
@@ -108,6 +185,33 @@ pub(crate) fn truncate(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_and_timestamps_follow_the_protobuf_spec() {
+        let mut v = Validator::new();
+        assert_eq!(v.duration("d", 3600, 5_000), Some(3_600_000_005));
+        assert_eq!(v.duration("d", -1, -999_999_999), Some(-1_999_999));
+        assert_eq!(v.duration("d", 0, -5_000), Some(-5));
+        assert_eq!(v.timestamp("t", 0, 999_999_999), Some(999_999));
+        assert_eq!(
+            v.timestamp("t", MIN_TIMESTAMP_SECONDS, 0),
+            Some(MIN_TIMESTAMP_SECONDS * 1_000_000)
+        );
+        assert!(v.finish().is_ok());
+        let mut v = Validator::new();
+        assert_eq!(v.duration("d", 3600, -5), None);
+        assert_eq!(v.duration("d", -3600, 5), None);
+        assert_eq!(v.duration("d", 0, 1_000_000_000), None);
+        assert_eq!(v.duration("d", MAX_DURATION_SECONDS + 1, 0), None);
+        assert_eq!(v.duration("d", i64::MIN, 0), None);
+        assert_eq!(v.timestamp("t", 0, -1), None);
+        assert_eq!(v.timestamp("t", MAX_TIMESTAMP_SECONDS + 1, 0), None);
+        assert_eq!(v.timestamp("t", MIN_TIMESTAMP_SECONDS - 1, 0), None);
+        match v.finish() {
+            Err(DomainError::InvalidArgument(violations)) => assert_eq!(violations.len(), 8),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 
     #[test]
     fn collects_every_violation() {

@@ -218,23 +218,10 @@ pub fn seat_limit(v: &mut Validator, field: &str, value: Option<i32>) -> Option<
     value
 }
 
+/// An optional Timestamp field; a malformed one is a violation of `field`.
 pub fn micros(v: &mut Validator, field: &str, timestamp: Option<&Timestamp>) -> Option<Micros> {
     let t = timestamp?;
-    if !(0..1_000_000_000).contains(&t.nanos) {
-        v.violation(field, "nanos must be within 0..1e9");
-        return None;
-    }
-    match t
-        .seconds
-        .checked_mul(1_000_000)
-        .and_then(|s| s.checked_add(i64::from(t.nanos / 1_000)))
-    {
-        Some(micros) => Some(micros),
-        None => {
-            v.violation(field, "is out of range");
-            None
-        }
-    }
+    v.timestamp(field, t.seconds, t.nanos)
 }
 
 pub fn event(e: &FeedEvent) -> pb::MembershipEvent {
@@ -365,20 +352,11 @@ pub fn ttl(
     duration: Option<&prost_types::Duration>,
 ) -> Option<Micros> {
     let d = duration?;
-    match d
-        .seconds
-        .checked_mul(1_000_000)
-        .and_then(|s| s.checked_add(i64::from(d.nanos / 1000)))
-    {
-        Some(micros) => match crate::domain::invitation::ttl(Some(micros)) {
-            Ok(ttl) => Some(ttl),
-            Err(description) => {
-                v.violation(field, description);
-                None
-            }
-        },
-        None => {
-            v.violation(field, "is out of range");
+    let micros = v.duration(field, d.seconds, d.nanos)?;
+    match crate::domain::invitation::ttl(Some(micros)) {
+        Ok(ttl) => Some(ttl),
+        Err(description) => {
+            v.violation(field, description);
             None
         }
     }

@@ -128,6 +128,7 @@ impl MembershipService for MembershipApi {
             let subject_id = v.text("subject_id", &r.subject_id, 64, false);
             let start = convert::micros(&mut v, "start_time", r.start_time.as_ref());
             let end = convert::micros(&mut v, "end_time", r.end_time.as_ref());
+            let after_cursor = r.after_cursor.map(|c| v.cursor("after_cursor", c));
             let descending = match r.order_by.trim() {
                 "" | "position" | "position asc" => false,
                 "position desc" => true,
@@ -148,7 +149,7 @@ impl MembershipService for MembershipApi {
                         start,
                         end,
                         descending,
-                        after_cursor: r.after_cursor,
+                        after_cursor,
                         page_size,
                         page_token: r.page_token,
                     },
@@ -176,11 +177,7 @@ impl MembershipService for MembershipApi {
             let tenant_id = v.optional_uuid("tenant_id", &r.tenant_id);
             let types = convert::event_types(&mut v, "types", &r.types);
             let start = match (r.after_cursor, r.from_oldest) {
-                (Some(cursor), _) if cursor < 0 => {
-                    v.violation("after_cursor", "must not be negative");
-                    StartAt::Now
-                }
-                (Some(cursor), _) => StartAt::After(cursor),
+                (Some(cursor), _) => StartAt::After(v.cursor("after_cursor", cursor)),
                 (None, true) => StartAt::Oldest,
                 (None, false) => StartAt::Now,
             };

@@ -70,13 +70,6 @@ fn reason(reason: authz::CheckReason) -> (bool, CheckReason) {
     (reason == R::Granted, pb)
 }
 
-fn min_cursor(v: &mut Validator, raw: i64) -> i64 {
-    if raw < 0 {
-        v.violation("min_cursor", "must not be negative");
-    }
-    raw.max(0)
-}
-
 impl RoleApi {
     /// SetMemberRole, BindRole and UnbindRole: the same fields, validated alike.
     async fn change_member_role(
@@ -365,7 +358,7 @@ impl RoleService for RoleApi {
             let tenant_id = v.uuid("tenant_id", &r.tenant_id);
             let user_id = v.uuid("user_id", &r.user_id);
             let permission = permission(&mut v, "permission", &r.permission);
-            let min_cursor = min_cursor(&mut v, r.min_cursor);
+            let min_cursor = v.cursor("min_cursor", r.min_cursor);
             v.finish()?;
             let (reasons, cursor) = self
                 .services
@@ -407,7 +400,7 @@ impl RoleService for RoleApi {
                     )
                 })
                 .collect();
-            let min_cursor = min_cursor(&mut v, r.min_cursor);
+            let min_cursor = v.cursor("min_cursor", r.min_cursor);
             v.finish()?;
             let (reasons, cursor) = self
                 .services

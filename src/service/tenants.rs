@@ -33,6 +33,42 @@ pub struct TenantPatch {
 
 const CREATE_TENANT: &str = "CreateTenant";
 
+impl CreateTenant {
+    /// What makes a retry "the same request" (AIP-155): every field but the request_id. A
+    /// tenant's name, seats and owner can all change after it is created, so the tenant cannot
+    /// be compared with a retry; this digest of the first request is recorded with it instead.
+    fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let seat_limit = self.seat_limit.map(|n| n.to_string()).unwrap_or_default();
+        let owner_user_id = self.owner_user_id.to_string();
+        let mut hasher = Sha256::new();
+        for part in [
+            self.name.as_str(),
+            self.kind.as_str(),
+            self.role_preset.as_str(),
+            seat_limit.as_str(),
+            owner_user_id.as_str(),
+            self.owner_email.as_str(),
+            self.owner_display_name.as_str(),
+        ] {
+            // Length-prefixed, so no two different requests hash the same bytes.
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// The request key of a created tenant: its id and the digest of the request that made it.
+/// Keys recorded before the digest existed hold the id alone.
+fn tenant_request_key(tenant_id: Uuid, digest: &str) -> String {
+    format!("{tenant_id}#{digest}")
+}
+
 impl Services {
     pub async fn create_tenant(
         &self,
@@ -44,12 +80,14 @@ impl Services {
         {
             return Err(DomainError::PermissionDenied(Permission::TenantManage));
         }
+        let digest = command.digest();
         if let Some(request_id) = &command.request_id
-            && let Some(done) = self.replay_create_tenant(request_id).await?
+            && let Some(done) = self.replay_create_tenant(request_id, &digest).await?
         {
             return Ok(done);
         }
         let request_id = command.request_id.clone();
+        let recorded_digest = digest.clone();
         let outcome = self
             .store
             .write(move |tx| {
@@ -99,7 +137,7 @@ impl Services {
                             &tx.txn,
                             CREATE_TENANT,
                             request_id,
-                            &tenant.id.to_string(),
+                            &tenant_request_key(tenant.id, &recorded_digest),
                             now,
                         )
                         .await?;
@@ -127,7 +165,7 @@ impl Services {
             // A concurrent retry with the same request_id won the race: answer as it did.
             Err(DomainError::Conflict) if request_id.is_some() => {
                 let request_id = request_id.unwrap_or_default();
-                self.replay_create_tenant(&request_id)
+                self.replay_create_tenant(&request_id, &digest)
                     .await?
                     .ok_or(DomainError::Conflict)
             }
@@ -135,15 +173,25 @@ impl Services {
         }
     }
 
+    /// The answer an earlier call with this request_id got, as the tenant is now; refused when
+    /// that call asked for something else (`digest` differs).
     async fn replay_create_tenant(
         &self,
         request_id: &str,
+        digest: &str,
     ) -> Result<Option<(Tenant, Membership, i64)>, DomainError> {
         let conn = self.store.read_snapshot().await?;
         let Some(key) = requests::find(&conn, CREATE_TENANT, request_id).await? else {
             return Ok(None);
         };
-        let tenant_id = Uuid::try_parse(&key).map_err(|_| store::corrupt("request key", &key))?;
+        let (id, recorded_digest) = match key.split_once('#') {
+            Some((id, recorded)) => (id, Some(recorded)),
+            None => (key.as_str(), None),
+        };
+        if recorded_digest.is_some_and(|recorded| recorded != digest) {
+            return Err(DomainError::RequestIdReused);
+        }
+        let tenant_id = Uuid::try_parse(id).map_err(|_| store::corrupt("request key", &key))?;
         let tenant = store::tenants::get(&conn, tenant_id).await?;
         let roles = store::roles::list(&conn, tenant_id).await?;
         let owner_role = roles

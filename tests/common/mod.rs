@@ -585,3 +585,36 @@ pub async fn udp_and_tcp_on_one_port() -> (tokio::net::UdpSocket, tokio::net::Tc
     }
     panic!("no port free for both UDP and TCP");
 }
+
+/// `Message.field` for every field of a `…Request` message of the API whose type is
+/// `type_name` (e.g. `.google.protobuf.Duration`), sorted: what a test of that type's validation
+/// must cover.
+pub fn request_fields_of_type(type_name: &str) -> Vec<String> {
+    request_fields_where(|field| field.type_name() == type_name)
+}
+
+/// `Message.field` for every field of a `…Request` message of the API that `wanted` picks,
+/// sorted.
+pub fn request_fields_where(
+    wanted: impl Fn(&prost_types::FieldDescriptorProto) -> bool,
+) -> Vec<String> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).expect("descriptors");
+    let mut fields: Vec<String> = set
+        .file
+        .iter()
+        .filter(|file| file.package() == "membership.v1")
+        .flat_map(|file| &file.message_type)
+        .filter(|message| message.name().ends_with("Request"))
+        .flat_map(|message| {
+            message
+                .field
+                .iter()
+                .filter(|field| wanted(field))
+                .map(|field| format!("{}.{}", message.name(), field.name()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    fields.sort();
+    fields
+}
