@@ -200,87 +200,12 @@ async fn calls_beyond_the_concurrency_limit_are_refused_not_queued() {
     assert!(get_tenant(&server, &tenant).await.is_ok());
 }
 
-/// Every RPC the server serves, as `/package.Service/Method`, with its request message type.
-fn every_rpc() -> Vec<(String, prost_types::DescriptorProto)> {
-    use prost::Message as _;
-    let set = prost_types::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).unwrap();
-    let messages: std::collections::HashMap<String, prost_types::DescriptorProto> = set
-        .file
-        .iter()
-        .flat_map(|file| {
-            file.message_type.iter().map(move |message| {
-                (
-                    format!(".{}.{}", file.package(), message.name()),
-                    message.clone(),
-                )
-            })
-        })
-        .collect();
-    let mut rpcs = Vec::new();
-    for file in &set.file {
-        for service in &file.service {
-            for method in &service.method {
-                rpcs.push((
-                    format!("/{}.{}/{}", file.package(), service.name(), method.name()),
-                    messages[method.input_type()].clone(),
-                ));
-            }
-        }
-    }
-    assert!(rpcs.len() >= 40, "only {} RPCs found", rpcs.len());
-    rpcs
-}
-
-/// Sends `frames` as the body of a gRPC call to `path` (no codec involved: the bytes as given)
-/// and returns the status the server answered with.
-async fn raw_call(
-    channel: &tonic::transport::Channel,
-    path: &str,
-    frames: Vec<u8>,
-) -> tonic::Status {
-    let headers = raw_call_headers(channel, path, frames).await;
-    tonic::Status::from_header_map(&headers).expect("a status")
-}
-
-/// Like `raw_call`, but returns the headers (or trailers) that carry the status.
-async fn raw_call_headers(
-    channel: &tonic::transport::Channel,
-    path: &str,
-    frames: Vec<u8>,
-) -> http::HeaderMap {
-    use http_body_util::BodyExt as _;
-    use tower::ServiceExt as _;
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://localhost{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(tonic::body::Body::new(http_body_util::Full::new(
-            bytes::Bytes::from(frames),
-        )))
-        .unwrap();
-    let response = channel.clone().oneshot(request).await.expect("a response");
-    if response.headers().contains_key("grpc-status") {
-        return response.headers().clone();
-    }
-    let body = response.into_body().collect().await.expect("a body");
-    body.trailers().expect("trailers").clone()
-}
-
-/// One gRPC frame: the compressed flag, the length, the message.
-fn frame(compressed: u8, message: &[u8]) -> Vec<u8> {
-    let mut frame = vec![compressed];
-    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    frame.extend_from_slice(message);
-    frame
-}
-
 #[tokio::test]
 async fn undecodable_requests_are_invalid_arguments_on_every_rpc() {
     use prost_types::field_descriptor_proto::Type;
     let server = TestServer::start().await;
     let channel = server.channel().await;
-    for (path, request) in every_rpc() {
+    for (path, request) in every_rpc().0 {
         let mut cases: Vec<(&str, Vec<u8>)> = vec![
             // Field 1 with wire type 7, which does not exist.
             ("random bytes", frame(0, &[0x0f, 0xff, 0xff, 0x01])),
@@ -314,7 +239,7 @@ async fn undecodable_requests_are_invalid_arguments_on_every_rpc() {
             ));
         }
         for (case, frames) in cases {
-            let status = raw_call(&channel, &path, frames).await;
+            let status = raw_call(&channel, &path, frames, &[]).await.status();
             assert_eq!(
                 status.code(),
                 Code::InvalidArgument,
@@ -336,20 +261,6 @@ async fn undecodable_requests_are_invalid_arguments_on_every_rpc() {
     organization(&server, None).await;
 }
 
-/// Appends `value` as length-delimited field `number` (protobuf wire format).
-fn put_string(message: &mut Vec<u8>, number: i32, value: &[u8]) {
-    let varint = |mut n: u64, out: &mut Vec<u8>| {
-        while n >= 0x80 {
-            out.push((n as u8) | 0x80);
-            n >>= 7;
-        }
-        out.push(n as u8);
-    };
-    varint(((number as u64) << 3) | 2, message);
-    varint(value.len() as u64, message);
-    message.extend_from_slice(value);
-}
-
 /// However large the request, a refusal's message and details fit the 8 KiB of metadata every
 /// gRPC client accepts: each echoed value is cut and only the first violations are listed.
 #[tokio::test]
@@ -359,7 +270,7 @@ async fn refusals_of_huge_requests_stay_small_on_every_rpc() {
     let server = TestServer::start().await;
     let channel = server.channel().await;
     let mut checked = 0;
-    for (path, request) in every_rpc() {
+    for (path, request) in every_rpc().0 {
         let strings: Vec<&prost_types::FieldDescriptorProto> = request
             .field
             .iter()
@@ -374,14 +285,15 @@ async fn refusals_of_huge_requests_stay_small_on_every_rpc() {
         for field in &strings {
             if field.label() == Label::Repeated {
                 while message.len() < LIMIT - 64 * 1024 {
-                    put_string(&mut message, field.number(), long.as_bytes());
+                    put_bytes(&mut message, field.number(), long.as_bytes());
                 }
             } else {
-                put_string(&mut message, field.number(), long.as_bytes());
+                put_bytes(&mut message, field.number(), long.as_bytes());
             }
         }
-        let headers = raw_call_headers(&channel, &path, frame(0, &message)).await;
-        let status = tonic::Status::from_header_map(&headers).expect("a status");
+        let answer = raw_call(&channel, &path, frame(0, &message), &[]).await;
+        let status = answer.status();
+        let headers = &answer.status_headers;
         assert_ne!(status.code(), Code::Ok, "{path} accepted a huge request");
         assert_ne!(
             status.code(),

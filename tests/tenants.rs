@@ -681,3 +681,142 @@ async fn health_reports_serving_and_reflection_v1_and_v1alpha_describe_the_api()
         Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty()
     ));
 }
+
+/// A request for `message` that passes validation, aimed at `tenant_id`, naming `actor`
+/// wherever it names a user; `None` when it does not name a tenant at all.
+fn request_in_tenant(
+    message: &prost_types::DescriptorProto,
+    messages: &std::collections::HashMap<String, prost_types::DescriptorProto>,
+    tenant_id: &str,
+    actor: uuid::Uuid,
+) -> Option<Vec<u8>> {
+    let mut encoded = Vec::new();
+    let mut names_tenant = false;
+    for field in &message.field {
+        let name = field.name();
+        let value = match name {
+            "tenant_id" => {
+                names_tenant = true;
+                tenant_id.to_string()
+            }
+            n if n.ends_with("user_id") || n == "actor_id" || n == "subject_id" => {
+                actor.to_string()
+            }
+            "email" | "emails" => "someone@acme.example".into(),
+            "role" | "previous_owner_role" => "member".into(),
+            "name" if message.name().contains("Role") => "auditor".into(),
+            "name" | "display_name" | "description" => "Someone".into(),
+            "permission" | "permissions" => "members.read".into(),
+            "domain" => "acme-corp.example".into(),
+            "invitation_id" | "domain_id" => uuid::Uuid::now_v7().to_string(),
+            "source" if message.name() == "CreateMembershipRequest" => {
+                // MEMBERSHIP_SOURCE_SCIM: a direct source.
+                encoded.extend_from_slice(&[(field.number() as u8) << 3, 3]);
+                continue;
+            }
+            "update_mask" => {
+                // A field every Update* request may change.
+                let path = match message.name() {
+                    "UpdateTenantRequest" => "name",
+                    "UpdateRoleRequest" => "description",
+                    "UpdateDomainRequest" => "auto_join",
+                    _ => "display_name",
+                };
+                let mut mask = Vec::new();
+                put_bytes(&mut mask, 1, path.as_bytes());
+                put_bytes(&mut encoded, field.number(), &mask);
+                continue;
+            }
+            _ => match messages.get(field.type_name()) {
+                Some(nested) if field.type_name().starts_with(".membership.v1.") => {
+                    if let Some(inner) = request_in_tenant(nested, messages, tenant_id, actor) {
+                        names_tenant = true;
+                        put_bytes(&mut encoded, field.number(), &inner);
+                    }
+                    continue;
+                }
+                _ => continue,
+            },
+        };
+        put_bytes(&mut encoded, field.number(), value.as_bytes());
+    }
+    names_tenant.then_some(encoded)
+}
+
+/// AIP-211: a user who is not a member of a tenant learns nothing of whether it exists. Every
+/// RPC that names a tenant answers such a caller the same for an existing tenant and for an id
+/// no tenant has; only a system caller hears NOT_FOUND.
+#[tokio::test]
+async fn a_non_member_cannot_tell_an_existing_tenant_from_a_missing_one() {
+    let server = TestServer::start().await;
+    let existing = organization(&server, None).await;
+    let missing = uuid::Uuid::now_v7().to_string();
+    let outsider = user();
+    let channel = server.channel().await;
+    let (rpcs, messages) = every_rpc();
+    let mut checked = 0;
+    for (path, request) in &rpcs {
+        let Some(to_existing) = request_in_tenant(request, &messages, &existing.id, outsider)
+        else {
+            continue;
+        };
+        let to_missing = request_in_tenant(request, &messages, &missing, outsider).unwrap();
+        let actor = [("x-actor-id", outsider.to_string())];
+        let existing_answer = raw_call(&channel, path, frame(0, &to_existing), &actor).await;
+        let missing_answer = raw_call(&channel, path, frame(0, &to_missing), &actor).await;
+        let (seen, unseen) = (existing_answer.status(), missing_answer.status());
+        let reason = |status: &tonic::Status| {
+            tonic_types::StatusExt::get_details_error_info(status).map(|info| info.reason)
+        };
+        if seen.code() == Code::Ok {
+            // A user checking their own permissions: the same answer, a denial.
+            assert_eq!(unseen.code(), Code::Ok, "{path}: {}", unseen.message());
+            assert_eq!(
+                existing_answer.message, missing_answer.message,
+                "{path}: the answers differ"
+            );
+        } else {
+            assert_eq!(
+                (seen.code(), reason(&seen)),
+                (Code::PermissionDenied, Some("NOT_A_MEMBER".to_string())),
+                "{path}, existing tenant: {}",
+                seen.message()
+            );
+            assert_eq!(
+                (unseen.code(), reason(&unseen)),
+                (seen.code(), reason(&seen)),
+                "{path}, missing tenant: {}",
+                unseen.message()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 35, "only {checked} tenant-scoped RPCs checked");
+
+    // The self-check answers that the caller is not a member, in both cases.
+    let mut roles = pb::role_service_client::RoleServiceClient::new(server.channel().await);
+    for tenant_id in [existing.id.clone(), missing.clone()] {
+        let answer = roles
+            .check_permission(as_user(
+                pb::CheckPermissionRequest {
+                    tenant_id,
+                    user_id: outsider.to_string(),
+                    permission: "members.read".into(),
+                    min_cursor: 0,
+                },
+                outsider,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!answer.allowed);
+        assert_eq!(answer.reason, pb::CheckReason::NotAMember as i32);
+    }
+    // A system caller is told the truth.
+    let absent = server
+        .tenants()
+        .await
+        .get_tenant(as_system(pb::GetTenantRequest { tenant_id: missing }))
+        .await;
+    assert_refused(absent, Code::NotFound, "TENANT_NOT_FOUND");
+}

@@ -2,13 +2,24 @@
 //! transaction from the caller's own membership and role bindings.
 
 use sea_orm::ConnectionTrait;
+use uuid::Uuid;
 
 use crate::domain::membership::MembershipStatus;
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::role::{Role, TenantRoles};
-use crate::domain::tenant::Tenant;
+use crate::domain::tenant::{Tenant, TenantState};
 use crate::domain::{Caller, DomainError};
 use crate::store;
+
+/// What a caller is told of a tenant that does not exist: a system caller hears NOT_FOUND; a
+/// user hears what a non-member of an existing tenant hears (PERMISSION_DENIED `NOT_A_MEMBER`,
+/// AIP-211), so that nobody can probe which tenant ids exist.
+pub(crate) fn conceal_absence(caller: Caller) -> impl Fn(DomainError) -> DomainError {
+    move |error| match (error, caller) {
+        (DomainError::TenantNotFound, Caller::User(_)) => DomainError::NotAMember,
+        (error, _) => error,
+    }
+}
 
 pub struct Access {
     pub caller: Caller,
@@ -33,6 +44,10 @@ impl Access {
                 else {
                     return Err(DomainError::NotAMember);
                 };
+                // Its former members are told why it no longer answers; others learn nothing.
+                if tenant.state == TenantState::Dissolved {
+                    return Err(DomainError::TenantDissolved);
+                }
                 if membership.status != MembershipStatus::Active {
                     return Err(DomainError::NotAMember);
                 }
@@ -43,6 +58,35 @@ impl Access {
             caller,
             permissions,
         })
+    }
+
+    /// The tenant, its roles and what the caller may do in it. A user who is not an active member
+    /// is refused before anything about the tenant shows: whether it exists, its kind or state.
+    pub async fn read<C: ConnectionTrait>(
+        conn: &C,
+        tenant_id: Uuid,
+        caller: Caller,
+    ) -> Result<(Tenant, TenantRoles, Access), DomainError> {
+        let tenant = store::tenants::get(conn, tenant_id)
+            .await
+            .map_err(conceal_absence(caller))?;
+        let roles = store::roles::list(conn, tenant_id).await?;
+        let access = Access::load(conn, &tenant, &roles, caller).await?;
+        Ok((tenant, roles, access))
+    }
+
+    /// As [`Access::read`], with the tenant row locked for the rest of the transaction.
+    pub async fn lock<C: ConnectionTrait>(
+        conn: &C,
+        tenant_id: Uuid,
+        caller: Caller,
+    ) -> Result<(Tenant, TenantRoles, Access), DomainError> {
+        let tenant = store::tenants::lock(conn, tenant_id)
+            .await
+            .map_err(conceal_absence(caller))?;
+        let roles = store::roles::list(conn, tenant_id).await?;
+        let access = Access::load(conn, &tenant, &roles, caller).await?;
+        Ok((tenant, roles, access))
     }
 
     pub fn require(&self, permission: Permission) -> Result<(), DomainError> {

@@ -86,12 +86,9 @@ impl Services {
     ) -> Result<(TenantDomain, i64), DomainError> {
         let pending = {
             let conn = self.store.connection();
-            let tenant = store::tenants::get(conn, tenant_id).await?;
+            let (tenant, _, access) = Access::read(conn, tenant_id, caller).await?;
+            access.require(Permission::TenantManage)?;
             tenant.ensure_member_management()?;
-            let roles = store::roles::list(conn, tenant_id).await?;
-            Access::load(conn, &tenant, &roles, caller)
-                .await?
-                .require(Permission::TenantManage)?;
             store::domains::get(conn, tenant_id, domain_id).await?
         };
         if pending.state == DomainState::Pending {
@@ -150,11 +147,8 @@ impl Services {
         tenant_id: Uuid,
     ) -> Result<Vec<TenantDomain>, DomainError> {
         let conn = self.store.read_snapshot().await?;
-        let tenant = store::tenants::get(&conn, tenant_id).await?;
-        let roles = store::roles::list(&conn, tenant_id).await?;
-        Access::load(&conn, &tenant, &roles, caller)
-            .await?
-            .require(Permission::MembersRead)?;
+        let (_, _, access) = Access::read(&conn, tenant_id, caller).await?;
+        access.require(Permission::MembersRead)?;
         store::domains::list(&conn, tenant_id).await
     }
 

@@ -10,7 +10,7 @@ use crate::domain::permissions::Permission;
 use crate::domain::{Caller, DomainError, Micros};
 use crate::events::{StartAt, WatchItem};
 use crate::store::event_log::{self, AuditQuery};
-use crate::store::{self, db_error, memberships::After, memberships::SortValue};
+use crate::store::{db_error, memberships::After, memberships::SortValue};
 
 pub struct ListEvents {
     pub filter: EventFilter,
@@ -49,11 +49,8 @@ impl Services {
             };
         };
         let conn = self.store.connection();
-        let tenant = store::tenants::get(conn, tenant_id).await?;
-        let roles = store::roles::list(conn, tenant_id).await?;
-        Access::load(conn, &tenant, &roles, caller)
-            .await?
-            .require(Permission::AuditLogsRead)
+        let (_, _, access) = Access::read(conn, tenant_id, caller).await?;
+        access.require(Permission::AuditLogsRead)
     }
 
     pub async fn list_events(

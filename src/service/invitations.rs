@@ -325,11 +325,8 @@ impl Services {
         id: Uuid,
     ) -> Result<Invitation, DomainError> {
         let conn = self.store.read_snapshot().await?;
-        let tenant = store::tenants::get(&conn, tenant_id).await?;
-        let roles = store::roles::list(&conn, tenant_id).await?;
-        Access::load(&conn, &tenant, &roles, caller)
-            .await?
-            .require(Permission::MembersRead)?;
+        let (_, roles, access) = Access::read(&conn, tenant_id, caller).await?;
+        access.require(Permission::MembersRead)?;
         store::invitations::get(&conn, &roles, tenant_id, id).await
     }
 
@@ -358,12 +355,9 @@ impl Services {
             },
         };
         let conn = self.store.read_snapshot().await?;
-        let tenant = store::tenants::get(&conn, tenant_id).await?;
+        let (tenant, roles, access) = Access::read(&conn, tenant_id, caller).await?;
+        access.require(Permission::MembersRead)?;
         tenant.ensure_enterprise()?;
-        let roles = store::roles::list(&conn, tenant_id).await?;
-        Access::load(&conn, &tenant, &roles, caller)
-            .await?
-            .require(Permission::MembersRead)?;
         let mut page = store::invitations::list(
             &conn,
             &roles,

@@ -3,7 +3,7 @@
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
-use super::access::Access;
+use super::access::{Access, conceal_absence};
 use super::{Locked, Services, lock_for_member_management, membership_key, page_token};
 use crate::domain::events::{EventType, NewEvent};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
@@ -75,12 +75,9 @@ impl Services {
             token => Some(self.page_tokens.decode(token, &fingerprint)?),
         };
         let conn = self.store.read_snapshot().await?;
-        let tenant = store::tenants::get(&conn, query.tenant_id).await?;
+        let (tenant, roles, access) = Access::read(&conn, query.tenant_id, caller).await?;
+        access.require(Permission::MembersRead)?;
         tenant.ensure_enterprise()?;
-        let roles = store::roles::list(&conn, tenant.id).await?;
-        Access::load(&conn, &tenant, &roles, caller)
-            .await?
-            .require(Permission::MembersRead)?;
         let cursor = event_log::head(&conn).await.map_err(store::db_error)?;
         let mut filter = query.filter;
         if let Some(name) = &query.role_name {
@@ -135,13 +132,26 @@ impl Services {
         user_id: Uuid,
     ) -> Result<Membership, DomainError> {
         let conn = self.store.read_snapshot().await?;
-        let tenant = store::tenants::get(&conn, tenant_id).await?;
-        let roles = store::roles::list(&conn, tenant_id).await?;
-        if caller != Caller::User(user_id) {
-            Access::load(&conn, &tenant, &roles, caller)
-                .await?
-                .require(Permission::MembersRead)?;
+        if caller == Caller::User(user_id) {
+            // Their own membership, whatever its status; a user with none in the tenant (or no
+            // such tenant) hears what any non-member hears.
+            let not_a_member = |error| match error {
+                DomainError::TenantNotFound | DomainError::MembershipNotFound => {
+                    DomainError::NotAMember
+                }
+                error => error,
+            };
+            let roles = store::roles::list(&conn, tenant_id).await?;
+            store::tenants::get(&conn, tenant_id)
+                .await
+                .map_err(not_a_member)?;
+            let (membership, _) = store::memberships::get(&conn, &roles, tenant_id, user_id)
+                .await
+                .map_err(not_a_member)?;
+            return Ok(membership);
         }
+        let (_, roles, access) = Access::read(&conn, tenant_id, caller).await?;
+        access.require(Permission::MembersRead)?;
         let (membership, _) = store::memberships::get(&conn, &roles, tenant_id, user_id).await?;
         Ok(membership)
     }
@@ -420,14 +430,16 @@ impl Services {
         self.store
             .write(move |tx| {
                 Box::pin(async move {
-                    let tenant = store::tenants::lock(&tx.txn, tenant_id).await?;
-                    tenant.ensure_member_management()?;
+                    let tenant = store::tenants::lock(&tx.txn, tenant_id)
+                        .await
+                        .map_err(conceal_absence(caller))?;
                     let roles = store::roles::list(&tx.txn, tenant_id).await?;
                     let Some((before, role_ids)) =
                         store::memberships::find(&tx.txn, &roles, tenant_id, user_id).await?
                     else {
                         return Err(DomainError::NotAMember);
                     };
+                    tenant.ensure_member_management()?;
                     if before.status == MembershipStatus::Left {
                         return Err(DomainError::NotAMember);
                     }

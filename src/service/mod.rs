@@ -24,7 +24,7 @@ use crate::domain::tenant::Tenant;
 use crate::events::EventFeed;
 use crate::mail::Mailer;
 use crate::store::Store;
-use crate::store::{self, Tx};
+use crate::store::Tx;
 use access::Access;
 use page_token::PageTokens;
 
@@ -84,7 +84,17 @@ impl Services {
                 return Err(DomainError::PermissionDenied(Permission::MembersRead));
             }
         }
-        self.authz.check(&checks, min_cursor).await
+        let (mut reasons, cursor) = self.authz.check(&checks, min_cursor).await?;
+        if let Caller::User(_) = caller {
+            // A user checking themselves in a tenant that does not exist hears what a non-member
+            // hears (AIP-211): tenant ids cannot be probed through checks either.
+            for reason in &mut reasons {
+                if *reason == CheckReason::TenantNotFound {
+                    *reason = CheckReason::NotAMember;
+                }
+            }
+        }
+        Ok((reasons, cursor))
     }
 }
 
@@ -100,10 +110,8 @@ pub(crate) async fn lock_for_member_management(
     tenant_id: Uuid,
     caller: Caller,
 ) -> Result<Locked, DomainError> {
-    let tenant = store::tenants::lock(&tx.txn, tenant_id).await?;
+    let (tenant, roles, access) = Access::lock(&tx.txn, tenant_id, caller).await?;
     tenant.ensure_member_management()?;
-    let roles = store::roles::list(&tx.txn, tenant_id).await?;
-    let access = Access::load(&tx.txn, &tenant, &roles, caller).await?;
     Ok(Locked {
         tenant,
         roles,

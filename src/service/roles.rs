@@ -128,11 +128,8 @@ impl Services {
         tenant_id: Uuid,
     ) -> Result<TenantRoles, DomainError> {
         let conn = self.store.read_snapshot().await?;
-        let tenant = store::tenants::get(&conn, tenant_id).await?;
-        let roles = store::roles::list(&conn, tenant_id).await?;
-        Access::load(&conn, &tenant, &roles, caller)
-            .await?
-            .require(Permission::MembersRead)?;
+        let (_, roles, access) = Access::read(&conn, tenant_id, caller).await?;
+        access.require(Permission::MembersRead)?;
         Ok(roles)
     }
 
@@ -366,11 +363,8 @@ impl Services {
             },
         };
         let conn = self.store.read_snapshot().await?;
-        let tenant = store::tenants::get(&conn, tenant_id).await?;
-        let roles = store::roles::list(&conn, tenant_id).await?;
-        Access::load(&conn, &tenant, &roles, caller)
-            .await?
-            .require(Permission::MembersRead)?;
+        let (_, roles, access) = Access::read(&conn, tenant_id, caller).await?;
+        access.require(Permission::MembersRead)?;
         let role_id = match &role {
             Some(name) => Some(role_by_name(&roles, name)?.id),
             None => None,

@@ -209,9 +209,7 @@ impl Services {
 
     pub async fn get_tenant(&self, caller: Caller, tenant_id: Uuid) -> Result<Tenant, DomainError> {
         let conn = self.store.read_snapshot().await?;
-        let tenant = store::tenants::get(&conn, tenant_id).await?;
-        let roles = store::roles::list(&conn, tenant_id).await?;
-        Access::load(&conn, &tenant, &roles, caller).await?;
+        let (tenant, _, _) = Access::read(&conn, tenant_id, caller).await?;
         Ok(tenant)
     }
 
@@ -225,11 +223,9 @@ impl Services {
         self.store
             .write(move |tx| {
                 Box::pin(async move {
-                    let before = store::tenants::lock(&tx.txn, tenant_id).await?;
-                    before.ensure_active()?;
-                    let roles = store::roles::list(&tx.txn, tenant_id).await?;
-                    let access = Access::load(&tx.txn, &before, &roles, caller).await?;
+                    let (before, _, access) = Access::lock(&tx.txn, tenant_id, caller).await?;
                     access.require(Permission::TenantManage)?;
+                    before.ensure_active()?;
                     check_etag(&etag, before.version)?;
                     let mut tenant = before.clone();
                     if let Some(name) = patch.name {
@@ -274,11 +270,9 @@ impl Services {
         self.store
             .write(move |tx| {
                 Box::pin(async move {
-                    let before = store::tenants::lock(&tx.txn, tenant_id).await?;
-                    before.ensure_active()?;
-                    let roles = store::roles::list(&tx.txn, tenant_id).await?;
-                    let access = Access::load(&tx.txn, &before, &roles, caller).await?;
+                    let (before, roles, access) = Access::lock(&tx.txn, tenant_id, caller).await?;
                     access.require(Permission::TenantDelete)?;
+                    before.ensure_active()?;
                     check_etag(&etag, before.version)?;
                     if validate_only {
                         tx.roll_back_at_end();
@@ -341,11 +335,8 @@ impl Services {
         tenant_id: Uuid,
     ) -> Result<SeatUsage, DomainError> {
         let conn = self.store.read_snapshot().await?;
-        let tenant = store::tenants::get(&conn, tenant_id).await?;
-        let roles = store::roles::list(&conn, tenant_id).await?;
-        Access::load(&conn, &tenant, &roles, caller)
-            .await?
-            .require(Permission::MembersRead)?;
+        let (tenant, _, access) = Access::read(&conn, tenant_id, caller).await?;
+        access.require(Permission::MembersRead)?;
         store::tenants::seat_usage(&conn, &tenant).await
     }
 }

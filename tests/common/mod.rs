@@ -618,3 +618,138 @@ pub fn request_fields_where(
     fields.sort();
     fields
 }
+
+/// Every RPC of the API, as `/package.Service/Method`, with its request message, and every
+/// message of the API by its fully-qualified name (`.membership.v1.Tenant`).
+pub fn every_rpc() -> (
+    Vec<(String, prost_types::DescriptorProto)>,
+    std::collections::HashMap<String, prost_types::DescriptorProto>,
+) {
+    use prost::Message as _;
+    let set = prost_types::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).unwrap();
+    let messages: std::collections::HashMap<String, prost_types::DescriptorProto> = set
+        .file
+        .iter()
+        .flat_map(|file| {
+            file.message_type.iter().map(move |message| {
+                (
+                    format!(".{}.{}", file.package(), message.name()),
+                    message.clone(),
+                )
+            })
+        })
+        .collect();
+    let mut rpcs = Vec::new();
+    for file in &set.file {
+        for service in &file.service {
+            for method in &service.method {
+                rpcs.push((
+                    format!("/{}.{}/{}", file.package(), service.name(), method.name()),
+                    messages[method.input_type()].clone(),
+                ));
+            }
+        }
+    }
+    assert!(rpcs.len() >= 40, "only {} RPCs found", rpcs.len());
+    (rpcs, messages)
+}
+
+/// What a call sent as raw bytes got back: the headers or trailers carrying its status, and
+/// the first response message (empty when refused).
+pub struct RawAnswer {
+    pub status_headers: http::HeaderMap,
+    pub message: Vec<u8>,
+}
+
+impl RawAnswer {
+    pub fn status(&self) -> Status {
+        Status::from_header_map(&self.status_headers).expect("a status")
+    }
+}
+
+/// Sends `frames` as the body of a gRPC call to `path` with `metadata` (no codec involved: the
+/// bytes as given).
+pub async fn raw_call(
+    channel: &Channel,
+    path: &str,
+    frames: Vec<u8>,
+    metadata: &[(&str, String)],
+) -> RawAnswer {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://localhost{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (name, value) in metadata {
+        request = request.header(*name, value.as_str());
+    }
+    let request = request
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            bytes::Bytes::from(frames),
+        )))
+        .unwrap();
+    let response = channel.clone().oneshot(request).await.expect("a response");
+    if response.headers().contains_key("grpc-status") {
+        return RawAnswer {
+            status_headers: response.headers().clone(),
+            message: Vec::new(),
+        };
+    }
+    let mut body = response.into_body();
+    let mut data = Vec::new();
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.expect("a body frame");
+        match frame.into_data() {
+            Ok(bytes) => data.extend_from_slice(&bytes),
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
+        // A stream that was accepted runs on: its first message is enough.
+        if trailers.is_none() && data.len() >= 5 {
+            let length = u32::from_be_bytes(data[1..5].try_into().unwrap()) as usize;
+            if data.len() >= 5 + length {
+                return RawAnswer {
+                    status_headers: http::HeaderMap::from_iter([(
+                        http::header::HeaderName::from_static("grpc-status"),
+                        http::HeaderValue::from_static("0"),
+                    )]),
+                    message: data[5..5 + length].to_vec(),
+                };
+            }
+        }
+    }
+    let message = if data.len() >= 5 {
+        data[5..].to_vec()
+    } else {
+        Vec::new()
+    };
+    RawAnswer {
+        status_headers: trailers.expect("trailers"),
+        message,
+    }
+}
+
+/// One gRPC frame: the compressed flag, the length, the message.
+pub fn frame(compressed: u8, message: &[u8]) -> Vec<u8> {
+    let mut frame = vec![compressed];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(message);
+    frame
+}
+
+/// Appends `value` as length-delimited field `number` (protobuf wire format).
+pub fn put_bytes(message: &mut Vec<u8>, number: i32, value: &[u8]) {
+    put_varint(message, ((number as u64) << 3) | 2);
+    put_varint(message, value.len() as u64);
+    message.extend_from_slice(value);
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
