@@ -171,12 +171,16 @@ async fn metrics_count_calls_streams_subscribers_and_the_pool() {
         "{body}"
     );
 
-    // Closing the watch closes its stream and its subscription.
+    // Closing the watch closes its stream and its subscription. The two are recorded by
+    // different tasks, so wait for both rather than read them in one scrape.
     drop(stream);
+    let watch_cancelled = r#"grpc_server_handled_total{grpc_service="membership.v1.MembershipService",grpc_method="WatchMembershipEvents",grpc_type="server_stream",grpc_code="CANCELLED"}"#;
     let closed = tokio::time::timeout(WAIT, async {
         loop {
             let (_, body) = get(metrics, "/metrics").await;
-            if sample(&body, "membership_event_subscribers") == Some(0.0) {
+            if sample(&body, "membership_event_subscribers") == Some(0.0)
+                && sample(&body, watch_cancelled).is_some()
+            {
                 return body;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
