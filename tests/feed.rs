@@ -829,3 +829,232 @@ async fn a_negative_cursor_is_invalid_in_every_request_that_takes_one() {
         }
     }
 }
+
+/// Every way a user watching a tenant can lose access.
+#[derive(Clone, Copy, Debug)]
+enum Revocation {
+    Removed,
+    Suspended,
+    Left,
+    RoleChanged,
+    Unbound,
+    RoleEdited,
+    Dissolved,
+}
+
+/// Applies `cause` to `watcher` through `server`.
+async fn revoke(server: &TestServer, tenant: &Tenant, watcher: Uuid, cause: Revocation) {
+    use pb::role_service_client::RoleServiceClient;
+    let mut members = server.members().await;
+    let mut roles = RoleServiceClient::new(server.channel().await);
+    let owner = tenant.owner;
+    let member = |tenant_id: &str| (tenant_id.to_string(), watcher.to_string());
+    let (tenant_id, user_id) = member(&tenant.id);
+    match cause {
+        Revocation::Removed => {
+            members
+                .delete_membership(as_user(
+                    pb::DeleteMembershipRequest {
+                        tenant_id,
+                        user_id,
+                        ..Default::default()
+                    },
+                    owner,
+                ))
+                .await
+                .unwrap();
+        }
+        Revocation::Suspended => {
+            members
+                .suspend_membership(as_user(
+                    pb::SuspendMembershipRequest {
+                        tenant_id,
+                        user_id,
+                        etag: String::new(),
+                    },
+                    owner,
+                ))
+                .await
+                .unwrap();
+        }
+        Revocation::Left => {
+            members
+                .leave_tenant(as_user(pb::LeaveTenantRequest { tenant_id }, watcher))
+                .await
+                .unwrap();
+        }
+        Revocation::RoleChanged => {
+            roles
+                .set_member_role(as_user(
+                    pb::SetMemberRoleRequest {
+                        tenant_id,
+                        user_id,
+                        role: "member".into(),
+                    },
+                    owner,
+                ))
+                .await
+                .unwrap();
+        }
+        Revocation::Unbound => {
+            roles
+                .unbind_role(as_user(
+                    pb::UnbindRoleRequest {
+                        tenant_id,
+                        user_id,
+                        role: "admin".into(),
+                    },
+                    owner,
+                ))
+                .await
+                .unwrap();
+        }
+        Revocation::RoleEdited => {
+            roles
+                .update_role(as_user(
+                    pb::UpdateRoleRequest {
+                        role: Some(pb::Role {
+                            tenant_id,
+                            name: "auditor".into(),
+                            permissions: vec!["members.read".into()],
+                            ..Default::default()
+                        }),
+                        update_mask: Some(prost_types::FieldMask {
+                            paths: vec!["permissions".into()],
+                        }),
+                    },
+                    owner,
+                ))
+                .await
+                .unwrap();
+        }
+        Revocation::Dissolved => {
+            server
+                .tenants()
+                .await
+                .dissolve_tenant(as_user(
+                    pb::DissolveTenantRequest {
+                        tenant_id,
+                        ..Default::default()
+                    },
+                    owner,
+                ))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A user's watch ends with PERMISSION_DENIED ACCESS_REVOKED when they lose access, whatever
+/// the cause, and delivers nothing committed after the change: on the replica that made the
+/// change, and on another one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn losing_access_ends_a_users_watch_before_anything_later_is_delivered() {
+    use pb::role_service_client::RoleServiceClient;
+    let writer = TestServer::start().await;
+    let other = TestServer::start_shared(writer.database.clone(), test_options()).await;
+    for cause in [
+        Revocation::Removed,
+        Revocation::Suspended,
+        Revocation::Left,
+        Revocation::RoleChanged,
+        Revocation::Unbound,
+        Revocation::RoleEdited,
+        Revocation::Dissolved,
+    ] {
+        for (replica, watched) in [("same replica", &writer), ("another replica", &other)] {
+            let tenant = organization(&writer, None).await;
+            let watcher = match cause {
+                Revocation::RoleEdited => {
+                    RoleServiceClient::new(writer.channel().await)
+                        .create_role(as_user(
+                            pb::CreateRoleRequest {
+                                tenant_id: tenant.id.clone(),
+                                name: "auditor".into(),
+                                description: String::new(),
+                                permissions: vec!["audit_logs.read".into(), "members.read".into()],
+                            },
+                            tenant.owner,
+                        ))
+                        .await
+                        .unwrap();
+                    add_member(&writer, &tenant, "auditor").await
+                }
+                _ => add_member(&writer, &tenant, "admin").await,
+            };
+            let mut stream = watched
+                .members()
+                .await
+                .watch_membership_events(as_user(
+                    pb::WatchMembershipEventsRequest {
+                        tenant_id: tenant.id.clone(),
+                        ..Default::default()
+                    },
+                    watcher,
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            // Seen while the watcher has access.
+            let before = add_member(&writer, &tenant, "member").await;
+            assert_eq!(
+                next_event(&mut stream).await.subject_id,
+                before.to_string(),
+                "{cause:?}, {replica}"
+            );
+            revoke(&writer, &tenant, watcher, cause).await;
+            let revoked_by = writer.head().await;
+            // Committed after the revocation: must never reach the watcher.
+            let after = match cause {
+                Revocation::Dissolved => None,
+                _ => Some(add_member(&writer, &tenant, "member").await),
+            };
+            let ended = tokio::time::timeout(WAIT, async {
+                loop {
+                    match stream.message().await {
+                        Ok(Some(message)) => {
+                            if let Some(Kind::Event(event)) = message.kind {
+                                assert!(
+                                    event.position <= revoked_by,
+                                    "{cause:?}, {replica}: delivered {} at {} after the revocation at {revoked_by}",
+                                    event.r#type,
+                                    event.position
+                                );
+                                assert_ne!(
+                                    Some(event.subject_id.clone()),
+                                    after.map(|a| a.to_string())
+                                );
+                            }
+                        }
+                        Ok(None) => panic!("{cause:?}, {replica}: the stream ended without a status"),
+                        Err(status) => return status,
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("{cause:?}, {replica}: the watch went on"));
+            assert_refused::<()>(Err(ended), Code::PermissionDenied, "ACCESS_REVOKED");
+        }
+    }
+    // A watcher who keeps access keeps watching: a change to someone else ends nothing.
+    let tenant = organization(&writer, None).await;
+    let watcher = add_member(&writer, &tenant, "admin").await;
+    let bystander = add_member(&writer, &tenant, "admin").await;
+    let mut stream = other
+        .members()
+        .await
+        .watch_membership_events(as_user(
+            pb::WatchMembershipEventsRequest {
+                tenant_id: tenant.id.clone(),
+                ..Default::default()
+            },
+            watcher,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    revoke(&writer, &tenant, bystander, Revocation::Suspended).await;
+    let later = add_member(&writer, &tenant, "member").await;
+    assert_eq!(next_event(&mut stream).await.r#type, "membership.suspended");
+    assert_eq!(next_event(&mut stream).await.subject_id, later.to_string());
+}

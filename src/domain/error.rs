@@ -83,6 +83,10 @@ pub enum DomainError {
     CursorAhead { cursor: i64, head: i64 },
     #[error("the server is shutting down; reconnect and resume from the last cursor")]
     ShuttingDown,
+    #[error(
+        "the caller lost access to this tenant's events (removed, suspended, left, lost audit_logs.read, or the tenant was dissolved)"
+    )]
+    AccessRevoked,
     #[error("a role named {0:?} already exists in this tenant")]
     RoleExists(String),
     #[error("built-in roles cannot be changed or deleted")]

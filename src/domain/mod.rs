@@ -11,6 +11,7 @@ pub mod permissions;
 pub mod role;
 pub mod tenant;
 pub mod validate;
+pub mod watcher;
 
 pub use error::DomainError;
 

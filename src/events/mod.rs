@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::events::{EventFilter, FeedEvent};
+use crate::domain::watcher::WatcherAccess;
 use crate::domain::{DomainError, now_micros};
 use crate::store::{Store, db_error, event_log};
 
@@ -67,6 +68,14 @@ pub enum WatchItem {
     Progress {
         cursor: i64,
     },
+}
+
+/// A watcher's access to its tenant, read at log position `since`: every event of the tenant
+/// after `since` is applied to it before anything after that event is delivered, and the watch
+/// ends with PERMISSION_DENIED at the first one that takes the access away.
+pub struct WatchGuard {
+    pub access: WatcherAccess,
+    pub since: i64,
 }
 
 /// Events loaded by one tailer read, and by one catch-up read from the database.
@@ -168,14 +177,15 @@ impl EventFeed {
     }
 
     /// Resolves the starting point against the database and starts a subscription for a
-    /// watcher (counted in `membership_event_subscribers`). The returned position is the cursor
-    /// the stream starts after.
+    /// watcher (counted in `membership_event_subscribers`), ended when `guard` (a user's access)
+    /// is lost. The returned position is the cursor the stream starts after.
     pub async fn subscribe(
         &self,
         start: StartAt,
         filter: EventFilter,
+        guard: Option<WatchGuard>,
     ) -> Result<(i64, mpsc::Receiver<Result<WatchItem, DomainError>>), DomainError> {
-        self.start_subscription(start, filter, true).await
+        self.start_subscription(start, filter, true, guard).await
     }
 
     /// A subscription for this process's own caches: the same, but not counted as a watcher.
@@ -184,7 +194,7 @@ impl EventFeed {
         start: StartAt,
         filter: EventFilter,
     ) -> Result<(i64, mpsc::Receiver<Result<WatchItem, DomainError>>), DomainError> {
-        self.start_subscription(start, filter, false).await
+        self.start_subscription(start, filter, false, None).await
     }
 
     async fn start_subscription(
@@ -192,6 +202,7 @@ impl EventFeed {
         start: StartAt,
         filter: EventFilter,
         counted: bool,
+        guard: Option<WatchGuard>,
     ) -> Result<(i64, mpsc::Receiver<Result<WatchItem, DomainError>>), DomainError> {
         let conn = self.inner.store.connection();
         let head = event_log::head(conn).await.map_err(db_error)?;
@@ -214,6 +225,7 @@ impl EventFeed {
             filter,
             tx,
             counted,
+            guard,
         ));
         Ok((cursor, rx))
     }
@@ -323,17 +335,30 @@ async fn prune(inner: Arc<Inner>) {
     }
 }
 
-/// One subscriber: sends every matching event after `cursor`, in order, then follows the head.
+/// One subscriber: sends every matching event after `deliver_after`, in order, then follows the
+/// head. With a guard it reads every event of the tenant from the guard's position on (whatever
+/// types the watcher filters on), to see each change of the watcher's access in order.
 async fn run_subscription(
     inner: Arc<Inner>,
-    mut cursor: i64,
+    deliver_after: i64,
     filter: EventFilter,
     tx: mpsc::Sender<Result<WatchItem, DomainError>>,
     counted: bool,
+    mut guard: Option<WatchGuard>,
 ) {
     let mut head = inner.head.subscribe();
     let mut quiet_since = Instant::now();
     let _counted = counted.then(SubscriberGauge::open);
+    let (mut cursor, read_filter) = match &guard {
+        Some(guard) => (
+            deliver_after.min(guard.since),
+            EventFilter {
+                tenant_id: filter.tenant_id,
+                types: Vec::new(),
+            },
+        ),
+        None => (deliver_after, filter.clone()),
+    };
     loop {
         let loaded = *head.borrow_and_update();
         if cursor < loaded {
@@ -347,7 +372,7 @@ async fn run_subscription(
                     let last = events.last().map_or(cursor, |e| e.position);
                     (events, last)
                 }
-                None => match catch_up(&inner, cursor, &filter, loaded).await {
+                None => match catch_up(&inner, cursor, &read_filter, loaded).await {
                     Ok(caught_up) => caught_up,
                     Err(error) => {
                         let _ = tx.send(Err(error)).await;
@@ -356,7 +381,14 @@ async fn run_subscription(
                 },
             };
             for event in events {
-                if !filter.matches(&event) {
+                if let Some(guard) = &mut guard
+                    && event.position > guard.since
+                    && !guard.access.apply(&event)
+                {
+                    let _ = tx.send(Err(DomainError::AccessRevoked)).await;
+                    return;
+                }
+                if event.position <= deliver_after || !filter.matches(&event) {
                     continue;
                 }
                 let lag_micros = crate::domain::now_micros() - event.occurred_at;
@@ -383,6 +415,7 @@ async fn run_subscription(
                 }
             }
             _ = tokio::time::sleep_until(progress_due) => {
+                let cursor = cursor.max(deliver_after);
                 if tx.send(Ok(WatchItem::Progress { cursor })).await.is_err() {
                     return;
                 }

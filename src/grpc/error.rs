@@ -71,6 +71,7 @@ pub fn to_status(error: DomainError) -> Status {
             (Code::OutOfRange, "CURSOR_AHEAD")
         }
         ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
+        AccessRevoked => (Code::PermissionDenied, "ACCESS_REVOKED"),
         ActorMismatch => (Code::PermissionDenied, "ACTOR_MISMATCH"),
         RoleExists(_) => (Code::AlreadyExists, "ROLE_EXISTS"),
         RoleBuiltin => (Code::FailedPrecondition, "ROLE_BUILTIN"),

@@ -7,10 +7,11 @@ use super::access::Access;
 use super::{Services, page_token};
 use crate::domain::events::{EventFilter, FeedEvent};
 use crate::domain::permissions::Permission;
+use crate::domain::watcher::WatcherAccess;
 use crate::domain::{Caller, DomainError, Micros};
-use crate::events::{StartAt, WatchItem};
+use crate::events::{StartAt, WatchGuard, WatchItem};
 use crate::store::event_log::{self, AuditQuery};
-use crate::store::{db_error, memberships::After, memberships::SortValue};
+use crate::store::{self, db_error, memberships::After, memberships::SortValue};
 
 pub struct ListEvents {
     pub filter: EventFilter,
@@ -135,9 +136,33 @@ impl Services {
         filter: EventFilter,
         start: StartAt,
     ) -> Result<tokio::sync::mpsc::Receiver<Result<WatchItem, DomainError>>, DomainError> {
-        self.authorize_event_reading(caller, filter.tenant_id)
-            .await?;
-        let (_, items) = self.feed.subscribe(start, filter).await?;
+        let guard = match (caller, filter.tenant_id) {
+            (Caller::User(user_id), Some(tenant_id)) => {
+                // The access and the position it holds at, read in one snapshot: the watch
+                // follows every change to it from that position on.
+                let conn = self.store.read_snapshot().await?;
+                let since = event_log::head(&conn).await.map_err(db_error)?;
+                let (_, roles, access) = Access::read(&conn, tenant_id, caller).await?;
+                access.require(Permission::AuditLogsRead)?;
+                let (membership, role_ids) =
+                    store::memberships::get(&conn, &roles, tenant_id, user_id).await?;
+                Some(WatchGuard {
+                    access: WatcherAccess::new(
+                        &membership,
+                        &role_ids,
+                        &roles,
+                        Permission::AuditLogsRead,
+                    ),
+                    since,
+                })
+            }
+            _ => {
+                self.authorize_event_reading(caller, filter.tenant_id)
+                    .await?;
+                None
+            }
+        };
+        let (_, items) = self.feed.subscribe(start, filter, guard).await?;
         Ok(items)
     }
 }
