@@ -205,7 +205,7 @@ impl AuthzCache {
             return Ok(());
         }
         // A cursor the log has not reached is refused at once, not after the wait.
-        let head = event_log::head(self.store.connection())
+        let head = event_log::head(&self.store.reader())
             .await
             .map_err(db_error)?;
         if min_cursor > head {

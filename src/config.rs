@@ -43,6 +43,11 @@ pub struct Config {
     #[arg(global = true, long = "db-max-connections", env = "MEMBERSHIP_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,
 
+    /// Longest a call waits on the database (for a pooled connection, a new connection, or any
+    /// one statement) before it fails with UNAVAILABLE DATABASE_UNAVAILABLE.
+    #[arg(global = true, long = "database-timeout", env = "MEMBERSHIP_DATABASE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub database_timeout: Duration,
+
     /// Seconds between database health probes (health turns NOT_SERVING while it is unreachable).
     #[arg(global = true, long = "health-interval-secs", env = "MEMBERSHIP_HEALTH_INTERVAL_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub health_interval_secs: u64,
@@ -304,6 +309,7 @@ impl Config {
             ("--watch-progress-interval", self.watch_progress_interval),
             ("--request-timeout", self.request_timeout),
             ("--dns-timeout", self.dns_timeout),
+            ("--database-timeout", self.database_timeout),
         ] {
             if value.is_zero() {
                 return Err(format!("{name} must be greater than zero"));

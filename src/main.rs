@@ -11,7 +11,7 @@ use membership_service::dns::DnsOptions;
 use membership_service::events::FeedOptions;
 use membership_service::limits::LimitOptions;
 use membership_service::mail::MailOptions;
-use membership_service::store::Store;
+use membership_service::store::{Store, StoreOptions};
 use tonic::transport::ServerTlsConfig;
 use tracing_subscriber::EnvFilter;
 
@@ -65,7 +65,14 @@ async fn run(
     authenticator: Arc<Authenticator>,
     tls: Option<ServerTlsConfig>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let store = Store::connect(&config.database_url, config.db_max_connections).await?;
+    let store = Store::connect_with(
+        &config.database_url,
+        StoreOptions {
+            max_connections: config.db_max_connections,
+            timeout: config.database_timeout,
+        },
+    )
+    .await?;
     store.migrate().await?;
     if config.command == Some(Command::Migrate) {
         tracing::info!("migrations applied");

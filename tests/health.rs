@@ -226,3 +226,156 @@ async fn health_is_not_serving_while_the_database_is_unreachable() {
         wait_for(&mut health, service, ServingStatus::Serving).await;
     }
 }
+
+/// Relays connections from `listener` to `upstream`, until `swallow` is set: from then on it
+/// keeps every connection open and reads what the server sends, but forwards nothing either
+/// way and never answers: a database that stops answering without closing anything.
+fn blackhole_relay(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    swallow: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> JoinHandle<()> {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        swallow: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            let read = match from.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => read,
+            };
+            if swallow.load(Ordering::SeqCst) {
+                continue;
+            }
+            if to.write_all(&buffer[..read]).await.is_err() {
+                return;
+            }
+        }
+    }
+    tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((inbound, _)) = listener.accept().await {
+            let swallow = swallow.clone();
+            connections.spawn(async move {
+                let Ok(outbound) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (in_read, in_write) = inbound.into_split();
+                let (out_read, out_write) = outbound.into_split();
+                tokio::join!(
+                    pump(in_read, out_write, swallow.clone()),
+                    pump(out_read, in_write, swallow)
+                );
+            });
+        }
+    })
+}
+
+/// A database that stops answering (no reset, no close) fails calls fast with UNAVAILABLE
+/// DATABASE_UNAVAILABLE, within the configured database timeout rather than the caller's
+/// deadline, and the server serves again once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_stops_answering_fails_calls_fast() {
+    use membership_service::grpc::pb;
+    use membership_service::store::{Store, StoreOptions};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    let database = TestDatabase::create().await;
+    if !database.is_postgres() {
+        eprintln!(
+            "SQLite is an embedded file and cannot stop answering; covered by the PostgreSQL run"
+        );
+        return;
+    }
+    let url = database.url.clone();
+    let authority_start = url.find('@').expect("a user in the test URL") + 1;
+    let authority_end = authority_start
+        + url[authority_start..]
+            .find('/')
+            .expect("a database in the URL");
+    let upstream: SocketAddr = tokio::net::lookup_host(&url[authority_start..authority_end])
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_addr = listener.local_addr().unwrap();
+    let swallow = Arc::new(AtomicBool::new(false));
+    let _relay = blackhole_relay(listener, upstream, swallow.clone());
+    let mut relayed = database;
+    relayed.url = format!(
+        "{}{}{}",
+        &url[..authority_start],
+        relay_addr,
+        &url[authority_end..]
+    );
+    let store = Store::connect_with(
+        &relayed.url,
+        StoreOptions {
+            max_connections: 8,
+            timeout: TIMEOUT,
+        },
+    )
+    .await
+    .unwrap();
+    let server = TestServer::start_with_store(Arc::new(relayed), store, test_options()).await;
+    let tenant = organization(&server, None).await;
+    let mut members = server.members().await;
+    let mut tenants = server.tenants().await;
+
+    swallow.store(true, Ordering::SeqCst);
+    for round in 0..3 {
+        let started = Instant::now();
+        let write = members
+            .create_membership(as_system(new_member(&tenant, user(), "member")))
+            .await;
+        assert_refused(write, tonic::Code::Unavailable, "DATABASE_UNAVAILABLE");
+        let read = tenants
+            .get_tenant(as_system(pb::GetTenantRequest {
+                tenant_id: tenant.id.clone(),
+            }))
+            .await;
+        assert_refused(read, tonic::Code::Unavailable, "DATABASE_UNAVAILABLE");
+        let list = members
+            .list_memberships(as_system(pb::ListMembershipsRequest {
+                tenant_id: tenant.id.clone(),
+                ..Default::default()
+            }))
+            .await;
+        assert_refused(list, tonic::Code::Unavailable, "DATABASE_UNAVAILABLE");
+        // Each call waits at most the timeout for a connection and the timeout per statement
+        // (a write: twice for its commit); three calls well within the 30 s request timeout.
+        let took = started.elapsed();
+        assert!(
+            took < TIMEOUT * 12,
+            "round {round}: three calls took {took:?} with a {TIMEOUT:?} database timeout"
+        );
+    }
+    let mut health = HealthClient::new(server.channel().await);
+    wait_for(&mut health, "", ServingStatus::NotServing).await;
+
+    // Answering again: the stuck connections were discarded, new ones serve.
+    swallow.store(false, Ordering::SeqCst);
+    wait_for(&mut health, "", ServingStatus::Serving).await;
+    let added = tokio::time::timeout(WAIT, async {
+        loop {
+            match members
+                .create_membership(as_system(new_member(&tenant, user(), "member")))
+                .await
+            {
+                Ok(created) => return created.into_inner(),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    })
+    .await
+    .expect("the server serves again once the database answers");
+    assert!(added.membership.is_some());
+}

@@ -139,9 +139,7 @@ impl EventFeed {
     /// Starts the tailer (and on PostgreSQL the listener for other replicas' commits) and the
     /// retention pruner, from the current head of the log.
     pub async fn start(store: Store, options: FeedOptions) -> Result<EventFeed, DomainError> {
-        let head = event_log::head(store.connection())
-            .await
-            .map_err(db_error)?;
+        let head = event_log::head(&store.reader()).await.map_err(db_error)?;
         let inner = Arc::new(Inner {
             ring: RwLock::new(Ring {
                 events: VecDeque::new(),
@@ -204,7 +202,7 @@ impl EventFeed {
         counted: bool,
         guard: Option<WatchGuard>,
     ) -> Result<(i64, mpsc::Receiver<Result<WatchItem, DomainError>>), DomainError> {
-        let conn = self.inner.store.connection();
+        let conn = &self.inner.store.reader();
         let head = event_log::head(conn).await.map_err(db_error)?;
         let oldest = event_log::oldest_retained(conn).await.map_err(db_error)?;
         let cursor = match start {
@@ -257,7 +255,7 @@ async fn load_new(inner: &Inner) -> Result<(), DomainError> {
     loop {
         let loaded = *inner.head.borrow();
         let batch = event_log::read_after(
-            inner.store.connection(),
+            &inner.store.reader(),
             loaded,
             &EventFilter::default(),
             LOAD_BATCH,
@@ -327,7 +325,7 @@ async fn prune(inner: Arc<Inner>) {
         }
         let retention = i64::try_from(inner.options.retention.as_micros()).unwrap_or(i64::MAX);
         let cutoff = now_micros().saturating_sub(retention);
-        match event_log::prune_before(inner.store.connection(), cutoff).await {
+        match event_log::prune_before(&inner.store.reader(), cutoff).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "pruned events past retention"),
             Err(error) => tracing::warn!(%error, "pruning events failed"),
@@ -452,7 +450,7 @@ async fn catch_up(
     filter: &EventFilter,
     loaded: i64,
 ) -> Result<(Vec<Arc<FeedEvent>>, i64), DomainError> {
-    let conn = inner.store.connection();
+    let conn = &inner.store.reader();
     let events = event_log::read_after(conn, cursor, filter, LOAD_BATCH).await?;
     // Checked after the read: if the events after `cursor` still exist now, they existed
     // during the read, so nothing was silently skipped.

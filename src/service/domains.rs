@@ -85,7 +85,7 @@ impl Services {
         domain_id: Uuid,
     ) -> Result<(TenantDomain, i64), DomainError> {
         let pending = {
-            let conn = self.store.connection();
+            let conn = &self.store.reader();
             let (tenant, _, access) = Access::read(conn, tenant_id, caller).await?;
             access.require(Permission::TenantManage)?;
             tenant.ensure_member_management()?;
@@ -94,7 +94,7 @@ impl Services {
         if pending.state == DomainState::Pending {
             // Another tenant's claim wins whatever the record says; no need to ask DNS.
             if let Some((owner, _)) =
-                store::domains::verified_by(self.store.connection(), &pending.domain).await?
+                store::domains::verified_by(&self.store.reader(), &pending.domain).await?
                 && owner != tenant_id
             {
                 return Err(DomainError::DomainTaken);
@@ -223,9 +223,9 @@ impl Services {
         let Some(domain) = email::domain_of(&email).map(str::to_string) else {
             return Ok((Vec::new(), self.feed.head()));
         };
-        let tenants = store::domains::auto_join_tenants(self.store.connection(), &domain).await?;
+        let tenants = store::domains::auto_join_tenants(&self.store.reader(), &domain).await?;
         let mut results = Vec::new();
-        let mut cursor = store::event_log::head(self.store.connection())
+        let mut cursor = store::event_log::head(&self.store.reader())
             .await
             .map_err(store::db_error)?;
         for tenant_id in tenants {

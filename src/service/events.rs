@@ -49,7 +49,7 @@ impl Services {
                 )),
             };
         };
-        let conn = self.store.connection();
+        let conn = &self.store.reader();
         let (_, _, access) = Access::read(conn, tenant_id, caller).await?;
         access.require(Permission::AuditLogsRead)
     }
@@ -83,7 +83,7 @@ impl Services {
         };
         self.authorize_event_reading(caller, query.filter.tenant_id)
             .await?;
-        let conn = self.store.connection();
+        let conn = &self.store.reader();
         let cursor = event_log::head(conn).await.map_err(db_error)?;
         // A reader tailing the log from a position retention already pruned would silently miss
         // events; tell it instead, as the watch does.

@@ -464,10 +464,9 @@ impl Services {
     ) -> Result<(Membership, Invitation, i64), DomainError> {
         caller.ensure_acting_for(user_id)?;
         let hash = token_hash(&token);
-        let (tenant_id, id) =
-            store::invitations::find_by_token_hash(self.store.connection(), &hash)
-                .await?
-                .ok_or(DomainError::InvitationNotFound)?;
+        let (tenant_id, id) = store::invitations::find_by_token_hash(&self.store.reader(), &hash)
+            .await?
+            .ok_or(DomainError::InvitationNotFound)?;
         let ((membership, invitation), cursor) = self
             .store
             .write(move |tx| {

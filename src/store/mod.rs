@@ -5,6 +5,7 @@
 //! on SQLite (one writer at a time anyway) by an in-process gate plus `BEGIN IMMEDIATE`, so
 //! concurrent writers queue instead of failing with "database is locked".
 
+pub mod bounded;
 pub mod domains;
 pub mod entities;
 pub mod event_log;
@@ -29,14 +30,37 @@ use tokio::sync::{Mutex, Notify};
 
 use crate::domain::DomainError;
 use crate::domain::events::NewEvent;
+use bounded::{Bounded, within};
 
 /// Advisory lock key taken while migrating PostgreSQL ("memb" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6d656d62;
+
+/// How the store connects.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    /// Longest a call waits on the database: for a pooled connection, a new connection, or any
+    /// one statement.
+    pub timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A read-only snapshot, or a writing transaction, whose statements are bounded in time.
+pub type Transaction = Bounded<DatabaseTransaction>;
 
 /// The database and how to write to it.
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    timeout: Duration,
     /// Signalled after every commit that appended events, to wake this process's event feed.
     committed: Arc<Notify>,
     /// Called after every commit that appended events, before the writer returns.
@@ -47,7 +71,7 @@ pub struct Store {
 
 /// A writing transaction and the events it will append at commit.
 pub struct Tx {
-    pub txn: DatabaseTransaction,
+    pub txn: Transaction,
     events: Vec<NewEvent>,
     rollback_only: bool,
 }
@@ -76,20 +100,47 @@ pub type CommitHook = Arc<dyn Fn(&[(i64, &NewEvent)]) + Send + Sync>;
 pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, DomainError>> + Send + 't>>;
 
 impl Store {
-    /// Connects with a pool of `max_connections`. SQLite files are created if missing and use WAL.
+    /// Connects with a pool of `max_connections` and the default timeout. SQLite files are
+    /// created if missing and use WAL.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, DbErr> {
+        Self::connect_with(
+            url,
+            StoreOptions {
+                max_connections,
+                ..StoreOptions::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn connect_with(url: &str, settings: StoreOptions) -> Result<Store, DbErr> {
+        let timeout = settings.timeout;
         let mut options = ConnectOptions::new(url.to_string());
         options
-            .max_connections(max_connections)
+            .max_connections(settings.max_connections)
             .min_connections(1)
-            .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(10))
+            .connect_timeout(timeout)
+            .acquire_timeout(timeout)
             .sqlx_logging(false)
-            // Instead of sqlx's ping on every acquire: the same round trip, which also finds a
-            // connection left inside a transaction (see `leftover_transaction`) and discards it.
-            .test_before_acquire(false)
-            .map_sqlx_postgres_pool_opts(|pool| {
-                pool.before_acquire(|conn, _| Box::pin(leftover_transaction_check(conn)))
+            // On PostgreSQL the check below replaces sqlx's ping before a connection is handed
+            // out (the same round trip: it also finds a dead connection), and runs again, bounded
+            // by the timeout, when the connection comes back: one still waiting for an answer is
+            // closed there instead of holding its pool slot forever.
+            .map_sqlx_postgres_pool_opts(move |pool| {
+                pool.test_before_acquire(false)
+                    .before_acquire(|conn, _| Box::pin(leftover_transaction_check(conn)))
+                    .after_release(move |conn, _| {
+                        Box::pin(async move {
+                            match tokio::time::timeout(timeout, leftover_transaction_check(conn))
+                                .await
+                            {
+                                Ok(checked) => checked,
+                                // Still waiting for an answer (a statement cut off by its timeout):
+                                // the connection cannot be trusted again.
+                                Err(_) => Err(sea_orm::sqlx::Error::PoolTimedOut),
+                            }
+                        })
+                    })
             })
             .map_sqlx_sqlite_opts(|opts| {
                 opts.create_if_missing(true)
@@ -105,6 +156,7 @@ impl Store {
         };
         Ok(Store {
             db,
+            timeout,
             committed: Arc::new(Notify::new()),
             commit_hooks: Arc::default(),
             write_gate,
@@ -113,6 +165,11 @@ impl Store {
 
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// The pool, with every statement bounded in time: for reads outside a transaction.
+    pub fn reader(&self) -> Bounded<DatabaseConnection> {
+        Bounded::new(self.db.clone(), self.timeout)
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -196,11 +253,13 @@ impl Store {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         };
         let db = self.db.clone();
-        let txn = uncancellable(async move { db.begin_with_options(options).await })
-            .await?
-            .map_err(db_error)?;
+        let timeout = self.timeout;
+        let txn =
+            uncancellable(async move { within(timeout, db.begin_with_options(options)).await })
+                .await?
+                .map_err(db_error)?;
         let mut tx = Tx {
-            txn,
+            txn: Bounded::new(txn, timeout),
             events: Vec::new(),
             rollback_only: false,
         };
@@ -212,7 +271,14 @@ impl Store {
         let store = self.clone();
         uncancellable(async move {
             let _turn = turn;
-            store.finish(tx, outcome).await
+            // Bounded as a whole too: a commit that gets no answer fails the call rather than
+            // hold it (its outcome is then unknown, as with any lost connection).
+            match tokio::time::timeout(store.timeout * 2, store.finish(tx, outcome)).await {
+                Ok(finished) => finished,
+                Err(_) => Err(db_error(DbErr::Conn(sea_orm::RuntimeErr::Internal(
+                    "the database did not answer the commit".into(),
+                )))),
+            }
         })
         .await?
     }
@@ -269,7 +335,7 @@ impl Store {
 
     /// Begins a read-only transaction that sees one snapshot on both backends, so a page and the
     /// event cursor read with it agree.
-    pub async fn read_snapshot(&self) -> Result<DatabaseTransaction, DomainError> {
+    pub async fn read_snapshot(&self) -> Result<Transaction, DomainError> {
         let (isolation, access) = match self.backend() {
             DbBackend::Postgres => (
                 Some(IsolationLevel::RepeatableRead),
@@ -278,9 +344,14 @@ impl Store {
             _ => (None, None),
         };
         let db = self.db.clone();
-        uncancellable(async move { db.begin_with_config(isolation, access).await })
+        let timeout = self.timeout;
+        let txn =
+            uncancellable(
+                async move { within(timeout, db.begin_with_config(isolation, access)).await },
+            )
             .await?
-            .map_err(db_error)
+            .map_err(db_error)?;
+        Ok(Bounded::new(txn, timeout))
     }
 }
 
@@ -299,8 +370,10 @@ async fn uncancellable<T: Send + 'static>(
     })
 }
 
-/// Whether a pooled PostgreSQL connection may be handed out: `false` (close it) when it is still
-/// inside a transaction, an error (close it) when it does not answer or its transaction failed.
+/// Whether a PostgreSQL connection coming back to the pool may be kept: `false` (close it) when
+/// it is still inside a transaction, an error (close it) when it does not answer or its
+/// transaction failed. Every connection passes here on its way back, so none is handed out again
+/// with a transaction left open by a call that was cut short.
 ///
 /// Outside a transaction block a simple query is its own transaction, and PostgreSQL stamps the
 /// transaction with the statement's start time; inside a block left open by an earlier user the

@@ -131,6 +131,15 @@ impl TestServer {
     /// Another server over the same database: a replica, or the same server after a restart.
     pub async fn start_shared(database: Arc<TestDatabase>, options: ServeOptions) -> TestServer {
         let store = Store::connect(&database.url, 16).await.expect("connecting");
+        Self::start_with_store(database, store, options).await
+    }
+
+    /// A server over `store`, connected to `database` with settings of the test's choosing.
+    pub async fn start_with_store(
+        database: Arc<TestDatabase>,
+        store: Store,
+        options: ServeOptions,
+    ) -> TestServer {
         store.migrate().await.expect("migrating");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
