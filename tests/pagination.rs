@@ -957,3 +957,111 @@ async fn page_tokens_hold_across_replicas_and_restarts() {
         assert_eq!(on_c, expected, "{listing:?}");
     }
 }
+
+/// On PostgreSQL, a page of a big tenant's member list is an index range scan that stops after
+/// a page, for every order, deep in the list and with a filter: never a scan and sort of the
+/// whole tenant. (SQLite plans these with its indexes already.)
+#[tokio::test]
+async fn a_page_of_a_big_tenant_is_an_index_range_scan_on_postgresql() {
+    use membership_service::store::memberships::{
+        After, ListFilter, PageRequest, SortKey, SortValue, list_statement,
+    };
+    use sea_orm::sea_query::PostgresQueryBuilder;
+    use sea_orm::{ConnectionTrait, Statement};
+
+    const MEMBERS: i64 = 50_000;
+    let server = TestServer::start().await;
+    if !server.database.is_postgres() {
+        eprintln!("the plan is checked on the PostgreSQL run");
+        return;
+    }
+    let tenant = organization(&server, None).await;
+    let tenant_id: uuid::Uuid = tenant.id.parse().unwrap();
+    let db = server.db();
+    // Copies of the owner's row, one microsecond apart.
+    db.execute_unprepared(&format!(
+        "INSERT INTO memberships (tenant_id, user_id, email, display_name, search_name, status, \
+         member_type, source, external_id, invited_by, joined_at, created_at, updated_at, version) \
+         SELECT tenant_id, gen_random_uuid(), 'user' || g || '@acme.example', 'User ' || g, \
+         'user ' || g, status, member_type, source, NULL, NULL, joined_at, created_at + g, \
+         updated_at, 1 FROM memberships, generate_series(1, {MEMBERS}) AS g \
+         WHERE tenant_id = '{tenant_id}'"
+    ))
+    .await
+    .unwrap();
+    db.execute_unprepared("ANALYZE memberships").await.unwrap();
+    db.execute_unprepared("ANALYZE invitations").await.unwrap();
+
+    let deep = |sort: SortKey| After {
+        value: match sort {
+            SortKey::CreateTime => SortValue::Int(i64::MAX / 4),
+            SortKey::Email => SortValue::Text("user40000@acme.example".into()),
+            SortKey::DisplayName => SortValue::Text("User 40000".into()),
+        },
+        user_id: uuid::Uuid::nil(),
+    };
+    let active = ListFilter {
+        status: Some(membership_service::domain::membership::MembershipStatus::Active),
+        ..ListFilter::default()
+    };
+    for sort in [SortKey::CreateTime, SortKey::Email, SortKey::DisplayName] {
+        for descending in [false, true] {
+            for (filter, what) in [
+                (ListFilter::default(), "unfiltered"),
+                (active.clone(), "ACTIVE"),
+            ] {
+                let after = deep(sort);
+                for after in [None, Some(&after)] {
+                    let sql = list_statement(
+                        tenant_id,
+                        &filter,
+                        PageRequest {
+                            sort,
+                            descending,
+                            after,
+                            page_size: 50,
+                        },
+                        0,
+                    )
+                    .to_string(PostgresQueryBuilder);
+                    let plan: Vec<String> = db
+                        .query_all_raw(Statement::from_string(
+                            db.get_database_backend(),
+                            format!("EXPLAIN {sql}"),
+                        ))
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|row| row.try_get_by_index::<String>(0).unwrap())
+                        .collect();
+                    let plan = plan.join("\n");
+                    let case = format!(
+                        "{sort:?}, descending {descending}, {what}, after {}",
+                        after.is_some()
+                    );
+                    assert!(
+                        !plan.contains("Seq Scan on memberships"),
+                        "{case}: the tenant is scanned\n{plan}"
+                    );
+                    assert!(
+                        plan.contains("Index Scan") || plan.contains("Index Only Scan"),
+                        "{case}: no index scan\n{plan}"
+                    );
+                    // Any sort left is over the two branches' pages, not over the tenant.
+                    for line in plan.lines().filter(|line| {
+                        let node = line.trim_start().trim_start_matches("->  ");
+                        node.starts_with("Sort  (")
+                    }) {
+                        let rows: i64 = line
+                            .split("rows=")
+                            .nth(1)
+                            .and_then(|r| r.split_whitespace().next())
+                            .and_then(|r| r.parse().ok())
+                            .unwrap_or(i64::MAX);
+                        assert!(rows <= 200, "{case}: sorts {rows} rows\n{plan}");
+                    }
+                }
+            }
+        }
+    }
+}

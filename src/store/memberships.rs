@@ -219,9 +219,9 @@ pub struct PageRequest<'a> {
 }
 
 /// One page of a tenant's member list, plus whether more rows follow. Pending, unexpired
-/// invitations appear as INVITED entries: both tables are filtered and keyset-bounded on their
-/// own, then merged by one `UNION ALL … ORDER BY … LIMIT` so the database orders both with the
-/// same collation as its keyset comparisons.
+/// invitations appear as INVITED entries: both tables are filtered, keyset-bounded, ordered and
+/// limited to a page on their own, then merged by one `UNION ALL … ORDER BY … LIMIT` so the
+/// database orders both with the same collation as its keyset comparisons.
 pub async fn list<C: ConnectionTrait>(
     conn: &C,
     roles_of_tenant: &TenantRoles,
@@ -230,26 +230,7 @@ pub async fn list<C: ConnectionTrait>(
     page: PageRequest<'_>,
     now: Micros,
 ) -> Result<(Vec<Membership>, bool), DomainError> {
-    let PageRequest {
-        sort,
-        descending,
-        after,
-        page_size,
-    } = page;
-    let mut union = member_rows(tenant_id, filter, sort, descending, after);
-    if invitations_may_match(filter) {
-        union = union
-            .union(
-                UnionType::All,
-                invitation_rows(tenant_id, filter, sort, descending, after, now),
-            )
-            .to_owned();
-    }
-    let order = if descending { Order::Desc } else { Order::Asc };
-    union
-        .order_by(Alias::new("sort_key"), order.clone())
-        .order_by(Alias::new("row_id"), order)
-        .limit(page_size + 1);
+    let union = list_statement(tenant_id, filter, page, now);
     let rows = conn.query_all(&union).await.map_err(db_error)?;
     let mut keys = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -257,8 +238,8 @@ pub async fn list<C: ConnectionTrait>(
         let id: Uuid = row.try_get("", "row_id").map_err(db_error)?;
         keys.push((kind == "i", id));
     }
-    let more = keys.len() as u64 > page_size;
-    keys.truncate(page_size as usize);
+    let more = keys.len() as u64 > page.page_size;
+    keys.truncate(page.page_size as usize);
 
     let user_ids: Vec<Uuid> = keys.iter().filter(|(i, _)| !i).map(|(_, id)| *id).collect();
     let invitation_ids: Vec<Uuid> = keys.iter().filter(|(i, _)| *i).map(|(_, id)| *id).collect();
@@ -285,6 +266,47 @@ pub async fn list<C: ConnectionTrait>(
     Ok((page, more))
 }
 
+/// The statement that finds one page of the member list (its kinds and ids, in order, one row
+/// more than the page to tell whether more follow). Public so its plan can be checked.
+pub fn list_statement(
+    tenant_id: Uuid,
+    filter: &ListFilter,
+    page: PageRequest<'_>,
+    now: Micros,
+) -> SelectStatement {
+    let PageRequest {
+        sort,
+        descending,
+        after,
+        page_size,
+    } = page;
+    let mut union = first_rows(
+        member_rows(tenant_id, filter, sort, descending, after),
+        descending,
+        page_size + 1,
+        "m",
+    );
+    if invitations_may_match(filter) {
+        union = union
+            .union(
+                UnionType::All,
+                first_rows(
+                    invitation_rows(tenant_id, filter, sort, descending, after, now),
+                    descending,
+                    page_size + 1,
+                    "i",
+                ),
+            )
+            .to_owned();
+    }
+    let order = if descending { Order::Desc } else { Order::Asc };
+    union
+        .order_by(Alias::new("sort_key"), order.clone())
+        .order_by(Alias::new("row_id"), order)
+        .limit(page_size + 1);
+    union
+}
+
 /// Whether pending invitations can match the filter: they are INVITED members of type MEMBER
 /// from source INVITE.
 fn invitations_may_match(filter: &ListFilter) -> bool {
@@ -295,26 +317,39 @@ fn invitations_may_match(filter: &ListFilter) -> bool {
         && filter.source.is_none_or(|s| s == MembershipSource::Invite)
 }
 
-/// `(col > value) OR (col = value AND id > after_id)`, or with `<` when descending.
-fn keyset(sort_expr: Expr, id_col: Expr, after: &After, descending: bool) -> Condition {
+/// `(sort, id) > (value, after_id)`, or `<` when descending: a row comparison, which
+/// PostgreSQL turns into one index range scan (the equivalent `sort > v OR (sort = v AND id >
+/// after)` it does not, and reads the whole tenant).
+fn keyset(sort_expr: Expr, id_col: Expr, after: &After, descending: bool) -> Expr {
     let value: sea_orm::Value = match &after.value {
         SortValue::Int(v) => (*v).into(),
         SortValue::Text(v) => v.clone().into(),
     };
-    let (beyond, tie) = if descending {
-        (
-            sort_expr.clone().lt(value.clone()),
-            id_col.lt(after.user_id),
-        )
+    let row = Expr::tuple([sort_expr, id_col]);
+    let bound = Expr::tuple([Expr::val(value), Expr::val(after.user_id)]);
+    if descending {
+        row.lt(bound)
     } else {
-        (
-            sort_expr.clone().gt(value.clone()),
-            id_col.gt(after.user_id),
-        )
-    };
-    Condition::any()
-        .add(beyond)
-        .add(Condition::all().add(sort_expr.eq(value)).add(tie))
+        row.gt(bound)
+    }
+}
+
+/// `rows` in keyset order, at most `limit` of them, as a subquery a union can take: each branch
+/// of the member list stops at a page on its own, so neither reads past it.
+fn first_rows(
+    mut rows: SelectStatement,
+    descending: bool,
+    limit: u64,
+    alias: &str,
+) -> SelectStatement {
+    let order = if descending { Order::Desc } else { Order::Asc };
+    rows.order_by(Alias::new("sort_key"), order.clone())
+        .order_by(Alias::new("row_id"), order)
+        .limit(limit);
+    Query::select()
+        .column(sea_orm::sea_query::Asterisk)
+        .from_subquery(rows, Alias::new(alias))
+        .to_owned()
 }
 
 fn member_rows(
