@@ -989,6 +989,28 @@ async fn a_page_of_a_big_tenant_is_an_index_range_scan_on_postgresql() {
     ))
     .await
     .unwrap();
+    // Every one of them holds the `member` role: a role filter that matches almost everyone.
+    db.execute_unprepared(&format!(
+        "INSERT INTO role_bindings (tenant_id, user_id, role_id, created_at) \
+         SELECT m.tenant_id, m.user_id, r.id, m.created_at FROM memberships m \
+         JOIN roles r ON r.tenant_id = m.tenant_id AND r.name = 'member' \
+         WHERE m.tenant_id = '{tenant_id}' AND m.email LIKE 'user%'"
+    ))
+    .await
+    .unwrap();
+    let member_role: uuid::Uuid = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT id FROM roles WHERE tenant_id = '{tenant_id}' AND name = 'member'"),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    db.execute_unprepared("ANALYZE role_bindings")
+        .await
+        .unwrap();
     db.execute_unprepared("ANALYZE memberships").await.unwrap();
     db.execute_unprepared("ANALYZE invitations").await.unwrap();
 
@@ -1009,6 +1031,13 @@ async fn a_page_of_a_big_tenant_is_an_index_range_scan_on_postgresql() {
             for (filter, what) in [
                 (ListFilter::default(), "unfiltered"),
                 (active.clone(), "ACTIVE"),
+                (
+                    ListFilter {
+                        role_id: Some(member_role),
+                        ..ListFilter::default()
+                    },
+                    "role member",
+                ),
             ] {
                 let after = deep(sort);
                 for after in [None, Some(&after)] {
