@@ -56,6 +56,28 @@ enum Command {
         #[command(flatten)]
         credentials: Credentials,
     },
+    /// GetMembership and ListMemberships (one page) throughput in a tenant of `--members`,
+    /// each beside an empty RPC (grpc.health.v1.Health/Check on the same server) measured in
+    /// the same round: the three interleaved, `--repetitions` rounds, median and spread.
+    Reads {
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// Members in the benchmark tenant (created through the API).
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        /// Calls in flight.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 50)]
+        page_size: i32,
+        /// How long each run lasts.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value_t = 3)]
+        repetitions: usize,
+        #[command(flatten)]
+        credentials: Credentials,
+    },
 }
 
 /// How the benchmark authenticates, for a server not in `--auth none`: an API key with the
@@ -137,6 +159,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             duration,
             credentials,
         } => checks(&server, &concurrency, duration, credentials.header()?).await,
+        Command::Reads {
+            server,
+            members,
+            concurrency,
+            page_size,
+            duration,
+            repetitions,
+            credentials,
+        } => {
+            reads(
+                &server,
+                ReadsPlan {
+                    members,
+                    concurrency,
+                    page_size,
+                    duration,
+                    repetitions,
+                },
+                credentials.header()?,
+            )
+            .await
+        }
     }
 }
 
@@ -414,5 +458,180 @@ async fn checks(
             checked.throughput() / empty.throughput(),
         );
     }
+    Ok(())
+}
+
+struct ReadsPlan {
+    members: usize,
+    concurrency: usize,
+    page_size: i32,
+    duration: Duration,
+    repetitions: usize,
+}
+
+/// The median of `values` and their spread (min..max).
+fn median_and_spread(values: &mut [f64]) -> (f64, f64, f64) {
+    values.sort_by(|a, b| a.total_cmp(b));
+    (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    )
+}
+
+async fn reads(
+    server: &str,
+    plan: ReadsPlan,
+    authorization: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let setup = connect(server).await?;
+    let owner = uuid::Uuid::now_v7();
+    let tenant = TenantServiceClient::new(setup.clone())
+        .create_tenant(authed(
+            pb::CreateTenantRequest {
+                name: "bench".into(),
+                kind: pb::TenantKind::Enterprise as i32,
+                role_preset: pb::RolePreset::Organization as i32,
+                owner_user_id: owner.to_string(),
+                owner_email: format!("{}@bench.example", owner.simple()),
+                ..Default::default()
+            },
+            &authorization,
+        ))
+        .await?
+        .into_inner()
+        .tenant
+        .map(|t| t.tenant_id)
+        .unwrap_or_default();
+    // The owner is one member; 16 workers add the rest.
+    let remaining = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(
+        plan.members.saturating_sub(1),
+    ));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (channel, tenant, authorization) =
+            (setup.clone(), tenant.clone(), authorization.clone());
+        let remaining = remaining.clone();
+        workers.spawn(async move {
+            let mut members = MembershipServiceClient::new(channel);
+            while remaining
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok()
+            {
+                let member = uuid::Uuid::now_v7();
+                members
+                    .create_membership(authed(
+                        pb::CreateMembershipRequest {
+                            tenant_id: tenant.clone(),
+                            user_id: member.to_string(),
+                            email: format!("{}@bench.example", member.simple()),
+                            display_name: format!("Member {}", member.simple()),
+                            source: pb::MembershipSource::Api as i32,
+                            role: "member".into(),
+                            ..Default::default()
+                        },
+                        &authorization,
+                    ))
+                    .await?;
+            }
+            Ok::<(), tonic::Status>(())
+        });
+    }
+    while let Some(worker) = workers.join_next().await {
+        worker??;
+    }
+    println!(
+        "tenant of {} members, {} in flight, {:?} per run, {} rounds (empty RPC, GetMembership, ListMemberships({}))",
+        plan.members, plan.concurrency, plan.duration, plan.repetitions, plan.page_size
+    );
+    let mut channels = Vec::new();
+    for _ in 0..plan.concurrency.div_ceil(16).max(1) {
+        channels.push(connect(server).await?);
+    }
+    let get = pb::GetMembershipRequest {
+        tenant_id: tenant.clone(),
+        user_id: owner.to_string(),
+    };
+    let list = pb::ListMembershipsRequest {
+        tenant_id: tenant,
+        page_size: plan.page_size,
+        ..Default::default()
+    };
+    let (mut get_ratios, mut list_ratios) = (Vec::new(), Vec::new());
+    println!(
+        "round | empty req/s p50 p99 ms | Get req/s p50 p99 ms ratio | List req/s p50 p99 ms ratio"
+    );
+    for round in 1..=plan.repetitions {
+        let mut empty = drive(
+            &channels,
+            plan.concurrency,
+            plan.duration,
+            |channel| async move {
+                HealthClient::new(channel)
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .map(|_| ())
+            },
+        )
+        .await?;
+        let (request, authorization_get) = (get.clone(), authorization.clone());
+        let mut got = drive(&channels, plan.concurrency, plan.duration, move |channel| {
+            let request = authed(request.clone(), &authorization_get);
+            async move {
+                MembershipServiceClient::new(channel)
+                    .get_membership(request)
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .await?;
+        let (request, authorization_list) = (list.clone(), authorization.clone());
+        let mut listed = drive(&channels, plan.concurrency, plan.duration, move |channel| {
+            let request = authed(request.clone(), &authorization_list);
+            async move {
+                MembershipServiceClient::new(channel)
+                    .list_memberships(request)
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .await?;
+        let get_ratio = got.throughput() / empty.throughput();
+        let list_ratio = listed.throughput() / empty.throughput();
+        get_ratios.push(get_ratio);
+        list_ratios.push(list_ratio);
+        println!(
+            "{round:>5} | {:>7.0} {:>6.3} {:>6.3} | {:>7.0} {:>6.3} {:>6.3} {:.3} | {:>7.0} {:>6.3} {:>6.3} {:.3}",
+            empty.throughput(),
+            empty.percentile(0.5),
+            empty.percentile(0.99),
+            got.throughput(),
+            got.percentile(0.5),
+            got.percentile(0.99),
+            get_ratio,
+            listed.throughput(),
+            listed.percentile(0.5),
+            listed.percentile(0.99),
+            list_ratio,
+        );
+    }
+    let (get_median, get_min, get_max) = median_and_spread(&mut get_ratios);
+    let (list_median, list_min, list_max) = median_and_spread(&mut list_ratios);
+    println!(
+        "GetMembership / empty RPC: median {get_median:.3} (spread {get_min:.3}..{get_max:.3})"
+    );
+    println!(
+        "ListMemberships({}) / empty RPC: median {list_median:.3} (spread {list_min:.3}..{list_max:.3})",
+        plan.page_size
+    );
     Ok(())
 }
