@@ -134,6 +134,31 @@ async fn every_api_service_reports_health_and_all_turn_not_serving_together() {
     stopped.await.unwrap();
 }
 
+/// `database` (PostgreSQL) reached through a relay instead: the database with its URL pointed at
+/// a loopback listener, the real address to relay to, and that listener.
+async fn behind_a_relay(mut database: TestDatabase) -> (TestDatabase, SocketAddr, TcpListener) {
+    // postgres://user@HOST:PORT/db?… → point HOST:PORT at the relay.
+    let url = database.url.clone();
+    let authority_start = url.find('@').expect("a user in the test URL") + 1;
+    let authority_end = authority_start
+        + url[authority_start..]
+            .find('/')
+            .expect("a database in the URL");
+    let upstream: SocketAddr = tokio::net::lookup_host(&url[authority_start..authority_end])
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    database.url = format!(
+        "{}{}{}",
+        &url[..authority_start],
+        listener.local_addr().unwrap(),
+        &url[authority_end..]
+    );
+    (database, upstream, listener)
+}
+
 /// Relays connections from `listener` to `upstream` until aborted.
 fn relay(listener: TcpListener, upstream: SocketAddr) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -157,28 +182,9 @@ async fn health_is_not_serving_while_the_database_is_unreachable() {
         );
         return;
     }
-    // postgres://user@HOST:PORT/db?… → point HOST:PORT at the relay.
-    let url = database.url.clone();
-    let authority_start = url.find('@').expect("a user in the test URL") + 1;
-    let authority_end = authority_start
-        + url[authority_start..]
-            .find('/')
-            .expect("a database in the URL");
-    let upstream: SocketAddr = tokio::net::lookup_host(&url[authority_start..authority_end])
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (relayed, upstream, listener) = behind_a_relay(database).await;
     let relay_addr = listener.local_addr().unwrap();
     let mut relay_task = relay(listener, upstream);
-    let mut relayed = database;
-    relayed.url = format!(
-        "{}{}{}",
-        &url[..authority_start],
-        relay_addr,
-        &url[authority_end..]
-    );
     let server = TestServer::start_on(relayed).await;
 
     let mut health = HealthClient::new(server.channel().await);
@@ -294,28 +300,9 @@ async fn a_database_that_stops_answering_fails_calls_fast() {
         );
         return;
     }
-    let url = database.url.clone();
-    let authority_start = url.find('@').expect("a user in the test URL") + 1;
-    let authority_end = authority_start
-        + url[authority_start..]
-            .find('/')
-            .expect("a database in the URL");
-    let upstream: SocketAddr = tokio::net::lookup_host(&url[authority_start..authority_end])
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let relay_addr = listener.local_addr().unwrap();
+    let (relayed, upstream, listener) = behind_a_relay(database).await;
     let swallow = Arc::new(AtomicBool::new(false));
     let _relay = blackhole_relay(listener, upstream, swallow.clone());
-    let mut relayed = database;
-    relayed.url = format!(
-        "{}{}{}",
-        &url[..authority_start],
-        relay_addr,
-        &url[authority_end..]
-    );
     let store = Store::connect_with(
         &relayed.url,
         StoreOptions {

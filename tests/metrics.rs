@@ -229,23 +229,7 @@ async fn every_call_has_a_request_id_in_its_response_and_its_logs() {
         refused.metadata().get("x-request-id").unwrap(),
         "checkout-7f3a"
     );
-    let logged = tokio::time::timeout(WAIT, async {
-        loop {
-            let line = server
-                .logs
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|line| line.contains("request_id=checkout-7f3a"))
-                .cloned();
-            if let Some(line) = line {
-                return line;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the refusal was logged with its request id");
+    let logged = server.logged("request_id=checkout-7f3a").await;
     assert!(logged.contains("NOT_FOUND"), "{logged}");
     assert!(logged.contains("method=GetMembership"), "{logged}");
 
@@ -286,23 +270,7 @@ async fn json_logs_carry_the_request_id_of_each_call() {
         .insert("x-request-id", "json-req-1".parse().unwrap());
     members.get_membership(request).await.unwrap_err();
 
-    let refusal = tokio::time::timeout(WAIT, async {
-        loop {
-            let found = server
-                .logs
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|line| line.contains("json-req-1"))
-                .cloned();
-            if let Some(line) = found {
-                return line;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the refusal was logged");
+    let refusal = server.logged("json-req-1").await;
     let line: serde_json::Value = serde_json::from_str(&refusal).expect("a JSON log line");
     assert_eq!(line["level"], "INFO", "{line}");
     assert_eq!(line["fields"]["code"], "NOT_FOUND", "{line}");
@@ -377,23 +345,7 @@ async fn a_call_the_caller_abandons_is_counted_and_logged_as_cancelled() {
     .expect("the abandoned call was counted");
     assert_eq!(sample(&body, cancelled), Some(1.0), "{body}");
     assert!(!body.contains(r#"grpc_code="UNKNOWN""#), "{body}");
-    let logged = tokio::time::timeout(WAIT, async {
-        loop {
-            let line = server
-                .logs
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|line| line.contains("request_id=abandoned-call-1"))
-                .cloned();
-            if let Some(line) = line {
-                return line;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the abandoned call was not logged: {:?}", server.logs));
+    let logged = server.logged("request_id=abandoned-call-1").await;
     assert!(logged.contains("CANCELLED"), "{logged}");
     assert!(server.terminate().await.success());
 }

@@ -362,19 +362,25 @@ where
     })
 }
 
-async fn checks(
-    server: &str,
-    concurrencies: &[usize],
-    duration: Duration,
-    authorization: Option<String>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    use membership_service::grpc::pb::role_service_client::RoleServiceClient;
+/// The ceiling: `grpc.health.v1.Health/Check`, an RPC that does nothing, on the same server.
+async fn empty_rpc(channel: Channel) -> Result<(), tonic::Status> {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map(|_| ())
+}
 
-    let setup = connect(server).await?;
-    let owner = uuid::Uuid::now_v7();
-    let tenant = TenantServiceClient::new(setup.clone())
+/// A new ORGANIZATION tenant owned by `owner`; its id.
+async fn bench_tenant(
+    channel: &Channel,
+    owner: uuid::Uuid,
+    authorization: &Option<String>,
+) -> Result<String, tonic::Status> {
+    Ok(TenantServiceClient::new(channel.clone())
         .create_tenant(authed(
             pb::CreateTenantRequest {
                 name: "bench".into(),
@@ -384,13 +390,25 @@ async fn checks(
                 owner_email: format!("{}@bench.example", owner.simple()),
                 ..Default::default()
             },
-            &authorization,
+            authorization,
         ))
         .await?
         .into_inner()
         .tenant
         .map(|t| t.tenant_id)
-        .unwrap_or_default();
+        .unwrap_or_default())
+}
+
+async fn checks(
+    server: &str,
+    concurrencies: &[usize],
+    duration: Duration,
+    authorization: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use membership_service::grpc::pb::role_service_client::RoleServiceClient;
+    let setup = connect(server).await?;
+    let owner = uuid::Uuid::now_v7();
+    let tenant = bench_tenant(&setup, owner, &authorization).await?;
     let member = uuid::Uuid::now_v7();
     MembershipServiceClient::new(setup.clone())
         .create_membership(authed(
@@ -438,15 +456,7 @@ async fn checks(
             }
         })
         .await?;
-        let mut empty = drive(&channels, concurrency, duration, |channel| async move {
-            HealthClient::new(channel)
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .map(|_| ())
-        })
-        .await?;
+        let mut empty = drive(&channels, concurrency, duration, empty_rpc).await?;
         println!(
             "{concurrency:>11} | {:>8.0} {:>6.3} {:>6.3} | {:>8.0} {:>6.3} {:>6.3} | {:.2}",
             checked.throughput(),
@@ -484,28 +494,9 @@ async fn reads(
     plan: ReadsPlan,
     authorization: Option<String>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    use tonic_health::pb::HealthCheckRequest;
-    use tonic_health::pb::health_client::HealthClient;
-
     let setup = connect(server).await?;
     let owner = uuid::Uuid::now_v7();
-    let tenant = TenantServiceClient::new(setup.clone())
-        .create_tenant(authed(
-            pb::CreateTenantRequest {
-                name: "bench".into(),
-                kind: pb::TenantKind::Enterprise as i32,
-                role_preset: pb::RolePreset::Organization as i32,
-                owner_user_id: owner.to_string(),
-                owner_email: format!("{}@bench.example", owner.simple()),
-                ..Default::default()
-            },
-            &authorization,
-        ))
-        .await?
-        .into_inner()
-        .tenant
-        .map(|t| t.tenant_id)
-        .unwrap_or_default();
+    let tenant = bench_tenant(&setup, owner, &authorization).await?;
     // The owner is one member; 16 workers add the rest.
     let remaining = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(
         plan.members.saturating_sub(1),
@@ -569,20 +560,7 @@ async fn reads(
         "round | empty req/s p50 p99 ms | Get req/s p50 p99 ms ratio | List req/s p50 p99 ms ratio"
     );
     for round in 1..=plan.repetitions {
-        let mut empty = drive(
-            &channels,
-            plan.concurrency,
-            plan.duration,
-            |channel| async move {
-                HealthClient::new(channel)
-                    .check(HealthCheckRequest {
-                        service: String::new(),
-                    })
-                    .await
-                    .map(|_| ())
-            },
-        )
-        .await?;
+        let mut empty = drive(&channels, plan.concurrency, plan.duration, empty_rpc).await?;
         let (request, authorization_get) = (get.clone(), authorization.clone());
         let mut got = drive(&channels, plan.concurrency, plan.duration, move |channel| {
             let request = authed(request.clone(), &authorization_get);

@@ -566,6 +566,27 @@ impl ServerProcess {
             .expect("connecting to the server process")
     }
 
+    /// The first log line containing `needle`, waiting up to `WAIT` for it to be written.
+    pub async fn logged(&self, needle: &str) -> String {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let found = self
+                    .logs
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|line| line.contains(needle))
+                    .cloned();
+                if let Some(line) = found {
+                    return line;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no log line contains {needle:?}: {:?}", self.logs))
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("running") as i32;
