@@ -5,6 +5,10 @@
 //! event every subscriber receives, records the time from the event's commit (its
 //! `occur_time`, stamped just before commit) to its arrival. Run it on the same machine as the
 //! servers so both read one clock.
+//!
+//! `seed` bulk-loads a big tenant straight into the database; `lists`, `reads` and `writes`
+//! measure calls in it (and in a small tenant) each beside a ceiling measured in the same round:
+//! the empty RPC for reads, a raw single-row insert transaction for writes.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -75,6 +79,111 @@ enum Command {
         duration: Duration,
         #[arg(long, default_value_t = 3)]
         repetitions: usize,
+        #[command(flatten)]
+        credentials: Credentials,
+    },
+    /// Loads `--members` members into a tenant straight through the database, fast: multi-row
+    /// INSERTs in one transaction, rows converted by the store's own code. Creates the tenant
+    /// through the server (ORGANIZATION preset, seat-limited) unless `--tenant` names one.
+    ///
+    /// Every member is bound to `member`, a small share to `admin` too; statuses are mostly
+    /// ACTIVE, some SUSPENDED or LEFT, with mixed types and sources, non-ASCII display names,
+    /// and creation times that repeat (bulk imports). Adds `--invitations` pending invitations.
+    /// Seat counters are recounted in the same transaction. No events are written: the event
+    /// log, watchers and the audit log never see the seeded rows. A running server sees them at
+    /// once (it keeps nothing about them in memory), so it needs no restart.
+    Seed {
+        /// The server, for creating the tenant and reading its seat usage.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// The server's database: the same URL as its `--database-url`.
+        #[arg(long, env = "MEMBERSHIP_DATABASE_URL")]
+        database_url: String,
+        /// Members to load.
+        #[arg(long)]
+        members: usize,
+        /// An existing tenant to load into, instead of a new one.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Seat limit of the tenant (with `--tenant`, set through UpdateTenant first). Default
+        /// for a new tenant: twice `--members` plus `--invitations`, so later writes fit.
+        #[arg(long)]
+        seat_limit: Option<i32>,
+        /// Pending invitations to add (they hold seats and show in member lists as INVITED).
+        #[arg(long, default_value_t = 2000)]
+        invitations: usize,
+        #[command(flatten)]
+        credentials: Credentials,
+    },
+    /// ListMemberships throughput in a big tenant (made by `seed`): every order ascending and
+    /// descending, first page and a page deep in the list, every filter, text queries, and the
+    /// first page of a small tenant made through the API. Each case runs right after an empty
+    /// RPC (grpc.health.v1.Health/Check), `--repetitions` rounds; median and spread of the
+    /// ratios, and of the issue's goal ratios.
+    Lists {
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// The big tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Members of the small tenant (created through the API).
+        #[arg(long, default_value_t = 1000)]
+        small_members: usize,
+        #[arg(long, default_value_t = 50)]
+        page_size: i32,
+        /// Calls in flight.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// How long each run lasts.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value_t = 3)]
+        repetitions: usize,
+        /// Text queries that match many members (the seed's names make `mar` about a fifth,
+        /// `müller` about one in forty). A query matching one member is added, taken from the
+        /// deep page.
+        #[arg(long, value_delimiter = ',', default_value = "mar,müller")]
+        query: Vec<String>,
+        /// Where the deep page is, as a fraction of the list: reached by walking pages of
+        /// 1,000 (page tokens cannot be forged).
+        #[arg(long, default_value_t = 0.5)]
+        depth: f64,
+        /// Only the cases whose name contains one of these (e.g. `create_time,role`).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        #[command(flatten)]
+        credentials: Credentials,
+    },
+    /// CreateMembership throughput (new users, source API, role member) into a small
+    /// seat-limited tenant, into the big tenant given by `--tenant`, and spread over
+    /// `--tenants` new tenants when more than one; each right after its ceiling: a raw
+    /// single-row insert transaction (BEGIN; INSERT; COMMIT) through the same driver and
+    /// connection settings into a scratch table as wide as `memberships` (created, then
+    /// dropped). `--repetitions` rounds, median and spread.
+    Writes {
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// The server's database, for the raw-insert ceiling: the same URL as its
+        /// `--database-url`.
+        #[arg(long, env = "MEMBERSHIP_DATABASE_URL")]
+        database_url: String,
+        /// The big (seeded, seat-limited) tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Calls in flight.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// How long each run lasts.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value_t = 3)]
+        repetitions: usize,
+        /// With more than one, also writes spread round-robin over this many new tenants.
+        #[arg(long, default_value_t = 1)]
+        tenants: usize,
+        /// Connections of the ceiling's pool: the server's `--db-max-connections`.
+        #[arg(long, default_value_t = 16)]
+        db_max_connections: u32,
         #[command(flatten)]
         credentials: Credentials,
     },
@@ -176,6 +285,84 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     page_size,
                     duration,
                     repetitions,
+                },
+                credentials.header()?,
+            )
+            .await
+        }
+        Command::Seed {
+            server,
+            database_url,
+            members,
+            tenant,
+            seat_limit,
+            invitations,
+            credentials,
+        } => {
+            seed(
+                &server,
+                &database_url,
+                SeedPlan {
+                    members,
+                    tenant,
+                    seat_limit,
+                    invitations,
+                },
+                credentials.header()?,
+            )
+            .await
+        }
+        Command::Lists {
+            server,
+            tenant,
+            small_members,
+            page_size,
+            concurrency,
+            duration,
+            repetitions,
+            query,
+            depth,
+            only,
+            credentials,
+        } => {
+            lists(
+                &server,
+                ListsPlan {
+                    tenant,
+                    small_members,
+                    page_size,
+                    concurrency,
+                    duration,
+                    repetitions,
+                    queries: query,
+                    depth,
+                    only,
+                },
+                credentials.header()?,
+            )
+            .await
+        }
+        Command::Writes {
+            server,
+            database_url,
+            tenant,
+            concurrency,
+            duration,
+            repetitions,
+            tenants,
+            db_max_connections,
+            credentials,
+        } => {
+            writes(
+                &server,
+                &database_url,
+                WritesPlan {
+                    tenant,
+                    concurrency,
+                    duration,
+                    repetitions,
+                    tenants,
+                    db_max_connections,
                 },
                 credentials.header()?,
             )
@@ -374,10 +561,12 @@ async fn empty_rpc(channel: Channel) -> Result<(), tonic::Status> {
         .map(|_| ())
 }
 
-/// A new ORGANIZATION tenant owned by `owner`; its id.
+/// A new ORGANIZATION tenant owned by `owner`, with `seat_limit` seats (`None`: unlimited);
+/// its id.
 async fn bench_tenant(
     channel: &Channel,
     owner: uuid::Uuid,
+    seat_limit: Option<i32>,
     authorization: &Option<String>,
 ) -> Result<String, tonic::Status> {
     Ok(TenantServiceClient::new(channel.clone())
@@ -386,6 +575,7 @@ async fn bench_tenant(
                 name: "bench".into(),
                 kind: pb::TenantKind::Enterprise as i32,
                 role_preset: pb::RolePreset::Organization as i32,
+                seat_limit,
                 owner_user_id: owner.to_string(),
                 owner_email: format!("{}@bench.example", owner.simple()),
                 ..Default::default()
@@ -399,6 +589,54 @@ async fn bench_tenant(
         .unwrap_or_default())
 }
 
+/// Adds `count` members to `tenant` through the API, 16 calls at a time.
+async fn add_members(
+    channel: &Channel,
+    tenant: &str,
+    count: usize,
+    authorization: &Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let remaining = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(count));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (channel, tenant, authorization) =
+            (channel.clone(), tenant.to_string(), authorization.clone());
+        let remaining = remaining.clone();
+        workers.spawn(async move {
+            let mut members = MembershipServiceClient::new(channel);
+            while remaining
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok()
+            {
+                let member = uuid::Uuid::now_v7();
+                members
+                    .create_membership(authed(
+                        pb::CreateMembershipRequest {
+                            tenant_id: tenant.clone(),
+                            user_id: member.to_string(),
+                            email: format!("{}@bench.example", member.simple()),
+                            display_name: format!("Member {}", member.simple()),
+                            source: pb::MembershipSource::Api as i32,
+                            role: "member".into(),
+                            ..Default::default()
+                        },
+                        &authorization,
+                    ))
+                    .await?;
+            }
+            Ok::<(), tonic::Status>(())
+        });
+    }
+    while let Some(worker) = workers.join_next().await {
+        worker??;
+    }
+    Ok(())
+}
+
 async fn checks(
     server: &str,
     concurrencies: &[usize],
@@ -408,7 +646,7 @@ async fn checks(
     use membership_service::grpc::pb::role_service_client::RoleServiceClient;
     let setup = connect(server).await?;
     let owner = uuid::Uuid::now_v7();
-    let tenant = bench_tenant(&setup, owner, &authorization).await?;
+    let tenant = bench_tenant(&setup, owner, None, &authorization).await?;
     let member = uuid::Uuid::now_v7();
     MembershipServiceClient::new(setup.clone())
         .create_membership(authed(
@@ -496,48 +734,14 @@ async fn reads(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let setup = connect(server).await?;
     let owner = uuid::Uuid::now_v7();
-    let tenant = bench_tenant(&setup, owner, &authorization).await?;
-    // The owner is one member; 16 workers add the rest.
-    let remaining = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(
+    let tenant = bench_tenant(&setup, owner, None, &authorization).await?;
+    add_members(
+        &setup,
+        &tenant,
         plan.members.saturating_sub(1),
-    ));
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..16 {
-        let (channel, tenant, authorization) =
-            (setup.clone(), tenant.clone(), authorization.clone());
-        let remaining = remaining.clone();
-        workers.spawn(async move {
-            let mut members = MembershipServiceClient::new(channel);
-            while remaining
-                .fetch_update(
-                    std::sync::atomic::Ordering::SeqCst,
-                    std::sync::atomic::Ordering::SeqCst,
-                    |n| n.checked_sub(1),
-                )
-                .is_ok()
-            {
-                let member = uuid::Uuid::now_v7();
-                members
-                    .create_membership(authed(
-                        pb::CreateMembershipRequest {
-                            tenant_id: tenant.clone(),
-                            user_id: member.to_string(),
-                            email: format!("{}@bench.example", member.simple()),
-                            display_name: format!("Member {}", member.simple()),
-                            source: pb::MembershipSource::Api as i32,
-                            role: "member".into(),
-                            ..Default::default()
-                        },
-                        &authorization,
-                    ))
-                    .await?;
-            }
-            Ok::<(), tonic::Status>(())
-        });
-    }
-    while let Some(worker) = workers.join_next().await {
-        worker??;
-    }
+        &authorization,
+    )
+    .await?;
     println!(
         "tenant of {} members, {} in flight, {:?} per run, {} rounds (empty RPC, GetMembership, ListMemberships({}))",
         plan.members, plan.concurrency, plan.duration, plan.repetitions, plan.page_size
@@ -611,5 +815,1205 @@ async fn reads(
         "ListMemberships({}) / empty RPC: median {list_median:.3} (spread {list_min:.3}..{list_max:.3})",
         plan.page_size
     );
+    Ok(())
+}
+
+struct SeedPlan {
+    members: usize,
+    tenant: Option<String>,
+    seat_limit: Option<i32>,
+    invitations: usize,
+}
+
+/// Members generated and inserted at a time: memory stays small at any `--members`.
+const SEED_BATCH: usize = 20_000;
+
+/// Seat usage of a tenant, through the API.
+async fn seat_usage(
+    channel: &Channel,
+    tenant: &str,
+    authorization: &Option<String>,
+) -> Result<pb::GetSeatUsageResponse, tonic::Status> {
+    Ok(TenantServiceClient::new(channel.clone())
+        .get_seat_usage(authed(
+            pb::GetSeatUsageRequest {
+                tenant_id: tenant.to_string(),
+            },
+            authorization,
+        ))
+        .await?
+        .into_inner())
+}
+
+async fn seed(
+    server: &str,
+    database_url: &str,
+    plan: SeedPlan,
+    authorization: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use membership_service::store::{self, Store, bulk};
+    use sea_orm::{
+        ConnectionTrait, DbBackend, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    };
+
+    let channel = connect(server).await?;
+    let tenant = match &plan.tenant {
+        Some(tenant) => {
+            if let Some(limit) = plan.seat_limit {
+                TenantServiceClient::new(channel.clone())
+                    .update_tenant(authed(
+                        pb::UpdateTenantRequest {
+                            tenant: Some(pb::Tenant {
+                                tenant_id: tenant.clone(),
+                                seat_limit: Some(limit),
+                                ..Default::default()
+                            }),
+                            update_mask: Some(prost_types::FieldMask {
+                                paths: vec!["seat_limit".into()],
+                            }),
+                        },
+                        &authorization,
+                    ))
+                    .await?;
+            }
+            tenant.clone()
+        }
+        None => {
+            let default_limit = plan.members.saturating_mul(2) + plan.invitations;
+            let limit = plan
+                .seat_limit
+                .unwrap_or(i32::try_from(default_limit).unwrap_or(i32::MAX));
+            bench_tenant(&channel, uuid::Uuid::now_v7(), Some(limit), &authorization).await?
+        }
+    };
+    let tenant_id = uuid::Uuid::try_parse(&tenant)?;
+    let before = seat_usage(&channel, &tenant, &authorization).await?;
+    let wanted = plan.members + plan.invitations;
+    if let Some(available) = before.available
+        && usize::try_from(available).unwrap_or(0) < wanted
+    {
+        return Err(format!(
+            "tenant {tenant} has {available} free seats, fewer than --members plus \
+             --invitations ({wanted}): raise --seat-limit"
+        )
+        .into());
+    }
+
+    let store = Store::connect(database_url, 2).await?;
+    store.migrate().await?;
+    let db = store.connection();
+    let roles = store::roles::list(db, tenant_id).await?;
+    let member_role = roles
+        .by_name("member")
+        .ok_or("the tenant has no `member` role")?
+        .clone();
+    // `admin` in the ORGANIZATION preset; in another preset, its first other non-owner role.
+    let second_role = roles
+        .by_name("admin")
+        .or_else(|| {
+            roles
+                .0
+                .iter()
+                .find(|r| !r.is_owner && r.id != member_role.id)
+        })
+        .unwrap_or(&member_role)
+        .clone();
+    let owner_role = roles.owner_role().ok_or("the tenant has no owner role")?;
+    let owner = store::roles::holders_of(db, tenant_id, owner_role.id)
+        .await?
+        .first()
+        .copied();
+    // Numbers in the seeded emails continue after the tenant's rows, so seeding the same tenant
+    // twice keeps emails unique.
+    let existing = {
+        use membership_service::store::entities::memberships;
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        memberships::Entity::find()
+            .filter(memberships::Column::TenantId.eq(tenant_id))
+            .count(db)
+            .await?
+    };
+    println!(
+        "seeding tenant {tenant}: {} members, {} invitations; seats before {}",
+        plan.members, plan.invitations, before.display
+    );
+
+    let started = std::time::Instant::now();
+    let txn = match db.get_database_backend() {
+        // Take the write lock at BEGIN, as the service's writers do.
+        DbBackend::Sqlite => {
+            db.begin_with_options(TransactionOptions {
+                isolation_level: None,
+                access_mode: None,
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            })
+            .await?
+        }
+        _ => db.begin().await?,
+    };
+    if db.get_database_backend() == DbBackend::Sqlite {
+        // A page cache big enough for the indexes being filled (this connection only; the
+        // default 2 MB spills to the file on every statement).
+        txn.execute_unprepared("PRAGMA cache_size = -524288")
+            .await?;
+    }
+    // Writers of this tenant on the server wait until the seed commits.
+    store::tenants::lock(&txn, tenant_id).await?;
+    let mut generator = MemberGenerator::new(
+        tenant_id,
+        owner,
+        &member_role,
+        &second_role,
+        plan.members,
+        existing,
+    );
+    let (mut members, mut bindings) = (0u64, 0u64);
+    let mut reported = 0;
+    while (members as usize) < plan.members {
+        let batch = generator.batch(SEED_BATCH.min(plan.members - members as usize))?;
+        members += bulk::insert_memberships(&txn, &batch.members).await?;
+        bindings += bulk::insert_role_bindings(&txn, &batch.bindings).await?;
+        if members as usize >= reported + 100_000 {
+            reported = members as usize;
+            eprintln!(
+                "  {members} members, {bindings} bindings after {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let invitations = generator.invitations(plan.invitations, &member_role)?;
+    let invited = bulk::insert_invitations(&txn, &invitations).await?;
+    txn.commit().await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let rows = members + bindings + invited;
+    println!(
+        "loaded {members} members ({} holding a seat), {bindings} role bindings, {invited} \
+         invitations in {elapsed:.1} s: {:.0} rows/s, {:.0} members/s",
+        generator.seated,
+        rows as f64 / elapsed,
+        members as f64 / elapsed,
+    );
+    if db.get_database_backend() == DbBackend::Postgres {
+        // Autovacuum would get to it within a minute or so, in the middle of a benchmark; done
+        // now, the planner has statistics and the visibility map is set from the start.
+        let started = std::time::Instant::now();
+        db.execute_unprepared("VACUUM (ANALYZE) memberships, role_bindings, invitations")
+            .await?;
+        println!(
+            "VACUUM (ANALYZE) in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let after = seat_usage(&channel, &tenant, &authorization).await?;
+    println!("seats now {} (GetSeatUsage)", after.display);
+    println!("tenant {tenant}");
+    Ok(())
+}
+
+/// A small, fast, seeded generator (SplitMix64): the seed wants varied rows, not secrets.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// One of `items`.
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+
+    /// A random (version 4) UUID, as the identity service would issue.
+    fn uuid(&mut self) -> uuid::Uuid {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.next().to_le_bytes());
+        bytes[8..].copy_from_slice(&self.next().to_le_bytes());
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+}
+
+/// Given names: the display form and the form used in email addresses. A share is non-ASCII,
+/// so case folding and collation matter for search and sorting by display name.
+const GIVEN_NAMES: &[(&str, &str)] = &[
+    ("Maria", "maria"),
+    ("Mark", "mark"),
+    ("Omar", "omar"),
+    ("Marta", "marta"),
+    ("James", "james"),
+    ("Anna", "anna"),
+    ("Wei", "wei"),
+    ("Aisha", "aisha"),
+    ("Lukas", "lukas"),
+    ("Sofia", "sofia"),
+    ("Noah", "noah"),
+    ("Emma", "emma"),
+    ("Hiroshi", "hiroshi"),
+    ("Priya", "priya"),
+    ("Carlos", "carlos"),
+    ("Fatima", "fatima"),
+    ("Olivia", "olivia"),
+    ("Liam", "liam"),
+    ("Chloé", "chloe"),
+    ("José", "jose"),
+    ("Zoë", "zoe"),
+    ("Søren", "soren"),
+    ("Łukasz", "lukasz"),
+    ("Ömer", "omer"),
+    ("Björn", "bjorn"),
+    ("François", "francois"),
+    ("Анастасия", "anastasia"),
+    ("Γιώργος", "giorgos"),
+    ("陽翔", "haruto"),
+    ("Élodie", "elodie"),
+    ("İlkay", "ilkay"),
+    ("Ngozi", "ngozi"),
+    ("Mateo", "mateo"),
+    ("Kenji", "kenji"),
+    ("Ava", "ava"),
+    ("Ethan", "ethan"),
+    ("Isabella", "isabella"),
+    ("Mohammed", "mohammed"),
+    ("Dmitri", "dmitri"),
+    ("Ingrid", "ingrid"),
+];
+
+/// Family names, as [`GIVEN_NAMES`].
+const FAMILY_NAMES: &[(&str, &str)] = &[
+    ("Smith", "smith"),
+    ("Müller", "mueller"),
+    ("García", "garcia"),
+    ("Martin", "martin"),
+    ("Nguyễn", "nguyen"),
+    ("Kowalski", "kowalski"),
+    ("Johansson", "johansson"),
+    ("Rossi", "rossi"),
+    ("Tanaka", "tanaka"),
+    ("Patel", "patel"),
+    ("Dubois", "dubois"),
+    ("Silva", "silva"),
+    ("Öztürk", "ozturk"),
+    ("Dvořák", "dvorak"),
+    ("O'Brien", "obrien"),
+    ("van der Berg", "vanderberg"),
+    ("Kim", "kim"),
+    ("Ivanova", "ivanova"),
+    ("Schmidt", "schmidt"),
+    ("Márquez", "marquez"),
+    ("Brown", "brown"),
+    ("Wilson", "wilson"),
+    ("Nakamura", "nakamura"),
+    ("Jensen", "jensen"),
+    ("Åberg", "aberg"),
+    ("Çelik", "celik"),
+    ("Σαββίδης", "savvidis"),
+    ("Смирнов", "smirnov"),
+    ("山田", "yamada"),
+    ("Żuraw", "zuraw"),
+    ("Lefèvre", "lefevre"),
+    ("Hernández", "hernandez"),
+    ("Okafor", "okafor"),
+    ("Ahmed", "ahmed"),
+    ("Lopez", "lopez"),
+    ("Chen", "chen"),
+    ("Wang", "wang"),
+    ("Singh", "singh"),
+    ("Andersson", "andersson"),
+    ("Fischer", "fischer"),
+];
+
+/// Employees' email domains; one internationalized (stored in its IDNA form).
+const DOMAINS: &[&str] = &[
+    "example.com",
+    "example.com",
+    "example.com",
+    "corp.example",
+    "eu.corp.example",
+    "münchen.example",
+];
+
+/// Microseconds in a day.
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// One batch of generated rows.
+struct SeedBatch {
+    members: Vec<membership_service::domain::membership::Membership>,
+    bindings: Vec<membership_service::store::entities::role_bindings::Model>,
+}
+
+/// Generates a tenant's members in creation order over the last three years: mostly ACTIVE,
+/// some SUSPENDED or LEFT; mostly MEMBER type; sources mixed, with bulk imports (SCIM,
+/// migration) whose members share one creation time.
+struct MemberGenerator {
+    rng: SplitMix64,
+    tenant_id: uuid::Uuid,
+    owner: Option<uuid::Uuid>,
+    member_role: (uuid::Uuid, String),
+    second_role: (uuid::Uuid, String),
+    now: i64,
+    clock: i64,
+    average_gap: i64,
+    /// Members left in the current bulk import, and its source.
+    import: (
+        u64,
+        membership_service::domain::membership::MembershipSource,
+    ),
+    next_number: u64,
+    /// Members generated in a seat-holding status.
+    seated: u64,
+}
+
+impl MemberGenerator {
+    fn new(
+        tenant_id: uuid::Uuid,
+        owner: Option<uuid::Uuid>,
+        member_role: &membership_service::domain::role::Role,
+        second_role: &membership_service::domain::role::Role,
+        members: usize,
+        existing: u64,
+    ) -> Self {
+        let now = now_micros();
+        let span = 3 * 365 * DAY_MICROS;
+        Self {
+            rng: SplitMix64(now as u64),
+            tenant_id,
+            owner,
+            member_role: (member_role.id, member_role.name.clone()),
+            second_role: (second_role.id, second_role.name.clone()),
+            now,
+            clock: now - span,
+            average_gap: span / members.max(1) as i64,
+            import: (
+                0,
+                membership_service::domain::membership::MembershipSource::Scim,
+            ),
+            next_number: existing,
+            seated: 0,
+        }
+    }
+
+    fn batch(&mut self, count: usize) -> Result<SeedBatch, String> {
+        use membership_service::domain::email::canonical_email;
+        use membership_service::domain::membership::{
+            Membership, MembershipSource as Source, MembershipStatus as Status,
+            MembershipType as Type,
+        };
+        use membership_service::store::entities::role_bindings;
+
+        let mut batch = SeedBatch {
+            members: Vec::with_capacity(count),
+            bindings: Vec::with_capacity(count + count / 50),
+        };
+        for _ in 0..count {
+            let rng = &mut self.rng;
+            // Creation time: most members one by one, about 10% in bulk imports that share one
+            // timestamp.
+            let source = if self.import.0 > 0 {
+                self.import.0 -= 1;
+                self.import.1
+            } else {
+                self.clock = (self.clock + rng.below(2 * self.average_gap as u64 + 1) as i64)
+                    .min(self.now - DAY_MICROS);
+                if rng.below(1000) < 2 {
+                    let source = *rng.pick(&[Source::Scim, Source::Migration]);
+                    self.import = (20 + rng.below(80), source);
+                }
+                match rng.below(100) {
+                    0..30 => Source::Scim,
+                    30..50 => Source::Invite,
+                    50..60 => Source::Signup,
+                    60..75 => Source::Api,
+                    75..85 => Source::OidcJit,
+                    85..95 => Source::SamlJit,
+                    _ => Source::Migration,
+                }
+            };
+            let created_at = self.clock;
+            let status = match rng.below(100) {
+                0..90 => Status::Active,
+                90..97 => Status::Suspended,
+                _ => Status::Left,
+            };
+            let admin = status != Status::Left && rng.below(1000) < 15;
+            let member_type = if admin {
+                Type::Admin
+            } else {
+                match rng.below(100) {
+                    0..85 => Type::Member,
+                    85..92 => Type::Contractor,
+                    92..96 => Type::ServiceOperator,
+                    _ => Type::ReadonlyAuditor,
+                }
+            };
+            let (given, given_email) = *rng.pick(GIVEN_NAMES);
+            let (family, family_email) = *rng.pick(FAMILY_NAMES);
+            let domain = if member_type == Type::Contractor {
+                "contractors.example"
+            } else {
+                rng.pick(DOMAINS)
+            };
+            let email = canonical_email(&format!(
+                "{given_email}.{family_email}.{}@{domain}",
+                base36(self.next_number)
+            ))?;
+            self.next_number += 1;
+            let display_name = if rng.below(100) < 2 {
+                String::new()
+            } else {
+                format!("{given} {family}")
+            };
+            let joined_at = match source {
+                Source::Invite => created_at + rng.below(3 * DAY_MICROS as u64) as i64,
+                _ => created_at,
+            }
+            .min(self.now);
+            let (updated_at, version) = match status {
+                Status::Active => (joined_at, 1),
+                _ => (
+                    joined_at + rng.below((self.now - joined_at).max(1) as u64) as i64,
+                    2,
+                ),
+            };
+            let user_id = rng.uuid();
+            let external_id =
+                matches!(source, Source::Scim | Source::SamlJit).then(|| rng.uuid().to_string());
+            let mut roles = Vec::new();
+            if status != Status::Left {
+                self.seated += 1;
+                roles.push(self.member_role.1.clone());
+                batch.bindings.push(role_bindings::Model {
+                    tenant_id: self.tenant_id,
+                    user_id,
+                    role_id: self.member_role.0,
+                    created_at: joined_at,
+                });
+                if admin && self.second_role.0 != self.member_role.0 {
+                    roles.push(self.second_role.1.clone());
+                    batch.bindings.push(role_bindings::Model {
+                        tenant_id: self.tenant_id,
+                        user_id,
+                        role_id: self.second_role.0,
+                        created_at: joined_at,
+                    });
+                }
+            }
+            batch.members.push(Membership {
+                tenant_id: self.tenant_id,
+                user_id,
+                email,
+                display_name,
+                status,
+                member_type,
+                source,
+                external_id,
+                invited_by: (source == Source::Invite).then_some(self.owner).flatten(),
+                joined_at: Some(joined_at),
+                created_at,
+                updated_at,
+                version,
+                roles,
+                invitation_id: None,
+            });
+        }
+        Ok(batch)
+    }
+
+    /// Pending invitations sent by the owner over the last day, expiring in a week.
+    fn invitations(
+        &mut self,
+        count: usize,
+        role: &membership_service::domain::role::Role,
+    ) -> Result<
+        Vec<(membership_service::domain::invitation::Invitation, String)>,
+        Box<dyn std::error::Error>,
+    > {
+        use membership_service::domain::email::canonical_email;
+        use membership_service::domain::invitation::{
+            DEFAULT_TTL, Invitation, InvitationState, new_token, token_hash,
+        };
+        let mut invitations = Vec::with_capacity(count);
+        for _ in 0..count {
+            let created_at = self.now - self.rng.below(DAY_MICROS as u64) as i64;
+            let (_, given_email) = *self.rng.pick(GIVEN_NAMES);
+            let domain = self.rng.pick(DOMAINS);
+            let email = canonical_email(&format!(
+                "{given_email}.invited.{}@{domain}",
+                base36(self.next_number)
+            ))?;
+            self.next_number += 1;
+            invitations.push((
+                Invitation {
+                    id: self.rng.uuid(),
+                    tenant_id: self.tenant_id,
+                    email,
+                    role_id: role.id,
+                    role: role.name.clone(),
+                    inviter_id: self.owner,
+                    state: InvitationState::Pending,
+                    expires_at: created_at + DEFAULT_TTL,
+                    send_count: 1,
+                    last_sent_at: created_at,
+                    accepted_by: None,
+                    accepted_at: None,
+                    created_at,
+                    updated_at: created_at,
+                    version: 1,
+                },
+                token_hash(&new_token()?),
+            ));
+        }
+        Ok(invitations)
+    }
+}
+
+/// `n` in base 36: short unique suffixes for generated email addresses.
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut digits = Vec::new();
+    loop {
+        digits.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    String::from_utf8(digits).unwrap_or_default()
+}
+
+struct ListsPlan {
+    tenant: String,
+    small_members: usize,
+    page_size: i32,
+    concurrency: usize,
+    duration: Duration,
+    repetitions: usize,
+    queries: Vec<String>,
+    depth: f64,
+    only: Vec<String>,
+}
+
+/// A call for [`drive`], boxed so cases of every kind share one type.
+type BoxedCall = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), tonic::Status>> + Send + 'static>,
+>;
+
+/// One ListMemberships request, sent by every caller of a run.
+fn list_call(
+    request: pb::ListMembershipsRequest,
+    authorization: Option<String>,
+) -> impl Fn(Channel) -> BoxedCall + Clone + Send + 'static {
+    move |channel| {
+        let request = authed(request.clone(), &authorization);
+        Box::pin(async move {
+            MembershipServiceClient::new(channel)
+                .list_memberships(request)
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+/// A measured case: its name and what one call sends.
+struct ListCase {
+    name: String,
+    request: pb::ListMembershipsRequest,
+}
+
+/// One run of a case, beside its ceiling run just before it.
+#[derive(Clone, Copy)]
+struct Measured {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    /// The case's rate over its ceiling's.
+    ratio: f64,
+}
+
+/// Runs `call` right after `ceiling`, prints the round's line, and returns what it measured.
+async fn measure_beside<C, CF, F, FF>(
+    channels: &[Channel],
+    concurrency: usize,
+    duration: Duration,
+    ceiling: C,
+    call: F,
+    label: &str,
+) -> Result<Measured, Box<dyn std::error::Error>>
+where
+    C: Fn(Channel) -> CF + Clone + Send + 'static,
+    CF: std::future::Future<Output = Result<(), tonic::Status>> + Send,
+    F: Fn(Channel) -> FF + Clone + Send + 'static,
+    FF: std::future::Future<Output = Result<(), tonic::Status>> + Send,
+{
+    let mut base = drive(channels, concurrency, duration, ceiling).await?;
+    let mut run = drive(channels, concurrency, duration, call).await?;
+    let measured = Measured {
+        rate: run.throughput(),
+        p50: run.percentile(0.5),
+        p99: run.percentile(0.99),
+        ratio: run.throughput() / base.throughput(),
+    };
+    println!(
+        "{label} | {:>7.0} {:>7.3} {:>7.3} | {:>7.0} {:>7.3} {:>7.3} {:.3}",
+        base.throughput(),
+        base.percentile(0.5),
+        base.percentile(0.99),
+        measured.rate,
+        measured.p50,
+        measured.p99,
+        measured.ratio,
+    );
+    Ok(measured)
+}
+
+/// Prints a case's medians over rounds and the median and spread of its ratio to the ceiling.
+fn print_case_summary(name: &str, runs: &[Measured], ceiling: &str) {
+    let median =
+        |f: fn(&Measured) -> f64| median_and_spread(&mut runs.iter().map(f).collect::<Vec<_>>()).0;
+    let (ratio, low, high) =
+        median_and_spread(&mut runs.iter().map(|m| m.ratio).collect::<Vec<_>>());
+    println!(
+        "{name}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms (medians); / {ceiling}: median {ratio:.3} \
+         (spread {low:.3}..{high:.3})",
+        median(|m| m.rate),
+        median(|m| m.p50),
+        median(|m| m.p99),
+    );
+}
+
+/// Prints a goal ratio: per round, `numerator`'s ratio to its ceiling over `denominator`'s, so
+/// drift between the two runs cancels; median and spread, and whether the median meets `goal`.
+fn print_goal(label: &str, numerator: &[Measured], denominator: &[Measured], goal: f64) {
+    let mut ratios: Vec<f64> = numerator
+        .iter()
+        .zip(denominator)
+        .map(|(n, d)| n.ratio / d.ratio)
+        .collect();
+    if ratios.is_empty() {
+        return;
+    }
+    let (median, low, high) = median_and_spread(&mut ratios);
+    println!(
+        "{label}: median {median:.3} (spread {low:.3}..{high:.3}), goal >= {goal}: {}",
+        if median >= goal { "met" } else { "missed" }
+    );
+}
+
+/// Walks `pages` pages of the largest size in `request`'s order; the token of the page after
+/// them (empty when the list ends first).
+async fn walk_pages(
+    channel: &Channel,
+    request: &pb::ListMembershipsRequest,
+    pages: usize,
+    authorization: &Option<String>,
+) -> Result<String, tonic::Status> {
+    let mut request = pb::ListMembershipsRequest {
+        page_size: 1000,
+        page_token: String::new(),
+        ..request.clone()
+    };
+    let mut client = MembershipServiceClient::new(channel.clone());
+    let mut token = String::new();
+    for _ in 0..pages {
+        request.page_token = token.clone();
+        let page = client
+            .list_memberships(authed(request.clone(), authorization))
+            .await?
+            .into_inner();
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    Ok(token)
+}
+
+async fn lists(
+    server: &str,
+    plan: ListsPlan,
+    authorization: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let setup = connect(server).await?;
+    let selected = |name: &str| plan.only.is_empty() || plan.only.iter().any(|o| name.contains(o));
+    let listed = seat_usage(&setup, &plan.tenant, &authorization)
+        .await?
+        .used
+        .max(0) as usize;
+    let base = pb::ListMembershipsRequest {
+        tenant_id: plan.tenant.clone(),
+        page_size: plan.page_size,
+        ..Default::default()
+    };
+    let mut cases = Vec::new();
+    let orders = ["create_time", "email", "display_name"];
+    let deep_pages = ((listed as f64 * plan.depth) / 1000.0).ceil().max(1.0) as usize;
+    for order in orders {
+        for order_by in [order.to_string(), format!("{order} desc")] {
+            let first = pb::ListMembershipsRequest {
+                order_by: order_by.clone(),
+                ..base.clone()
+            };
+            let first_name = format!("first {order_by}");
+            let deep_name = format!("deep {order_by}");
+            if selected(&deep_name) {
+                let started = std::time::Instant::now();
+                let token = walk_pages(&setup, &first, deep_pages, &authorization).await?;
+                println!(
+                    "{deep_name}: walked {deep_pages} pages of 1000 in {:.1} s{}",
+                    started.elapsed().as_secs_f64(),
+                    if token.is_empty() {
+                        " (the list ended first: measuring its first page)"
+                    } else {
+                        ""
+                    }
+                );
+                cases.push(ListCase {
+                    name: deep_name,
+                    request: pb::ListMembershipsRequest {
+                        page_token: token,
+                        ..first.clone()
+                    },
+                });
+            }
+            if selected(&first_name) {
+                cases.push(ListCase {
+                    name: first_name,
+                    request: first,
+                });
+            }
+        }
+    }
+    let filters = [
+        (
+            "status=SUSPENDED",
+            pb::ListMembershipsRequest {
+                status: pb::MembershipStatus::Suspended as i32,
+                ..base.clone()
+            },
+        ),
+        (
+            "type=CONTRACTOR",
+            pb::ListMembershipsRequest {
+                r#type: pb::MembershipType::Contractor as i32,
+                ..base.clone()
+            },
+        ),
+        (
+            "role=member",
+            pb::ListMembershipsRequest {
+                role: "member".into(),
+                ..base.clone()
+            },
+        ),
+        (
+            "role=admin",
+            pb::ListMembershipsRequest {
+                role: "admin".into(),
+                ..base.clone()
+            },
+        ),
+        (
+            "source=SCIM",
+            pb::ListMembershipsRequest {
+                source: pb::MembershipSource::Scim as i32,
+                ..base.clone()
+            },
+        ),
+    ];
+    for (name, request) in filters {
+        if selected(name) {
+            cases.push(ListCase {
+                name: name.to_string(),
+                request,
+            });
+        }
+    }
+    // A query matching one member: the local part of an email on the first page (every seeded
+    // or API-made address is unique there).
+    let first_page = MembershipServiceClient::new(setup.clone())
+        .list_memberships(authed(base.clone(), &authorization))
+        .await?
+        .into_inner();
+    let rare = first_page
+        .memberships
+        .last()
+        .and_then(|m| m.email.split('@').next())
+        .map(str::to_string);
+    for query in plan.queries.iter().chain(rare.iter()) {
+        let name = format!("query={query}");
+        if selected(&name) {
+            cases.push(ListCase {
+                name,
+                request: pb::ListMembershipsRequest {
+                    query: query.clone(),
+                    ..base.clone()
+                },
+            });
+        }
+    }
+    if selected("small first create_time") {
+        let small = bench_tenant(&setup, uuid::Uuid::now_v7(), None, &authorization).await?;
+        add_members(
+            &setup,
+            &small,
+            plan.small_members.saturating_sub(1),
+            &authorization,
+        )
+        .await?;
+        cases.push(ListCase {
+            name: "small first create_time".into(),
+            request: pb::ListMembershipsRequest {
+                tenant_id: small,
+                ..base.clone()
+            },
+        });
+    }
+
+    println!(
+        "tenant {} ({listed} seats used), {} in flight, {:?} per run, {} rounds, page size {}; \
+         each case right after the empty RPC",
+        plan.tenant, plan.concurrency, plan.duration, plan.repetitions, plan.page_size
+    );
+    let mut client = MembershipServiceClient::new(setup.clone());
+    println!("case | members on its page | more pages");
+    for case in &cases {
+        let page = client
+            .list_memberships(authed(case.request.clone(), &authorization))
+            .await?
+            .into_inner();
+        println!(
+            "{} | {} | {}",
+            case.name,
+            page.memberships.len(),
+            if page.next_page_token.is_empty() {
+                "no"
+            } else {
+                "yes"
+            }
+        );
+    }
+    let width = cases.iter().map(|c| c.name.len()).max().unwrap_or(4);
+    let mut channels = Vec::new();
+    for _ in 0..plan.concurrency.div_ceil(16).max(1) {
+        channels.push(connect(server).await?);
+    }
+    let mut results: Vec<Vec<Measured>> = cases.iter().map(|_| Vec::new()).collect();
+    println!(
+        "round | {:<width$} | empty req/s p50 p99 ms | List req/s p50 p99 ms ratio",
+        "case"
+    );
+    for round in 1..=plan.repetitions {
+        for (case, runs) in cases.iter().zip(results.iter_mut()) {
+            runs.push(
+                measure_beside(
+                    &channels,
+                    plan.concurrency,
+                    plan.duration,
+                    empty_rpc,
+                    list_call(case.request.clone(), authorization.clone()),
+                    &format!("{round:>5} | {:<width$}", case.name),
+                )
+                .await?,
+            );
+        }
+    }
+
+    for (case, runs) in cases.iter().zip(&results) {
+        print_case_summary(&case.name, runs, "empty RPC");
+    }
+    let runs_of = |name: &str| -> Option<&[Measured]> {
+        cases
+            .iter()
+            .position(|c| c.name == name)
+            .map(|i| results[i].as_slice())
+    };
+    for order in orders {
+        for order_by in [order.to_string(), format!("{order} desc")] {
+            if let (Some(deep), Some(first)) = (
+                runs_of(&format!("deep {order_by}")),
+                runs_of(&format!("first {order_by}")),
+            ) {
+                print_goal(&format!("deep / first page, {order_by}"), deep, first, 0.67);
+            }
+        }
+    }
+    if let Some(small) = runs_of("small first create_time") {
+        for (case, runs) in cases.iter().zip(&results) {
+            if case.name.starts_with("first ")
+                || !(case.name.starts_with("deep ")
+                    || case.name.starts_with("query=")
+                    || case.name.starts_with("small "))
+            {
+                print_goal(
+                    &format!("big / small first page, {}", case.name),
+                    runs,
+                    small,
+                    0.5,
+                );
+            }
+        }
+    }
+    if let Some(first) = runs_of("first create_time") {
+        for (case, runs) in cases.iter().zip(&results) {
+            if case.name.starts_with("query=") {
+                print_goal(
+                    &format!("text query / unfiltered first page, {}", case.name),
+                    runs,
+                    first,
+                    0.2,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+struct WritesPlan {
+    tenant: Option<String>,
+    concurrency: usize,
+    duration: Duration,
+    repetitions: usize,
+    tenants: usize,
+    db_max_connections: u32,
+}
+
+/// The scratch table of the raw-insert ceiling.
+const RAW_TABLE: &str = "bench_raw_inserts";
+
+/// Seats of the tenants the write benchmark creates: a limit (so every write checks it) that
+/// the benchmark never reaches.
+const WRITES_SEAT_LIMIT: i32 = 10_000_000;
+
+/// CreateMembership of a new user, round-robin over `tenants`.
+fn create_call(
+    tenants: Vec<String>,
+    authorization: Option<String>,
+) -> impl Fn(Channel) -> BoxedCall + Clone + Send + 'static {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    move |channel| {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let user = uuid::Uuid::now_v7();
+        let request = authed(
+            pb::CreateMembershipRequest {
+                tenant_id: tenants[i % tenants.len()].clone(),
+                user_id: user.to_string(),
+                email: format!("{}@bench.example", user.simple()),
+                display_name: format!("Writer {}", user.simple()),
+                source: pb::MembershipSource::Api as i32,
+                role: "member".into(),
+                ..Default::default()
+            },
+            &authorization,
+        );
+        Box::pin(async move {
+            MembershipServiceClient::new(channel)
+                .create_membership(request)
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+/// The write ceiling: one transaction inserting one row into the scratch table, as the service
+/// writes on this backend (on SQLite, writers take turns in-process and BEGIN IMMEDIATE).
+#[derive(Clone)]
+struct RawInsert {
+    store: membership_service::store::Store,
+    gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+impl RawInsert {
+    /// Creates the scratch table: `memberships`' columns and primary key, nothing else.
+    async fn create(
+        store: membership_service::store::Store,
+    ) -> Result<RawInsert, Box<dyn std::error::Error>> {
+        use membership_service::store::entities::memberships;
+        use sea_orm::sea_query::{Alias, Table};
+        use sea_orm::{ConnectionTrait, Schema};
+        let db = store.connection();
+        let backend = db.get_database_backend();
+        db.execute(
+            &Table::drop()
+                .table(Alias::new(RAW_TABLE))
+                .if_exists()
+                .to_owned(),
+        )
+        .await?;
+        let mut create = Schema::new(backend).create_table_from_entity(memberships::Entity);
+        create.table(Alias::new(RAW_TABLE));
+        db.execute(&create).await?;
+        Ok(RawInsert {
+            store,
+            gate: Default::default(),
+        })
+    }
+
+    async fn drop_table(&self) -> Result<(), sea_orm::DbErr> {
+        use sea_orm::ConnectionTrait;
+        use sea_orm::sea_query::{Alias, Table};
+        self.store
+            .connection()
+            .execute(&Table::drop().table(Alias::new(RAW_TABLE)).to_owned())
+            .await
+            .map(|_| ())
+    }
+
+    async fn insert_one(self) -> Result<(), tonic::Status> {
+        use membership_service::store::entities::memberships;
+        use sea_orm::sea_query::{Alias, Query};
+        use sea_orm::{
+            ActiveModelTrait, ConnectionTrait, DbBackend, Iterable, SqliteTransactionMode,
+            TransactionOptions, TransactionTrait,
+        };
+        let failed = |e: sea_orm::DbErr| tonic::Status::internal(e.to_string());
+        let now = now_micros();
+        let user = uuid::Uuid::now_v7();
+        let row: memberships::ActiveModel = memberships::Model {
+            tenant_id: uuid::Uuid::nil(),
+            user_id: user,
+            email: format!("{}@bench.example", user.simple()),
+            display_name: format!("Writer {}", user.simple()),
+            search_name: format!("writer {}", user.simple()),
+            status: "active".into(),
+            member_type: "member".into(),
+            source: "api".into(),
+            external_id: None,
+            invited_by: None,
+            joined_at: Some(now),
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        }
+        .into();
+        // Every column is set (the row came from a whole model), so columns and values pair up.
+        let (columns, values): (Vec<_>, Vec<_>) = memberships::Column::iter()
+            .filter_map(|column| Some((column, row.get(column).into_value()?)))
+            .unzip();
+        let mut insert = Query::insert();
+        insert
+            .into_table(Alias::new(RAW_TABLE))
+            .columns(columns)
+            .values_panic(values.into_iter().map(Into::into));
+        let db = self.store.connection();
+        let _turn;
+        let txn = match db.get_database_backend() {
+            DbBackend::Sqlite => {
+                _turn = self.gate.lock().await;
+                db.begin_with_options(TransactionOptions {
+                    isolation_level: None,
+                    access_mode: None,
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                })
+                .await
+                .map_err(failed)?
+            }
+            _ => db.begin().await.map_err(failed)?,
+        };
+        txn.execute(&insert).await.map_err(failed)?;
+        txn.commit().await.map_err(failed)
+    }
+}
+
+async fn writes(
+    server: &str,
+    database_url: &str,
+    plan: WritesPlan,
+    authorization: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let setup = connect(server).await?;
+    let mut cases: Vec<(String, Vec<String>)> = Vec::new();
+    let small = bench_tenant(
+        &setup,
+        uuid::Uuid::now_v7(),
+        Some(WRITES_SEAT_LIMIT),
+        &authorization,
+    )
+    .await?;
+    cases.push(("small".into(), vec![small]));
+    if let Some(big) = &plan.tenant {
+        let usage = seat_usage(&setup, big, &authorization).await?;
+        println!("big tenant {big}: seats {}", usage.display);
+        if usage.limit.is_none() {
+            println!("note: the big tenant has no seat limit, so its writes skip the seat check");
+        }
+        cases.push(("big".into(), vec![big.clone()]));
+    }
+    if plan.tenants > 1 {
+        let mut spread = Vec::new();
+        for _ in 0..plan.tenants {
+            spread.push(
+                bench_tenant(
+                    &setup,
+                    uuid::Uuid::now_v7(),
+                    Some(WRITES_SEAT_LIMIT),
+                    &authorization,
+                )
+                .await?,
+            );
+        }
+        cases.push((format!("spread over {}", plan.tenants), spread));
+    }
+    let store =
+        membership_service::store::Store::connect(database_url, plan.db_max_connections).await?;
+    let raw = RawInsert::create(store).await?;
+    let outcome = measure_writes(server, &plan, &cases, &raw, &authorization).await;
+    raw.drop_table().await?;
+    outcome
+}
+
+async fn measure_writes(
+    server: &str,
+    plan: &WritesPlan,
+    cases: &[(String, Vec<String>)],
+    raw: &RawInsert,
+    authorization: &Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut channels = Vec::new();
+    for _ in 0..plan.concurrency.div_ceil(16).max(1) {
+        channels.push(connect(server).await?);
+    }
+    println!(
+        "{} in flight, {:?} per run, {} rounds; each case right after the raw-insert ceiling \
+         (BEGIN; INSERT one row; COMMIT into {RAW_TABLE})",
+        plan.concurrency, plan.duration, plan.repetitions
+    );
+    let width = cases.iter().map(|c| c.0.len()).max().unwrap_or(4);
+    println!(
+        "round | {:<width$} | raw req/s p50 p99 ms | Create req/s p50 p99 ms ratio",
+        "case"
+    );
+    let mut results: Vec<Vec<Measured>> = cases.iter().map(|_| Vec::new()).collect();
+    for round in 1..=plan.repetitions {
+        for ((name, tenants), runs) in cases.iter().zip(results.iter_mut()) {
+            let raw = raw.clone();
+            runs.push(
+                measure_beside(
+                    &channels,
+                    plan.concurrency,
+                    plan.duration,
+                    move |_channel| raw.clone().insert_one(),
+                    create_call(tenants.clone(), authorization.clone()),
+                    &format!("{round:>5} | {name:<width$}"),
+                )
+                .await?,
+            );
+        }
+    }
+    for ((name, _), runs) in cases.iter().zip(&results) {
+        print_case_summary(&format!("CreateMembership, {name}"), runs, "raw insert");
+    }
+    if let (Some(small), Some(big)) = (results.first(), results.get(1))
+        && plan.tenant.is_some()
+    {
+        print_goal("big / small tenant", big, small, 0.9);
+    }
     Ok(())
 }

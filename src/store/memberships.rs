@@ -89,7 +89,7 @@ pub fn to_domain(model: memberships::Model, roles: Vec<String>) -> Result<Member
     })
 }
 
-fn to_active(m: &Membership) -> memberships::ActiveModel {
+pub(super) fn to_active(m: &Membership) -> memberships::ActiveModel {
     memberships::ActiveModel {
         tenant_id: Set(m.tenant_id),
         user_id: Set(m.user_id),

@@ -6,6 +6,7 @@
 //! concurrent writers queue instead of failing with "database is locked".
 
 pub mod bounded;
+pub mod bulk;
 pub mod domains;
 pub mod entities;
 pub mod event_log;
