@@ -491,15 +491,42 @@ async fn feed_latency(
     Ok(())
 }
 
-/// Latencies of one run, in microseconds, and its wall time.
+/// Latencies of one run's successful calls, in microseconds, the calls that failed, and the
+/// run's wall time.
 struct Run {
     latencies: Vec<u64>,
+    failures: Vec<tonic::Status>,
     elapsed: Duration,
 }
 
 impl Run {
+    /// Successful calls per second.
     fn throughput(&self) -> f64 {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The run, or its first failure as the error.
+    fn without_failures(self) -> Result<Run, tonic::Status> {
+        match self.failures.into_iter().next() {
+            Some(failure) => Err(failure),
+            None => Ok(Run {
+                failures: Vec::new(),
+                ..self
+            }),
+        }
+    }
+
+    /// How many calls failed, and the codes they failed with.
+    fn failure_summary(&self) -> Option<String> {
+        let mut codes: Vec<String> = self
+            .failures
+            .iter()
+            .map(|f| format!("{:?}", f.code()))
+            .collect();
+        codes.sort();
+        codes.dedup();
+        (!self.failures.is_empty())
+            .then(|| format!("{} failed ({})", self.failures.len(), codes.join(", ")))
     }
 
     fn percentile(&mut self, p: f64) -> f64 {
@@ -512,7 +539,8 @@ impl Run {
     }
 }
 
-/// Runs `call` from `concurrency` tasks for `duration`, over a few shared connections.
+/// Runs `call` from `concurrency` tasks for `duration`, over a few shared connections. A call
+/// that fails is counted, not retried, and the run goes on.
 async fn drive<F, Fut>(
     channels: &[Channel],
     concurrency: usize,
@@ -530,21 +558,26 @@ where
         let channel = channels[i % channels.len()].clone();
         let call = call.clone();
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
+            let (mut latencies, mut failures) = (Vec::new(), Vec::new());
             while std::time::Instant::now() < deadline {
                 let t = std::time::Instant::now();
-                call(channel.clone()).await?;
-                latencies.push(t.elapsed().as_micros() as u64);
+                match call(channel.clone()).await {
+                    Ok(()) => latencies.push(t.elapsed().as_micros() as u64),
+                    Err(failure) => failures.push(failure),
+                }
             }
-            Ok::<_, tonic::Status>(latencies)
+            (latencies, failures)
         }));
     }
-    let mut latencies = Vec::new();
+    let (mut latencies, mut failures) = (Vec::new(), Vec::new());
     for task in tasks {
-        latencies.extend(task.await??);
+        let (task_latencies, task_failures) = task.await?;
+        latencies.extend(task_latencies);
+        failures.extend(task_failures);
     }
     Ok(Run {
         latencies,
+        failures,
         elapsed: started.elapsed(),
     })
 }
@@ -693,8 +726,11 @@ async fn checks(
                     .map(|_| ())
             }
         })
-        .await?;
-        let mut empty = drive(&channels, concurrency, duration, empty_rpc).await?;
+        .await?
+        .without_failures()?;
+        let mut empty = drive(&channels, concurrency, duration, empty_rpc)
+            .await?
+            .without_failures()?;
         println!(
             "{concurrency:>11} | {:>8.0} {:>6.3} {:>6.3} | {:>8.0} {:>6.3} {:>6.3} | {:.2}",
             checked.throughput(),
@@ -764,7 +800,9 @@ async fn reads(
         "round | empty req/s p50 p99 ms | Get req/s p50 p99 ms ratio | List req/s p50 p99 ms ratio"
     );
     for round in 1..=plan.repetitions {
-        let mut empty = drive(&channels, plan.concurrency, plan.duration, empty_rpc).await?;
+        let mut empty = drive(&channels, plan.concurrency, plan.duration, empty_rpc)
+            .await?
+            .without_failures()?;
         let (request, authorization_get) = (get.clone(), authorization.clone());
         let mut got = drive(&channels, plan.concurrency, plan.duration, move |channel| {
             let request = authed(request.clone(), &authorization_get);
@@ -775,7 +813,8 @@ async fn reads(
                     .map(|_| ())
             }
         })
-        .await?;
+        .await?
+        .without_failures()?;
         let (request, authorization_list) = (list.clone(), authorization.clone());
         let mut listed = drive(&channels, plan.concurrency, plan.duration, move |channel| {
             let request = authed(request.clone(), &authorization_list);
@@ -786,7 +825,8 @@ async fn reads(
                     .map(|_| ())
             }
         })
-        .await?;
+        .await?
+        .without_failures()?;
         let get_ratio = got.throughput() / empty.throughput();
         let list_ratio = listed.throughput() / empty.throughput();
         get_ratios.push(get_ratio);
@@ -1436,6 +1476,8 @@ struct Measured {
     p99: f64,
     /// The case's rate over its ceiling's.
     ratio: f64,
+    /// Calls that failed (not counted in the rate).
+    failures: usize,
 }
 
 /// Runs `call` right after `ceiling`, prints the round's line, and returns what it measured.
@@ -1453,16 +1495,20 @@ where
     F: Fn(Channel) -> FF + Clone + Send + 'static,
     FF: std::future::Future<Output = Result<(), tonic::Status>> + Send,
 {
-    let mut base = drive(channels, concurrency, duration, ceiling).await?;
+    // The ceiling must not fail: its rate is what every ratio is taken against.
+    let mut base = drive(channels, concurrency, duration, ceiling)
+        .await?
+        .without_failures()?;
     let mut run = drive(channels, concurrency, duration, call).await?;
     let measured = Measured {
         rate: run.throughput(),
         p50: run.percentile(0.5),
         p99: run.percentile(0.99),
         ratio: run.throughput() / base.throughput(),
+        failures: run.failures.len(),
     };
     println!(
-        "{label} | {:>7.0} {:>7.3} {:>7.3} | {:>7.0} {:>7.3} {:>7.3} {:.3}",
+        "{label} | {:>7.0} {:>7.3} {:>7.3} | {:>7.0} {:>7.3} {:>7.3} {:.3}{}",
         base.throughput(),
         base.percentile(0.5),
         base.percentile(0.99),
@@ -1470,6 +1516,9 @@ where
         measured.p50,
         measured.p99,
         measured.ratio,
+        run.failure_summary()
+            .map(|failed| format!(" | {failed}"))
+            .unwrap_or_default(),
     );
     Ok(measured)
 }
@@ -1480,12 +1529,18 @@ fn print_case_summary(name: &str, runs: &[Measured], ceiling: &str) {
         |f: fn(&Measured) -> f64| median_and_spread(&mut runs.iter().map(f).collect::<Vec<_>>()).0;
     let (ratio, low, high) =
         median_and_spread(&mut runs.iter().map(|m| m.ratio).collect::<Vec<_>>());
+    let failures: usize = runs.iter().map(|m| m.failures).sum();
     println!(
         "{name}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms (medians); / {ceiling}: median {ratio:.3} \
-         (spread {low:.3}..{high:.3})",
+         (spread {low:.3}..{high:.3}){}",
         median(|m| m.rate),
         median(|m| m.p50),
         median(|m| m.p99),
+        if failures > 0 {
+            format!("; {failures} calls failed")
+        } else {
+            String::new()
+        },
     );
 }
 
@@ -1563,6 +1618,12 @@ async fn lists(
             };
             let first_name = format!("first {order_by}");
             let deep_name = format!("deep {order_by}");
+            if selected(&first_name) {
+                cases.push(ListCase {
+                    name: first_name,
+                    request: first.clone(),
+                });
+            }
             if selected(&deep_name) {
                 let started = std::time::Instant::now();
                 let token = walk_pages(&setup, &first, deep_pages, &authorization).await?;
@@ -1579,14 +1640,8 @@ async fn lists(
                     name: deep_name,
                     request: pb::ListMembershipsRequest {
                         page_token: token,
-                        ..first.clone()
+                        ..first
                     },
-                });
-            }
-            if selected(&first_name) {
-                cases.push(ListCase {
-                    name: first_name,
-                    request: first,
                 });
             }
         }
@@ -1647,8 +1702,9 @@ async fn lists(
         .last()
         .and_then(|m| m.email.split('@').next())
         .map(str::to_string);
-    for query in plan.queries.iter().chain(rare.iter()) {
-        let name = format!("query={query}");
+    let queries = plan.queries.iter().map(|q| (q, format!("query={q}")));
+    let rare = rare.iter().map(|q| (q, format!("query={q} (matches few)")));
+    for (query, name) in queries.chain(rare) {
         if selected(&name) {
             cases.push(ListCase {
                 name,
