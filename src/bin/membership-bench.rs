@@ -1046,7 +1046,101 @@ async fn seed(
     }
     let after = seat_usage(&channel, &tenant, &authorization).await?;
     println!("seats now {} (GetSeatUsage)", after.display);
+    // A permission the second role grants and `member` does not (any of its own otherwise).
+    let granted_by_second = second_role
+        .permissions
+        .iter()
+        .find(|p| !member_role.permissions.contains(*p))
+        .or_else(|| second_role.permissions.iter().next())
+        .map(|p| p.as_str());
+    check_seeded(
+        &channel,
+        &tenant,
+        &generator,
+        granted_by_second,
+        &authorization,
+    )
+    .await?;
     println!("tenant {tenant}");
+    Ok(())
+}
+
+/// Checks that the server sees seeded rows as it would see its own: a seeded admin's membership
+/// and a permission only its second role grants, and a seeded suspension.
+async fn check_seeded(
+    channel: &Channel,
+    tenant: &str,
+    generator: &MemberGenerator,
+    granted_by_second: Option<&str>,
+    authorization: &Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use membership_service::grpc::pb::role_service_client::RoleServiceClient;
+    let check = |user: uuid::Uuid, permission: &str| {
+        authed(
+            pb::CheckPermissionRequest {
+                tenant_id: tenant.to_string(),
+                user_id: user.to_string(),
+                permission: permission.into(),
+                min_cursor: 0,
+            },
+            authorization,
+        )
+    };
+    let mut roles = RoleServiceClient::new(channel.clone());
+    if let Some(admin) = &generator.sample_admin {
+        let seen = MembershipServiceClient::new(channel.clone())
+            .get_membership(authed(
+                pb::GetMembershipRequest {
+                    tenant_id: tenant.to_string(),
+                    user_id: admin.user_id.to_string(),
+                },
+                authorization,
+            ))
+            .await?
+            .into_inner()
+            .membership
+            .unwrap_or_default();
+        let mut expected_roles = admin.roles.clone();
+        expected_roles.sort();
+        if seen.email != admin.email || seen.roles != expected_roles {
+            return Err(format!(
+                "the server reads seeded member {} as {:?} with roles {:?}, not {:?} with {:?}",
+                admin.user_id, seen.email, seen.roles, admin.email, expected_roles
+            )
+            .into());
+        }
+        if let Some(permission) = granted_by_second {
+            let granted = roles
+                .check_permission(check(admin.user_id, permission))
+                .await?
+                .into_inner();
+            if !granted.allowed {
+                return Err(format!(
+                    "seeded member {} is refused {permission}: {:?}",
+                    admin.user_id,
+                    granted.reason()
+                )
+                .into());
+            }
+        }
+    }
+    if let Some(suspended) = generator.sample_suspended {
+        let refused = roles
+            .check_permission(check(suspended, "members.read"))
+            .await?
+            .into_inner();
+        if refused.reason() != pb::CheckReason::MembershipSuspended {
+            return Err(format!(
+                "seeded suspended member {suspended} is answered {:?}",
+                refused.reason()
+            )
+            .into());
+        }
+    }
+    println!(
+        "the server sees the seeded rows: GetMembership and CheckPermission of a seeded admin \
+         and a seeded suspended member answer as for members it wrote itself"
+    );
     Ok(())
 }
 
@@ -1209,6 +1303,10 @@ struct MemberGenerator {
     next_number: u64,
     /// Members generated in a seat-holding status.
     seated: u64,
+    /// A generated ACTIVE member holding the second role, and a SUSPENDED one: what the seed
+    /// checks the server sees.
+    sample_admin: Option<membership_service::domain::membership::Membership>,
+    sample_suspended: Option<uuid::Uuid>,
 }
 
 impl MemberGenerator {
@@ -1237,6 +1335,8 @@ impl MemberGenerator {
             ),
             next_number: existing,
             seated: 0,
+            sample_admin: None,
+            sample_suspended: None,
         }
     }
 
@@ -1345,7 +1445,7 @@ impl MemberGenerator {
                     });
                 }
             }
-            batch.members.push(Membership {
+            let membership = Membership {
                 tenant_id: self.tenant_id,
                 user_id,
                 email,
@@ -1361,7 +1461,14 @@ impl MemberGenerator {
                 version,
                 roles,
                 invitation_id: None,
-            });
+            };
+            if admin && status == Status::Active && self.sample_admin.is_none() {
+                self.sample_admin = Some(membership.clone());
+            }
+            if status == Status::Suspended && self.sample_suspended.is_none() {
+                self.sample_suspended = Some(user_id);
+            }
+            batch.members.push(membership);
         }
         Ok(batch)
     }
