@@ -249,20 +249,12 @@ fn token_hash(token: &str) -> String {
     format!("{:x}", Sha256::digest(token.as_bytes()))
 }
 
-/// Moves the invitation holding `token` past its expiry. The shortest ttl is an hour, so this
-/// update stands in for that hour passing.
+/// Moves the invitation holding `token` past its expiry.
 async fn expire(server: &TestServer, token: &str) {
-    let past = chrono::Utc::now().timestamp_micros() - HOUR * 1_000_000;
-    let updated = server
-        .db()
-        .execute_unprepared(&format!(
-            "UPDATE invitations SET expires_at = {past} WHERE token_hash = '{}'",
-            token_hash(token)
-        ))
-        .await
-        .expect("ageing the invitation")
-        .rows_affected();
-    assert_eq!(updated, 1, "the invitation is found by its token's hash");
+    let aged = server
+        .expire_invitations(&format!("token_hash = '{}'", token_hash(token)))
+        .await;
+    assert_eq!(aged, 1, "the invitation is found by its token's hash");
 }
 
 async fn rows_with_token_hash(server: &TestServer, token: &str) -> i64 {

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_foundation;
 mod m20261123_000002_invitations_and_domains;
 mod m20261124_000001_page_token_secret;
+mod m20261130_000001_seat_counters;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_foundation::Migration),
             Box::new(m20261123_000002_invitations_and_domains::Migration),
             Box::new(m20261124_000001_page_token_secret::Migration),
+            Box::new(m20261130_000001_seat_counters::Migration),
         ]
     }
 }

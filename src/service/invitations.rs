@@ -414,8 +414,13 @@ impl Services {
                     after.last_sent_at = now;
                     after.updated_at = now;
                     after.version += 1;
-                    store::invitations::update_with_token(&tx.txn, &after, &token_hash(&token))
-                        .await?;
+                    store::invitations::update_with_token(
+                        &tx.txn,
+                        &before,
+                        &after,
+                        &token_hash(&token),
+                    )
+                    .await?;
                     tx.emit(NewEvent::about(
                         EventType::InvitationResent,
                         caller.user_id(),
@@ -518,11 +523,7 @@ impl Services {
                         roles: vec![role.name.clone()],
                         invitation_id: None,
                     };
-                    if previous.is_some() {
-                        store::memberships::update(&tx.txn, &membership).await?;
-                    } else {
-                        store::memberships::insert(&tx.txn, &membership).await?;
-                    }
+                    store::memberships::save(&tx.txn, previous.as_ref(), &membership).await?;
                     store::roles::bind(&tx.txn, tenant_id, user_id, role.id, now).await?;
                     let mut after = before.clone();
                     after.state = InvitationState::Accepted;
@@ -530,7 +531,7 @@ impl Services {
                     after.accepted_at = Some(now);
                     after.updated_at = now;
                     after.version += 1;
-                    store::invitations::update(&tx.txn, &after).await?;
+                    store::invitations::update(&tx.txn, &before, &after).await?;
                     tx.emit(NewEvent::about(
                         EventType::MembershipCreated,
                         caller.user_id(),
@@ -564,7 +565,7 @@ pub(crate) async fn revoke(
     after.state = InvitationState::Revoked;
     after.updated_at = now;
     after.version += 1;
-    store::invitations::update(&tx.txn, &after).await?;
+    store::invitations::update(&tx.txn, &before, &after).await?;
     tx.emit(NewEvent::about(
         EventType::InvitationRevoked,
         caller.user_id(),

@@ -219,11 +219,7 @@ impl Services {
                         invitation_id: None,
                     };
                     // A member who left comes back on the same row, keeping its history.
-                    if before.is_some() {
-                        store::memberships::update(&tx.txn, &membership).await?;
-                    } else {
-                        store::memberships::insert(&tx.txn, &membership).await?;
-                    }
+                    store::memberships::save(&tx.txn, before.as_ref(), &membership).await?;
                     store::roles::bind(&tx.txn, tenant.id, membership.user_id, role.id, now)
                         .await?;
                     if let Some(request_id) = &command.request_id {
@@ -311,7 +307,7 @@ impl Services {
                     }
                     after.version += 1;
                     after.updated_at = now;
-                    store::memberships::update(&tx.txn, &after).await?;
+                    store::memberships::update(&tx.txn, &before, &after).await?;
                     let event_type = match (before.status, after.status) {
                         (MembershipStatus::Active, MembershipStatus::Suspended) => {
                             EventType::MembershipSuspended
@@ -403,7 +399,7 @@ impl Services {
                         tx.roll_back_at_end();
                         return Ok(());
                     }
-                    store::memberships::delete(&tx.txn, tenant_id, user_id).await?;
+                    store::memberships::delete(&tx.txn, &before).await?;
                     tx.emit(NewEvent::about(
                         EventType::MembershipDeleted,
                         caller.user_id(),
@@ -455,7 +451,7 @@ impl Services {
                     for role_id in role_ids {
                         store::roles::unbind(&tx.txn, tenant_id, user_id, role_id).await?;
                     }
-                    store::memberships::update(&tx.txn, &after).await?;
+                    store::memberships::update(&tx.txn, &before, &after).await?;
                     tx.emit(NewEvent::about(
                         EventType::MembershipLeft,
                         caller.user_id(),
@@ -536,7 +532,7 @@ impl Services {
                     };
                     owner_after.version += 1;
                     owner_after.updated_at = now;
-                    store::memberships::update(&tx.txn, &owner_after).await?;
+                    store::memberships::update(&tx.txn, &owner_before, &owner_after).await?;
 
                     store::roles::bind(&tx.txn, tenant.id, new_owner_id, owner_role.id, now)
                         .await?;
@@ -547,7 +543,7 @@ impl Services {
                     target_after.member_type = MembershipType::Owner;
                     target_after.version += 1;
                     target_after.updated_at = now;
-                    store::memberships::update(&tx.txn, &target_after).await?;
+                    store::memberships::update(&tx.txn, &target_before, &target_after).await?;
 
                     tx.emit(NewEvent::about(
                         EventType::MembershipUpdated,

@@ -64,6 +64,7 @@ async fn change_bindings(
     add: &[Uuid],
 ) -> Result<Membership, DomainError> {
     let now = now_micros();
+    let original = member.clone();
     let mut current = member;
     let mut changed = false;
     for (role_id, bound) in remove
@@ -101,7 +102,7 @@ async fn change_bindings(
         changed = true;
     }
     if changed {
-        store::memberships::update(&tx.txn, &current).await?;
+        store::memberships::update(&tx.txn, &original, &current).await?;
     }
     Ok(current)
 }

@@ -291,7 +291,7 @@ impl Services {
                             store::roles::unbind(&tx.txn, tenant_id, member.user_id, role_id)
                                 .await?;
                         }
-                        store::memberships::update(&tx.txn, &ended).await?;
+                        store::memberships::update(&tx.txn, &member, &ended).await?;
                         tx.emit(NewEvent::about(
                             EventType::MembershipLeft,
                             caller.user_id(),

@@ -17,6 +17,10 @@ pub mod tenants {
         pub created_at: i64,
         pub updated_at: i64,
         pub dissolved_at: Option<i64>,
+        /// Seat counters (see `store::tenants`): written only through `UPDATE … + delta`.
+        pub seated_members: i64,
+        pub held_invitations: i64,
+        pub seats_counted_until: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

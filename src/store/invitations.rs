@@ -10,7 +10,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entities::invitations;
-use super::{corrupt, db_error, escape_like};
+use super::{corrupt, db_error, escape_like, tenants};
 use crate::domain::invitation::{Invitation, InvitationState};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::role::TenantRoles;
@@ -94,6 +94,7 @@ pub fn as_member(i: &Invitation) -> Membership {
     }
 }
 
+/// Inserts an invitation; a pending one counts on its tenant's seats.
 pub async fn insert<C: ConnectionTrait>(
     conn: &C,
     invitation: &Invitation,
@@ -103,34 +104,37 @@ pub async fn insert<C: ConnectionTrait>(
         .exec(conn)
         .await
         .map_err(db_error)?;
-    Ok(())
+    tenants::count_invitation(conn, invitation.tenant_id, None, Some(invitation)).await
 }
 
-/// Saves every field but the token.
+/// Saves `after` over `before` (as this transaction read it), every field but the token,
+/// moving the tenant's seat count when the change takes or frees a seat.
 pub async fn update<C: ConnectionTrait>(
     conn: &C,
-    invitation: &Invitation,
+    before: &Invitation,
+    after: &Invitation,
 ) -> Result<(), DomainError> {
-    let mut row = to_active(invitation, "");
+    let mut row = to_active(after, "");
     row.token_hash = sea_orm::NotSet;
     invitations::Entity::update(row)
         .exec(conn)
         .await
         .map_err(db_error)?;
-    Ok(())
+    tenants::count_invitation(conn, after.tenant_id, Some(before), Some(after)).await
 }
 
-/// Saves the invitation with a new token; the previous token stops matching.
+/// Like [`update`], with a new token; the previous token stops matching.
 pub async fn update_with_token<C: ConnectionTrait>(
     conn: &C,
-    invitation: &Invitation,
+    before: &Invitation,
+    after: &Invitation,
     token_hash: &str,
 ) -> Result<(), DomainError> {
-    invitations::Entity::update(to_active(invitation, token_hash))
+    invitations::Entity::update(to_active(after, token_hash))
         .exec(conn)
         .await
         .map_err(db_error)?;
-    Ok(())
+    tenants::count_invitation(conn, after.tenant_id, Some(before), Some(after)).await
 }
 
 pub async fn get<C: ConnectionTrait>(

@@ -10,7 +10,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entities::{memberships, role_bindings};
-use super::{corrupt, db_error, entities, escape_like, invitations, roles};
+use super::{corrupt, db_error, entities, escape_like, invitations, roles, tenants};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::role::TenantRoles;
 use crate::domain::{DomainError, Micros};
@@ -139,39 +139,58 @@ pub async fn get<C: ConnectionTrait>(
         .ok_or(DomainError::MembershipNotFound)
 }
 
+/// Inserts a membership; a seated one counts on its tenant's seats.
 pub async fn insert<C: ConnectionTrait>(conn: &C, m: &Membership) -> Result<(), DomainError> {
     memberships::Entity::insert(to_active(m))
         .exec(conn)
         .await
         .map_err(db_error)?;
-    Ok(())
+    tenants::count_members(conn, m.tenant_id, seats_of(m)).await
 }
 
-pub async fn update<C: ConnectionTrait>(conn: &C, m: &Membership) -> Result<(), DomainError> {
-    memberships::Entity::update(to_active(m))
-        .exec(conn)
-        .await
-        .map_err(db_error)?;
-    Ok(())
-}
-
-/// Deletes a membership and its role bindings.
-pub async fn delete<C: ConnectionTrait>(
+/// Saves `after` over `before` (the row as this transaction read it), moving the tenant's seat
+/// count when the status change takes or frees a seat.
+pub async fn update<C: ConnectionTrait>(
     conn: &C,
-    tenant_id: Uuid,
-    user_id: Uuid,
+    before: &Membership,
+    after: &Membership,
 ) -> Result<(), DomainError> {
+    memberships::Entity::update(to_active(after))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    tenants::count_members(conn, after.tenant_id, seats_of(after) - seats_of(before)).await
+}
+
+/// Inserts `after`, or saves it over `before` when the member has a row already.
+pub async fn save<C: ConnectionTrait>(
+    conn: &C,
+    before: Option<&Membership>,
+    after: &Membership,
+) -> Result<(), DomainError> {
+    match before {
+        Some(before) => update(conn, before, after).await,
+        None => insert(conn, after).await,
+    }
+}
+
+/// Deletes a membership and its role bindings; its seat, if it held one, is freed.
+pub async fn delete<C: ConnectionTrait>(conn: &C, m: &Membership) -> Result<(), DomainError> {
     role_bindings::Entity::delete_many()
-        .filter(role_bindings::Column::TenantId.eq(tenant_id))
-        .filter(role_bindings::Column::UserId.eq(user_id))
+        .filter(role_bindings::Column::TenantId.eq(m.tenant_id))
+        .filter(role_bindings::Column::UserId.eq(m.user_id))
         .exec(conn)
         .await
         .map_err(db_error)?;
-    memberships::Entity::delete_by_id((tenant_id, user_id))
+    memberships::Entity::delete_by_id((m.tenant_id, m.user_id))
         .exec(conn)
         .await
         .map_err(db_error)?;
-    Ok(())
+    tenants::count_members(conn, m.tenant_id, -seats_of(m)).await
+}
+
+fn seats_of(m: &Membership) -> i64 {
+    i64::from(m.status.holds_seat())
 }
 
 /// Every membership of a tenant in a seat-holding status, for dissolution.

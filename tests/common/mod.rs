@@ -249,6 +249,48 @@ impl TestServer {
             .expect("one row");
         row.try_get::<i64>("", "n").unwrap()
     }
+
+    /// `id` as an SQL literal: a string PostgreSQL casts to its uuid type, the 16 bytes SQLite
+    /// stores.
+    pub fn uuid_literal(&self, id: &str) -> String {
+        let id: Uuid = id.parse().expect("a uuid");
+        if self.database.is_postgres() {
+            format!("'{id}'")
+        } else {
+            format!("x'{}'", id.simple())
+        }
+    }
+
+    /// Ages the invitations matching `condition` (SQL over `invitations`) past their expiry,
+    /// standing in for the hour the shortest ttl would take to pass. Time passes through the
+    /// instant the tenant's seat counters were last brought up to date, so each expiry moves
+    /// back to just after that instant (never later than it was), under the tenant lock as
+    /// every writer does; then a moment passes.
+    pub async fn expire_invitations(&self, condition: &str) -> u64 {
+        use sea_orm::TransactionTrait;
+        let txn = self.db().begin().await.expect("a transaction");
+        if self.database.is_postgres() {
+            txn.execute_unprepared(&format!(
+                "SELECT id FROM tenants WHERE id IN (SELECT tenant_id FROM invitations \
+                 WHERE {condition}) FOR UPDATE"
+            ))
+            .await
+            .expect("locking the tenant");
+        }
+        let aged = txn
+            .execute_unprepared(&format!(
+                "UPDATE invitations SET expires_at = (SELECT CASE WHEN seats_counted_until + 1 \
+                 < invitations.expires_at THEN seats_counted_until + 1 ELSE \
+                 invitations.expires_at END FROM tenants \
+                 WHERE tenants.id = invitations.tenant_id) WHERE {condition}"
+            ))
+            .await
+            .expect("ageing the invitation")
+            .rows_affected();
+        txn.commit().await.expect("committing");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        aged
+    }
 }
 
 impl Drop for TestServer {
