@@ -1023,6 +1023,8 @@ async fn seed(
     }
     let invitations = generator.invitations(plan.invitations, &member_role)?;
     let invited = bulk::insert_invitations(&txn, &invitations).await?;
+    // The rows went in without the service's per-row seat accounting: count them once.
+    store::tenants::recount_seats(&txn, tenant_id).await?;
     txn.commit().await?;
     let elapsed = started.elapsed().as_secs_f64();
     let rows = members + bindings + invited;

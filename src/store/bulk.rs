@@ -1,8 +1,8 @@
 //! Bulk loading for the benchmark's `seed`: many rows per INSERT, converted by the same code the
 //! service writes single rows with, so a seeded row is what the service would have stored.
 //!
-//! Nothing here appends events, takes seats or checks a rule: the caller loads rows it built
-//! correctly, inside a transaction of its own, and recounts what depends on them
+//! Nothing here appends events, moves seat counters or checks a rule: the caller loads rows it
+//! built correctly, inside a transaction of its own, and recounts what depends on them
 //! (`tenants::recount_seats`) before it commits.
 
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Iterable};
@@ -73,7 +73,8 @@ pub async fn insert_role_bindings<C: ConnectionTrait>(
 }
 
 /// Inserts invitations, each with the hash of its token. One statement each, through the
-/// invitation store's own insert: seeds carry a few thousand at most.
+/// invitation store's own insert (which also counts each on the tenant's seats; the caller's
+/// recount sets the counters anyway): seeds carry a few thousand at most.
 pub async fn insert_invitations<C: ConnectionTrait>(
     conn: &C,
     invitations: &[(Invitation, String)],
