@@ -139,6 +139,78 @@ pub async fn get<C: ConnectionTrait>(
         .ok_or(DomainError::MembershipNotFound)
 }
 
+/// A membership with the names of its roles, read in one statement with its tenant's existence:
+/// `TENANT_NOT_FOUND` when there is no such tenant, `MEMBERSHIP_NOT_FOUND` when the tenant has no
+/// such member. One row per role bound (at least one row when the tenant exists).
+pub async fn get_in_one_read<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    user_id: Uuid,
+) -> Result<Membership, DomainError> {
+    use sea_orm::sea_query::{Asterisk, JoinType};
+    use sea_orm::{FromQueryResult, QueryResult};
+    let (t, m, b, r) = (
+        Alias::new("t"),
+        Alias::new("m"),
+        Alias::new("b"),
+        Alias::new("r"),
+    );
+    let select = Query::select()
+        .column((m.clone(), Asterisk))
+        .expr_as(
+            Expr::col((r.clone(), entities::roles::Column::Name)),
+            Alias::new("role_name"),
+        )
+        .from_as(entities::tenants::Entity, t.clone())
+        .join_as(
+            JoinType::LeftJoin,
+            memberships::Entity,
+            m.clone(),
+            Condition::all()
+                .add(
+                    Expr::col((m.clone(), memberships::Column::TenantId))
+                        .equals((t.clone(), entities::tenants::Column::Id)),
+                )
+                .add(Expr::col((m.clone(), memberships::Column::UserId)).eq(user_id)),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            role_bindings::Entity,
+            b.clone(),
+            Condition::all()
+                .add(
+                    Expr::col((b.clone(), role_bindings::Column::TenantId))
+                        .equals((m.clone(), memberships::Column::TenantId)),
+                )
+                .add(
+                    Expr::col((b.clone(), role_bindings::Column::UserId))
+                        .equals((m.clone(), memberships::Column::UserId)),
+                ),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            entities::roles::Entity,
+            r.clone(),
+            Expr::col((r, entities::roles::Column::Id)).equals((b, role_bindings::Column::RoleId)),
+        )
+        .and_where(Expr::col((t, entities::tenants::Column::Id)).eq(tenant_id))
+        .to_owned();
+    let rows: Vec<QueryResult> = conn.query_all(&select).await.map_err(db_error)?;
+    let first = rows.first().ok_or(DomainError::TenantNotFound)?;
+    let found: Option<Uuid> = first.try_get("", "user_id").map_err(db_error)?;
+    if found.is_none() {
+        return Err(DomainError::MembershipNotFound);
+    }
+    let model = memberships::Model::from_query_result(first, "").map_err(db_error)?;
+    let mut names = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let name: Option<String> = row.try_get("", "role_name").map_err(db_error)?;
+        names.extend(name);
+    }
+    names.sort();
+    to_domain(model, names)
+}
+
 /// Inserts a membership; a seated one counts on its tenant's seats.
 pub async fn insert<C: ConnectionTrait>(conn: &C, m: &Membership) -> Result<(), DomainError> {
     memberships::Entity::insert(to_active(m))
