@@ -7,6 +7,7 @@ mod m20261123_000001_foundation;
 mod m20261123_000002_invitations_and_domains;
 mod m20261124_000001_page_token_secret;
 mod m20261130_000001_seat_counters;
+mod m20261130_000002_text_search;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_invitations_and_domains::Migration),
             Box::new(m20261124_000001_page_token_secret::Migration),
             Box::new(m20261130_000001_seat_counters::Migration),
+            Box::new(m20261130_000002_text_search::Migration),
         ]
     }
 }

@@ -131,29 +131,39 @@ impl Services {
         tenant_id: Uuid,
         user_id: Uuid,
     ) -> Result<Membership, DomainError> {
-        let conn = self.store.read_snapshot().await?;
-        if caller == Caller::User(user_id) {
-            // Their own membership, whatever its status; a user with none in the tenant (or no
-            // such tenant) hears what any non-member hears.
-            let not_a_member = |error| match error {
-                DomainError::TenantNotFound | DomainError::MembershipNotFound => {
-                    DomainError::NotAMember
-                }
-                error => error,
-            };
-            let roles = store::roles::list(&conn, tenant_id).await?;
-            store::tenants::get(&conn, tenant_id)
+        // A system caller, or a user reading their own membership, needs nothing but the row:
+        // one statement, which is its own snapshot.
+        match caller {
+            Caller::System => {
+                return store::memberships::get_in_one_read(
+                    &self.store.reader(),
+                    tenant_id,
+                    user_id,
+                )
+                .await;
+            }
+            Caller::User(caller_id) if caller_id == user_id => {
+                // Their own membership, whatever its status; a user with none in the tenant (or
+                // no such tenant) hears what any non-member hears.
+                return store::memberships::get_in_one_read(
+                    &self.store.reader(),
+                    tenant_id,
+                    user_id,
+                )
                 .await
-                .map_err(not_a_member)?;
-            let (membership, _) = store::memberships::get(&conn, &roles, tenant_id, user_id)
-                .await
-                .map_err(not_a_member)?;
-            return Ok(membership);
+                .map_err(|error| match error {
+                    DomainError::TenantNotFound | DomainError::MembershipNotFound => {
+                        DomainError::NotAMember
+                    }
+                    error => error,
+                });
+            }
+            Caller::User(_) => {}
         }
-        let (_, roles, access) = Access::read(&conn, tenant_id, caller).await?;
+        let conn = self.store.read_snapshot().await?;
+        let (_, _, access) = Access::read(&conn, tenant_id, caller).await?;
         access.require(Permission::MembersRead)?;
-        let (membership, _) = store::memberships::get(&conn, &roles, tenant_id, user_id).await?;
-        Ok(membership)
+        store::memberships::get_in_one_read(&conn, tenant_id, user_id).await
     }
 
     pub async fn create_membership(

@@ -139,6 +139,78 @@ pub async fn get<C: ConnectionTrait>(
         .ok_or(DomainError::MembershipNotFound)
 }
 
+/// A membership with the names of its roles, read in one statement with its tenant's existence:
+/// `TENANT_NOT_FOUND` when there is no such tenant, `MEMBERSHIP_NOT_FOUND` when the tenant has no
+/// such member. One row per role bound (at least one row when the tenant exists).
+pub async fn get_in_one_read<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    user_id: Uuid,
+) -> Result<Membership, DomainError> {
+    use sea_orm::sea_query::{Asterisk, JoinType};
+    use sea_orm::{FromQueryResult, QueryResult};
+    let (t, m, b, r) = (
+        Alias::new("t"),
+        Alias::new("m"),
+        Alias::new("b"),
+        Alias::new("r"),
+    );
+    let select = Query::select()
+        .column((m.clone(), Asterisk))
+        .expr_as(
+            Expr::col((r.clone(), entities::roles::Column::Name)),
+            Alias::new("role_name"),
+        )
+        .from_as(entities::tenants::Entity, t.clone())
+        .join_as(
+            JoinType::LeftJoin,
+            memberships::Entity,
+            m.clone(),
+            Condition::all()
+                .add(
+                    Expr::col((m.clone(), memberships::Column::TenantId))
+                        .equals((t.clone(), entities::tenants::Column::Id)),
+                )
+                .add(Expr::col((m.clone(), memberships::Column::UserId)).eq(user_id)),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            role_bindings::Entity,
+            b.clone(),
+            Condition::all()
+                .add(
+                    Expr::col((b.clone(), role_bindings::Column::TenantId))
+                        .equals((m.clone(), memberships::Column::TenantId)),
+                )
+                .add(
+                    Expr::col((b.clone(), role_bindings::Column::UserId))
+                        .equals((m.clone(), memberships::Column::UserId)),
+                ),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            entities::roles::Entity,
+            r.clone(),
+            Expr::col((r, entities::roles::Column::Id)).equals((b, role_bindings::Column::RoleId)),
+        )
+        .and_where(Expr::col((t, entities::tenants::Column::Id)).eq(tenant_id))
+        .to_owned();
+    let rows: Vec<QueryResult> = conn.query_all(&select).await.map_err(db_error)?;
+    let first = rows.first().ok_or(DomainError::TenantNotFound)?;
+    let found: Option<Uuid> = first.try_get("", "user_id").map_err(db_error)?;
+    if found.is_none() {
+        return Err(DomainError::MembershipNotFound);
+    }
+    let model = memberships::Model::from_query_result(first, "").map_err(db_error)?;
+    let mut names = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let name: Option<String> = row.try_get("", "role_name").map_err(db_error)?;
+        names.extend(name);
+    }
+    names.sort();
+    to_domain(model, names)
+}
+
 /// Inserts a membership; a seated one counts on its tenant's seats.
 pub async fn insert<C: ConnectionTrait>(conn: &C, m: &Membership) -> Result<(), DomainError> {
     memberships::Entity::insert(to_active(m))
@@ -228,6 +300,69 @@ async fn with_roles<C: ConnectionTrait>(
         .collect()
 }
 
+/// The memberships of `user_ids` (a page: at most a thousand) with their roles, in one
+/// statement: each membership joined to its role bindings.
+async fn with_bound_roles<C: ConnectionTrait>(
+    conn: &C,
+    roles_of_tenant: &TenantRoles,
+    tenant_id: Uuid,
+    user_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Membership>, DomainError> {
+    use sea_orm::sea_query::{Asterisk, JoinType};
+    use sea_orm::{FromQueryResult, QueryResult};
+    let mut members: HashMap<Uuid, (memberships::Model, Vec<Uuid>)> = HashMap::new();
+    if user_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (m, b) = (Alias::new("m"), Alias::new("b"));
+    let select = Query::select()
+        .column((m.clone(), Asterisk))
+        .expr_as(
+            Expr::col((b.clone(), role_bindings::Column::RoleId)),
+            Alias::new("bound_role_id"),
+        )
+        .from_as(memberships::Entity, m.clone())
+        .join_as(
+            JoinType::LeftJoin,
+            role_bindings::Entity,
+            b.clone(),
+            Condition::all()
+                .add(
+                    Expr::col((b.clone(), role_bindings::Column::TenantId))
+                        .equals((m.clone(), memberships::Column::TenantId)),
+                )
+                .add(
+                    Expr::col((b, role_bindings::Column::UserId))
+                        .equals((m.clone(), memberships::Column::UserId)),
+                ),
+        )
+        .and_where(Expr::col((m.clone(), memberships::Column::TenantId)).eq(tenant_id))
+        .and_where(Expr::col((m, memberships::Column::UserId)).is_in(user_ids.iter().copied()))
+        .to_owned();
+    let rows: Vec<QueryResult> = conn.query_all(&select).await.map_err(db_error)?;
+    for row in &rows {
+        let user_id: Uuid = row.try_get("", "user_id").map_err(db_error)?;
+        let role_id: Option<Uuid> = row.try_get("", "bound_role_id").map_err(db_error)?;
+        let entry = match members.entry(user_id) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => entry.insert((
+                memberships::Model::from_query_result(row, "").map_err(db_error)?,
+                Vec::new(),
+            )),
+        };
+        entry.1.extend(role_id);
+    }
+    members
+        .into_iter()
+        .map(|(user_id, (model, role_ids))| {
+            Ok((
+                user_id,
+                to_domain(model, roles_of_tenant.names_of(&role_ids))?,
+            ))
+        })
+        .collect()
+}
+
 /// Which page of a list: its order, where the previous page ended, and its size.
 #[derive(Clone, Copy, Debug)]
 pub struct PageRequest<'a> {
@@ -262,18 +397,7 @@ pub async fn list<C: ConnectionTrait>(
 
     let user_ids: Vec<Uuid> = keys.iter().filter(|(i, _)| !i).map(|(_, id)| *id).collect();
     let invitation_ids: Vec<Uuid> = keys.iter().filter(|(i, _)| *i).map(|(_, id)| *id).collect();
-    let mut members: HashMap<Uuid, Membership> = HashMap::new();
-    if !user_ids.is_empty() {
-        let models = memberships::Entity::find()
-            .filter(memberships::Column::TenantId.eq(tenant_id))
-            .filter(memberships::Column::UserId.is_in(user_ids))
-            .all(conn)
-            .await
-            .map_err(db_error)?;
-        for (m, _) in with_roles(conn, roles_of_tenant, tenant_id, models).await? {
-            members.insert(m.user_id, m);
-        }
-    }
+    let mut members = with_bound_roles(conn, roles_of_tenant, tenant_id, &user_ids).await?;
     for invitation in invitations::by_ids(conn, roles_of_tenant, tenant_id, &invitation_ids).await?
     {
         members.insert(invitation.id, invitations::as_member(&invitation));

@@ -209,10 +209,37 @@ impl Store {
                 txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
                     .await?;
                 migration::Migrator::up(&txn, None).await?;
-                txn.commit().await
+                txn.commit().await?;
+                self.warn_unless_text_search_indexed().await
             }
             _ => migration::Migrator::up(&self.db, None).await,
         }
+    }
+
+    /// Says at every start when member text search scans tenants because PostgreSQL could not
+    /// give the migration its trigram extension, and how to fix it.
+    async fn warn_unless_text_search_indexed(&self) -> Result<(), DbErr> {
+        let indexed = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT COUNT(*) AS n FROM pg_indexes WHERE schemaname = current_schema() \
+                 AND indexname = 'idx_memberships_search_name_trgm'",
+            ))
+            .await?
+            .map(|row| row.try_get::<i64>("", "n"))
+            .transpose()?
+            .unwrap_or(0)
+            > 0;
+        if !indexed {
+            tracing::warn!(
+                "member text search is not indexed: the pg_trgm extension could not be created, \
+                 so ListMemberships queries read the whole tenant. Install PostgreSQL's contrib \
+                 modules, run CREATE EXTENSION pg_trgm as a role allowed to, and create the \
+                 indexes of migrations/src/m20261130_000002_text_search.rs"
+            );
+        }
+        Ok(())
     }
 
     /// Registers a function called after every commit that appended events, with each event
