@@ -525,16 +525,23 @@ fn member_rows(
         select.and_where(Column::Source.eq(source.as_str()));
     }
     if let Some(role_id) = filter.role_id {
-        select.and_where(
-            Column::UserId.in_subquery(
-                Query::select()
-                    .column(role_bindings::Column::UserId)
-                    .from(role_bindings::Entity)
-                    .and_where(role_bindings::Column::TenantId.eq(tenant_id))
-                    .and_where(role_bindings::Column::RoleId.eq(role_id))
-                    .to_owned(),
-            ),
-        );
+        // A correlated EXISTS, one primary-key probe per row read in list order: SQLite would
+        // otherwise build the whole set of the role's holders on every call.
+        select.and_where(Expr::exists(
+            Query::select()
+                .expr(Expr::val(1))
+                .from(role_bindings::Entity)
+                .and_where(
+                    Expr::col((role_bindings::Entity, role_bindings::Column::TenantId))
+                        .equals((memberships::Entity, Column::TenantId)),
+                )
+                .and_where(
+                    Expr::col((role_bindings::Entity, role_bindings::Column::UserId))
+                        .equals((memberships::Entity, Column::UserId)),
+                )
+                .and_where(role_bindings::Column::RoleId.eq(role_id))
+                .to_owned(),
+        ));
     }
     if let Some(query) = &filter.query {
         let email = format!("%{}%", escape_like(&query.email));
