@@ -1003,7 +1003,7 @@ async fn page_tokens_hold_across_replicas_and_restarts() {
 #[tokio::test]
 async fn a_page_of_a_big_tenant_is_an_index_range_scan_on_postgresql() {
     use membership_service::store::memberships::{
-        After, ListFilter, PageRequest, SortKey, SortValue, TextQuery, list_statement,
+        After, ListFilter, PageRequest, SortKey, SortValue, TextPath, TextQuery, list_statement,
     };
     use sea_orm::sea_query::PostgresQueryBuilder;
     use sea_orm::{ConnectionTrait, Statement};
@@ -1104,6 +1104,7 @@ async fn a_page_of_a_big_tenant_is_an_index_range_scan_on_postgresql() {
                     let sql = list_statement(
                         tenant_id,
                         &filter,
+                        TextPath::Scan,
                         PageRequest {
                             sort,
                             descending,
@@ -1160,4 +1161,227 @@ async fn a_page_of_a_big_tenant_is_an_index_range_scan_on_postgresql() {
             }
         }
     }
+}
+
+/// On SQLite a text query that few rows match is looked up in the FTS5 trigram index and only
+/// those rows are sorted; one that many match reads the tenant in list order; one shorter than
+/// a trigram cannot use the index. (PostgreSQL's planner makes this choice itself, checked
+/// above.)
+#[tokio::test]
+async fn a_rare_text_query_goes_through_the_full_text_index_on_sqlite() {
+    use membership_service::store::memberships::{
+        After, ListFilter, PageRequest, SortKey, SortValue, TextPath, TextQuery, list_statement,
+        text_path,
+    };
+    use sea_orm::sea_query::SqliteQueryBuilder;
+    use sea_orm::{ConnectionTrait, Statement};
+
+    const MEMBERS: i64 = 50_000;
+    let server = TestServer::start().await;
+    if server.database.is_postgres() {
+        eprintln!("the full-text path is checked on the SQLite run");
+        return;
+    }
+    let tenant = organization(&server, None).await;
+    let tenant_id: Uuid = tenant.id.parse().unwrap();
+    let db = server.db();
+    db.execute_unprepared(&format!(
+        "INSERT INTO memberships (tenant_id, user_id, email, display_name, search_name, status, \
+         member_type, source, external_id, invited_by, joined_at, created_at, updated_at, version) \
+         WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {MEMBERS}) \
+         SELECT tenant_id, randomblob(16), 'user' || n || '@acme.example', 'User ' || n, \
+         'user ' || n, status, member_type, source, NULL, NULL, joined_at, created_at + n, \
+         updated_at, 1 FROM memberships, g WHERE tenant_id = {}",
+        server.uuid_literal(&tenant.id)
+    ))
+    .await
+    .unwrap();
+    db.execute_unprepared("ANALYZE").await.unwrap();
+
+    let filter = |query: &str| ListFilter {
+        query: Some(TextQuery::new(query)),
+        ..ListFilter::default()
+    };
+    for (query, path) in [
+        ("R12345@", TextPath::FullTextIndex),
+        ("user 4999", TextPath::FullTextIndex),
+        ("acme", TextPath::Scan),
+        ("r1", TextPath::Scan),
+    ] {
+        assert_eq!(
+            text_path(db, &filter(query)).await.unwrap(),
+            path,
+            "{query}"
+        );
+    }
+
+    for sort in [SortKey::CreateTime, SortKey::Email, SortKey::DisplayName] {
+        let deep = After {
+            value: match sort {
+                SortKey::CreateTime => SortValue::Int(0),
+                SortKey::Email | SortKey::DisplayName => SortValue::Text("u".into()),
+            },
+            user_id: Uuid::nil(),
+        };
+        for after in [None, Some(&deep)] {
+            let sql = list_statement(
+                tenant_id,
+                &filter("R12345@"),
+                TextPath::FullTextIndex,
+                PageRequest {
+                    sort,
+                    descending: false,
+                    after,
+                    page_size: 50,
+                },
+                0,
+            )
+            .to_string(SqliteQueryBuilder);
+            let plan: Vec<String> = db
+                .query_all_raw(Statement::from_string(
+                    db.get_database_backend(),
+                    format!("EXPLAIN QUERY PLAN {sql}"),
+                ))
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.try_get::<String>("", "detail").unwrap())
+                .collect();
+            let plan = plan.join("\n");
+            let case = format!("{sort:?}, after {}", after.is_some());
+            assert!(
+                plan.contains("member_search") && plan.contains("idx_memberships_search_id"),
+                "{case}: the full-text index is not used\n{plan}"
+            );
+            assert!(
+                !plan.contains("SCAN memberships"),
+                "{case}: the tenant is scanned\n{plan}"
+            );
+        }
+    }
+
+    // Both paths, through the service, find the same members.
+    let mut client = server.members().await;
+    for (query, expected) in [
+        ("R12345@", vec!["user12345@acme.example".to_string()]),
+        (
+            "user 4999",
+            std::iter::once(4999)
+                .chain(49990..50000)
+                .map(|n| format!("user{n}@acme.example"))
+                .collect(),
+        ),
+    ] {
+        let found = client
+            .list_memberships(as_system(pb::ListMembershipsRequest {
+                tenant_id: tenant.id.clone(),
+                query: query.into(),
+                order_by: "email".into(),
+                page_size: 100,
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut expected = expected;
+        expected.sort();
+        let emails: Vec<String> = found.memberships.iter().map(|m| m.email.clone()).collect();
+        assert_eq!(emails, expected, "{query}");
+        assert!(found.next_page_token.is_empty(), "{query}");
+    }
+    let common = client
+        .list_memberships(as_system(pb::ListMembershipsRequest {
+            tenant_id: tenant.id.clone(),
+            query: "@ACME.".into(),
+            order_by: "email desc".into(),
+            page_size: 3,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let emails: Vec<&str> = common
+        .memberships
+        .iter()
+        .map(|m| m.email.as_str())
+        .collect();
+    assert_eq!(
+        emails,
+        [
+            "user9@acme.example",
+            "user99@acme.example",
+            "user999@acme.example"
+        ]
+    );
+}
+
+/// The text query finds a member by what they are called now: renamed, they are found by the
+/// new name and not the old; removed, by neither (on SQLite the FTS5 index follows every change
+/// in the same statement).
+#[tokio::test]
+async fn the_text_query_follows_renames_and_removals() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let mut client = server.members().await;
+    let user_id = user();
+    let created = client
+        .create_membership(as_system(pb::CreateMembershipRequest {
+            display_name: "Quixote Wanderer".into(),
+            email: "dq@la-mancha.example".into(),
+            ..new_member(&tenant, user_id, "member")
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .membership
+        .unwrap();
+    let reader = client.clone();
+    let found = |query: &'static str| {
+        let mut client = reader.clone();
+        let tenant_id = tenant.id.clone();
+        async move {
+            client
+                .list_memberships(as_system(pb::ListMembershipsRequest {
+                    tenant_id,
+                    query: query.into(),
+                    ..Default::default()
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+                .memberships
+                .into_iter()
+                .map(|m| m.user_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let one = vec![user_id.to_string()];
+    assert_eq!(found("XOTE W").await, one);
+    assert_eq!(found("la-manc").await, one);
+    client
+        .update_membership(as_system(pb::UpdateMembershipRequest {
+            membership: Some(pb::Membership {
+                display_name: "Sancho Panza".into(),
+                ..created
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+        }))
+        .await
+        .unwrap();
+    assert!(found("xote w").await.is_empty());
+    assert_eq!(found("cho pan").await, one);
+    assert_eq!(found("la-manc").await, one);
+    client
+        .delete_membership(as_system(pb::DeleteMembershipRequest {
+            tenant_id: tenant.id.clone(),
+            user_id: user_id.to_string(),
+            etag: String::new(),
+            validate_only: false,
+        }))
+        .await
+        .unwrap();
+    assert!(found("cho pan").await.is_empty());
+    assert!(found("la-manc").await.is_empty());
 }

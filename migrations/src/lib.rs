@@ -8,6 +8,7 @@ mod m20261123_000002_invitations_and_domains;
 mod m20261124_000001_page_token_secret;
 mod m20261130_000001_seat_counters;
 mod m20261130_000002_text_search;
+mod m20261202_000001_sqlite_text_search;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_page_token_secret::Migration),
             Box::new(m20261130_000001_seat_counters::Migration),
             Box::new(m20261130_000002_text_search::Migration),
+            Box::new(m20261202_000001_sqlite_text_search::Migration),
         ]
     }
 }

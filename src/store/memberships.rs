@@ -51,6 +51,69 @@ impl TextQuery {
             name: query.to_lowercase(),
         }
     }
+
+    /// The FTS5 query that finds every row containing this one (and, rarely, a few more: the
+    /// `LIKE` after it decides). None when a form is shorter than a trigram, which the index
+    /// cannot look up.
+    fn full_text_match(&self) -> Option<String> {
+        let phrase = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
+        (self.email.chars().count() >= 3 && self.name.chars().count() >= 3).then(|| {
+            format!(
+                "email : {} OR name : {}",
+                phrase(&self.email),
+                phrase(&self.name)
+            )
+        })
+    }
+}
+
+/// How a page finds the members its text query matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextPath {
+    /// Reads the tenant's members in list order, testing each, until a page is full: quick
+    /// when many match. Always the path on PostgreSQL, whose planner chooses between this and
+    /// its trigram indexes itself.
+    Scan,
+    /// Looks the matching rows up in SQLite's FTS5 index, then sorts them: quick when few do.
+    FullTextIndex,
+}
+
+/// Up to this many rows matching a text query anywhere, SQLite goes through its FTS5 index;
+/// beyond it, a page is sooner filled by reading the tenant in list order.
+const FULL_TEXT_CANDIDATES: i64 = 2_000;
+
+/// The path for `filter`'s text query on this connection. On SQLite one bounded count in the
+/// FTS5 index tells a selective query (looked up there) from a common one (scanned).
+pub async fn text_path<C: ConnectionTrait>(
+    conn: &C,
+    filter: &ListFilter,
+) -> Result<TextPath, DomainError> {
+    let Some(query) = filter.query.as_ref() else {
+        return Ok(TextPath::Scan);
+    };
+    if conn.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        return Ok(TextPath::Scan);
+    }
+    let Some(full_text) = query.full_text_match() else {
+        return Ok(TextPath::Scan);
+    };
+    let count: i64 = conn
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT COUNT(*) FROM (SELECT 1 FROM member_search WHERE member_search MATCH ? LIMIT ?)",
+            [full_text.into(), (FULL_TEXT_CANDIDATES + 1).into()],
+        ))
+        .await
+        .map_err(db_error)?
+        .map(|row| row.try_get_by_index(0))
+        .transpose()
+        .map_err(db_error)?
+        .unwrap_or(0);
+    Ok(if count <= FULL_TEXT_CANDIDATES {
+        TextPath::FullTextIndex
+    } else {
+        TextPath::Scan
+    })
 }
 
 /// The last row of the previous page: its sort value and user id.
@@ -384,7 +447,8 @@ pub async fn list<C: ConnectionTrait>(
     page: PageRequest<'_>,
     now: Micros,
 ) -> Result<(Vec<Membership>, bool), DomainError> {
-    let union = list_statement(tenant_id, filter, page, now);
+    let text = text_path(conn, filter).await?;
+    let union = list_statement(tenant_id, filter, text, page, now);
     let rows = conn.query_all(&union).await.map_err(db_error)?;
     let mut keys = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -414,6 +478,7 @@ pub async fn list<C: ConnectionTrait>(
 pub fn list_statement(
     tenant_id: Uuid,
     filter: &ListFilter,
+    text: TextPath,
     page: PageRequest<'_>,
     now: Micros,
 ) -> SelectStatement {
@@ -424,7 +489,7 @@ pub fn list_statement(
         page_size,
     } = page;
     let mut union = first_rows(
-        member_rows(tenant_id, filter, sort, descending, after),
+        member_rows(tenant_id, filter, text, sort, descending, after),
         descending,
         page_size + 1,
         "m",
@@ -498,6 +563,7 @@ fn first_rows(
 fn member_rows(
     tenant_id: Uuid,
     filter: &ListFilter,
+    text: TextPath,
     sort: SortKey,
     descending: bool,
     after: Option<&After>,
@@ -513,8 +579,15 @@ fn member_rows(
         .expr_as(Expr::val("m"), Alias::new("kind"))
         .expr_as(Expr::col(Column::UserId), Alias::new("row_id"))
         .expr_as(Expr::col(sort_column), Alias::new("sort_key"))
-        .from(memberships::Entity)
-        .and_where(Column::TenantId.eq(tenant_id));
+        .from(memberships::Entity);
+    let through_full_text = text == TextPath::FullTextIndex && filter.query.is_some();
+    if through_full_text {
+        // `+` keeps SQLite from reading the tenant through its list-order index and probing
+        // each row against the matches: the few matching rows are the ones to read.
+        select.and_where(Expr::cust_with_values("+tenant_id = ?", [tenant_id]));
+    } else {
+        select.and_where(Column::TenantId.eq(tenant_id));
+    }
     if let Some(status) = filter.status {
         select.and_where(Column::Status.eq(status.as_str()));
     }
@@ -544,6 +617,17 @@ fn member_rows(
         ));
     }
     if let Some(query) = &filter.query {
+        if let (TextPath::FullTextIndex, Some(full_text)) = (text, query.full_text_match()) {
+            select.and_where(
+                Expr::col(Alias::new("search_id")).in_subquery(
+                    Query::select()
+                        .column(Alias::new("rowid"))
+                        .from(Alias::new("member_search"))
+                        .and_where(Expr::cust_with_values("member_search MATCH ?", [full_text]))
+                        .to_owned(),
+                ),
+            );
+        }
         let email = format!("%{}%", escape_like(&query.email));
         let name = format!("%{}%", escape_like(&query.name));
         select.cond_where(
