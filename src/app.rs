@@ -142,6 +142,7 @@ pub async fn serve(
     // Health has two writers, the prober and shutdown; whoever writes holds this, so the
     // prober can never turn a stopping server back to SERVING.
     let health_writer = Arc::new(tokio::sync::Mutex::new(()));
+    tokio::spawn(store.clone().keep_statistics(stopping.clone()));
     let prober = tokio::spawn(probe_database(
         store,
         reporter.clone(),

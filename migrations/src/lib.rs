@@ -9,6 +9,7 @@ mod m20261124_000001_page_token_secret;
 mod m20261130_000001_seat_counters;
 mod m20261130_000002_text_search;
 mod m20261202_000001_sqlite_text_search;
+mod m20261202_000002_status_list_index;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_seat_counters::Migration),
             Box::new(m20261130_000002_text_search::Migration),
             Box::new(m20261202_000001_sqlite_text_search::Migration),
+            Box::new(m20261202_000002_status_list_index::Migration),
         ]
     }
 }

@@ -68,22 +68,23 @@ impl TextQuery {
 }
 
 /// How a page finds the members its text query matches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TextPath {
     /// Reads the tenant's members in list order, testing each, until a page is full: quick
     /// when many match. Always the path on PostgreSQL, whose planner chooses between this and
     /// its trigram indexes itself.
     Scan,
-    /// Looks the matching rows up in SQLite's FTS5 index, then sorts them: quick when few do.
-    FullTextIndex,
+    /// The `search_id`s of every row SQLite's FTS5 index found for the query, in any tenant,
+    /// as a JSON array: only those are read, then sorted. Quick when few match.
+    FullTextIndex(String),
 }
 
 /// Up to this many rows matching a text query anywhere, SQLite goes through its FTS5 index;
 /// beyond it, a page is sooner filled by reading the tenant in list order.
-const FULL_TEXT_CANDIDATES: i64 = 2_000;
+const FULL_TEXT_CANDIDATES: u64 = 2_000;
 
-/// The path for `filter`'s text query on this connection. On SQLite one bounded count in the
-/// FTS5 index tells a selective query (looked up there) from a common one (scanned).
+/// The path for `filter`'s text query on this connection. On SQLite one bounded read of the
+/// FTS5 index tells a selective query (whose rows it returns) from a common one (scanned).
 pub async fn text_path<C: ConnectionTrait>(
     conn: &C,
     filter: &ListFilter,
@@ -97,23 +98,24 @@ pub async fn text_path<C: ConnectionTrait>(
     let Some(full_text) = query.full_text_match() else {
         return Ok(TextPath::Scan);
     };
-    let count: i64 = conn
+    // The candidates come back as one JSON array, which the list statement reads as it is.
+    let row = conn
         .query_one_raw(sea_orm::Statement::from_sql_and_values(
             sea_orm::DbBackend::Sqlite,
-            "SELECT COUNT(*) FROM (SELECT 1 FROM member_search WHERE member_search MATCH ? LIMIT ?)",
+            "SELECT COUNT(*), json_group_array(rowid) FROM \
+             (SELECT rowid FROM member_search WHERE member_search MATCH ? LIMIT ?)",
             [full_text.into(), (FULL_TEXT_CANDIDATES + 1).into()],
         ))
         .await
         .map_err(db_error)?
-        .map(|row| row.try_get_by_index(0))
-        .transpose()
-        .map_err(db_error)?
-        .unwrap_or(0);
-    Ok(if count <= FULL_TEXT_CANDIDATES {
-        TextPath::FullTextIndex
-    } else {
-        TextPath::Scan
-    })
+        .ok_or_else(|| DomainError::Internal("a count returned no row".into()))?;
+    let count: i64 = row.try_get_by_index(0).map_err(db_error)?;
+    if count as u64 > FULL_TEXT_CANDIDATES {
+        return Ok(TextPath::Scan);
+    }
+    Ok(TextPath::FullTextIndex(
+        row.try_get_by_index(1).map_err(db_error)?,
+    ))
 }
 
 /// The last row of the previous page: its sort value and user id.
@@ -448,7 +450,7 @@ pub async fn list<C: ConnectionTrait>(
     now: Micros,
 ) -> Result<(Vec<Membership>, bool), DomainError> {
     let text = text_path(conn, filter).await?;
-    let union = list_statement(tenant_id, filter, text, page, now);
+    let union = list_statement(tenant_id, filter, &text, page, now);
     let rows = conn.query_all(&union).await.map_err(db_error)?;
     let mut keys = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -478,7 +480,7 @@ pub async fn list<C: ConnectionTrait>(
 pub fn list_statement(
     tenant_id: Uuid,
     filter: &ListFilter,
-    text: TextPath,
+    text: &TextPath,
     page: PageRequest<'_>,
     now: Micros,
 ) -> SelectStatement {
@@ -563,7 +565,7 @@ fn first_rows(
 fn member_rows(
     tenant_id: Uuid,
     filter: &ListFilter,
-    text: TextPath,
+    text: &TextPath,
     sort: SortKey,
     descending: bool,
     after: Option<&After>,
@@ -580,11 +582,20 @@ fn member_rows(
         .expr_as(Expr::col(Column::UserId), Alias::new("row_id"))
         .expr_as(Expr::col(sort_column), Alias::new("sort_key"))
         .from(memberships::Entity);
-    let through_full_text = text == TextPath::FullTextIndex && filter.query.is_some();
-    if through_full_text {
-        // `+` keeps SQLite from reading the tenant through its list-order index and probing
-        // each row against the matches: the few matching rows are the ones to read.
-        select.and_where(Expr::cust_with_values("+tenant_id = ?", [tenant_id]));
+    let full_text = match text {
+        TextPath::FullTextIndex(ids) if filter.query.is_some() => Some(ids),
+        _ => None,
+    };
+    if let Some(ids) = full_text {
+        // Only the rows the index found (one JSON array: one statement whatever their
+        // number). `+` keeps SQLite from reading the tenant through its list-order index and
+        // probing each row against them instead.
+        select
+            .and_where(Expr::cust_with_values("+tenant_id = ?", [tenant_id]))
+            .and_where(Expr::cust_with_values(
+                "search_id IN (SELECT value FROM json_each(?))",
+                [ids.clone()],
+            ));
     } else {
         select.and_where(Column::TenantId.eq(tenant_id));
     }
@@ -617,17 +628,6 @@ fn member_rows(
         ));
     }
     if let Some(query) = &filter.query {
-        if let (TextPath::FullTextIndex, Some(full_text)) = (text, query.full_text_match()) {
-            select.and_where(
-                Expr::col(Alias::new("search_id")).in_subquery(
-                    Query::select()
-                        .column(Alias::new("rowid"))
-                        .from(Alias::new("member_search"))
-                        .and_where(Expr::cust_with_values("member_search MATCH ?", [full_text]))
-                        .to_owned(),
-                ),
-            );
-        }
         let email = format!("%{}%", escape_like(&query.email));
         let name = format!("%{}%", escape_like(&query.name));
         select.cond_where(

@@ -54,6 +54,9 @@ impl Default for StoreOptions {
     }
 }
 
+/// How often SQLite's planner statistics are looked at (see `Store::keep_statistics`).
+const STATISTICS_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// A read-only snapshot, or a writing transaction, whose statements are bounded in time.
 pub type Transaction = Bounded<DatabaseTransaction>;
 
@@ -256,6 +259,43 @@ impl Store {
     /// the last call): the local wake-up of the event feed.
     pub async fn committed(&self) {
         self.committed.notified().await
+    }
+
+    /// Keeps SQLite's planner statistics current until `stop`: at once, then every
+    /// `STATISTICS_INTERVAL`, `PRAGMA optimize` analyzes the tables whose size changed a lot
+    /// since their last analysis (a bounded sample, not a full read). Without statistics SQLite
+    /// plans a big tenant's pages as it would a small one's: sorting every pending invitation
+    /// for each page instead of reading them in list order. PostgreSQL's autovacuum does this
+    /// there.
+    pub async fn keep_statistics(self, stop: tokio_util::sync::CancellationToken) {
+        if self.backend() != DbBackend::Sqlite {
+            return;
+        }
+        // The first run looks at every table, not only those this connection has queried.
+        let mut pragma = "PRAGMA optimize = 0x10002";
+        loop {
+            let started = std::time::Instant::now();
+            let run = async {
+                let _turn = match &self.write_gate {
+                    Some(gate) => Some(gate.lock().await),
+                    None => None,
+                };
+                self.db.execute_unprepared(pragma).await
+            };
+            match tokio::time::timeout(self.timeout * 12, run).await {
+                Ok(Ok(_)) => tracing::debug!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "planner statistics refreshed"
+                ),
+                Ok(Err(error)) => tracing::warn!(%error, "refreshing planner statistics failed"),
+                Err(_) => tracing::warn!("refreshing planner statistics timed out"),
+            }
+            pragma = "PRAGMA optimize";
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(STATISTICS_INTERVAL) => {}
+            }
+        }
     }
 
     /// Whether the database answers, for the health service.
