@@ -242,15 +242,7 @@ pub async fn get_in_one_read<C: ConnectionTrait>(
             JoinType::LeftJoin,
             role_bindings::Entity,
             b.clone(),
-            Condition::all()
-                .add(
-                    Expr::col((b.clone(), role_bindings::Column::TenantId))
-                        .equals((m.clone(), memberships::Column::TenantId)),
-                )
-                .add(
-                    Expr::col((b.clone(), role_bindings::Column::UserId))
-                        .equals((m.clone(), memberships::Column::UserId)),
-                ),
+            bindings_of_member(&b, &m),
         )
         .join_as(
             JoinType::LeftJoin,
@@ -365,6 +357,19 @@ async fn with_roles<C: ConnectionTrait>(
         .collect()
 }
 
+/// Joins role bindings `b` to the membership `m` they belong to.
+fn bindings_of_member(b: &Alias, m: &Alias) -> Condition {
+    Condition::all()
+        .add(
+            Expr::col((b.clone(), role_bindings::Column::TenantId))
+                .equals((m.clone(), memberships::Column::TenantId)),
+        )
+        .add(
+            Expr::col((b.clone(), role_bindings::Column::UserId))
+                .equals((m.clone(), memberships::Column::UserId)),
+        )
+}
+
 /// The memberships of `user_ids` (a page: at most a thousand) with their roles, in one
 /// statement: each membership joined to its role bindings.
 async fn with_bound_roles<C: ConnectionTrait>(
@@ -391,15 +396,7 @@ async fn with_bound_roles<C: ConnectionTrait>(
             JoinType::LeftJoin,
             role_bindings::Entity,
             b.clone(),
-            Condition::all()
-                .add(
-                    Expr::col((b.clone(), role_bindings::Column::TenantId))
-                        .equals((m.clone(), memberships::Column::TenantId)),
-                )
-                .add(
-                    Expr::col((b, role_bindings::Column::UserId))
-                        .equals((m.clone(), memberships::Column::UserId)),
-                ),
+            bindings_of_member(&b, &m),
         )
         .and_where(Expr::col((m.clone(), memberships::Column::TenantId)).eq(tenant_id))
         .and_where(Expr::col((m, memberships::Column::UserId)).is_in(user_ids.iter().copied()))
@@ -615,14 +612,10 @@ fn member_rows(
             Query::select()
                 .expr(Expr::val(1))
                 .from(role_bindings::Entity)
-                .and_where(
-                    Expr::col((role_bindings::Entity, role_bindings::Column::TenantId))
-                        .equals((memberships::Entity, Column::TenantId)),
-                )
-                .and_where(
-                    Expr::col((role_bindings::Entity, role_bindings::Column::UserId))
-                        .equals((memberships::Entity, Column::UserId)),
-                )
+                .cond_where(bindings_of_member(
+                    &Alias::new("role_bindings"),
+                    &Alias::new("memberships"),
+                ))
                 .and_where(role_bindings::Column::RoleId.eq(role_id))
                 .to_owned(),
         ));
