@@ -1047,6 +1047,25 @@ async fn a_page_of_a_big_tenant_is_an_index_range_scan_on_postgresql() {
         .unwrap()
         .try_get_by_index(0)
         .unwrap();
+    // And 20 of them `admin` too: a role few hold.
+    db.execute_unprepared(&format!(
+        "INSERT INTO role_bindings (tenant_id, user_id, role_id, created_at) \
+         SELECT m.tenant_id, m.user_id, r.id, m.created_at FROM memberships m \
+         JOIN roles r ON r.tenant_id = m.tenant_id AND r.name = 'admin' \
+         WHERE m.tenant_id = '{tenant_id}' AND m.email LIKE 'user%000@%'"
+    ))
+    .await
+    .unwrap();
+    let admin_role: uuid::Uuid = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT id FROM roles WHERE tenant_id = '{tenant_id}' AND name = 'admin'"),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
     db.execute_unprepared("ANALYZE role_bindings")
         .await
         .unwrap();
@@ -1081,11 +1100,18 @@ async fn a_page_of_a_big_tenant_is_an_index_range_scan_on_postgresql() {
                     },
                     "role member",
                 ),
+                (
+                    ListFilter {
+                        role_id: Some(admin_role),
+                        ..ListFilter::default()
+                    },
+                    "role admin",
+                ),
                 // One member matches (named after md5('4000')): found through the trigram
                 // indexes, then sorted.
                 (
                     ListFilter {
-                        query: Some(TextQuery::new("1BD69C7D")),
+                        query: Some(TextQuery::new("1BD69C7DF3112FB9A584")),
                         ..ListFilter::default()
                     },
                     "rare text",
@@ -1137,6 +1163,12 @@ async fn a_page_of_a_big_tenant_is_an_index_range_scan_on_postgresql() {
                         plan.contains("Index Scan") || plan.contains("Index Only Scan"),
                         "{case}: no index scan\n{plan}"
                     );
+                    if what.starts_with("role") {
+                        assert!(
+                            plan.contains("idx_role_bindings_"),
+                            "{case}: the role's holders are not read in list order\n{plan}"
+                        );
+                    }
                     if what == "rare text" && after.is_none() {
                         assert!(
                             plan.contains("idx_memberships_email_trgm")
@@ -1389,4 +1421,95 @@ async fn the_text_query_follows_renames_and_removals() {
         .unwrap();
     assert!(found("cho pan").await.is_empty());
     assert!(found("la-manc").await.is_empty());
+}
+
+/// A role filter lists the role's holders in list order by what they are called now: each
+/// binding's copy of its member's sort keys follows a rename in the same transaction, and a
+/// binding made after the member, or a member removed, is listed or not at once.
+#[tokio::test]
+async fn a_role_filter_lists_its_holders_by_their_current_names() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let mut client = server.members().await;
+    let mut ids = std::collections::HashMap::new();
+    for name in ["Alpha", "Bravo", "Charlie", "Delta"] {
+        let user_id = user();
+        client
+            .create_membership(as_system(pb::CreateMembershipRequest {
+                display_name: name.into(),
+                ..new_member(&tenant, user_id, "member")
+            }))
+            .await
+            .unwrap();
+        ids.insert(name, user_id);
+    }
+    let reader = client.clone();
+    let listed = |order_by: &'static str| {
+        let mut client = reader.clone();
+        let tenant_id = tenant.id.clone();
+        async move {
+            client
+                .list_memberships(as_system(pb::ListMembershipsRequest {
+                    tenant_id,
+                    role: "member".into(),
+                    order_by: order_by.into(),
+                    ..Default::default()
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+                .memberships
+                .into_iter()
+                .map(|m| m.display_name)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed("display_name").await,
+        ["Alpha", "Bravo", "Charlie", "Delta"]
+    );
+    let alpha = client
+        .get_membership(as_system(pb::GetMembershipRequest {
+            tenant_id: tenant.id.clone(),
+            user_id: ids["Alpha"].to_string(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .membership
+        .unwrap();
+    client
+        .update_membership(as_system(pb::UpdateMembershipRequest {
+            membership: Some(pb::Membership {
+                display_name: "Zulu".into(),
+                ..alpha
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed("display_name").await,
+        ["Bravo", "Charlie", "Delta", "Zulu"]
+    );
+    assert_eq!(
+        listed("display_name desc").await,
+        ["Zulu", "Delta", "Charlie", "Bravo"]
+    );
+    assert_eq!(
+        listed("create_time").await,
+        ["Zulu", "Bravo", "Charlie", "Delta"]
+    );
+    client
+        .delete_membership(as_system(pb::DeleteMembershipRequest {
+            tenant_id: tenant.id.clone(),
+            user_id: ids["Charlie"].to_string(),
+            etag: String::new(),
+            validate_only: false,
+        }))
+        .await
+        .unwrap();
+    assert_eq!(listed("display_name").await, ["Bravo", "Delta", "Zulu"]);
 }

@@ -10,6 +10,7 @@ mod m20261130_000001_seat_counters;
 mod m20261130_000002_text_search;
 mod m20261202_000001_sqlite_text_search;
 mod m20261202_000002_status_list_index;
+mod m20261202_000003_role_list_keys;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000002_text_search::Migration),
             Box::new(m20261202_000001_sqlite_text_search::Migration),
             Box::new(m20261202_000002_status_list_index::Migration),
+            Box::new(m20261202_000003_role_list_keys::Migration),
         ]
     }
 }

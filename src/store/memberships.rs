@@ -574,11 +574,7 @@ fn member_rows(
         SortKey::DisplayName => Column::DisplayName,
     };
     let mut select = Query::select();
-    select
-        .expr_as(Expr::val("m"), Alias::new("kind"))
-        .expr_as(Expr::col(Column::UserId), Alias::new("row_id"))
-        .expr_as(Expr::col(sort_column), Alias::new("sort_key"))
-        .from(memberships::Entity);
+    select.from(memberships::Entity);
     let full_text = match text {
         TextPath::FullTextIndex(ids) if filter.query.is_some() => Some(ids),
         _ => None,
@@ -605,21 +601,6 @@ fn member_rows(
     if let Some(source) = filter.source {
         select.and_where(Column::Source.eq(source.as_str()));
     }
-    if let Some(role_id) = filter.role_id {
-        // A correlated EXISTS, one primary-key probe per row read in list order: SQLite would
-        // otherwise build the whole set of the role's holders on every call.
-        select.and_where(Expr::exists(
-            Query::select()
-                .expr(Expr::val(1))
-                .from(role_bindings::Entity)
-                .cond_where(bindings_of_member(
-                    &Alias::new("role_bindings"),
-                    &Alias::new("memberships"),
-                ))
-                .and_where(role_bindings::Column::RoleId.eq(role_id))
-                .to_owned(),
-        ));
-    }
     if let Some(query) = &filter.query {
         let email = format!("%{}%", escape_like(&query.email));
         let name = format!("%{}%", escape_like(&query.name));
@@ -629,10 +610,65 @@ fn member_rows(
                 .add(Expr::col(Column::SearchName).like(LikeExpr::new(name).escape('\\'))),
         );
     }
+    if let Some(role_id) = filter.role_id {
+        return role_holder_rows(select, tenant_id, role_id, sort, descending, after);
+    }
+    select
+        .expr_as(Expr::val("m"), Alias::new("kind"))
+        .expr_as(Expr::col(Column::UserId), Alias::new("row_id"))
+        .expr_as(Expr::col(sort_column), Alias::new("sort_key"));
     if let Some(after) = after {
         select.cond_where(keyset(
             Expr::col(sort_column),
             Expr::col(Column::UserId),
+            after,
+            descending,
+        ));
+    }
+    select.to_owned()
+}
+
+/// The member rows of a role filter, read from the role's bindings in list order (each binding
+/// carries its member's sort keys, kept by triggers): one index range read of the role's
+/// holders that stops after a page, with the member's own filters (`members`, a select over
+/// `memberships` with its conditions) probed per row.
+fn role_holder_rows(
+    mut members: SelectStatement,
+    tenant_id: Uuid,
+    role_id: Uuid,
+    sort: SortKey,
+    descending: bool,
+    after: Option<&After>,
+) -> SelectStatement {
+    let b = Alias::new("b");
+    let sort_column = Alias::new(match sort {
+        SortKey::CreateTime => "member_created_at",
+        SortKey::Email => "member_email",
+        SortKey::DisplayName => "member_display_name",
+    });
+    // Inside the subquery unqualified columns are the membership's.
+    members
+        .expr(Expr::val(1))
+        .cond_where(bindings_of_member(&b, &Alias::new("memberships")));
+    let mut select = Query::select();
+    select
+        .expr_as(Expr::val("m"), Alias::new("kind"))
+        .expr_as(
+            Expr::col((b.clone(), role_bindings::Column::UserId)),
+            Alias::new("row_id"),
+        )
+        .expr_as(
+            Expr::col((b.clone(), sort_column.clone())),
+            Alias::new("sort_key"),
+        )
+        .from_as(role_bindings::Entity, b.clone())
+        .and_where(Expr::col((b.clone(), role_bindings::Column::TenantId)).eq(tenant_id))
+        .and_where(Expr::col((b.clone(), role_bindings::Column::RoleId)).eq(role_id))
+        .and_where(Expr::exists(members));
+    if let Some(after) = after {
+        select.cond_where(keyset(
+            Expr::col((b.clone(), sort_column)),
+            Expr::col((b, role_bindings::Column::UserId)),
             after,
             descending,
         ));
