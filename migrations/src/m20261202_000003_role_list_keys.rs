@@ -5,8 +5,10 @@
 //! read about 70 members per match for a role 1.5% hold.)
 //!
 //! Triggers keep the copies in the same statement as every change: a binding takes its
-//! member's keys when inserted, and a member's new email, display name or creation time (or a
-//! membership inserted after its bindings) is copied to all their bindings.
+//! member's keys when inserted (the service always writes a membership before its bindings),
+//! and a member's new email, display name or creation time is copied to all their bindings.
+//! On PostgreSQL the trigger functions plan their statements at every call: a plan cached while
+//! a table was small (as when one transaction bulk-loads it) would read it whole.
 
 use sea_orm_migration::prelude::*;
 
@@ -19,13 +21,14 @@ const INDEXES: [(&str, &str); 3] = [
     ("idx_role_bindings_display_name", "member_display_name"),
 ];
 
-const POSTGRES_UP: [&str; 7] = [
+const POSTGRES_UP: [&str; 6] = [
     "ALTER TABLE role_bindings ADD COLUMN member_created_at BIGINT, \
          ADD COLUMN member_email VARCHAR(320), ADD COLUMN member_display_name VARCHAR(200)",
     "UPDATE role_bindings b SET member_created_at = m.created_at, member_email = m.email, \
          member_display_name = m.display_name \
        FROM memberships m WHERE m.tenant_id = b.tenant_id AND m.user_id = b.user_id",
-    "CREATE FUNCTION role_binding_list_keys() RETURNS trigger LANGUAGE plpgsql AS $$
+    "CREATE FUNCTION role_binding_list_keys() RETURNS trigger LANGUAGE plpgsql
+         SET plan_cache_mode = force_custom_plan AS $$
      BEGIN
          SELECT m.created_at, m.email, m.display_name
            INTO NEW.member_created_at, NEW.member_email, NEW.member_display_name
@@ -34,7 +37,8 @@ const POSTGRES_UP: [&str; 7] = [
      END $$",
     "CREATE TRIGGER role_binding_list_keys BEFORE INSERT ON role_bindings
          FOR EACH ROW EXECUTE FUNCTION role_binding_list_keys()",
-    "CREATE FUNCTION member_list_keys_to_bindings() RETURNS trigger LANGUAGE plpgsql AS $$
+    "CREATE FUNCTION member_list_keys_to_bindings() RETURNS trigger LANGUAGE plpgsql
+         SET plan_cache_mode = force_custom_plan AS $$
      BEGIN
          UPDATE role_bindings SET member_created_at = NEW.created_at,
                 member_email = NEW.email, member_display_name = NEW.display_name
@@ -46,19 +50,16 @@ const POSTGRES_UP: [&str; 7] = [
          WHEN (OLD.created_at IS DISTINCT FROM NEW.created_at OR OLD.email IS DISTINCT FROM NEW.email
                OR OLD.display_name IS DISTINCT FROM NEW.display_name)
          EXECUTE FUNCTION member_list_keys_to_bindings()",
-    "CREATE TRIGGER member_list_keys_inserted AFTER INSERT ON memberships
-         FOR EACH ROW EXECUTE FUNCTION member_list_keys_to_bindings()",
 ];
 
-const POSTGRES_DOWN: [&str; 5] = [
-    "DROP TRIGGER IF EXISTS member_list_keys_inserted ON memberships",
+const POSTGRES_DOWN: [&str; 4] = [
     "DROP TRIGGER IF EXISTS member_list_keys_changed ON memberships",
     "DROP TRIGGER IF EXISTS role_binding_list_keys ON role_bindings",
     "DROP FUNCTION IF EXISTS member_list_keys_to_bindings()",
     "DROP FUNCTION IF EXISTS role_binding_list_keys()",
 ];
 
-const SQLITE_UP: [&str; 7] = [
+const SQLITE_UP: [&str; 6] = [
     "ALTER TABLE role_bindings ADD COLUMN member_created_at INTEGER",
     "ALTER TABLE role_bindings ADD COLUMN member_email TEXT",
     "ALTER TABLE role_bindings ADD COLUMN member_display_name TEXT",
@@ -79,15 +80,9 @@ const SQLITE_UP: [&str; 7] = [
                 member_display_name = new.display_name
           WHERE tenant_id = new.tenant_id AND user_id = new.user_id;
      END",
-    "CREATE TRIGGER member_list_keys_inserted AFTER INSERT ON memberships BEGIN
-         UPDATE role_bindings SET member_created_at = new.created_at, member_email = new.email,
-                member_display_name = new.display_name
-          WHERE tenant_id = new.tenant_id AND user_id = new.user_id;
-     END",
 ];
 
-const SQLITE_DOWN: [&str; 3] = [
-    "DROP TRIGGER IF EXISTS member_list_keys_inserted",
+const SQLITE_DOWN: [&str; 2] = [
     "DROP TRIGGER IF EXISTS member_list_keys_changed",
     "DROP TRIGGER IF EXISTS role_binding_list_keys",
 ];
