@@ -1028,44 +1028,30 @@ async fn a_page_of_a_big_tenant_is_an_index_range_scan_on_postgresql() {
     ))
     .await
     .unwrap();
+    // Binds `role` to the copies whose email matches `emails`; returns the role's id.
+    let bind = |role: &'static str, emails: &'static str| async move {
+        db.execute_unprepared(&format!(
+            "INSERT INTO role_bindings (tenant_id, user_id, role_id, created_at) \
+             SELECT m.tenant_id, m.user_id, r.id, m.created_at FROM memberships m \
+             JOIN roles r ON r.tenant_id = m.tenant_id AND r.name = '{role}' \
+             WHERE m.tenant_id = '{tenant_id}' AND m.email LIKE '{emails}'"
+        ))
+        .await
+        .unwrap();
+        db.query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT id FROM roles WHERE tenant_id = '{tenant_id}' AND name = '{role}'"),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<uuid::Uuid>(0)
+        .unwrap()
+    };
     // Every one of them holds the `member` role: a role filter that matches almost everyone.
-    db.execute_unprepared(&format!(
-        "INSERT INTO role_bindings (tenant_id, user_id, role_id, created_at) \
-         SELECT m.tenant_id, m.user_id, r.id, m.created_at FROM memberships m \
-         JOIN roles r ON r.tenant_id = m.tenant_id AND r.name = 'member' \
-         WHERE m.tenant_id = '{tenant_id}' AND m.email LIKE 'user%'"
-    ))
-    .await
-    .unwrap();
-    let member_role: uuid::Uuid = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            format!("SELECT id FROM roles WHERE tenant_id = '{tenant_id}' AND name = 'member'"),
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index(0)
-        .unwrap();
+    let member_role = bind("member", "user%").await;
     // And 20 of them `admin` too: a role few hold.
-    db.execute_unprepared(&format!(
-        "INSERT INTO role_bindings (tenant_id, user_id, role_id, created_at) \
-         SELECT m.tenant_id, m.user_id, r.id, m.created_at FROM memberships m \
-         JOIN roles r ON r.tenant_id = m.tenant_id AND r.name = 'admin' \
-         WHERE m.tenant_id = '{tenant_id}' AND m.email LIKE 'user%000@%'"
-    ))
-    .await
-    .unwrap();
-    let admin_role: uuid::Uuid = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            format!("SELECT id FROM roles WHERE tenant_id = '{tenant_id}' AND name = 'admin'"),
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index(0)
-        .unwrap();
+    let admin_role = bind("admin", "user%000@%").await;
     db.execute_unprepared("ANALYZE role_bindings")
         .await
         .unwrap();
@@ -1468,16 +1454,7 @@ async fn a_role_filter_lists_its_holders_by_their_current_names() {
         listed("display_name").await,
         ["Alpha", "Bravo", "Charlie", "Delta"]
     );
-    let alpha = client
-        .get_membership(as_system(pb::GetMembershipRequest {
-            tenant_id: tenant.id.clone(),
-            user_id: ids["Alpha"].to_string(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .membership
-        .unwrap();
+    let alpha = get_member(&server, &tenant, ids["Alpha"]).await.unwrap();
     client
         .update_membership(as_system(pb::UpdateMembershipRequest {
             membership: Some(pb::Membership {

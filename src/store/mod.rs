@@ -276,10 +276,7 @@ impl Store {
         loop {
             let started = std::time::Instant::now();
             let run = async {
-                let _turn = match &self.write_gate {
-                    Some(gate) => Some(gate.lock().await),
-                    None => None,
-                };
+                let _turn = self.write_turn().await;
                 self.db.execute_unprepared(pragma).await
             };
             match tokio::time::timeout(self.timeout * 12, run).await {
@@ -298,6 +295,14 @@ impl Store {
         }
     }
 
+    /// On SQLite, this process's turn to write (held until dropped); nothing on PostgreSQL.
+    async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        }
+    }
+
     /// Whether the database answers, for the health service.
     pub async fn ping(&self) -> bool {
         self.db.ping().await.is_ok()
@@ -311,10 +316,7 @@ impl Store {
         T: Send + 'static,
         F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send,
     {
-        let turn = match &self.write_gate {
-            Some(gate) => Some(gate.clone().lock_owned().await),
-            None => None,
-        };
+        let turn = self.write_turn().await;
         let options = TransactionOptions {
             isolation_level: None,
             access_mode: None,
