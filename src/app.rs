@@ -55,6 +55,8 @@ pub struct ServeOptions {
     pub max_message_bytes: usize,
     /// Concurrent HTTP/2 streams per connection.
     pub max_streams_per_connection: u32,
+    /// Member rows kept in memory for GetMembership and for ListMemberships pages (0: none).
+    pub read_cache_members: usize,
     /// How callers prove who they are.
     pub authenticator: Arc<Authenticator>,
     /// Serve TLS (and require client certificates, if it has a client CA) instead of plaintext.
@@ -74,6 +76,7 @@ impl Default for ServeOptions {
             limits: LimitOptions::default(),
             max_message_bytes: 4 * 1024 * 1024,
             max_streams_per_connection: 256,
+            read_cache_members: 100_000,
             authenticator: Arc::new(Authenticator::None),
             tls: None,
             metrics_listener: None,
@@ -93,7 +96,7 @@ pub async fn serve(
     let feed = EventFeed::start(store.clone(), options.feed)
         .await
         .map_err(|e| format!("starting the event feed: {e}"))?;
-    let authz = AuthzCache::start(store.clone(), feed.clone())
+    let authz = AuthzCache::start(store.clone(), feed.clone(), options.read_cache_members)
         .await
         .map_err(|e| format!("starting the permission cache: {e}"))?;
     let page_tokens = PageTokens::load(&store)

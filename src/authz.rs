@@ -10,6 +10,12 @@
 //! An entry remembers the log position its database read reflected; an invalidation records the
 //! position of the event that caused it. An entry is used only if it is at least as new as every
 //! invalidation of its tenant and member, so a read that raced with a write is never trusted.
+//!
+//! The same cache, under the same rules, answers GetMembership (a member's row, invalidated by
+//! the events about that member and the tenant-wide ones) and ListMemberships (whole pages,
+//! invalidated by every event of their tenant, and by the clock when a pending invitation on
+//! the page expires), within a budget of member rows (`--read-cache-members`; 0 turns those
+//! two off).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -18,11 +24,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::domain::DomainError;
 use crate::domain::events::{EventFilter, NewEvent};
-use crate::domain::membership::MembershipStatus;
+use crate::domain::membership::{Membership, MembershipStatus};
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::tenant::TenantState;
+use crate::domain::{DomainError, Micros};
 use crate::events::{EventFeed, StartAt, WatchItem};
 use crate::store::{self, Store, db_error, event_log};
 
@@ -79,11 +85,39 @@ struct Entry {
     subject: Subject,
 }
 
+/// A membership as read from the database, with what the read reflected.
+struct MemberEntry {
+    loaded_at: i64,
+    outside_writes: u64,
+    membership: Arc<Membership>,
+}
+
+/// A page of a member list, as the database gave it.
+pub struct CachedPage {
+    pub memberships: Vec<Membership>,
+    pub next_page_token: String,
+}
+
+struct PageEntry {
+    loaded_at: i64,
+    outside_writes: u64,
+    /// When a pending invitation on the page expires, and the page with it.
+    changes_at: Option<Micros>,
+    page: Arc<CachedPage>,
+}
+
 #[derive(Default)]
 struct CacheState {
     entries: HashMap<(Uuid, Uuid), Entry>,
+    memberships: HashMap<(Uuid, Uuid), MemberEntry>,
+    /// Each tenant's cached pages, by the query that produced them.
+    pages: HashMap<Uuid, HashMap<String, PageEntry>>,
+    /// Member rows held in `pages`.
+    page_rows: usize,
     tenant_marks: HashMap<Uuid, i64>,
     member_marks: HashMap<(Uuid, Uuid), i64>,
+    /// The newest event of each tenant, whatever it was about: what its pages must be newer than.
+    list_marks: HashMap<Uuid, i64>,
     /// Entries older than this are not trusted (set when the maps are cleared to bound memory).
     floor: i64,
     newest_mark: i64,
@@ -97,6 +131,8 @@ const FRESHNESS_WAIT: Duration = Duration::from_secs(5);
 pub struct AuthzCache {
     store: Store,
     feed: EventFeed,
+    /// Most member rows kept for GetMembership and, apart, for ListMemberships pages.
+    read_budget: usize,
     state: RwLock<CacheState>,
     /// The newest position whose invalidations this process has applied (from the feed).
     applied: watch::Sender<i64>,
@@ -121,13 +157,27 @@ fn scope(event_type: &str, tenant_id: Option<Uuid>, subject_id: Option<&str>) ->
     }
 }
 
+impl CacheState {
+    /// The newest invalidation a member's entries must be at least as new as.
+    fn newest_change(&self, tenant: Uuid, user: Uuid) -> i64 {
+        self.floor
+            .max(self.tenant_marks.get(&tenant).copied().unwrap_or(0))
+            .max(self.member_marks.get(&(tenant, user)).copied().unwrap_or(0))
+    }
+}
+
 impl AuthzCache {
     /// Starts following the event feed and hooks into this process's commits.
-    pub async fn start(store: Store, feed: EventFeed) -> Result<Arc<AuthzCache>, DomainError> {
+    pub async fn start(
+        store: Store,
+        feed: EventFeed,
+        read_budget: usize,
+    ) -> Result<Arc<AuthzCache>, DomainError> {
         let (start, items) = feed.follow(StartAt::Now, EventFilter::default()).await?;
         let cache = Arc::new(AuthzCache {
             store: store.clone(),
             feed,
+            read_budget,
             state: RwLock::new(CacheState {
                 floor: start,
                 ..CacheState::default()
@@ -168,23 +218,37 @@ impl AuthzCache {
         subject: Option<&str>,
         position: i64,
     ) {
-        let Some(scope) = scope(event_type, tenant_id, subject) else {
+        let Some(tenant) = tenant_id else {
             return;
         };
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         state.newest_mark = state.newest_mark.max(position);
-        match scope {
-            Scope::Tenant(tenant) => {
+        // Any change in a tenant may move its member list: an invitation, a rename, a role.
+        let mark = state.list_marks.entry(tenant).or_default();
+        *mark = (*mark).max(position);
+        if let Some(pages) = state.pages.remove(&tenant) {
+            state.page_rows -= pages
+                .values()
+                .map(|p| p.page.memberships.len())
+                .sum::<usize>();
+        }
+        match scope(event_type, tenant_id, subject) {
+            Some(Scope::Tenant(tenant)) => {
                 let mark = state.tenant_marks.entry(tenant).or_default();
                 *mark = (*mark).max(position);
             }
-            Scope::Member(tenant, user) => {
+            Some(Scope::Member(tenant, user)) => {
                 state.entries.remove(&(tenant, user));
+                state.memberships.remove(&(tenant, user));
                 let mark = state.member_marks.entry((tenant, user)).or_default();
                 *mark = (*mark).max(position);
             }
+            None => {}
         }
-        if state.member_marks.len() > MAX_ENTRIES || state.tenant_marks.len() > MAX_ENTRIES {
+        if state.member_marks.len() > MAX_ENTRIES
+            || state.tenant_marks.len() > MAX_ENTRIES
+            || state.list_marks.len() > MAX_ENTRIES
+        {
             let floor = state.newest_mark;
             *state = CacheState {
                 floor,
@@ -199,8 +263,9 @@ impl AuthzCache {
         *self.applied.borrow()
     }
 
-    /// Waits until this process reflects `min_cursor`.
-    async fn reach(&self, min_cursor: i64) -> Result<(), DomainError> {
+    /// Waits until this process reflects `min_cursor`: every event up to it has been applied
+    /// here. CURSOR_AHEAD for a cursor the log has not reached.
+    pub async fn reach(&self, min_cursor: i64) -> Result<(), DomainError> {
         if min_cursor <= self.cursor() {
             return Ok(());
         }
@@ -228,17 +293,100 @@ impl AuthzCache {
     fn cached(&self, tenant: Uuid, user: Uuid) -> Option<Entry> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         let entry = *state.entries.get(&(tenant, user))?;
+        (entry.loaded_at >= state.newest_change(tenant, user)).then_some(entry)
+    }
+
+    /// A member's row as GetMembership returns it, if one read since its last change is
+    /// remembered; with the position the answer reflects.
+    pub fn cached_membership(&self, tenant: Uuid, user: Uuid) -> Option<(Membership, i64)> {
+        let applied = self.cursor();
+        let outside_writes = self.store.outside_writes();
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let entry = state.memberships.get(&(tenant, user))?;
+        (entry.loaded_at >= state.newest_change(tenant, user)
+            && entry.outside_writes == outside_writes)
+            .then(|| ((*entry.membership).clone(), entry.loaded_at.max(applied)))
+    }
+
+    /// Remembers a member's row read from the database as of `loaded_at`.
+    pub fn remember_membership(&self, membership: &Membership, loaded_at: i64) {
+        if self.read_budget == 0 {
+            return;
+        }
+        let outside_writes = self.store.outside_writes();
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if state.memberships.len() >= self.read_budget {
+            state.memberships.clear();
+        }
+        state.memberships.insert(
+            (membership.tenant_id, membership.user_id),
+            MemberEntry {
+                loaded_at,
+                outside_writes,
+                membership: Arc::new(membership.clone()),
+            },
+        );
+    }
+
+    /// A page of `tenant`'s member list for the query `key`, if it is remembered and nothing
+    /// in the tenant changed since it was read; with the position the page reflects.
+    pub fn cached_page(&self, tenant: Uuid, key: &str) -> Option<(Arc<CachedPage>, i64)> {
+        let applied = self.cursor();
+        let outside_writes = self.store.outside_writes();
+        let now = crate::domain::now_micros();
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let entry = state.pages.get(&tenant)?.get(key)?;
         let newest_change = state
             .floor
-            .max(state.tenant_marks.get(&tenant).copied().unwrap_or(0))
-            .max(
-                state
-                    .member_marks
-                    .get(&(tenant, user))
-                    .copied()
-                    .unwrap_or(0),
-            );
-        (entry.loaded_at >= newest_change).then_some(entry)
+            .max(state.list_marks.get(&tenant).copied().unwrap_or(0));
+        (entry.loaded_at >= newest_change
+            && entry.outside_writes == outside_writes
+            && entry.changes_at.is_none_or(|at| now < at))
+        .then(|| (entry.page.clone(), entry.loaded_at.max(applied)))
+    }
+
+    /// Remembers a page read from the database as of `loaded_at` (if it fits the budget).
+    pub fn remember_page(
+        &self,
+        tenant: Uuid,
+        key: String,
+        page: CachedPage,
+        loaded_at: i64,
+        changes_at: Option<Micros>,
+    ) -> Arc<CachedPage> {
+        let page = Arc::new(page);
+        let rows = page.memberships.len();
+        if self.read_budget == 0 || rows > self.read_budget {
+            return page;
+        }
+        let outside_writes = self.store.outside_writes();
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if state.page_rows + rows > self.read_budget {
+            state.pages.clear();
+            state.page_rows = 0;
+        }
+        let entry = PageEntry {
+            loaded_at,
+            outside_writes,
+            changes_at,
+            page: page.clone(),
+        };
+        if let Some(replaced) = state.pages.entry(tenant).or_default().insert(key, entry) {
+            state.page_rows -= replaced.page.memberships.len();
+        }
+        state.page_rows += rows;
+        page
+    }
+
+    /// Whether `user` holds `permission` in `tenant`, from the cache where it can.
+    pub async fn grants(
+        &self,
+        tenant: Uuid,
+        user: Uuid,
+        permission: Permission,
+    ) -> Result<bool, DomainError> {
+        let (reasons, _) = self.check(&[(tenant, user, permission)], 0).await?;
+        Ok(reasons.first() == Some(&CheckReason::Granted))
     }
 
     /// Reads the member's state and the log head in one snapshot.

@@ -72,6 +72,11 @@ pub struct Config {
     #[arg(global = true, long = "watch-progress-interval", env = "MEMBERSHIP_WATCH_PROGRESS_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub watch_progress_interval: Duration,
 
+    /// Member rows kept in memory for GetMembership and, apart, for ListMemberships pages,
+    /// invalidated by the event feed (0: read the database for every call).
+    #[arg(global = true, long = "read-cache-members", env = "MEMBERSHIP_READ_CACHE_MEMBERS", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(0..=100_000_000))]
+    pub read_cache_members: u32,
+
     /// SMTP server for invitation emails: `smtp://host:port` (plain; add `?tls=required` or
     /// `?tls=opportunistic` for STARTTLS) or `smtps://host:port` (TLS), with optional
     /// `user:password@`. Unset: no email is sent and callers deliver the token themselves.

@@ -115,6 +115,7 @@ async fn run(
         },
         max_message_bytes: config.max_message_bytes as usize,
         max_streams_per_connection: config.max_streams_per_connection,
+        read_cache_members: config.read_cache_members as usize,
         authenticator,
         tls,
         metrics_listener,

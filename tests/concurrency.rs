@@ -778,6 +778,7 @@ async fn cancelled_calls_leave_no_open_transaction_and_nothing_half_written() {
                             let mut request = as_system(pb::GetMembershipRequest {
                                 tenant_id: tenant_id.clone(),
                                 user_id: owner.to_string(),
+                                ..Default::default()
                             });
                             request.set_timeout(deadline);
                             members.get_membership(request).await.map(|_| ())
@@ -850,6 +851,7 @@ async fn cancelled_calls_leave_no_open_transaction_and_nothing_half_written() {
             .get_membership(as_system(pb::GetMembershipRequest {
                 tenant_id: tenant.id.clone(),
                 user_id: added.to_string(),
+                ..Default::default()
             }))
             .await
             .expect("a read after the cancellations")
@@ -882,6 +884,7 @@ async fn cancelled_calls_leave_no_open_transaction_and_nothing_half_written() {
             .get_membership(as_system(pb::GetMembershipRequest {
                 tenant_id: tenant.id.clone(),
                 user_id: user_id.to_string(),
+                ..Default::default()
             }))
             .await
         {

@@ -753,7 +753,9 @@ async fn a_negative_cursor_is_invalid_in_every_request_that_takes_one() {
         [
             "BatchCheckPermissionsRequest.min_cursor",
             "CheckPermissionRequest.min_cursor",
+            "GetMembershipRequest.min_cursor",
             "ListMembershipEventsRequest.after_cursor",
+            "ListMembershipsRequest.min_cursor",
             "WatchMembershipEventsRequest.after_cursor",
         ],
         "every cursor in a request is covered here"
@@ -788,6 +790,30 @@ async fn a_negative_cursor_is_invalid_in_every_request_that_takes_one() {
                     .watch_membership_events(as_system(pb::WatchMembershipEventsRequest {
                         tenant_id: tenant.id.clone(),
                         after_cursor: Some(cursor),
+                        ..Default::default()
+                    }))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "GetMembership",
+                "min_cursor",
+                members
+                    .get_membership(as_system(pb::GetMembershipRequest {
+                        tenant_id: tenant.id.clone(),
+                        user_id: tenant.owner.to_string(),
+                        min_cursor: cursor,
+                    }))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "ListMemberships",
+                "min_cursor",
+                members
+                    .list_memberships(as_system(pb::ListMembershipsRequest {
+                        tenant_id: tenant.id.clone(),
+                        min_cursor: cursor,
                         ..Default::default()
                     }))
                     .await

@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use membership_service::grpc::pb;
+use membership_service::grpc::pb::invitation_service_client::InvitationServiceClient;
 use prost_types::FieldMask;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -712,5 +713,321 @@ async fn rule_5_list_filters_and_reports_its_cursor() {
             .await,
         Code::PermissionDenied,
         "NOT_A_MEMBER",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads served from memory: every change shows at once on the replica that made it, and on
+// another replica once its event arrives, or at once for a caller passing `min_cursor`.
+
+fn page_of_everyone(tenant: &Tenant, min_cursor: i64) -> pb::ListMembershipsRequest {
+    pb::ListMembershipsRequest {
+        tenant_id: tenant.id.clone(),
+        min_cursor,
+        ..Default::default()
+    }
+}
+
+fn get_at(tenant: &Tenant, user_id: Uuid, min_cursor: i64) -> pb::GetMembershipRequest {
+    pb::GetMembershipRequest {
+        tenant_id: tenant.id.clone(),
+        user_id: user_id.to_string(),
+        min_cursor,
+    }
+}
+
+/// The statuses a page shows, by member (user id or invitation id).
+fn statuses(page: &pb::ListMembershipsResponse) -> std::collections::HashMap<String, i32> {
+    page.memberships
+        .iter()
+        .map(|m| {
+            let id = if m.invitation_id.is_empty() {
+                m.user_id.clone()
+            } else {
+                m.invitation_id.clone()
+            };
+            (id, m.status)
+        })
+        .collect()
+}
+
+async fn invite_as_owner(
+    invitations: &mut InvitationServiceClient<tonic::transport::Channel>,
+    tenant: &Tenant,
+    email: &str,
+) -> pb::Invitation {
+    invitations
+        .create_invitation(as_user(
+            pb::CreateInvitationRequest {
+                tenant_id: tenant.id.clone(),
+                email: email.into(),
+                role: "member".into(),
+                ttl: None,
+                request_id: String::new(),
+            },
+            tenant.owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .invitation
+        .unwrap()
+}
+
+#[tokio::test]
+async fn remembered_reads_follow_every_change_made_through_their_replica() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let member = add_member(&server, &tenant, "member").await;
+    let mut members = server.members().await;
+    let mut invitations = InvitationServiceClient::new(server.channel().await);
+    let list = |min_cursor| as_system(page_of_everyone(&tenant, min_cursor));
+
+    // Read twice, so the second answer may come from memory.
+    for _ in 0..2 {
+        let got = members
+            .get_membership(as_user(get_at(&tenant, member, 0), member))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            got.membership.unwrap().status,
+            pb::MembershipStatus::Active as i32
+        );
+        let page = members
+            .list_memberships(list(0))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(page.memberships.len(), 2);
+    }
+
+    let suspended = members
+        .suspend_membership(as_user(suspend(&tenant, member), tenant.owner))
+        .await
+        .unwrap()
+        .into_inner();
+    let got = members
+        .get_membership(as_user(get_at(&tenant, member, 0), member))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        got.membership.unwrap().status,
+        pb::MembershipStatus::Suspended as i32
+    );
+    assert!(
+        got.cursor >= suspended.cursor,
+        "{} < {}",
+        got.cursor,
+        suspended.cursor
+    );
+    let page = members
+        .list_memberships(list(0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        statuses(&page).get(&member.to_string()),
+        Some(&(pb::MembershipStatus::Suspended as i32))
+    );
+    assert!(page.cursor >= suspended.cursor);
+
+    // A role change shows in the member's row; a role rename would too (a tenant-wide event).
+    members
+        .reactivate_membership(as_user(reactivate(&tenant, member), tenant.owner))
+        .await
+        .unwrap();
+    membership_service::grpc::pb::role_service_client::RoleServiceClient::new(
+        server.channel().await,
+    )
+    .set_member_role(as_user(
+        pb::SetMemberRoleRequest {
+            tenant_id: tenant.id.clone(),
+            user_id: member.to_string(),
+            role: "admin".into(),
+        },
+        tenant.owner,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        get_member(&server, &tenant, member).await.unwrap().roles,
+        vec!["admin".to_string()]
+    );
+
+    // An invitation enters the list, and leaves it when revoked.
+    let invited = invite_as_owner(&mut invitations, &tenant, "newcomer@acme.example").await;
+    let page = members
+        .list_memberships(list(0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        statuses(&page).get(&invited.invitation_id),
+        Some(&(pb::MembershipStatus::Invited as i32))
+    );
+    members.list_memberships(list(0)).await.unwrap();
+    invitations
+        .revoke_invitation(as_user(
+            pb::RevokeInvitationRequest {
+                tenant_id: tenant.id.clone(),
+                invitation_id: invited.invitation_id.clone(),
+            },
+            tenant.owner,
+        ))
+        .await
+        .unwrap();
+    let page = members
+        .list_memberships(list(0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!statuses(&page).contains_key(&invited.invitation_id));
+
+    // An invitation that expires leaves the list with no event at all.
+    let expiring = invite_as_owner(&mut invitations, &tenant, "late@acme.example").await;
+    for _ in 0..2 {
+        let page = members
+            .list_memberships(list(0))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(statuses(&page).contains_key(&expiring.invitation_id));
+    }
+    let id = server.uuid_literal(&expiring.invitation_id);
+    assert_eq!(server.expire_invitations(&format!("id = {id}")).await, 1);
+    let page = members
+        .list_memberships(list(0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!statuses(&page).contains_key(&expiring.invitation_id));
+
+    // Removal: gone from the list, and NOT_FOUND.
+    members
+        .delete_membership(as_user(delete(&tenant, member), tenant.owner))
+        .await
+        .unwrap();
+    assert_refused(
+        get_member(&server, &tenant, member).await,
+        Code::NotFound,
+        "MEMBERSHIP_NOT_FOUND",
+    );
+    let page = members
+        .list_memberships(list(0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.memberships.len(), 1);
+}
+
+#[tokio::test]
+async fn another_replica_serves_reads_at_least_as_fresh_as_min_cursor() {
+    let a = TestServer::start().await;
+    let b = TestServer::start_shared(a.database.clone(), test_options()).await;
+    let tenant = organization(&a, None).await;
+    let demanded = add_member(&a, &tenant, "member").await;
+    let polled = add_member(&a, &tenant, "member").await;
+    let mut on_a = a.members().await;
+    let mut on_b = b.members().await;
+    // Warm B.
+    for user_id in [demanded, polled] {
+        for _ in 0..2 {
+            on_b.get_membership(as_system(get_at(&tenant, user_id, 0)))
+                .await
+                .unwrap();
+        }
+    }
+    for _ in 0..2 {
+        on_b.list_memberships(as_system(page_of_everyone(&tenant, 0)))
+            .await
+            .unwrap();
+    }
+
+    let suspended = on_a
+        .suspend_membership(as_user(suspend(&tenant, demanded), tenant.owner))
+        .await
+        .unwrap()
+        .into_inner();
+    let got = on_b
+        .get_membership(as_system(get_at(&tenant, demanded, suspended.cursor)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        got.membership.unwrap().status,
+        pb::MembershipStatus::Suspended as i32
+    );
+    assert!(got.cursor >= suspended.cursor);
+    let page = on_b
+        .list_memberships(as_system(page_of_everyone(&tenant, suspended.cursor)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        statuses(&page).get(&demanded.to_string()),
+        Some(&(pb::MembershipStatus::Suspended as i32))
+    );
+    assert!(page.cursor >= suspended.cursor);
+
+    // Without a cursor, B shows a change made through A once the feed has brought it.
+    let renamed = on_a
+        .update_membership(as_system(update(
+            pb::Membership {
+                tenant_id: tenant.id.clone(),
+                user_id: polled.to_string(),
+                display_name: "Renamed Elsewhere".into(),
+                ..Default::default()
+            },
+            &["display_name"],
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = on_b
+            .get_membership(as_system(get_at(&tenant, polled, 0)))
+            .await
+            .unwrap()
+            .into_inner();
+        let page = on_b
+            .list_memberships(as_system(page_of_everyone(&tenant, 0)))
+            .await
+            .unwrap()
+            .into_inner();
+        let listed = page
+            .memberships
+            .iter()
+            .find(|m| m.user_id == polled.to_string())
+            .map(|m| m.display_name.clone());
+        if got.membership.unwrap().display_name == "Renamed Elsewhere"
+            && listed.as_deref() == Some("Renamed Elsewhere")
+        {
+            assert!(got.cursor >= renamed.cursor && page.cursor >= renamed.cursor);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica B still shows the old name"
+        );
+        // A pause between polls, not a synchronization: the loop ends on the answer.
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+
+    // A cursor the log has not reached is refused at once, by both reads.
+    let ahead = a.head().await + 1_000;
+    assert_refused(
+        on_b.get_membership(as_system(get_at(&tenant, polled, ahead)))
+            .await,
+        Code::OutOfRange,
+        "CURSOR_AHEAD",
+    );
+    assert_refused(
+        on_b.list_memberships(as_system(page_of_everyone(&tenant, ahead)))
+            .await,
+        Code::OutOfRange,
+        "CURSOR_AHEAD",
     );
 }

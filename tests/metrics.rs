@@ -61,6 +61,7 @@ async fn metrics_count_calls_streams_subscribers_and_the_pool() {
         .get_membership(as_system(pb::GetMembershipRequest {
             tenant_id: uuid::Uuid::now_v7().to_string(),
             user_id: user().to_string(),
+            ..Default::default()
         }))
         .await
         .unwrap_err();
@@ -217,6 +218,7 @@ async fn every_call_has_a_request_id_in_its_response_and_its_logs() {
     let lookup = || pb::GetMembershipRequest {
         tenant_id: uuid::Uuid::now_v7().to_string(),
         user_id: user().to_string(),
+        ..Default::default()
     };
 
     // The caller's id is kept and echoed; the refusal is logged under it.
@@ -264,6 +266,7 @@ async fn json_logs_carry_the_request_id_of_each_call() {
     let mut request = as_system(pb::GetMembershipRequest {
         tenant_id: uuid::Uuid::now_v7().to_string(),
         user_id: user().to_string(),
+        ..Default::default()
     });
     request
         .metadata_mut()

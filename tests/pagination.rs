@@ -1061,6 +1061,7 @@ async fn a_page_of_a_big_tenant_is_an_index_range_scan_on_postgresql() {
         .await
         .unwrap();
     db.execute_unprepared("ANALYZE invitations").await.unwrap();
+    server.store.note_outside_write();
 
     let deep = |sort: SortKey| After {
         value: match sort {
@@ -1215,6 +1216,7 @@ async fn a_rare_text_query_goes_through_the_full_text_index_on_sqlite() {
     .await
     .unwrap();
     db.execute_unprepared("ANALYZE").await.unwrap();
+    server.store.note_outside_write();
 
     let filter = |query: &str| ListFilter {
         query: Some(TextQuery::new(query)),

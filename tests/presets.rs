@@ -263,6 +263,7 @@ async fn rule_14_an_actor_of_another_tenant_gets_no_data_and_changes_nothing() {
             pb::GetMembershipRequest {
                 tenant_id: a.id.clone(),
                 user_id: member_of_a.to_string(),
+                ..Default::default()
             },
             intruder,
         ))
@@ -333,6 +334,7 @@ async fn rule_14_an_actor_of_another_tenant_gets_no_data_and_changes_nothing() {
             pb::GetMembershipRequest {
                 tenant_id: a.id.clone(),
                 user_id: member_of_a.to_string(),
+                ..Default::default()
             },
             member_of_a,
         ))

@@ -80,6 +80,11 @@ enum Command {
         duration: Duration,
         #[arg(long, default_value_t = 3)]
         repetitions: usize,
+        /// The server's database (its `--database-url`): adds a database ceiling to each round,
+        /// a one-row primary-key read through the same driver and pool settings, from this
+        /// process, with no gRPC at all.
+        #[arg(long)]
+        database_url: Option<String>,
         #[command(flatten)]
         credentials: Credentials,
     },
@@ -92,7 +97,8 @@ enum Command {
     /// and creation times that repeat (bulk imports). Adds `--invitations` pending invitations.
     /// Seat counters are recounted in the same transaction. No events are written: the event
     /// log, watchers and the audit log never see the seeded rows. A running server sees them at
-    /// once (it keeps nothing about them in memory), so it needs no restart.
+    /// once in a tenant the seed creates (it has read nothing of it yet); after loading into a
+    /// `--tenant` it has already listed, restart it (its pages from memory miss the rows).
     Seed {
         /// The server, for creating the tenant and reading its seat usage.
         #[arg(long, default_value = "http://127.0.0.1:50051")]
@@ -277,6 +283,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             page_size,
             duration,
             repetitions,
+            database_url,
             credentials,
         } => {
             reads(
@@ -287,6 +294,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     page_size,
                     duration,
                     repetitions,
+                    database_url,
                 },
                 credentials.header()?,
             )
@@ -753,6 +761,7 @@ struct ReadsPlan {
     page_size: i32,
     duration: Duration,
     repetitions: usize,
+    database_url: Option<String>,
 }
 
 /// The median of `values` and their spread (min..max).
@@ -791,15 +800,26 @@ async fn reads(
     let get = pb::GetMembershipRequest {
         tenant_id: tenant.clone(),
         user_id: owner.to_string(),
+        ..Default::default()
     };
     let list = pb::ListMembershipsRequest {
         tenant_id: tenant,
         page_size: plan.page_size,
         ..Default::default()
     };
-    let (mut get_ratios, mut list_ratios) = (Vec::new(), Vec::new());
+    // The database ceiling: what one pooled primary-key read costs, with the server's pool size.
+    let raw_store = match &plan.database_url {
+        Some(url) => Some(membership_service::store::Store::connect(url, 16).await?),
+        None => None,
+    };
+    let (mut get_ratios, mut list_ratios, mut raw_ratios) = (Vec::new(), Vec::new(), Vec::new());
     println!(
-        "round | empty req/s p50 p99 ms | Get req/s p50 p99 ms ratio | List req/s p50 p99 ms ratio"
+        "round | empty req/s p50 p99 ms | Get req/s p50 p99 ms ratio | List req/s p50 p99 ms ratio{}",
+        if raw_store.is_some() {
+            " | raw read req/s p50 p99 ms ratio"
+        } else {
+            ""
+        }
     );
     for round in 1..=plan.repetitions {
         let mut empty = drive(&channels, plan.concurrency, plan.duration, empty_rpc)
@@ -829,12 +849,31 @@ async fn reads(
         })
         .await?
         .without_failures()?;
+        let raw = match &raw_store {
+            Some(store) => {
+                let store = store.clone();
+                let mut run = drive(&channels, plan.concurrency, plan.duration, move |_| {
+                    raw_read(store.clone())
+                })
+                .await?
+                .without_failures()?;
+                let ratio = run.throughput() / empty.throughput();
+                raw_ratios.push(ratio);
+                format!(
+                    " | {:>7.0} {:>6.3} {:>6.3} {ratio:.3}",
+                    run.throughput(),
+                    run.percentile(0.5),
+                    run.percentile(0.99)
+                )
+            }
+            None => String::new(),
+        };
         let get_ratio = got.throughput() / empty.throughput();
         let list_ratio = listed.throughput() / empty.throughput();
         get_ratios.push(get_ratio);
         list_ratios.push(list_ratio);
         println!(
-            "{round:>5} | {:>7.0} {:>6.3} {:>6.3} | {:>7.0} {:>6.3} {:>6.3} {:.3} | {:>7.0} {:>6.3} {:>6.3} {:.3}",
+            "{round:>5} | {:>7.0} {:>6.3} {:>6.3} | {:>7.0} {:>6.3} {:>6.3} {:.3} | {:>7.0} {:>6.3} {:>6.3} {:.3}{raw}",
             empty.throughput(),
             empty.percentile(0.5),
             empty.percentile(0.99),
@@ -857,7 +896,27 @@ async fn reads(
         "ListMemberships({}) / empty RPC: median {list_median:.3} (spread {list_min:.3}..{list_max:.3})",
         plan.page_size
     );
+    if !raw_ratios.is_empty() {
+        let (median, min, max) = median_and_spread(&mut raw_ratios);
+        println!("raw pooled read / empty RPC: median {median:.3} (spread {min:.3}..{max:.3})");
+    }
     Ok(())
+}
+
+/// One pooled single-row read by primary key, the cheapest statement the database answers.
+async fn raw_read(store: membership_service::store::Store) -> Result<(), tonic::Status> {
+    use sea_orm::ConnectionTrait;
+    let statement = sea_orm::Statement::from_string(
+        store.backend(),
+        "SELECT position FROM log_head WHERE id = 1",
+    );
+    store
+        .connection()
+        .query_one_raw(statement)
+        .await
+        .map_err(|e| tonic::Status::internal(e.to_string()))?
+        .ok_or_else(|| tonic::Status::internal("no log head"))
+        .map(|_| ())
 }
 
 struct SeedPlan {
@@ -1105,6 +1164,7 @@ async fn check_seeded(
                 pb::GetMembershipRequest {
                     tenant_id: tenant.to_string(),
                     user_id: admin.user_id.to_string(),
+                    ..Default::default()
                 },
                 authorization,
             ))

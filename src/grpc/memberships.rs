@@ -209,6 +209,7 @@ impl MembershipService for MembershipApi {
             let (sort, descending) = order_by(&mut v, &r.order_by);
             let query = v.text("query", &r.query, MAX_QUERY_CHARS, false);
             let role = v.text("role", &r.role, MAX_ROLE_NAME_CHARS, false);
+            let min_cursor = v.cursor("min_cursor", r.min_cursor);
             let filter = ListFilter {
                 status: convert::membership_status(&mut v, "status", r.status),
                 member_type: convert::membership_type(&mut v, "type", r.r#type),
@@ -229,12 +230,18 @@ impl MembershipService for MembershipApi {
                         descending,
                         page_size,
                         page_token: r.page_token,
+                        min_cursor,
                     },
                 )
                 .await?;
             Ok(ListMembershipsResponse {
-                memberships: page.memberships.iter().map(convert::membership).collect(),
-                next_page_token: page.next_page_token,
+                memberships: page
+                    .memberships
+                    .memberships
+                    .iter()
+                    .map(convert::membership)
+                    .collect(),
+                next_page_token: page.memberships.next_page_token.clone(),
                 cursor: page.cursor,
             })
         }
@@ -252,13 +259,15 @@ impl MembershipService for MembershipApi {
             let mut v = Validator::new();
             let tenant_id = v.uuid("tenant_id", &r.tenant_id);
             let user_id = v.uuid("user_id", &r.user_id);
+            let min_cursor = v.cursor("min_cursor", r.min_cursor);
             v.finish()?;
-            let membership = self
+            let (membership, cursor) = self
                 .services
-                .get_membership(caller, tenant_id, user_id)
+                .get_membership(caller, tenant_id, user_id, min_cursor)
                 .await?;
             Ok(GetMembershipResponse {
                 membership: Some(convert::membership(&membership)),
+                cursor,
             })
         }
         .await;

@@ -1,16 +1,19 @@
 //! Membership use cases (DESIGN rules 5-14).
 
+use std::sync::Arc;
+
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 use super::access::{Access, conceal_absence};
 use super::{Locked, Services, lock_for_member_management, membership_key, page_token};
+use crate::authz::CachedPage;
 use crate::domain::events::{EventType, NewEvent};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::{MEMBER_ROLE, Permission};
 use crate::domain::tenant::check_etag;
 use crate::domain::{Caller, DomainError, now_micros};
-use crate::store::memberships::{After, ListFilter, PageRequest, SortKey, sort_value};
+use crate::store::memberships::{After, ListFilter, ListedPage, PageRequest, SortKey, sort_value};
 use crate::store::{self, event_log, requests};
 
 pub struct CreateMembership {
@@ -44,11 +47,12 @@ pub struct ListMemberships {
     pub descending: bool,
     pub page_size: u64,
     pub page_token: String,
+    /// The answer reflects at least this event position (0: whatever this replica has seen).
+    pub min_cursor: i64,
 }
 
 pub struct MembershipPage {
-    pub memberships: Vec<Membership>,
-    pub next_page_token: String,
+    pub memberships: Arc<CachedPage>,
     pub cursor: i64,
 }
 
@@ -74,6 +78,17 @@ impl Services {
             "" => None,
             token => Some(self.page_tokens.decode(token, &fingerprint)?),
         };
+        self.authz.reach(query.min_cursor).await?;
+        // A page does not depend on who asks; whether they may see it does.
+        let cache_key = format!("{fingerprint}/{}/{}", query.page_size, query.page_token);
+        if self.may_read_members(caller, query.tenant_id).await?
+            && let Some((page, cursor)) = self.authz.cached_page(query.tenant_id, &cache_key)
+        {
+            return Ok(MembershipPage {
+                memberships: page,
+                cursor,
+            });
+        }
         let conn = self.store.read_snapshot().await?;
         let (tenant, roles, access) = Access::read(&conn, query.tenant_id, caller).await?;
         access.require(Permission::MembersRead)?;
@@ -86,14 +101,20 @@ impl Services {
                 // Nobody holds a role that does not exist.
                 None => {
                     return Ok(MembershipPage {
-                        memberships: Vec::new(),
-                        next_page_token: String::new(),
+                        memberships: Arc::new(CachedPage {
+                            memberships: Vec::new(),
+                            next_page_token: String::new(),
+                        }),
                         cursor,
                     });
                 }
             }
         }
-        let (memberships, more) = store::memberships::list(
+        let ListedPage {
+            members: memberships,
+            more,
+            changes_at,
+        } = store::memberships::list(
             &conn,
             &roles,
             tenant.id,
@@ -117,53 +138,76 @@ impl Services {
             ),
             _ => String::new(),
         };
-        Ok(MembershipPage {
+        conn.commit().await.map_err(store::db_error)?;
+        let page = CachedPage {
             memberships,
             next_page_token,
+        };
+        Ok(MembershipPage {
+            memberships: self.authz.remember_page(
+                query.tenant_id,
+                cache_key,
+                page,
+                cursor,
+                changes_at,
+            ),
             cursor,
         })
     }
 
-    /// Members with `members.read` see anyone; every user sees their own membership.
+    /// Whether `caller` may read any member of `tenant`, as far as the permission cache can
+    /// tell at once (`false` sends the caller down the path that says exactly why not).
+    async fn may_read_members(&self, caller: Caller, tenant: Uuid) -> Result<bool, DomainError> {
+        match caller {
+            Caller::System => Ok(true),
+            Caller::User(user) => {
+                self.authz
+                    .grants(tenant, user, Permission::MembersRead)
+                    .await
+            }
+        }
+    }
+
+    /// Members with `members.read` see anyone; every user sees their own membership. Returns the
+    /// membership and the event position the answer reflects.
     pub async fn get_membership(
         &self,
         caller: Caller,
         tenant_id: Uuid,
         user_id: Uuid,
-    ) -> Result<Membership, DomainError> {
-        // A system caller, or a user reading their own membership, needs nothing but the row:
-        // one statement, which is its own snapshot.
-        match caller {
-            Caller::System => {
-                return store::memberships::get_in_one_read(
-                    &self.store.reader(),
-                    tenant_id,
-                    user_id,
-                )
-                .await;
+        min_cursor: i64,
+    ) -> Result<(Membership, i64), DomainError> {
+        self.authz.reach(min_cursor).await?;
+        // A system caller, a user reading their own membership, or one the permission cache
+        // says may read members, needs nothing but the row: remembered, or one statement,
+        // which is its own snapshot.
+        let own = caller == Caller::User(user_id);
+        if own || self.may_read_members(caller, tenant_id).await? {
+            if let Some(found) = self.authz.cached_membership(tenant_id, user_id) {
+                return Ok(found);
             }
-            Caller::User(caller_id) if caller_id == user_id => {
-                // Their own membership, whatever its status; a user with none in the tenant (or
-                // no such tenant) hears what any non-member hears.
-                return store::memberships::get_in_one_read(
-                    &self.store.reader(),
-                    tenant_id,
-                    user_id,
-                )
-                .await
-                .map_err(|error| match error {
-                    DomainError::TenantNotFound | DomainError::MembershipNotFound => {
-                        DomainError::NotAMember
-                    }
-                    error => error,
-                });
+            let read =
+                store::memberships::get_in_one_read(&self.store.reader(), tenant_id, user_id)
+                    .await
+                    .map_err(|error| match error {
+                        // A user with no membership in the tenant (or no such tenant) hears what
+                        // any non-member hears.
+                        DomainError::TenantNotFound | DomainError::MembershipNotFound if own => {
+                            DomainError::NotAMember
+                        }
+                        error => error,
+                    });
+            if let Ok((membership, loaded_at)) = &read {
+                self.authz.remember_membership(membership, *loaded_at);
             }
-            Caller::User(_) => {}
+            return read;
         }
         let conn = self.store.read_snapshot().await?;
         let (_, _, access) = Access::read(&conn, tenant_id, caller).await?;
         access.require(Permission::MembersRead)?;
-        store::memberships::get_in_one_read(&conn, tenant_id, user_id).await
+        let found = store::memberships::get_in_one_read(&conn, tenant_id, user_id).await?;
+        conn.commit().await.map_err(store::db_error)?;
+        Ok(found)
     }
 
     pub async fn create_membership(

@@ -69,6 +69,10 @@ pub async fn notify_replicas<C: ConnectionTrait>(conn: &C, cursor: i64) -> Resul
     Ok(())
 }
 
+/// The head as a scalar subquery, for reading it in the same statement (and so the same
+/// snapshot) as the rows it is to describe.
+pub const HEAD_SUBQUERY: &str = "(SELECT position FROM log_head WHERE id = 1)";
+
 /// The position of the newest committed event visible to `conn`.
 pub async fn head<C: ConnectionTrait>(conn: &C) -> Result<i64, DbErr> {
     let row = conn

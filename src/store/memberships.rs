@@ -204,14 +204,15 @@ pub async fn get<C: ConnectionTrait>(
         .ok_or(DomainError::MembershipNotFound)
 }
 
-/// A membership with the names of its roles, read in one statement with its tenant's existence:
-/// `TENANT_NOT_FOUND` when there is no such tenant, `MEMBERSHIP_NOT_FOUND` when the tenant has no
-/// such member. One row per role bound (at least one row when the tenant exists).
+/// A membership with the names of its roles, read in one statement with its tenant's existence
+/// and the event log's head (the position the answer reflects: one statement sees one
+/// snapshot): `TENANT_NOT_FOUND` when there is no such tenant, `MEMBERSHIP_NOT_FOUND` when the
+/// tenant has no such member. One row per role bound (at least one row when the tenant exists).
 pub async fn get_in_one_read<C: ConnectionTrait>(
     conn: &C,
     tenant_id: Uuid,
     user_id: Uuid,
-) -> Result<Membership, DomainError> {
+) -> Result<(Membership, i64), DomainError> {
     use sea_orm::sea_query::{Asterisk, JoinType};
     use sea_orm::{FromQueryResult, QueryResult};
     let (t, m, b, r) = (
@@ -225,6 +226,10 @@ pub async fn get_in_one_read<C: ConnectionTrait>(
         .expr_as(
             Expr::col((r.clone(), entities::roles::Column::Name)),
             Alias::new("role_name"),
+        )
+        .expr_as(
+            Expr::cust(super::event_log::HEAD_SUBQUERY),
+            Alias::new("log_position"),
         )
         .from_as(entities::tenants::Entity, t.clone())
         .join_as(
@@ -258,6 +263,7 @@ pub async fn get_in_one_read<C: ConnectionTrait>(
     if found.is_none() {
         return Err(DomainError::MembershipNotFound);
     }
+    let position: i64 = first.try_get("", "log_position").map_err(db_error)?;
     let model = memberships::Model::from_query_result(first, "").map_err(db_error)?;
     let mut names = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -265,7 +271,7 @@ pub async fn get_in_one_read<C: ConnectionTrait>(
         names.extend(name);
     }
     names.sort();
-    to_domain(model, names)
+    Ok((to_domain(model, names)?, position))
 }
 
 /// Inserts a membership; a seated one counts on its tenant's seats.
@@ -434,10 +440,20 @@ pub struct PageRequest<'a> {
     pub page_size: u64,
 }
 
-/// One page of a tenant's member list, plus whether more rows follow. Pending, unexpired
-/// invitations appear as INVITED entries: both tables are filtered, keyset-bounded, ordered and
-/// limited to a page on their own, then merged by one `UNION ALL … ORDER BY … LIMIT` so the
-/// database orders both with the same collation as its keyset comparisons.
+/// One page of a tenant's member list.
+pub struct ListedPage {
+    pub members: Vec<Membership>,
+    /// Whether more rows follow.
+    pub more: bool,
+    /// The earliest expiry of the invitations on the page: from then on, the clock alone has
+    /// changed the page (nothing else the page shows changes without an event).
+    pub changes_at: Option<Micros>,
+}
+
+/// One page of a tenant's member list. Pending, unexpired invitations appear as INVITED
+/// entries: both tables are filtered, keyset-bounded, ordered and limited to a page on their
+/// own, then merged by one `UNION ALL … ORDER BY … LIMIT` so the database orders both with the
+/// same collation as its keyset comparisons.
 pub async fn list<C: ConnectionTrait>(
     conn: &C,
     roles_of_tenant: &TenantRoles,
@@ -445,7 +461,7 @@ pub async fn list<C: ConnectionTrait>(
     filter: &ListFilter,
     page: PageRequest<'_>,
     now: Micros,
-) -> Result<(Vec<Membership>, bool), DomainError> {
+) -> Result<ListedPage, DomainError> {
     let text = text_path(conn, filter).await?;
     let union = list_statement(tenant_id, filter, &text, page, now);
     let rows = conn.query_all(&union).await.map_err(db_error)?;
@@ -461,15 +477,23 @@ pub async fn list<C: ConnectionTrait>(
     let user_ids: Vec<Uuid> = keys.iter().filter(|(i, _)| !i).map(|(_, id)| *id).collect();
     let invitation_ids: Vec<Uuid> = keys.iter().filter(|(i, _)| *i).map(|(_, id)| *id).collect();
     let mut members = with_bound_roles(conn, roles_of_tenant, tenant_id, &user_ids).await?;
+    let mut changes_at: Option<Micros> = None;
     for invitation in invitations::by_ids(conn, roles_of_tenant, tenant_id, &invitation_ids).await?
     {
+        changes_at = Some(changes_at.map_or(invitation.expires_at, |at| {
+            std::cmp::min(at, invitation.expires_at)
+        }));
         members.insert(invitation.id, invitations::as_member(&invitation));
     }
-    let page = keys
+    let members = keys
         .into_iter()
         .filter_map(|(_, id)| members.remove(&id))
         .collect();
-    Ok((page, more))
+    Ok(ListedPage {
+        members,
+        more,
+        changes_at,
+    })
 }
 
 /// The statement that finds one page of the member list (its kinds and ids, in order, one row

@@ -71,6 +71,9 @@ pub struct Store {
     commit_hooks: Arc<std::sync::RwLock<Vec<CommitHook>>>,
     /// Present on SQLite: writers take turns in-process instead of contending for the file lock.
     write_gate: Option<Arc<Mutex<()>>>,
+    /// Counts rows changed around the service's write path (no events): what this process
+    /// remembers of the database is not trusted across a change of it.
+    outside_writes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A writing transaction and the events it will append at commit.
@@ -164,7 +167,21 @@ impl Store {
             committed: Arc::new(Notify::new()),
             commit_hooks: Arc::default(),
             write_gate,
+            outside_writes: Arc::default(),
         })
+    }
+
+    /// Says that rows were changed through this store's connection without the service's write
+    /// path (a bulk load, a repair): nothing read before is served from memory afterwards.
+    pub fn note_outside_write(&self) {
+        self.outside_writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many such changes there have been; what was read under an older count is stale.
+    pub fn outside_writes(&self) -> u64 {
+        self.outside_writes
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
