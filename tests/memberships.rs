@@ -1031,3 +1031,67 @@ async fn another_replica_serves_reads_at_least_as_fresh_as_min_cursor() {
         "CURSOR_AHEAD",
     );
 }
+
+/// Expiry writes no event, so a remembered page that shows a pending invitation ends at that
+/// invitation's expiry: the list reports the earliest one on the page, and the cache honours it.
+#[tokio::test]
+async fn a_remembered_page_ends_when_an_invitation_on_it_expires() {
+    use membership_service::authz::{AuthzCache, CachedPage};
+    use membership_service::domain::now_micros;
+    use membership_service::events::{EventFeed, FeedOptions};
+    use membership_service::store::memberships::{ListFilter, PageRequest, SortKey, list};
+
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let mut invitations = InvitationServiceClient::new(server.channel().await);
+    let first = invite_as_owner(&mut invitations, &tenant, "first@acme.example").await;
+    let second = invite_as_owner(&mut invitations, &tenant, "second@acme.example").await;
+    let micros = |invitation: &pb::Invitation| {
+        let at = invitation.expire_time.as_ref().unwrap();
+        at.seconds * 1_000_000 + i64::from(at.nanos) / 1_000
+    };
+    let tenant_id: Uuid = tenant.id.parse().unwrap();
+    let roles = membership_service::store::roles::list(&server.store.reader(), tenant_id)
+        .await
+        .unwrap();
+    let listed = list(
+        &server.store.reader(),
+        &roles,
+        tenant_id,
+        &ListFilter::default(),
+        PageRequest {
+            sort: SortKey::CreateTime,
+            descending: false,
+            after: None,
+            page_size: 50,
+        },
+        now_micros(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed.members.len(), 3);
+    assert_eq!(listed.changes_at, Some(micros(&first).min(micros(&second))));
+
+    let feed = EventFeed::start(server.store.clone(), FeedOptions::default())
+        .await
+        .unwrap();
+    let cache = AuthzCache::start(server.store.clone(), feed, 100)
+        .await
+        .unwrap();
+    let head = server.head().await;
+    let now = now_micros();
+    for (key, changes_at) in [
+        ("expired", Some(now - 1)),
+        ("expiring later", Some(now + 3_600_000_000)),
+        ("no invitation", None),
+    ] {
+        let page = CachedPage {
+            memberships: Vec::new(),
+            next_page_token: String::new(),
+        };
+        cache.remember_page(tenant_id, key.into(), page, head, changes_at);
+    }
+    assert!(cache.cached_page(tenant_id, "expired").is_none());
+    assert!(cache.cached_page(tenant_id, "expiring later").is_some());
+    assert!(cache.cached_page(tenant_id, "no invitation").is_some());
+}
