@@ -164,6 +164,12 @@ impl CacheState {
             .max(self.tenant_marks.get(&tenant).copied().unwrap_or(0))
             .max(self.member_marks.get(&(tenant, user)).copied().unwrap_or(0))
     }
+
+    /// The newest event of `tenant` its member list pages must be at least as new as.
+    fn newest_list_change(&self, tenant: Uuid) -> i64 {
+        self.floor
+            .max(self.list_marks.get(&tenant).copied().unwrap_or(0))
+    }
 }
 
 impl AuthzCache {
@@ -336,10 +342,7 @@ impl AuthzCache {
         let now = crate::domain::now_micros();
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         let entry = state.pages.get(&tenant)?.get(key)?;
-        let newest_change = state
-            .floor
-            .max(state.list_marks.get(&tenant).copied().unwrap_or(0));
-        (entry.loaded_at >= newest_change
+        (entry.loaded_at >= state.newest_list_change(tenant)
             && entry.outside_writes == outside_writes
             && entry.changes_at.is_none_or(|at| now < at))
         .then(|| (entry.page.clone(), entry.loaded_at.max(applied)))

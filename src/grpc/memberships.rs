@@ -236,12 +236,12 @@ impl MembershipService for MembershipApi {
                 .await?;
             Ok(ListMembershipsResponse {
                 memberships: page
-                    .memberships
+                    .listed
                     .memberships
                     .iter()
                     .map(convert::membership)
                     .collect(),
-                next_page_token: page.memberships.next_page_token.clone(),
+                next_page_token: page.listed.next_page_token.clone(),
                 cursor: page.cursor,
             })
         }

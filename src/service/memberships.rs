@@ -52,7 +52,8 @@ pub struct ListMemberships {
 }
 
 pub struct MembershipPage {
-    pub memberships: Arc<CachedPage>,
+    /// The members and the next page's token, shared with the cache when it keeps them.
+    pub listed: Arc<CachedPage>,
     pub cursor: i64,
 }
 
@@ -85,7 +86,7 @@ impl Services {
             && let Some((page, cursor)) = self.authz.cached_page(query.tenant_id, &cache_key)
         {
             return Ok(MembershipPage {
-                memberships: page,
+                listed: page,
                 cursor,
             });
         }
@@ -101,7 +102,7 @@ impl Services {
                 // Nobody holds a role that does not exist.
                 None => {
                     return Ok(MembershipPage {
-                        memberships: Arc::new(CachedPage {
+                        listed: Arc::new(CachedPage {
                             memberships: Vec::new(),
                             next_page_token: String::new(),
                         }),
@@ -144,13 +145,9 @@ impl Services {
             next_page_token,
         };
         Ok(MembershipPage {
-            memberships: self.authz.remember_page(
-                query.tenant_id,
-                cache_key,
-                page,
-                cursor,
-                changes_at,
-            ),
+            listed: self
+                .authz
+                .remember_page(query.tenant_id, cache_key, page, cursor, changes_at),
             cursor,
         })
     }
