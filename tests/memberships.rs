@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use membership_service::grpc::pb;
 use membership_service::grpc::pb::invitation_service_client::InvitationServiceClient;
+use membership_service::grpc::pb::membership_service_client::MembershipServiceClient;
 use prost_types::FieldMask;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -728,6 +729,19 @@ fn page_of_everyone(tenant: &Tenant, min_cursor: i64) -> pb::ListMembershipsRequ
     }
 }
 
+/// The tenant's first page, as a system caller reads it.
+async fn first_page(
+    members: &mut MembershipServiceClient<tonic::transport::Channel>,
+    tenant: &Tenant,
+    min_cursor: i64,
+) -> pb::ListMembershipsResponse {
+    members
+        .list_memberships(as_system(page_of_everyone(tenant, min_cursor)))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 fn get_at(tenant: &Tenant, user_id: Uuid, min_cursor: i64) -> pb::GetMembershipRequest {
     pb::GetMembershipRequest {
         tenant_id: tenant.id.clone(),
@@ -781,7 +795,6 @@ async fn remembered_reads_follow_every_change_made_through_their_replica() {
     let member = add_member(&server, &tenant, "member").await;
     let mut members = server.members().await;
     let mut invitations = InvitationServiceClient::new(server.channel().await);
-    let list = |min_cursor| as_system(page_of_everyone(&tenant, min_cursor));
 
     // Read twice, so the second answer may come from memory.
     for _ in 0..2 {
@@ -794,11 +807,7 @@ async fn remembered_reads_follow_every_change_made_through_their_replica() {
             got.membership.unwrap().status,
             pb::MembershipStatus::Active as i32
         );
-        let page = members
-            .list_memberships(list(0))
-            .await
-            .unwrap()
-            .into_inner();
+        let page = first_page(&mut members, &tenant, 0).await;
         assert_eq!(page.memberships.len(), 2);
     }
 
@@ -822,11 +831,7 @@ async fn remembered_reads_follow_every_change_made_through_their_replica() {
         got.cursor,
         suspended.cursor
     );
-    let page = members
-        .list_memberships(list(0))
-        .await
-        .unwrap()
-        .into_inner();
+    let page = first_page(&mut members, &tenant, 0).await;
     assert_eq!(
         statuses(&page).get(&member.to_string()),
         Some(&(pb::MembershipStatus::Suspended as i32))
@@ -858,16 +863,12 @@ async fn remembered_reads_follow_every_change_made_through_their_replica() {
 
     // An invitation enters the list, and leaves it when revoked.
     let invited = invite_as_owner(&mut invitations, &tenant, "newcomer@acme.example").await;
-    let page = members
-        .list_memberships(list(0))
-        .await
-        .unwrap()
-        .into_inner();
+    let page = first_page(&mut members, &tenant, 0).await;
     assert_eq!(
         statuses(&page).get(&invited.invitation_id),
         Some(&(pb::MembershipStatus::Invited as i32))
     );
-    members.list_memberships(list(0)).await.unwrap();
+    first_page(&mut members, &tenant, 0).await;
     invitations
         .revoke_invitation(as_user(
             pb::RevokeInvitationRequest {
@@ -878,30 +879,18 @@ async fn remembered_reads_follow_every_change_made_through_their_replica() {
         ))
         .await
         .unwrap();
-    let page = members
-        .list_memberships(list(0))
-        .await
-        .unwrap()
-        .into_inner();
+    let page = first_page(&mut members, &tenant, 0).await;
     assert!(!statuses(&page).contains_key(&invited.invitation_id));
 
     // An invitation that expires leaves the list with no event at all.
     let expiring = invite_as_owner(&mut invitations, &tenant, "late@acme.example").await;
     for _ in 0..2 {
-        let page = members
-            .list_memberships(list(0))
-            .await
-            .unwrap()
-            .into_inner();
+        let page = first_page(&mut members, &tenant, 0).await;
         assert!(statuses(&page).contains_key(&expiring.invitation_id));
     }
     let id = server.uuid_literal(&expiring.invitation_id);
     assert_eq!(server.expire_invitations(&format!("id = {id}")).await, 1);
-    let page = members
-        .list_memberships(list(0))
-        .await
-        .unwrap()
-        .into_inner();
+    let page = first_page(&mut members, &tenant, 0).await;
     assert!(!statuses(&page).contains_key(&expiring.invitation_id));
 
     // Removal: gone from the list, and NOT_FOUND.
@@ -914,11 +903,7 @@ async fn remembered_reads_follow_every_change_made_through_their_replica() {
         Code::NotFound,
         "MEMBERSHIP_NOT_FOUND",
     );
-    let page = members
-        .list_memberships(list(0))
-        .await
-        .unwrap()
-        .into_inner();
+    let page = first_page(&mut members, &tenant, 0).await;
     assert_eq!(page.memberships.len(), 1);
 }
 
@@ -940,9 +925,7 @@ async fn another_replica_serves_reads_at_least_as_fresh_as_min_cursor() {
         }
     }
     for _ in 0..2 {
-        on_b.list_memberships(as_system(page_of_everyone(&tenant, 0)))
-            .await
-            .unwrap();
+        first_page(&mut on_b, &tenant, 0).await;
     }
 
     let suspended = on_a
@@ -960,11 +943,7 @@ async fn another_replica_serves_reads_at_least_as_fresh_as_min_cursor() {
         pb::MembershipStatus::Suspended as i32
     );
     assert!(got.cursor >= suspended.cursor);
-    let page = on_b
-        .list_memberships(as_system(page_of_everyone(&tenant, suspended.cursor)))
-        .await
-        .unwrap()
-        .into_inner();
+    let page = first_page(&mut on_b, &tenant, suspended.cursor).await;
     assert_eq!(
         statuses(&page).get(&demanded.to_string()),
         Some(&(pb::MembershipStatus::Suspended as i32))
@@ -992,11 +971,7 @@ async fn another_replica_serves_reads_at_least_as_fresh_as_min_cursor() {
             .await
             .unwrap()
             .into_inner();
-        let page = on_b
-            .list_memberships(as_system(page_of_everyone(&tenant, 0)))
-            .await
-            .unwrap()
-            .into_inner();
+        let page = first_page(&mut on_b, &tenant, 0).await;
         let listed = page
             .memberships
             .iter()
