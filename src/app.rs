@@ -146,6 +146,9 @@ pub async fn serve(
     // prober can never turn a stopping server back to SERVING.
     let health_writer = Arc::new(tokio::sync::Mutex::new(()));
     tokio::spawn(store.clone().keep_statistics(stopping.clone()));
+    // Numbering outlives `stopping`: calls still draining wait for their events' positions.
+    let numbering = CancellationToken::new();
+    tokio::spawn(store.clone().keep_numbering(numbering.clone()));
     let prober = tokio::spawn(probe_database(
         store,
         reporter.clone(),
@@ -232,6 +235,7 @@ pub async fn serve(
         }
     };
     prober.abort();
+    numbering.cancel();
     result
 }
 

@@ -12,6 +12,7 @@ mod m20261202_000001_sqlite_text_search;
 mod m20261202_000002_status_list_index;
 mod m20261202_000003_role_list_keys;
 mod m20261204_000001_invitation_role_index;
+mod m20261205_000001_event_sequencer;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000002_status_list_index::Migration),
             Box::new(m20261202_000003_role_list_keys::Migration),
             Box::new(m20261204_000001_invitation_role_index::Migration),
+            Box::new(m20261205_000001_event_sequencer::Migration),
         ]
     }
 }

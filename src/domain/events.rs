@@ -137,6 +137,9 @@ pub struct FeedEvent {
     pub request_id: Option<String>,
     pub before: Option<EventState>,
     pub after: Option<EventState>,
+    /// Its number among its tenant's events, when a sequencer numbered it after commit
+    /// (PostgreSQL): how the writer that staged it learns its position.
+    pub tenant_seq: Option<i64>,
 }
 
 /// The state of an event's subject, decoded by the event type's family.

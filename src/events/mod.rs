@@ -265,6 +265,7 @@ async fn load_new(inner: &Inner) -> Result<(), DomainError> {
             return Ok(());
         };
         let full = batch.len() as u64 == LOAD_BATCH;
+        inner.store.numbered(&batch);
         {
             let mut ring = inner.ring.write().unwrap_or_else(|e| e.into_inner());
             for event in batch {
@@ -482,6 +483,7 @@ mod tests {
             request_id: None,
             before: None,
             after: None,
+            tenant_seq: None,
         })
     }
 

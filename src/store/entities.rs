@@ -122,6 +122,8 @@ pub mod events {
         pub request_id: Option<String>,
         pub before: Option<String>,
         pub after: Option<String>,
+        /// Its number among its tenant's events, when a sequencer numbered it (PostgreSQL).
+        pub tenant_seq: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

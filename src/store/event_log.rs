@@ -1,10 +1,12 @@
 //! The event log: appending inside a writing transaction, and reading the head.
 //!
-//! Positions come from the single `log_head` row, incremented as the last statement of each
-//! writing transaction. The row lock is held until commit, so transactions that write events
-//! take positions in the order they commit: a reader that has seen position p never later finds
-//! a newly committed event below p. A database sequence would not give this, since concurrent
-//! transactions can commit out of the order they drew their numbers.
+//! Positions come from the single `log_head` row. On SQLite (one writer at a time) each writing
+//! transaction increments it as its last statement and inserts its events at the positions that
+//! returns. On PostgreSQL writers stage their events and the sequencer (`super::sequencer`)
+//! numbers them after commit, one batch at a time. Either way only one transaction at a time
+//! assigns positions, holding the row until it commits: a reader that has seen position p never
+//! later finds a newly committed event below p. A database sequence would not give this, since
+//! concurrent transactions can commit out of the order they drew their numbers.
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect,
@@ -45,6 +47,7 @@ pub async fn append<C: ConnectionTrait>(conn: &C, new_events: &[NewEvent]) -> Re
             actor_id: sea_orm::Set(event.actor_id),
             subject_id: sea_orm::Set(event.subject_id.clone()),
             occurred_at: sea_orm::Set(occurred_at),
+            tenant_seq: sea_orm::NotSet,
             request_id: sea_orm::Set(event.request_id.clone()),
             before: sea_orm::Set(event.before.as_ref().map(|v| v.to_string())),
             after: sea_orm::Set(event.after.as_ref().map(|v| v.to_string())),
@@ -59,15 +62,8 @@ pub async fn append<C: ConnectionTrait>(conn: &C, new_events: &[NewEvent]) -> Re
     Ok(last)
 }
 
-/// The PostgreSQL channel on which commits announce their last position.
+/// The PostgreSQL channel on which the sequencer's batches announce the new head.
 pub const FEED_CHANNEL: &str = "membership_events";
-
-/// Queues a notification that is delivered when the transaction commits.
-pub async fn notify_replicas<C: ConnectionTrait>(conn: &C, cursor: i64) -> Result<(), DbErr> {
-    conn.execute_unprepared(&format!("SELECT pg_notify('{FEED_CHANNEL}', '{cursor}')"))
-        .await?;
-    Ok(())
-}
 
 /// The head as a scalar subquery, for reading it in the same statement (and so the same
 /// snapshot) as the rows it is to describe.
@@ -214,6 +210,7 @@ fn to_feed_event(row: events::Model) -> FeedEvent {
         actor_id: row.actor_id,
         subject_id: row.subject_id.clone(),
         request_id: row.request_id.clone(),
+        tenant_seq: row.tenant_seq,
         event_type: row.event_type,
     }
 }

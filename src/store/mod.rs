@@ -15,6 +15,7 @@ pub mod memberships;
 pub mod page_token_secret;
 pub mod requests;
 pub mod roles;
+pub mod sequencer;
 pub mod tenants;
 
 use std::future::Future;
@@ -74,6 +75,9 @@ pub struct Store {
     /// Counts rows changed around the service's write path (no events): what this process
     /// remembers of the database is not trusted across a change of it.
     outside_writes: Arc<std::sync::atomic::AtomicU64>,
+    /// Present on PostgreSQL: events are numbered after commit (see `sequencer`), through a
+    /// connection of the sequencer's own, so writers filling the pool never hold it up.
+    sequencer: Option<(Arc<sequencer::Sequencer>, DatabaseConnection)>,
 }
 
 /// A writing transaction and the events it will append at commit.
@@ -129,13 +133,24 @@ impl Store {
             .connect_timeout(timeout)
             .acquire_timeout(timeout)
             .sqlx_logging(false)
-            // On PostgreSQL the check below replaces sqlx's ping before a connection is handed
-            // out (the same round trip: it also finds a dead connection), and runs again, bounded
-            // by the timeout, when the connection comes back: one still waiting for an answer is
-            // closed there instead of holding its pool slot forever.
+            // On PostgreSQL the check below runs, bounded by the timeout, whenever a connection
+            // comes back to the pool (off the caller's path): one left inside a transaction, or
+            // still waiting for an answer, is closed there instead of holding its pool slot
+            // forever. It replaces sqlx's ping before a connection is handed out, too (the same
+            // round trip also finds a dead connection), but only for one idle for a while: one
+            // checked on its return within the last second is handed out as it is, sparing
+            // every busy call a round trip (a connection that died in that second fails its
+            // call with UNAVAILABLE, as one dying mid-call does).
             .map_sqlx_postgres_pool_opts(move |pool| {
                 pool.test_before_acquire(false)
-                    .before_acquire(|conn, _| Box::pin(leftover_transaction_check(conn)))
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for < RECENTLY_CHECKED {
+                                return Ok(true);
+                            }
+                            leftover_transaction_check(conn).await
+                        })
+                    })
                     .after_release(move |conn, _| {
                         Box::pin(async move {
                             match tokio::time::timeout(timeout, leftover_transaction_check(conn))
@@ -161,6 +176,28 @@ impl Store {
             DbBackend::Sqlite => Some(Arc::new(Mutex::new(()))),
             _ => None,
         };
+        let sequencer = match db.get_database_backend() {
+            DbBackend::Postgres => {
+                let mut own = ConnectOptions::new(url.to_string());
+                // A batch holds the `log_head` row, which every replica's batches need: if this
+                // process stalls inside one (frozen, or its task dropped mid-batch), PostgreSQL
+                // ends the session after the store timeout and the lock goes with it.
+                let idle_limit = format!("{}ms", timeout.as_millis().max(1000));
+                own.max_connections(1)
+                    .min_connections(1)
+                    .connect_timeout(timeout)
+                    .acquire_timeout(timeout)
+                    .sqlx_logging(false)
+                    .map_sqlx_postgres_opts(move |opts| {
+                        opts.options([(
+                            "idle_in_transaction_session_timeout",
+                            idle_limit.as_str(),
+                        )])
+                    });
+                Some((Arc::default(), Database::connect(own).await?))
+            }
+            _ => None,
+        };
         Ok(Store {
             db,
             timeout,
@@ -168,6 +205,7 @@ impl Store {
             commit_hooks: Arc::default(),
             write_gate,
             outside_writes: Arc::default(),
+            sequencer,
         })
     }
 
@@ -312,6 +350,34 @@ impl Store {
         }
     }
 
+    /// Numbers staged events until `stop`, on PostgreSQL (see `sequencer`); returns at once on
+    /// SQLite, whose writers number their own.
+    pub async fn keep_numbering(self, stop: tokio_util::sync::CancellationToken) {
+        let Some((sequencer, connection)) = self.sequencer.clone() else {
+            return;
+        };
+        sequencer::run(
+            connection,
+            sequencer,
+            self.timeout,
+            self.committed.clone(),
+            stop,
+        )
+        .await
+    }
+
+    /// Positions the feed has read, for writers waiting for their events (numbered by another
+    /// replica's sequencer).
+    pub fn numbered(&self, events: &[crate::domain::events::FeedEvent]) {
+        if let Some((sequencer, _)) = &self.sequencer {
+            sequencer.numbered(
+                events.iter().filter_map(|event| {
+                    Some((event.position, (event.tenant_id?, event.tenant_seq?)))
+                }),
+            );
+        }
+    }
+
     /// On SQLite, this process's turn to write (held until dropped); nothing on PostgreSQL.
     async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match &self.write_gate {
@@ -382,27 +448,26 @@ impl Store {
             rollback_only,
         } = tx;
         match outcome {
+            Ok(value) if !rollback_only && !events.is_empty() && self.sequencer.is_some() => {
+                let positions = self.commit_staged(txn, &events).await?;
+                self.run_commit_hooks(
+                    &positions
+                        .iter()
+                        .copied()
+                        .zip(events.iter())
+                        .collect::<Vec<_>>(),
+                );
+                let cursor = positions.iter().copied().max().unwrap_or_default();
+                Ok((value, cursor))
+            }
             Ok(value) if !rollback_only => {
                 let cursor = event_log::append(&txn, &events).await.map_err(db_error)?;
-                if !events.is_empty() && self.backend() == DbBackend::Postgres {
-                    // Delivered at commit to every replica listening: their feeds wake at once.
-                    event_log::notify_replicas(&txn, cursor)
-                        .await
-                        .map_err(db_error)?;
-                }
                 txn.commit().await.map_err(db_error)?;
                 if !events.is_empty() {
                     self.committed.notify_one();
                     let first = cursor - events.len() as i64 + 1;
                     let committed: Vec<(i64, &NewEvent)> = (first..).zip(events.iter()).collect();
-                    for hook in self
-                        .commit_hooks
-                        .read()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .iter()
-                    {
-                        hook(&committed);
-                    }
+                    self.run_commit_hooks(&committed);
                 }
                 Ok((value, cursor))
             }
@@ -417,6 +482,48 @@ impl Store {
                 }
                 Err(error)
             }
+        }
+    }
+
+    /// Stages `events`, commits, and waits for the sequencer to number them: their positions,
+    /// in emission order.
+    async fn commit_staged(
+        &self,
+        txn: Transaction,
+        events: &[NewEvent],
+    ) -> Result<Vec<i64>, DomainError> {
+        let (sequencer, _) = self.sequencer.as_ref().expect("PostgreSQL");
+        let keys = sequencer::stage(&txn, events).await.map_err(db_error)?;
+        let waits = sequencer.expect(&keys);
+        if let Err(error) = txn.commit().await {
+            sequencer.forget(&keys);
+            return Err(db_error(error));
+        }
+        sequencer.wake();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut positions = Vec::with_capacity(waits.len());
+        for wait in waits {
+            match tokio::time::timeout_at(deadline, wait).await {
+                Ok(Ok(position)) => positions.push(position),
+                _ => {
+                    sequencer.forget(&keys);
+                    // Committed: the events appear in the feed once a sequencer runs again.
+                    tracing::warn!("a committed write's events were not numbered in time");
+                    return Err(DomainError::Unavailable);
+                }
+            }
+        }
+        Ok(positions)
+    }
+
+    fn run_commit_hooks(&self, committed: &[(i64, &NewEvent)]) {
+        for hook in self
+            .commit_hooks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            hook(committed);
         }
     }
 
@@ -465,6 +572,9 @@ async fn uncancellable<T: Send + 'static>(
 /// Outside a transaction block a simple query is its own transaction, and PostgreSQL stamps the
 /// transaction with the statement's start time; inside a block left open by an earlier user the
 /// transaction began with that user's `BEGIN`, earlier.
+/// How long after its check on return a pooled connection is handed out unchecked.
+const RECENTLY_CHECKED: Duration = Duration::from_secs(1);
+
 async fn leftover_transaction_check(
     conn: &mut sea_orm::sqlx::PgConnection,
 ) -> Result<bool, sea_orm::sqlx::Error> {

@@ -1,0 +1,345 @@
+//! Event positions after commit, on PostgreSQL (`docs/event-log.md` has the design and the
+//! argument for each guarantee).
+//!
+//! A writing transaction stages its events in `pending_events`, each with the next number of
+//! its tenant's `event_seq` (incremented under the tenant's row lock, held to commit), and
+//! commits without touching any row another tenant's writer needs. A sequencer then moves the
+//! committed ones into `events` in batches, numbered from `log_head`: one batch at a time in
+//! the whole deployment (the batch holds the `log_head` row), each batch in staging order.
+//! Every replica runs one; whichever runs a batch numbers every committed staged event,
+//! including those of another replica's writers (or of a replica that died after its commit).
+//!
+//! Why readers still see a gap-free, ordered log: only batches insert into `events`, one after
+//! another, each at `head + 1 ..`, so a reader that has seen position p has seen every batch up to
+//! p. Within a tenant, a transaction staging after another waited for the other's row lock, which
+//! is released only once the other's commit is visible: a batch that sees the later one sees the
+//! earlier, and the staging ids (drawn after the lock) put the earlier first.
+//!
+//! The writer waits for its events' positions before it returns, so its response carries a
+//! cursor covering them, its commit hooks see them, and a write acknowledged before another
+//! began is numbered before it, in whatever tenant.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value,
+};
+use tokio::sync::{Notify, oneshot};
+use uuid::Uuid;
+
+use super::event_log::FEED_CHANNEL;
+use crate::domain::events::NewEvent;
+use crate::domain::now_micros;
+
+/// Most events one batch numbers.
+const BATCH: i64 = 5000;
+/// Staged rows moved between two vacuums of `pending_events`.
+const VACUUM_EVERY: u64 = 20_000;
+/// How often the sequencer looks for staged events nobody announced (another replica's, whose
+/// own sequencer is slow or gone).
+const IDLE_CHECK: Duration = Duration::from_millis(250);
+/// Events per staging INSERT: under PostgreSQL's limit of bind parameters.
+const STAGE_CHUNK: usize = 500;
+
+/// An event's identity until it has a position: its tenant and its number there.
+pub type StagedKey = (Uuid, i64);
+
+/// This process's sequencer: wake-ups from its writers, and the writers waiting for positions.
+#[derive(Default)]
+pub struct Sequencer {
+    staged: Notify,
+    waiting: Mutex<HashMap<StagedKey, oneshot::Sender<i64>>>,
+    moved_since_vacuum: AtomicU64,
+}
+
+impl Sequencer {
+    /// Registers a wait for each staged event, before its transaction commits (so no batch can
+    /// number it unseen).
+    pub fn expect(&self, keys: &[StagedKey]) -> Vec<oneshot::Receiver<i64>> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        keys.iter()
+            .map(|key| {
+                let (tx, rx) = oneshot::channel();
+                waiting.insert(*key, tx);
+                rx
+            })
+            .collect()
+    }
+
+    /// Drops the waits of a transaction that did not commit, or gave up.
+    pub fn forget(&self, keys: &[StagedKey]) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        for key in keys {
+            waiting.remove(key);
+        }
+    }
+
+    /// Staged events were committed: number them now.
+    pub fn wake(&self) {
+        self.staged.notify_one();
+    }
+
+    /// Hands positions to the writers waiting for them: from this process's batches, and from
+    /// the feed for events another replica's sequencer numbered.
+    pub fn numbered(&self, events: impl IntoIterator<Item = (i64, StagedKey)>) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting.is_empty() {
+            return;
+        }
+        for (position, key) in events {
+            if let Some(waiter) = waiting.remove(&key) {
+                let _ = waiter.send(position);
+            }
+        }
+    }
+
+    pub async fn woken(&self) {
+        self.staged.notified().await
+    }
+
+    /// Counts moved rows; true when `pending_events` is due a vacuum.
+    fn moved(&self, rows: u64) -> bool {
+        let total = self.moved_since_vacuum.fetch_add(rows, Ordering::Relaxed) + rows;
+        if total >= VACUUM_EVERY {
+            self.moved_since_vacuum.store(0, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+}
+
+/// Stages `events` in the writing transaction `conn`, in emission order, and returns each one's
+/// key. Takes each tenant's row lock (if the transaction does not hold it already) through the
+/// `event_seq` increment.
+pub async fn stage<C: ConnectionTrait>(
+    conn: &C,
+    events: &[NewEvent],
+) -> Result<Vec<StagedKey>, DbErr> {
+    let mut counts: Vec<(Uuid, i64)> = Vec::new();
+    for event in events {
+        let tenant = event.tenant_id.ok_or_else(|| {
+            DbErr::Custom(format!("a {} event without a tenant", event.event_type))
+        })?;
+        match counts.iter_mut().find(|(t, _)| *t == tenant) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((tenant, 1)),
+        }
+    }
+    // The next number of each tenant, first to last.
+    let mut next: HashMap<Uuid, i64> = HashMap::with_capacity(counts.len());
+    for (tenant, count) in counts {
+        let row = conn
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE tenants SET event_seq = event_seq + $1 WHERE id = $2 RETURNING event_seq",
+                [count.into(), tenant.into()],
+            ))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound(format!("tenant {tenant}")))?;
+        let last: i64 = row.try_get("", "event_seq")?;
+        next.insert(tenant, last - count + 1);
+    }
+    let keys: Vec<StagedKey> = events
+        .iter()
+        .map(|event| {
+            let tenant = event.tenant_id.unwrap_or_default();
+            let seq = next.get_mut(&tenant).expect("counted above");
+            *seq += 1;
+            (tenant, *seq - 1)
+        })
+        .collect();
+    let occurred_at = now_micros();
+    for (chunk, keys) in events.chunks(STAGE_CHUNK).zip(keys.chunks(STAGE_CHUNK)) {
+        let mut sql = String::from(
+            "INSERT INTO pending_events (tenant_id, tenant_seq, event_type, actor_id, \
+             subject_id, occurred_at, request_id, before, after) VALUES ",
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 9);
+        for (i, (event, (tenant, seq))) in chunk.iter().zip(keys).enumerate() {
+            let n = i * 9;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6,
+                n + 7,
+                n + 8,
+                n + 9
+            ));
+            values.extend([
+                (*tenant).into(),
+                (*seq).into(),
+                event.event_type.as_str().into(),
+                event.actor_id.into(),
+                event.subject_id.clone().into(),
+                occurred_at.into(),
+                event.request_id.clone().into(),
+                event.before.as_ref().map(|v| v.to_string()).into(),
+                event.after.as_ref().map(|v| v.to_string()).into(),
+            ]);
+        }
+        conn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    }
+    Ok(keys)
+}
+
+/// Numbers one batch of committed staged events: moves them into `events` at the positions
+/// after the head, advances the head and wakes every replica's feed, in one transaction.
+/// Returns the numbered events' positions and keys, in position order.
+async fn number_batch(db: &DatabaseConnection) -> Result<Vec<(i64, StagedKey)>, DbErr> {
+    let txn = db.begin().await?;
+    // Taken in a statement of its own: the next one's snapshot is then newer than the previous
+    // batch's commit (READ COMMITTED takes a snapshot per statement).
+    let head: i64 = txn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT position FROM log_head WHERE id = 1 FOR UPDATE",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("log_head".into()))?
+        .try_get("", "position")?;
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "WITH moved AS (
+                 DELETE FROM pending_events
+                  WHERE id IN (SELECT id FROM pending_events ORDER BY id LIMIT $2)
+              RETURNING *),
+             numbered AS (
+                 SELECT $1::bigint + row_number() OVER (ORDER BY id) AS position, * FROM moved)
+             INSERT INTO events (position, tenant_id, tenant_seq, event_type, actor_id,
+                                 subject_id, occurred_at, request_id, before, after)
+             SELECT position, tenant_id, tenant_seq, event_type, actor_id, subject_id,
+                    occurred_at, request_id, before, after
+               FROM numbered
+             RETURNING position, tenant_id, tenant_seq",
+            [head.into(), BATCH.into()],
+        ))
+        .await?;
+    if rows.is_empty() {
+        txn.rollback().await?;
+        return Ok(Vec::new());
+    }
+    let mut numbered = Vec::with_capacity(rows.len());
+    for row in rows {
+        let position: i64 = row.try_get("", "position")?;
+        let tenant: Uuid = row.try_get("", "tenant_id")?;
+        let seq: i64 = row.try_get("", "tenant_seq")?;
+        numbered.push((position, (tenant, seq)));
+    }
+    numbered.sort_unstable_by_key(|(position, _)| *position);
+    let last = head + numbered.len() as i64;
+    txn.execute_unprepared(&format!(
+        "UPDATE log_head SET position = {last} WHERE id = 1; \
+         SELECT pg_notify('{FEED_CHANNEL}', '{last}')"
+    ))
+    .await?;
+    txn.commit().await?;
+    Ok(numbered)
+}
+
+/// Whether anything is staged (a cheap look, before taking the head's lock for nothing).
+async fn anything_staged(db: &DatabaseConnection) -> Result<bool, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT EXISTS (SELECT 1 FROM pending_events) AS staged",
+        ))
+        .await?;
+    Ok(row
+        .map(|row| row.try_get::<bool>("", "staged"))
+        .transpose()?
+        .unwrap_or(false))
+}
+
+/// The sequencer loop of one process: numbers batches whenever this process's writers commit
+/// staged events, and every `IDLE_CHECK` if anything is staged at all; hands the positions to
+/// the waiting writers and wakes the local feed (`feed`).
+pub(super) async fn run(
+    db: DatabaseConnection,
+    sequencer: std::sync::Arc<Sequencer>,
+    timeout: Duration,
+    feed: std::sync::Arc<Notify>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut announced = true;
+    loop {
+        if !announced {
+            match tokio::time::timeout(timeout, anything_staged(&db)).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    let Some(woken) = wait(&sequencer, &stop).await else {
+                        return;
+                    };
+                    announced = woken;
+                    continue;
+                }
+                Ok(Err(error)) => tracing::warn!(%error, "looking for staged events failed"),
+                Err(_) => tracing::warn!("looking for staged events timed out"),
+            }
+        }
+        // Until a batch comes back short: writers that commit meanwhile ride the next one.
+        loop {
+            match tokio::time::timeout(timeout * 2, number_batch(&db)).await {
+                Ok(Ok(numbered)) => {
+                    let count = numbered.len();
+                    if count > 0 {
+                        sequencer.numbered(numbered);
+                        feed.notify_one();
+                        metrics::counter!("membership_events_numbered_total")
+                            .increment(count as u64);
+                        if sequencer.moved(count as u64) {
+                            vacuum(&db).await;
+                        }
+                    }
+                    if (count as i64) < BATCH {
+                        break;
+                    }
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "numbering events failed; retrying");
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!("numbering events timed out; retrying");
+                    break;
+                }
+            }
+        }
+        let Some(woken) = wait(&sequencer, &stop).await else {
+            return;
+        };
+        announced = woken;
+    }
+}
+
+/// Waits for a wake-up (`Some(true)`), the idle check (`Some(false)`) or the stop (`None`).
+async fn wait(sequencer: &Sequencer, stop: &tokio_util::sync::CancellationToken) -> Option<bool> {
+    tokio::select! {
+        _ = stop.cancelled() => None,
+        _ = sequencer.woken() => Some(true),
+        _ = tokio::time::sleep(IDLE_CHECK) => Some(false),
+    }
+}
+
+/// Vacuums `pending_events`: every batch leaves its rows dead, and the table would otherwise
+/// grow, with every scan of it, until autovacuum comes by.
+async fn vacuum(db: &DatabaseConnection) {
+    if let Err(error) = db.execute_unprepared("VACUUM pending_events").await {
+        tracing::warn!(%error, "vacuuming pending_events failed");
+    }
+}
