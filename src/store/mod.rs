@@ -189,10 +189,7 @@ impl Store {
                     .acquire_timeout(timeout)
                     .sqlx_logging(false)
                     .map_sqlx_postgres_opts(move |opts| {
-                        opts.options([(
-                            "idle_in_transaction_session_timeout",
-                            idle_limit.as_str(),
-                        )])
+                        opts.options([("idle_in_transaction_session_timeout", idle_limit.as_str())])
                     });
                 Some((Arc::default(), Database::connect(own).await?))
             }
