@@ -24,9 +24,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
 use tokio::sync::{Notify, oneshot};
 use uuid::Uuid;
 
@@ -111,144 +109,159 @@ impl Sequencer {
     }
 }
 
-/// Stages `events` in the writing transaction `conn`, in emission order, and returns each one's
-/// key. Takes each tenant's row lock (if the transaction does not hold it already) through the
-/// `event_seq` increment.
+/// Stages `events` in the writing transaction `conn` and returns each one's key, in emission
+/// order. Each tenant's events go in with its `event_seq` increment, in one statement (the
+/// increment takes the tenant's row lock if the transaction does not hold it already, and the
+/// staging ids are drawn after it), tenants in the order their first event was emitted.
 pub async fn stage<C: ConnectionTrait>(
     conn: &C,
     events: &[NewEvent],
 ) -> Result<Vec<StagedKey>, DbErr> {
-    let mut counts: Vec<(Uuid, i64)> = Vec::new();
+    let mut tenants: Vec<Uuid> = Vec::new();
     for event in events {
         let tenant = event.tenant_id.ok_or_else(|| {
             DbErr::Custom(format!("a {} event without a tenant", event.event_type))
         })?;
-        match counts.iter_mut().find(|(t, _)| *t == tenant) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((tenant, 1)),
+        if !tenants.contains(&tenant) {
+            tenants.push(tenant);
         }
     }
-    // The next number of each tenant, first to last.
-    let mut next: HashMap<Uuid, i64> = HashMap::with_capacity(counts.len());
-    for (tenant, count) in counts {
-        let row = conn
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "UPDATE tenants SET event_seq = event_seq + $1 WHERE id = $2 RETURNING event_seq",
-                [count.into(), tenant.into()],
-            ))
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound(format!("tenant {tenant}")))?;
-        let last: i64 = row.try_get("", "event_seq")?;
-        next.insert(tenant, last - count + 1);
-    }
-    let keys: Vec<StagedKey> = events
-        .iter()
-        .map(|event| {
-            let tenant = event.tenant_id.unwrap_or_default();
-            let seq = next.get_mut(&tenant).expect("counted above");
-            *seq += 1;
-            (tenant, *seq - 1)
-        })
-        .collect();
+    let mut keys: Vec<StagedKey> = vec![(Uuid::nil(), 0); events.len()];
     let occurred_at = now_micros();
-    for (chunk, keys) in events.chunks(STAGE_CHUNK).zip(keys.chunks(STAGE_CHUNK)) {
-        let mut sql = String::from(
-            "INSERT INTO pending_events (tenant_id, tenant_seq, event_type, actor_id, \
-             subject_id, occurred_at, request_id, before, after) VALUES ",
-        );
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 9);
-        for (i, (event, (tenant, seq))) in chunk.iter().zip(keys).enumerate() {
-            let n = i * 9;
-            if i > 0 {
-                sql.push_str(", ");
+    for tenant in tenants {
+        let indexes: Vec<usize> = (0..events.len())
+            .filter(|&i| events[i].tenant_id == Some(tenant))
+            .collect();
+        let count = indexes.len() as i64;
+        // The tenant's number before these events, from the first chunk's increment.
+        let mut base: Option<i64> = None;
+        for (chunk_number, chunk) in indexes.chunks(STAGE_CHUNK).enumerate() {
+            let offset = (chunk_number * STAGE_CHUNK) as i64;
+            let mut values: Vec<Value> = vec![tenant.into(), Value::BigInt(None)];
+            let mut rows = Vec::with_capacity(chunk.len());
+            for (k, &i) in chunk.iter().enumerate() {
+                let event = &events[i];
+                let n = values.len();
+                rows.push(format!(
+                    "({}::bigint, ${}, ${}::uuid, ${}, ${}::bigint, ${}, ${}, ${})",
+                    offset + k as i64 + 1,
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4,
+                    n + 5,
+                    n + 6,
+                    n + 7
+                ));
+                values.extend([
+                    event.event_type.as_str().into(),
+                    event.actor_id.into(),
+                    event.subject_id.clone().into(),
+                    occurred_at.into(),
+                    event.request_id.clone().into(),
+                    event.before.as_ref().map(|v| v.to_string()).into(),
+                    event.after.as_ref().map(|v| v.to_string()).into(),
+                ]);
             }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6,
-                n + 7,
-                n + 8,
-                n + 9
-            ));
-            values.extend([
-                (*tenant).into(),
-                (*seq).into(),
-                event.event_type.as_str().into(),
-                event.actor_id.into(),
-                event.subject_id.clone().into(),
-                occurred_at.into(),
-                event.request_id.clone().into(),
-                event.before.as_ref().map(|v| v.to_string()).into(),
-                event.after.as_ref().map(|v| v.to_string()).into(),
-            ]);
+            // The first chunk increments the tenant's count; later ones continue from its base.
+            let seq = match base {
+                None => {
+                    values[1] = count.into();
+                    "UPDATE tenants SET event_seq = event_seq + $2 WHERE id = $1 \
+                     RETURNING event_seq - $2 AS base"
+                }
+                Some(known) => {
+                    values[1] = known.into();
+                    "SELECT $2::bigint AS base"
+                }
+            };
+            let sql = format!(
+                "WITH seq AS ({seq})
+                 INSERT INTO pending_events (tenant_id, tenant_seq, event_type, actor_id,
+                                             subject_id, occurred_at, request_id, before, after)
+                 SELECT $1, seq.base + v.k, v.event_type, v.actor_id, v.subject_id,
+                        v.occurred_at, v.request_id, v.before, v.after
+                   FROM seq, (VALUES {}) AS v(k, event_type, actor_id, subject_id,
+                                            occurred_at, request_id, before, after)
+                  ORDER BY v.k
+              RETURNING tenant_seq",
+                rows.join(", ")
+            );
+            let staged = conn
+                .query_all_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    sql,
+                    values,
+                ))
+                .await?;
+            let mut first: Option<i64> = None;
+            for row in &staged {
+                let seq: i64 = row.try_get("", "tenant_seq")?;
+                first = Some(first.map_or(seq, |f: i64| f.min(seq)));
+            }
+            let first = first.ok_or_else(|| DbErr::RecordNotFound(format!("tenant {tenant}")))?;
+            let known = *base.get_or_insert(first - offset - 1);
+            for (k, &i) in chunk.iter().enumerate() {
+                keys[i] = (tenant, known + offset + k as i64 + 1);
+            }
         }
-        conn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ))
-        .await?;
     }
     Ok(keys)
 }
+
+/// One batch, sent as one simple-query message: PostgreSQL runs its statements as a single
+/// implicit transaction (an error anywhere rolls back all of it and leaves the connection
+/// clean), in one round trip instead of five. The head's lock is taken in a statement of its
+/// own, so the next statement's snapshot (READ COMMITTED takes one per statement) is newer than
+/// the previous batch's commit. The head moves, and every replica's feed is notified, only when
+/// the batch moved something.
+static BATCH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT position FROM log_head WHERE id = 1 FOR UPDATE;
+         WITH moved AS (
+              DELETE FROM pending_events
+               WHERE id IN (SELECT id FROM pending_events ORDER BY id LIMIT {BATCH})
+           RETURNING *),
+          numbered AS (
+              SELECT (SELECT position FROM log_head WHERE id = 1)
+                     + row_number() OVER (ORDER BY id) AS position, * FROM moved),
+          inserted AS (
+              INSERT INTO events (position, tenant_id, tenant_seq, event_type, actor_id,
+                                  subject_id, occurred_at, request_id, before, after)
+              SELECT position, tenant_id, tenant_seq, event_type, actor_id, subject_id,
+                     occurred_at, request_id, before, after
+                FROM numbered
+           RETURNING position, tenant_id, tenant_seq),
+          head AS (
+              UPDATE log_head SET position = (SELECT max(position) FROM inserted)
+               WHERE id = 1 AND EXISTS (SELECT 1 FROM inserted)
+           RETURNING position),
+          notified AS (
+              SELECT pg_notify('{FEED_CHANNEL}', position::text) FROM head)
+         SELECT i.position, i.tenant_id, i.tenant_seq
+           FROM inserted i, (SELECT count(*) FROM notified) n"
+    )
+});
 
 /// Numbers one batch of committed staged events: moves them into `events` at the positions
 /// after the head, advances the head and wakes every replica's feed, in one transaction.
 /// Returns the numbered events' positions and keys, in position order.
 async fn number_batch(db: &DatabaseConnection) -> Result<Vec<(i64, StagedKey)>, DbErr> {
-    let txn = db.begin().await?;
-    // Taken in a statement of its own: the next one's snapshot is then newer than the previous
-    // batch's commit (READ COMMITTED takes a snapshot per statement).
-    let head: i64 = txn
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT position FROM log_head WHERE id = 1 FOR UPDATE",
-        ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("log_head".into()))?
-        .try_get("", "position")?;
-    let rows = txn
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "WITH moved AS (
-                 DELETE FROM pending_events
-                  WHERE id IN (SELECT id FROM pending_events ORDER BY id LIMIT $2)
-              RETURNING *),
-             numbered AS (
-                 SELECT $1::bigint + row_number() OVER (ORDER BY id) AS position, * FROM moved)
-             INSERT INTO events (position, tenant_id, tenant_seq, event_type, actor_id,
-                                 subject_id, occurred_at, request_id, before, after)
-             SELECT position, tenant_id, tenant_seq, event_type, actor_id, subject_id,
-                    occurred_at, request_id, before, after
-               FROM numbered
-             RETURNING position, tenant_id, tenant_seq",
-            [head.into(), BATCH.into()],
-        ))
-        .await?;
-    if rows.is_empty() {
-        txn.rollback().await?;
-        return Ok(Vec::new());
-    }
+    use sea_orm::sqlx::{AssertSqlSafe, Row as _};
+    let rows = sea_orm::sqlx::raw_sql(AssertSqlSafe(BATCH_SQL.as_str()))
+        .fetch_all(db.get_postgres_connection_pool())
+        .await
+        .map_err(|error| DbErr::Query(sea_orm::RuntimeErr::SqlxError(error.into())))?;
     let mut numbered = Vec::with_capacity(rows.len());
-    for row in rows {
-        let position: i64 = row.try_get("", "position")?;
-        let tenant: Uuid = row.try_get("", "tenant_id")?;
-        let seq: i64 = row.try_get("", "tenant_seq")?;
+    // The first row is the head's, from the locking statement; the rest are the batch's.
+    for row in rows.iter().filter(|row| row.columns().len() == 3) {
+        let decode = |error| DbErr::Custom(format!("numbering events: {error}"));
+        let position: i64 = row.try_get("position").map_err(decode)?;
+        let tenant: Uuid = row.try_get("tenant_id").map_err(decode)?;
+        let seq: i64 = row.try_get("tenant_seq").map_err(decode)?;
         numbered.push((position, (tenant, seq)));
     }
     numbered.sort_unstable_by_key(|(position, _)| *position);
-    let last = head + numbered.len() as i64;
-    txn.execute_unprepared(&format!(
-        "UPDATE log_head SET position = {last} WHERE id = 1; \
-         SELECT pg_notify('{FEED_CHANNEL}', '{last}')"
-    ))
-    .await?;
-    txn.commit().await?;
     Ok(numbered)
 }
 
