@@ -2056,3 +2056,94 @@ async fn a_batch_cursor_covers_every_answer_in_it() {
     );
     b.stop().await;
 }
+
+/// Each replica keeps the roles it read, by the tenant's roles stamp: a role changed through
+/// one replica governs the very next write on another, with no wait and no cursor, because the
+/// writer finds the new stamp on the tenant row it locks.
+#[tokio::test]
+async fn a_role_changed_through_one_replica_governs_the_next_write_on_another() {
+    let database = TestDatabase::create().await;
+    let a = ServerProcess::spawn(&database.url, &[]).await;
+    let b = ServerProcess::spawn(&database.url, &[]).await;
+    let owner = user();
+    let tenant = pb::tenant_service_client::TenantServiceClient::new(a.channel().await)
+        .create_tenant(as_system(pb::CreateTenantRequest {
+            name: "Two replicas".into(),
+            kind: pb::TenantKind::Enterprise as i32,
+            role_preset: pb::RolePreset::Organization as i32,
+            owner_user_id: owner.to_string(),
+            owner_email: "owner@replicas.example".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+    let tenant = Tenant {
+        id: tenant.tenant_id,
+        owner,
+    };
+    let (mut roles_a, mut roles_b) = (
+        RoleServiceClient::new(a.channel().await),
+        RoleServiceClient::new(b.channel().await),
+    );
+    let mut members_a =
+        pb::membership_service_client::MembershipServiceClient::new(a.channel().await);
+    let manager = ["members.manage", "members.read", "products.use"];
+    create_role(&mut roles_a, &tenant, None, "recruiter", &manager)
+        .await
+        .unwrap();
+    let recruiter = user();
+    members_a
+        .create_membership(as_system(new_member(&tenant, recruiter, "recruiter")))
+        .await
+        .unwrap();
+    let hire = |user_id: Uuid| as_user(new_member(&tenant, user_id, "member"), recruiter);
+    // Replica A reads the recruiter's roles for this write, and keeps them.
+    members_a.create_membership(hire(user())).await.unwrap();
+
+    let set_permissions = |permissions: &[&str]| pb::UpdateRoleRequest {
+        role: Some(pb::Role {
+            tenant_id: tenant.id.clone(),
+            name: "recruiter".into(),
+            permissions: permissions.iter().map(|p| p.to_string()).collect(),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["permissions".into()],
+        }),
+    };
+    roles_b
+        .update_role(as_system(set_permissions(&[
+            "members.read",
+            "products.use",
+        ])))
+        .await
+        .unwrap();
+    let refused = members_a.create_membership(hire(user())).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    roles_b
+        .update_role(as_system(set_permissions(&manager)))
+        .await
+        .unwrap();
+    members_a.create_membership(hire(user())).await.unwrap();
+
+    // A role deleted through B is gone for A's next write too.
+    roles_b
+        .delete_role(as_system(pb::DeleteRoleRequest {
+            tenant_id: tenant.id.clone(),
+            role: "recruiter".into(),
+            unbind_everywhere: true,
+        }))
+        .await
+        .unwrap();
+    let missing = members_a
+        .create_membership(as_system(new_member(&tenant, user(), "recruiter")))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    assert!(a.terminate().await.success());
+    assert!(b.terminate().await.success());
+}

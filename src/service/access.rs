@@ -67,10 +67,9 @@ impl Access {
         tenant_id: Uuid,
         caller: Caller,
     ) -> Result<(Tenant, TenantRoles, Access), DomainError> {
-        let tenant = store::tenants::get(conn, tenant_id)
+        let (tenant, roles) = store::tenants::get_with_roles(conn, tenant_id)
             .await
             .map_err(conceal_absence(caller))?;
-        let roles = store::roles::list(conn, tenant_id).await?;
         let access = Access::load(conn, &tenant, &roles, caller).await?;
         Ok((tenant, roles, access))
     }
@@ -81,10 +80,9 @@ impl Access {
         tenant_id: Uuid,
         caller: Caller,
     ) -> Result<(Tenant, TenantRoles, Access), DomainError> {
-        let tenant = store::tenants::lock(conn, tenant_id)
+        let (tenant, roles) = store::tenants::lock_with_roles(conn, tenant_id)
             .await
             .map_err(conceal_absence(caller))?;
-        let roles = store::roles::list(conn, tenant_id).await?;
         let access = Access::load(conn, &tenant, &roles, caller).await?;
         Ok((tenant, roles, access))
     }

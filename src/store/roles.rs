@@ -1,6 +1,7 @@
 //! Roles and role bindings.
 
 use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
@@ -40,6 +41,44 @@ pub async fn list<C: ConnectionTrait>(
         .await
         .map_err(db_error)?;
     Ok(TenantRoles(models.into_iter().map(to_domain).collect()))
+}
+
+/// Roles as this process last read them, by tenant, with the tenant's `roles_stamp` at the
+/// time: the stamp changes in the same statement as any change of the tenant's roles, so roles
+/// kept under the stamp a reader finds on the tenant row are exactly those its snapshot holds.
+/// Stamps are random (see the migration), so one process serving several databases never
+/// takes one database's roles for another's. Bounded: emptied when it holds too many tenants.
+static KNOWN: LazyLock<RwLock<HashMap<Uuid, (i64, TenantRoles)>>> = LazyLock::new(Default::default);
+
+/// Tenants whose roles `KNOWN` keeps at most.
+const KNOWN_TENANTS: usize = 50_000;
+
+/// The roles of `tenant_id`, whose row (read in the same snapshot as `conn`, or locked by it)
+/// carries `stamp`: from memory when this process read them under the same stamp.
+pub async fn of_tenant<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    stamp: i64,
+) -> Result<TenantRoles, DomainError> {
+    // 0 is the column's default: not a stamp any trigger wrote.
+    if stamp != 0
+        && let Some((known, roles)) = KNOWN
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&tenant_id)
+        && *known == stamp
+    {
+        return Ok(roles.clone());
+    }
+    let roles = list(conn, tenant_id).await?;
+    if stamp != 0 {
+        let mut known = KNOWN.write().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= KNOWN_TENANTS {
+            known.clear();
+        }
+        known.insert(tenant_id, (stamp, roles.clone()));
+    }
+    Ok(roles)
 }
 
 /// Creates the preset's built-in roles for a new tenant.

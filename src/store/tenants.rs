@@ -17,6 +17,7 @@ use super::entities::{invitations, memberships, tenants};
 use super::{corrupt, db_error, for_update};
 use crate::domain::invitation::{Invitation, InvitationState};
 use crate::domain::membership::MembershipStatus;
+use crate::domain::role::TenantRoles;
 use crate::domain::tenant::{RolePreset, SeatUsage, Tenant, TenantKind, TenantState};
 use crate::domain::{DomainError, Micros, now_micros};
 
@@ -53,6 +54,8 @@ fn to_active(tenant: &Tenant) -> tenants::ActiveModel {
         seated_members: NotSet,
         held_invitations: NotSet,
         seats_counted_until: NotSet,
+        // Written only by the triggers on roles.
+        roles_stamp: NotSet,
     }
 }
 
@@ -69,13 +72,42 @@ pub async fn get<C: ConnectionTrait>(conn: &C, id: Uuid) -> Result<Tenant, Domai
 /// Reads a tenant and locks its row until the transaction ends: the per-tenant serialization
 /// point of every writer, so seat and owner checks cannot race.
 pub async fn lock<C: ConnectionTrait>(conn: &C, id: Uuid) -> Result<Tenant, DomainError> {
+    to_domain(lock_row(conn, id).await?)
+}
+
+async fn lock_row<C: ConnectionTrait>(conn: &C, id: Uuid) -> Result<tenants::Model, DomainError> {
     let query = for_update(tenants::Entity::find_by_id(id), conn.get_database_backend());
-    let model = query
+    query
+        .one(conn)
+        .await
+        .map_err(db_error)?
+        .ok_or(DomainError::TenantNotFound)
+}
+
+/// `lock`, and the tenant's roles as of the locked row: read again only when they changed
+/// since this process last read them.
+pub async fn lock_with_roles<C: ConnectionTrait>(
+    conn: &C,
+    id: Uuid,
+) -> Result<(Tenant, TenantRoles), DomainError> {
+    let model = lock_row(conn, id).await?;
+    let roles = super::roles::of_tenant(conn, id, model.roles_stamp).await?;
+    Ok((to_domain(model)?, roles))
+}
+
+/// `get`, and the tenant's roles in the same snapshot (`conn` is one), read again only when
+/// they changed since this process last read them.
+pub async fn get_with_roles<C: ConnectionTrait>(
+    conn: &C,
+    id: Uuid,
+) -> Result<(Tenant, TenantRoles), DomainError> {
+    let model = tenants::Entity::find_by_id(id)
         .one(conn)
         .await
         .map_err(db_error)?
         .ok_or(DomainError::TenantNotFound)?;
-    to_domain(model)
+    let roles = super::roles::of_tenant(conn, id, model.roles_stamp).await?;
+    Ok((to_domain(model)?, roles))
 }
 
 pub async fn insert<C: ConnectionTrait>(conn: &C, tenant: &Tenant) -> Result<(), DomainError> {
