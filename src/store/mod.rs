@@ -133,6 +133,11 @@ impl Store {
             .connect_timeout(timeout)
             .acquire_timeout(timeout)
             .sqlx_logging(false)
+            // No ping before a connection is handed out: on SQLite the connection is a thread of
+            // this process, and the ping one more hand-off to it and back on every call, that
+            // can find nothing the call's own first statement would not. PostgreSQL has its own
+            // check (below).
+            .test_before_acquire(false)
             // On PostgreSQL the check below runs, bounded by the timeout, whenever a connection
             // comes back to the pool (off the caller's path): one left inside a transaction, or
             // still waiting for an answer, is closed there instead of holding its pool slot
