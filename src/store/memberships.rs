@@ -180,14 +180,37 @@ pub async fn find<C: ConnectionTrait>(
     tenant_id: Uuid,
     user_id: Uuid,
 ) -> Result<Option<(Membership, Vec<Uuid>)>, DomainError> {
-    let Some(model) = memberships::Entity::find_by_id((tenant_id, user_id))
-        .one(conn)
-        .await
-        .map_err(db_error)?
-    else {
+    use sea_orm::sea_query::{Asterisk, JoinType};
+    use sea_orm::{FromQueryResult, QueryResult};
+    // One statement: the membership joined to its bindings, a row per role bound (one row with
+    // no role when none is), no row when there is no such member.
+    let (m, b) = (Alias::new("m"), Alias::new("b"));
+    let select = Query::select()
+        .column((m.clone(), Asterisk))
+        .expr_as(
+            Expr::col((b.clone(), role_bindings::Column::RoleId)),
+            Alias::new("bound_role_id"),
+        )
+        .from_as(memberships::Entity, m.clone())
+        .join_as(
+            JoinType::LeftJoin,
+            role_bindings::Entity,
+            b.clone(),
+            bindings_of_member(&b, &m),
+        )
+        .and_where(Expr::col((m.clone(), memberships::Column::TenantId)).eq(tenant_id))
+        .and_where(Expr::col((m, memberships::Column::UserId)).eq(user_id))
+        .to_owned();
+    let rows: Vec<QueryResult> = conn.query_all(&select).await.map_err(db_error)?;
+    let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let role_ids = roles::bindings_of(conn, tenant_id, user_id).await?;
+    let mut role_ids = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let role_id: Option<Uuid> = row.try_get("", "bound_role_id").map_err(db_error)?;
+        role_ids.extend(role_id);
+    }
+    let model = memberships::Model::from_query_result(first, "").map_err(db_error)?;
     let membership = to_domain(model, roles_of_tenant.names_of(&role_ids))?;
     Ok(Some((membership, role_ids)))
 }
