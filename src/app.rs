@@ -140,7 +140,8 @@ pub async fn serve(
     ]);
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    set_health(&reporter, &api_names, store.ping().await).await;
+    let database_up = store.ping().await;
+    set_health(&reporter, &api_names, database_up).await;
     let stopping = CancellationToken::new();
     // Health has two writers, the prober and shutdown; whoever writes holds this, so the
     // prober can never turn a stopping server back to SERVING.
@@ -151,6 +152,7 @@ pub async fn serve(
     tokio::spawn(store.clone().keep_numbering(numbering.clone()));
     let prober = tokio::spawn(probe_database(
         store,
+        database_up,
         reporter.clone(),
         api_names.clone(),
         options.health_interval,
@@ -256,9 +258,12 @@ async fn set_serving(reporter: &HealthReporter, api_names: &[&'static str], stat
     }
 }
 
-/// Health follows the database: NOT_SERVING while it does not answer.
+/// Health follows the database: NOT_SERVING while it does not answer. Statuses are set when
+/// they change only: a Health/Watch stream hears of each change once, as the health protocol
+/// says, not of every probe.
 async fn probe_database(
     store: Store,
+    mut was_up: bool,
     reporter: HealthReporter,
     api_names: Arc<[&'static str]>,
     interval: Duration,
@@ -266,7 +271,6 @@ async fn probe_database(
     health_writer: Arc<tokio::sync::Mutex<()>>,
 ) {
     let mut ticker = tokio::time::interval(interval);
-    let mut was_up = true;
     loop {
         tokio::select! {
             _ = stopping.cancelled() => return,
@@ -277,12 +281,13 @@ async fn probe_database(
         let up = tokio::time::timeout(PING_TIMEOUT, store.ping())
             .await
             .unwrap_or(false);
-        if up != was_up {
-            if up {
-                tracing::info!("database reachable again; health SERVING");
-            } else {
-                tracing::warn!("database unreachable; health NOT_SERVING");
-            }
+        if up == was_up {
+            continue;
+        }
+        if up {
+            tracing::info!("database reachable again; health SERVING");
+        } else {
+            tracing::warn!("database unreachable; health NOT_SERVING");
         }
         let _writing = health_writer.lock().await;
         if stopping.is_cancelled() {
