@@ -248,10 +248,19 @@ static BATCH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// Returns the numbered events' positions and keys, in position order.
 async fn number_batch(db: &DatabaseConnection) -> Result<Vec<(i64, StagedKey)>, DbErr> {
     use sea_orm::sqlx::{AssertSqlSafe, Row as _};
+    let failed =
+        |error: sea_orm::sqlx::Error| DbErr::Query(sea_orm::RuntimeErr::SqlxError(error.into()));
+    let mut connection = CloseUnlessDone(Some(
+        db.get_postgres_connection_pool()
+            .acquire()
+            .await
+            .map_err(failed)?,
+    ));
     let rows = sea_orm::sqlx::raw_sql(AssertSqlSafe(BATCH_SQL.as_str()))
-        .fetch_all(db.get_postgres_connection_pool())
+        .fetch_all(&mut **connection.0.as_mut().expect("acquired"))
         .await
-        .map_err(|error| DbErr::Query(sea_orm::RuntimeErr::SqlxError(error.into())))?;
+        .map_err(failed)?;
+    connection.0.take();
     let mut numbered = Vec::with_capacity(rows.len());
     // The first row is the head's, from the locking statement; the rest are the batch's.
     for row in rows.iter().filter(|row| row.columns().len() == 3) {
@@ -263,6 +272,19 @@ async fn number_batch(db: &DatabaseConnection) -> Result<Vec<(i64, StagedKey)>, 
     }
     numbered.sort_unstable_by_key(|(position, _)| *position);
     Ok(numbered)
+}
+
+/// The sequencer's connection while a batch runs on it: closed, not put back, when the batch
+/// fails or is cut off by its timeout (dropped with its answer still owed, the connection would
+/// hang the next batch waiting for it).
+struct CloseUnlessDone(Option<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Postgres>>);
+
+impl Drop for CloseUnlessDone {
+    fn drop(&mut self) {
+        if let Some(connection) = self.0.as_mut() {
+            connection.close_on_drop();
+        }
+    }
 }
 
 /// Whether anything is staged (a cheap look, before taking the head's lock for nothing).
