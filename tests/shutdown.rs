@@ -146,7 +146,9 @@ async fn until_connections_are_refused(addr: SocketAddr) {
 #[tokio::test]
 async fn sigterm_lets_a_call_in_flight_finish_ends_watches_and_refuses_new_calls() {
     const DRAIN: Duration = Duration::from_secs(20);
-    const SMTP_DELAY: Duration = Duration::from_secs(4);
+    // Long enough for the steps below to run while the call is held, on a loaded machine too;
+    // below the mailer's own 10 s timeout.
+    const SMTP_DELAY: Duration = Duration::from_secs(8);
     let database = TestDatabase::create().await;
     let mut smtp = SmtpSink::slow(SMTP_DELAY).await;
     let server = ServerProcess::spawn(
