@@ -112,6 +112,7 @@ async fn run(
         limits: LimitOptions {
             request_timeout: config.request_timeout,
             max_concurrent_calls: config.max_concurrent_calls as usize,
+            max_watchers: config.max_watchers as usize,
         },
         max_message_bytes: config.max_message_bytes as usize,
         max_streams_per_connection: config.max_streams_per_connection,
