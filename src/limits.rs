@@ -10,7 +10,8 @@
 //! long-lived and costs a few KiB while idle, not a share of the server's work, and its
 //! clients all come back at once when a replica restarts. A watch holds its place from the
 //! moment it is opened until its stream ends; past the bound it is refused with
-//! RESOURCE_EXHAUSTED `TOO_MANY_WATCHERS` and a `google.rpc.RetryInfo` delay.
+//! RESOURCE_EXHAUSTED `TOO_MANY_WATCHERS` and a `google.rpc.RetryInfo` delay. Watches open a
+//! few at a time: the others wait in [`WatchTurnsLayer`], outside every other layer.
 
 use std::future::Future;
 use std::pin::Pin;
