@@ -24,6 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // tonic-prost's codec, with a small encode buffer for watch streams (see the module).
+        .codec_path("crate::grpc::codec::ProstCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -26,7 +26,7 @@ use crate::grpc::pb::role_service_server::RoleServiceServer;
 use crate::grpc::pb::tenant_service_server::TenantServiceServer;
 use crate::grpc::roles::RoleApi;
 use crate::grpc::tenants::TenantApi;
-use crate::limits::{LimitOptions, LimitsLayer};
+use crate::limits::{LimitOptions, LimitsLayer, WatchTurnsLayer};
 use crate::mail::{MailOptions, Mailer};
 use crate::service::Services;
 use crate::service::page_token::PageTokens;
@@ -210,6 +210,8 @@ pub async fn serve(
     tracing::info!(address = %listener.local_addr()?, tls, "serving gRPC");
     let server = builder
         .max_concurrent_streams(options.max_streams_per_connection)
+        // Outermost: a watch waiting for its turn to open has no span or call state yet.
+        .layer(WatchTurnsLayer::new(&options.limits))
         .layer(TelemetryLayer::new(&served))
         .layer(LimitsLayer::new(&options.limits))
         .layer(AuthLayer::new(options.authenticator.clone()))

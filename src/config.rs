@@ -122,9 +122,14 @@ pub struct Config {
     pub request_timeout: Duration,
 
     /// Calls executing at once across all connections; more are refused with RESOURCE_EXHAUSTED
-    /// (health checks are exempt).
+    /// (health checks are exempt; watch streams count against --max-watchers instead).
     #[arg(global = true, long = "max-concurrent-calls", env = "MEMBERSHIP_MAX_CONCURRENT_CALLS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_concurrent_calls: u32,
+
+    /// Watch streams open at once across all connections, those being opened included; more are
+    /// refused with RESOURCE_EXHAUSTED TOO_MANY_WATCHERS and a retry delay.
+    #[arg(global = true, long = "max-watchers", env = "MEMBERSHIP_MAX_WATCHERS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_watchers: u32,
 
     /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
     #[arg(global = true, long = "max-message-bytes", env = "MEMBERSHIP_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(1024..=268_435_456))]

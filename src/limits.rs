@@ -5,6 +5,13 @@
 //! over the size limit, and INVALID_ARGUMENT (not tonic's INTERNAL) for one that cannot be
 //! decoded. Health checks are exempt from the concurrency bound, so an overloaded
 //! server still answers its load balancer.
+//!
+//! Watch streams have a bound of their own instead of the concurrency bound: a watch is
+//! long-lived and costs a few KiB while idle, not a share of the server's work, and its
+//! clients all come back at once when a replica restarts. A watch holds its place from the
+//! moment it is opened until its stream ends; past the bound it is refused with
+//! RESOURCE_EXHAUSTED `TOO_MANY_WATCHERS` and a `google.rpc.RetryInfo` delay. Watches open a
+//! few at a time: the others wait in [`WatchTurnsLayer`], outside every other layer.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,19 +19,25 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use http_body::{Body, Frame};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 
 use crate::domain::DomainError;
 use crate::domain::validate::truncate;
-use crate::grpc::error::to_status;
+use crate::grpc::error::{ERROR_DOMAIN, to_status};
+use crate::grpc::pb::membership_service_server::SERVICE_NAME as MEMBERSHIP_SERVICE;
 
 #[derive(Clone, Debug)]
 pub struct LimitOptions {
     /// Longest a call may run (streams: until their first response).
     pub request_timeout: Duration,
-    /// Calls executing at once, across all connections.
+    /// Calls executing at once, across all connections (watches are bounded apart).
     pub max_concurrent_calls: usize,
+    /// Watch streams open at once, across all connections, those being opened included.
+    pub max_watchers: usize,
 }
 
 impl Default for LimitOptions {
@@ -32,21 +45,42 @@ impl Default for LimitOptions {
         Self {
             request_timeout: Duration::from_secs(30),
             max_concurrent_calls: 1024,
+            max_watchers: 20_000,
         }
     }
 }
+
+/// How long a watch refused at the bound is asked to wait before trying again. The bound
+/// frees up only as other watches end, so there is no point in retrying at once; a second is
+/// short enough that a client which came back too early is not kept away for long.
+pub const WATCHER_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Watches doing their opening work (a few database reads) at once; the others wait their
+/// turn in [`WatchTurnsLayer`]. When a replica restarts, all its watchers come back in the same
+/// second: opened all at once, ten thousand of them would each hold their request, its decode
+/// buffer, a tracing span and the state of its reads while waiting on a pool of a few database
+/// connections, tens of KiB apiece, which the allocator then keeps.
+const WATCHES_OPENING_AT_ONCE: usize = 64;
 
 #[derive(Clone)]
 pub struct LimitsLayer {
     request_timeout: Duration,
     permits: Arc<Semaphore>,
+    watchers: Arc<Semaphore>,
+    max_watchers: usize,
+    /// `/membership.v1.MembershipService/WatchMembershipEvents`.
+    watch_path: Arc<str>,
 }
 
 impl LimitsLayer {
     pub fn new(options: &LimitOptions) -> Self {
+        let max_watchers = options.max_watchers.max(1);
         Self {
             request_timeout: options.request_timeout,
             permits: Arc::new(Semaphore::new(options.max_concurrent_calls.max(1))),
+            watchers: Arc::new(Semaphore::new(max_watchers)),
+            max_watchers,
+            watch_path: format!("/{MEMBERSHIP_SERVICE}/WatchMembershipEvents").into(),
         }
     }
 }
@@ -72,6 +106,53 @@ type Response = http::Response<tonic::body::Body>;
 
 fn refuse(error: DomainError) -> Response {
     to_status(error).into_http()
+}
+
+/// The refusal of a watch past `--max-watchers`: RESOURCE_EXHAUSTED, with the reason, the
+/// bound, and when to try again.
+fn too_many_watchers(max_watchers: usize) -> Response {
+    let mut details = ErrorDetails::with_error_info(
+        "TOO_MANY_WATCHERS",
+        ERROR_DOMAIN,
+        [("max_watchers".to_string(), max_watchers.to_string())],
+    );
+    details.set_retry_info(Some(WATCHER_RETRY_DELAY));
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!(
+            "the server is at its limit of {max_watchers} open watch streams; retry after the \
+             delay (RetryInfo), or on another replica"
+        ),
+        details,
+    )
+    .into_http()
+}
+
+/// A watch's response body, holding the watch's place among the watchers until the stream ends
+/// (its last frame is sent, or the caller goes away).
+struct WatcherBody {
+    inner: tonic::body::Body,
+    _place: OwnedSemaphorePermit,
+}
+
+impl Body for WatcherBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<bytes::Bytes>, Status>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The caller's `grpc-timeout`, if present and valid (gRPC over HTTP/2: up to 8 digits and a
@@ -123,6 +204,18 @@ fn tonic_refusal(headers: &http::HeaderMap) -> Option<DomainError> {
     }
 }
 
+/// The deadline of a call: the server's, or a little before the caller's if that is sooner, so
+/// the caller hears DEADLINE_EXCEEDED from us rather than CANCELLED from its transport's timer.
+fn call_deadline(request_timeout: Duration, headers: &http::HeaderMap) -> Duration {
+    match caller_deadline(headers) {
+        Some(caller) => {
+            let margin = (caller / 10).min(Duration::from_millis(20));
+            request_timeout.min(caller.saturating_sub(margin))
+        }
+        None => request_timeout,
+    }
+}
+
 impl<S, B> Service<http::Request<B>> for Limits<S>
 where
     S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
@@ -143,30 +236,31 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
-        // Health checks are exempt from the concurrency bound.
-        let exempt = request.uri().path().starts_with("/grpc.health.v1.Health/");
-        // Answer a little before the caller's deadline, so the caller hears DEADLINE_EXCEEDED
-        // from us rather than CANCELLED from the transport's own timer.
-        let deadline = match caller_deadline(request.headers()) {
-            Some(caller) => {
-                let margin = (caller / 10).min(Duration::from_millis(20));
-                layer.request_timeout.min(caller.saturating_sub(margin))
-            }
-            None => layer.request_timeout,
-        };
+        // Health checks are exempt from the concurrency bound; watches have their own.
+        let path = request.uri().path();
+        let exempt = path.starts_with("/grpc.health.v1.Health/");
+        let watch = path == &*layer.watch_path;
+        let deadline = call_deadline(layer.request_timeout, request.headers());
         Box::pin(async move {
-            let permit = if exempt {
-                None
-            } else {
+            let mut permit = None;
+            let mut place = None;
+            if watch {
+                match layer.watchers.clone().try_acquire_owned() {
+                    Ok(held) => place = Some(held),
+                    Err(_) => return Ok(too_many_watchers(layer.max_watchers)),
+                }
+            } else if !exempt {
                 match layer.permits.clone().try_acquire_owned() {
-                    Ok(permit) => Some(permit),
+                    Ok(held) => permit = Some(held),
                     Err(_) => return Ok(refuse(DomainError::Overloaded)),
                 }
-            };
+            }
+            let call = inner.call(request);
             // The call completes when its response starts: a unary call when it has its
             // answer, a server stream when it has begun. So a stream's deadline (and its
-            // permit) covers only its start, and the stream then runs for as long as it lasts.
-            let response = match tokio::time::timeout(deadline, inner.call(request)).await {
+            // permit) covers only its start, and the stream then runs for as long as it lasts;
+            // a watch's place among the watchers goes with its stream.
+            let response = match tokio::time::timeout(deadline, call).await {
                 Ok(response) => response?,
                 Err(_) => return Ok(refuse(DomainError::DeadlineExceeded(deadline))),
             };
@@ -174,7 +268,100 @@ where
             if let Some(refusal) = tonic_refusal(response.headers()) {
                 return Ok(refuse(refusal));
             }
-            Ok(response)
+            match place {
+                // A refused watch (trailers only) has no stream to hold a place for.
+                Some(place) if response.headers().get("grpc-status").is_none() => {
+                    Ok(response.map(|inner| {
+                        tonic::body::Body::new(WatcherBody {
+                            inner,
+                            _place: place,
+                        })
+                    }))
+                }
+                _ => Ok(response),
+            }
+        })
+    }
+}
+
+/// Where watches wait their turn to open ([`WATCHES_OPENING_AT_ONCE`] at a time): the outermost
+/// layer, so that a waiting watch holds nothing but its HTTP/2 stream and request (no tracing
+/// span, no call state). It refuses nothing, so every refusal is still counted by the telemetry
+/// inside it: a watch that waited longer than its deadline, or that finds as many watches waiting
+/// as `--max-watchers` allows open, goes on without a turn, to be bounded by [`LimitsLayer`].
+#[derive(Clone)]
+pub struct WatchTurnsLayer {
+    request_timeout: Duration,
+    turns: Arc<Semaphore>,
+    waiting: Arc<Semaphore>,
+    watch_path: Arc<str>,
+}
+
+impl WatchTurnsLayer {
+    pub fn new(options: &LimitOptions) -> Self {
+        Self {
+            request_timeout: options.request_timeout,
+            turns: Arc::new(Semaphore::new(WATCHES_OPENING_AT_ONCE)),
+            waiting: Arc::new(Semaphore::new(options.max_watchers.max(1))),
+            watch_path: format!("/{MEMBERSHIP_SERVICE}/WatchMembershipEvents").into(),
+        }
+    }
+}
+
+impl<S> Layer<S> for WatchTurnsLayer {
+    type Service = WatchTurns<S>;
+
+    fn layer(&self, inner: S) -> WatchTurns<S> {
+        WatchTurns {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct WatchTurns<S> {
+    inner: S,
+    layer: WatchTurnsLayer,
+}
+
+impl<S, B> Service<http::Request<B>> for WatchTurns<S>
+where
+    S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if request.uri().path() != &*self.layer.watch_path {
+            return Box::pin(inner.call(request));
+        }
+        let layer = self.layer.clone();
+        let deadline = call_deadline(layer.request_timeout, request.headers());
+        Box::pin(async move {
+            let _turn = match layer.waiting.clone().try_acquire_owned() {
+                Ok(waiting) => {
+                    let turn = tokio::time::timeout(deadline, layer.turns.clone().acquire_owned())
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
+                    drop(waiting);
+                    turn
+                }
+                Err(_) => None,
+            };
+            // The turn ends when the watch's stream starts (or it is refused).
+            inner.call(request).await
         })
     }
 }

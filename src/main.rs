@@ -15,6 +15,26 @@ use membership_service::store::{Store, StoreOptions};
 use tonic::transport::ServerTlsConfig;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc rather than glibc's malloc: after 10,000 watch streams closed, glibc kept their
+/// memory in its per-thread arenas (RSS stayed at 8x idle); mimalloc, tried too, stayed at 4x.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read when it starts. A background thread returns pages unused for about
+/// a second to the system (`dirty_decay_ms`; by default 10 s, and only when some thread
+/// allocates), at once and for good (`muzzy_decay_ms:0`: no lazily freed pages that still count
+/// as resident), so memory comes back even when the server goes idle after the streams close.
+/// Thread caches stay small (objects up to 1 KiB, 8 to 20 of each size; larger ones 2): freed
+/// objects cached by threads that then went idle were most of what stayed resident (after
+/// close: 1.51x idle with jemalloc's default caches, 1.32x with these), at no throughput cost
+/// we could measure on CheckPermission.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static JEMALLOC_CONF: Option<&'static std::ffi::c_char> = Some(unsafe {
+    &*c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,tcache_max:1024,\
+        tcache_nslots_small_min:8,tcache_nslots_small_max:20,tcache_nslots_large:2"
+        .as_ptr()
+});
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
@@ -112,6 +132,7 @@ async fn run(
         limits: LimitOptions {
             request_timeout: config.request_timeout,
             max_concurrent_calls: config.max_concurrent_calls as usize,
+            max_watchers: config.max_watchers as usize,
         },
         max_message_bytes: config.max_message_bytes as usize,
         max_streams_per_connection: config.max_streams_per_connection,

@@ -1,5 +1,8 @@
 //! What an operator sees of the running service: Prometheus metrics on their own HTTP port, and
-//! a tracing span per call carrying its request id.
+//! a tracing span per call carrying its request id. A server stream's span closes when the
+//! stream starts, and an equal one is opened again to log its end: a span held for a stream's
+//! whole life kept a slot of the tracing registry, which never shrinks, for each of thousands
+//! of idle watches.
 //!
 //! [`TelemetryLayer`] is the outermost layer around every service, so it counts what the other
 //! layers refuse too (unauthenticated, overloaded, over the deadline). A call's code is read from
@@ -29,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service};
 
+use crate::auth::PrincipalName;
 use crate::grpc::ServedMethod;
 use crate::store::Store;
 
@@ -307,12 +311,16 @@ where
                 if let Some(open) = &call.metrics.open_streams {
                     open.increment(1.0);
                 }
-                let span = tracing::Span::current();
+                let principal = response
+                    .extensions()
+                    .get::<PrincipalName>()
+                    .map(|name| name.0.clone());
                 Ok(response.map(|body| {
                     tonic::body::Body::new(ObservedBody {
                         inner: body,
                         call: Some(call),
-                        span,
+                        request_id,
+                        principal,
                     })
                 }))
             },
@@ -389,11 +397,13 @@ fn code_name(code: tonic::Code) -> &'static str {
 }
 
 /// A response body that records its call when the trailers carry the code, or as CANCELLED
-/// when dropped before (the caller went away).
+/// when dropped before (the caller went away). It keeps what the call's span carried, not the
+/// span itself.
 struct ObservedBody {
     inner: tonic::body::Body,
     call: Option<Call>,
-    span: tracing::Span,
+    request_id: String,
+    principal: Option<Arc<str>>,
 }
 
 impl ObservedBody {
@@ -402,7 +412,17 @@ impl ObservedBody {
             if let Some(open) = &call.metrics.open_streams {
                 open.decrement(1.0);
             }
-            let _entered = self.span.enter();
+            let span = tracing::info_span!(
+                "rpc",
+                service = %call.metrics.service,
+                method = %call.metrics.method,
+                request_id = %self.request_id,
+                principal = tracing::field::Empty,
+            );
+            if let Some(principal) = &self.principal {
+                span.record("principal", &**principal);
+            }
+            let _entered = span.enter();
             call.finish(code);
         }
     }

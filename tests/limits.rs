@@ -1,5 +1,5 @@
-//! Limits: an oversized message, an exceeded deadline and too many concurrent calls each get
-//! their status, and the server keeps serving others.
+//! Limits: an oversized message, an exceeded deadline, too many concurrent calls and too many
+//! watches each get their status, and the server keeps serving others.
 
 mod common;
 
@@ -9,9 +9,11 @@ use common::*;
 use membership_service::app::ServeOptions;
 use membership_service::dns::DnsOptions;
 use membership_service::grpc::pb;
-use membership_service::limits::LimitOptions;
+use membership_service::grpc::pb::membership_service_client::MembershipServiceClient;
+use membership_service::limits::{LimitOptions, WATCHER_RETRY_DELAY};
 use tokio::net::{TcpListener, UdpSocket};
 use tonic::Code;
+use tonic_types::StatusExt;
 
 /// A nameserver that receives queries and never answers: calls that verify a domain hang
 /// until the resolver gives up, which makes them slow on purpose.
@@ -170,6 +172,7 @@ async fn calls_beyond_the_concurrency_limit_are_refused_not_queued() {
     let limits = LimitOptions {
         request_timeout: Duration::from_secs(30),
         max_concurrent_calls: 1,
+        ..LimitOptions::default()
     };
     let server = start(&black_hole, limits, 4 * 1024 * 1024).await;
     let tenant = enterprise(&server, None).await;
@@ -198,6 +201,99 @@ async fn calls_beyond_the_concurrency_limit_are_refused_not_queued() {
     let slow = slow.await.unwrap();
     assert_refused(slow, Code::Unavailable, "DNS_UNAVAILABLE");
     assert!(get_tenant(&server, &tenant).await.is_ok());
+}
+
+/// Watches are bounded by `max_watchers`, not by the calls executing at once: a burst of them,
+/// as when a replica restarts and its watchers all come back, opens in full on a server whose
+/// concurrency limit is a hundredth of it. Past the watcher bound a watch is refused with
+/// RESOURCE_EXHAUSTED TOO_MANY_WATCHERS and a retry delay, calls are still served, and a watch
+/// that ends frees its place.
+#[tokio::test]
+async fn a_burst_of_watches_opens_past_the_call_limit_up_to_the_watcher_bound() {
+    const WATCHERS: usize = 200;
+    let limits = LimitOptions {
+        max_concurrent_calls: 2,
+        max_watchers: WATCHERS,
+        ..LimitOptions::default()
+    };
+    let options = ServeOptions {
+        limits,
+        ..test_options()
+    };
+    let server = TestServer::start_with(TestDatabase::create().await, options).await;
+    let tenant = enterprise(&server, None).await;
+    let request = pb::WatchMembershipEventsRequest {
+        tenant_id: tenant.id.clone(),
+        ..Default::default()
+    };
+    let mut channels = Vec::new();
+    for _ in 0..4 {
+        channels.push(server.channel().await);
+    }
+
+    // All at once, over four connections.
+    let opens = (0..WATCHERS).map(|i| {
+        let mut client = MembershipServiceClient::new(channels[i % channels.len()].clone());
+        let request = request.clone();
+        async move { client.watch_membership_events(as_system(request)).await }
+    });
+    let mut streams: Vec<_> = futures::future::join_all(opens)
+        .await
+        .into_iter()
+        .map(|opened| {
+            opened
+                .expect("every watch within the bound opens")
+                .into_inner()
+        })
+        .collect();
+
+    // One more is refused, with the bound and a delay to retry after.
+    let refused = server
+        .members()
+        .await
+        .watch_membership_events(as_system(request.clone()))
+        .await;
+    let status = assert_refused(
+        refused.map(|_| ()),
+        Code::ResourceExhausted,
+        "TOO_MANY_WATCHERS",
+    );
+    let info = status.get_details_error_info().unwrap();
+    assert_eq!(
+        info.metadata.get("max_watchers"),
+        Some(&WATCHERS.to_string())
+    );
+    let retry = status.get_details_retry_info().expect("a RetryInfo");
+    assert_eq!(retry.retry_delay, Some(WATCHER_RETRY_DELAY));
+
+    // The watches take no share of the call limit: calls are served, and every watch delivers.
+    let id = add_member(&server, &tenant, "member").await;
+    for stream in &mut streams {
+        let event = next_event(stream).await;
+        assert_eq!(event.subject_id, id.to_string());
+    }
+
+    // A watch that ends frees its place (once the server has seen the stream go).
+    drop(streams.pop());
+    let reopened = tokio::time::timeout(WAIT, async {
+        loop {
+            match server
+                .members()
+                .await
+                .watch_membership_events(as_system(request.clone()))
+                .await
+            {
+                Ok(stream) => return stream.into_inner(),
+                Err(status) if status.code() == Code::ResourceExhausted => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(status) => panic!("{status:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the place of the closed watch was freed");
+    drop(reopened);
 }
 
 #[tokio::test]

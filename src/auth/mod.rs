@@ -244,6 +244,11 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
 }
 
+/// The name of a call's principal, on its response: the telemetry layer logs the end of a stream
+/// with it, after the call's span has closed.
+#[derive(Clone, Debug)]
+pub struct PrincipalName(pub Arc<str>);
+
 /// Authenticates every call but health checks and reflection, and hands the principal to the handlers in the
 /// request's extensions.
 #[derive(Clone)]
@@ -290,10 +295,12 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let mut name = None;
         if !is_public(request.uri().path()) {
             match self.authenticator.authenticate(request.headers()) {
                 Ok(principal) => {
                     tracing::Span::current().record("principal", &*principal.name);
+                    name = Some(PrincipalName(principal.name.clone()));
                     request.extensions_mut().insert(principal);
                 }
                 Err(error) => {
@@ -303,7 +310,14 @@ where
                 }
             }
         }
-        Box::pin(self.inner.call(request))
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = call.await?;
+            if let Some(name) = name {
+                response.extensions_mut().insert(name);
+            }
+            Ok(response)
+        })
     }
 }
 

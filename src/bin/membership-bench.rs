@@ -6,6 +6,9 @@
 //! `occur_time`, stamped just before commit) to its arrival. Run it on the same machine as the
 //! servers so both read one clock.
 //!
+//! `watchers` opens many idle watch streams in one burst and reads the server's memory with
+//! them open and after they close.
+//!
 //! `seed` bulk-loads a big tenant straight into the database; `lists` and `writes` measure calls
 //! in it and in a small tenant, `reads` in a tenant it makes, each call beside a ceiling
 //! measured in the same round: the empty RPC for reads, a raw single-row insert transaction for
@@ -195,6 +198,50 @@ enum Command {
         #[command(flatten)]
         credentials: Credentials,
     },
+    /// Idle WatchMembershipEvents streams at scale, as a replica sees them when its watchers
+    /// reconnect after a restart: opens `--watchers` streams over `--connections` HTTP/2
+    /// connections in one burst, each resuming after the cursor of a tenant the benchmark
+    /// creates (filtered on it, so they stay idle but for progress messages), and retries every
+    /// refusal after the delay its RetryInfo asks for (`--retry-backoff` when it names none).
+    /// Reads the server's resident memory (VmRSS in /proc/PID/status, so run it on the
+    /// server's machine) before the first round ("idle"), once every stream is open and they
+    /// have idled for `--hold`, and `--settle` after all are closed. Prints, for each of
+    /// `--repetitions` rounds, the refusals, the time until every stream was open, KiB per
+    /// watcher ((RSS open - RSS before the round) / watchers), and RSS after close relative to
+    /// idle; then median and spread.
+    Watchers {
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// The server's process id.
+        #[arg(long)]
+        pid: u32,
+        /// Streams to open.
+        #[arg(long, default_value_t = 10_000)]
+        watchers: usize,
+        /// HTTP/2 connections they share (the server's `--max-streams-per-connection` bounds
+        /// the streams of one connection).
+        #[arg(long, default_value_t = 40)]
+        connections: usize,
+        #[arg(long, default_value_t = 3)]
+        repetitions: usize,
+        /// How long the streams idle, once all are open, before memory is read.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        hold: Duration,
+        /// How long after the streams close before memory is read again.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        settle: Duration,
+        /// Wait before retrying a refusal without a RetryInfo delay (jittered ±50 %).
+        #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+        retry_backoff: Duration,
+        /// A stream still not open this long after the burst began is given up on.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        give_up: Duration,
+        /// Watch every tenant's events (no tenant filter) instead of the benchmark's tenant.
+        #[arg(long)]
+        unfiltered: bool,
+        #[command(flatten)]
+        credentials: Credentials,
+    },
 }
 
 /// How the benchmark authenticates, for a server not in `--auth none`: an API key with the
@@ -373,6 +420,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     repetitions,
                     tenants,
                     db_max_connections,
+                },
+                credentials.header()?,
+            )
+            .await
+        }
+        Command::Watchers {
+            server,
+            pid,
+            watchers: count,
+            connections,
+            repetitions,
+            hold,
+            settle,
+            retry_backoff,
+            give_up,
+            unfiltered,
+            credentials,
+        } => {
+            watchers(
+                &server,
+                WatchersPlan {
+                    pid,
+                    watchers: count,
+                    connections,
+                    repetitions,
+                    hold,
+                    settle,
+                    retry_backoff,
+                    give_up,
+                    unfiltered,
                 },
                 credentials.header()?,
             )
@@ -2251,6 +2328,250 @@ async fn measure_writes(
         && plan.tenant.is_some()
     {
         print_goal("big / small tenant", big, small, 0.9);
+    }
+    Ok(())
+}
+
+struct WatchersPlan {
+    pid: u32,
+    watchers: usize,
+    connections: usize,
+    repetitions: usize,
+    hold: Duration,
+    settle: Duration,
+    retry_backoff: Duration,
+    give_up: Duration,
+    unfiltered: bool,
+}
+
+/// A process's resident memory in KiB (VmRSS in /proc/PID/status).
+fn resident_kib(pid: u32) -> Result<u64, Box<dyn std::error::Error>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .ok_or("no VmRSS line in /proc/PID/status")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .ok_or("malformed VmRSS line")?
+        .parse()?)
+}
+
+/// How one watcher's opening went.
+struct Opened {
+    /// Refusals (RESOURCE_EXHAUSTED) before it opened, each retried.
+    refusals: u32,
+    /// Refusals that carried a RetryInfo delay.
+    with_delay: u32,
+    /// When it opened, from the start of the burst; `None` if it never did.
+    at: Option<Duration>,
+    /// The status it failed with, if not a refusal.
+    failure: Option<tonic::Status>,
+}
+
+/// One round: what the burst met and the server's memory with the streams open and after.
+struct WatchersRound {
+    refusals: u64,
+    refused_watchers: usize,
+    without_delay: u64,
+    failed: usize,
+    open_secs: f64,
+    kib_per_watcher: f64,
+    after_close_vs_idle: f64,
+}
+
+async fn watchers(
+    server: &str,
+    plan: WatchersPlan,
+    authorization: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let idle = resident_kib(plan.pid)?;
+    let setup = connect(server).await?;
+    let owner = uuid::Uuid::now_v7();
+    let tenant = TenantServiceClient::new(setup.clone())
+        .create_tenant(authed(
+            pb::CreateTenantRequest {
+                name: "watchers bench".into(),
+                kind: pb::TenantKind::Enterprise as i32,
+                role_preset: pb::RolePreset::Enterprise as i32,
+                owner_user_id: owner.to_string(),
+                owner_email: format!("{}@bench.example", owner.simple()),
+                ..Default::default()
+            },
+            &authorization,
+        ))
+        .await?
+        .into_inner();
+    let request = pb::WatchMembershipEventsRequest {
+        tenant_id: if plan.unfiltered {
+            String::new()
+        } else {
+            tenant.tenant.map(|t| t.tenant_id).unwrap_or_default()
+        },
+        after_cursor: Some(tenant.cursor),
+        ..Default::default()
+    };
+    drop(setup);
+    println!(
+        "watchers={} connections={} idle_rss={:.1}MiB",
+        plan.watchers,
+        plan.connections,
+        idle as f64 / 1024.0
+    );
+    let mut rounds = Vec::new();
+    for round in 1..=plan.repetitions {
+        let before = resident_kib(plan.pid)?;
+        let mut channels = Vec::new();
+        for _ in 0..plan.connections.max(1) {
+            channels.push(connect(server).await?);
+        }
+        let started = std::time::Instant::now();
+        let (opened_tx, mut opened_rx) = mpsc::unbounded_channel::<Opened>();
+        let mut streams = tokio::task::JoinSet::new();
+        for i in 0..plan.watchers {
+            let mut client = MembershipServiceClient::new(channels[i % channels.len()].clone());
+            let request = request.clone();
+            let authorization = authorization.clone();
+            let opened_tx = opened_tx.clone();
+            let backoff = plan.retry_backoff;
+            let give_up = plan.give_up;
+            let mut jitter = SplitMix64(i as u64);
+            streams.spawn(async move {
+                let mut opened = Opened {
+                    refusals: 0,
+                    with_delay: 0,
+                    at: None,
+                    failure: None,
+                };
+                let mut stream = loop {
+                    match client
+                        .watch_membership_events(authed(request.clone(), &authorization))
+                        .await
+                    {
+                        Ok(response) => {
+                            opened.at = Some(started.elapsed());
+                            break Some(response.into_inner());
+                        }
+                        Err(status)
+                            if status.code() == tonic::Code::ResourceExhausted
+                                && started.elapsed() < give_up =>
+                        {
+                            use tonic_types::StatusExt;
+                            opened.refusals += 1;
+                            let delay = match status
+                                .get_details_retry_info()
+                                .and_then(|info| info.retry_delay)
+                            {
+                                Some(delay) => {
+                                    opened.with_delay += 1;
+                                    delay
+                                }
+                                None => backoff.mul_f64(0.5 + jitter.below(1000) as f64 / 1000.0),
+                            };
+                            tokio::time::sleep(delay).await;
+                        }
+                        Err(status) => {
+                            opened.failure = Some(status);
+                            break None;
+                        }
+                    }
+                };
+                let _ = opened_tx.send(opened);
+                drop(opened_tx);
+                // Read whatever comes (progress messages) until the round closes the stream.
+                if let Some(stream) = stream.as_mut() {
+                    while let Ok(Some(_)) = stream.message().await {}
+                }
+            });
+        }
+        drop(opened_tx);
+        let mut outcomes = Vec::with_capacity(plan.watchers);
+        while let Some(outcome) = opened_rx.recv().await {
+            outcomes.push(outcome);
+        }
+        let open_secs = outcomes
+            .iter()
+            .filter_map(|o| o.at)
+            .max()
+            .unwrap_or_default()
+            .as_secs_f64();
+        let failures: Vec<&tonic::Status> =
+            outcomes.iter().filter_map(|o| o.failure.as_ref()).collect();
+        let not_open = outcomes.iter().filter(|o| o.at.is_none()).count();
+        tokio::time::sleep(plan.hold).await;
+        let open = resident_kib(plan.pid)?;
+        streams.abort_all();
+        while streams.join_next().await.is_some() {}
+        drop(channels);
+        tokio::time::sleep(plan.settle).await;
+        let after = resident_kib(plan.pid)?;
+        let measured = WatchersRound {
+            refusals: outcomes.iter().map(|o| u64::from(o.refusals)).sum(),
+            refused_watchers: outcomes.iter().filter(|o| o.refusals > 0).count(),
+            without_delay: outcomes
+                .iter()
+                .map(|o| u64::from(o.refusals - o.with_delay))
+                .sum(),
+            failed: not_open,
+            open_secs,
+            kib_per_watcher: open.saturating_sub(before) as f64 / plan.watchers.max(1) as f64,
+            after_close_vs_idle: after as f64 / idle as f64,
+        };
+        println!(
+            "round {round}: opened {}/{} in {:.2}s; refusals {} ({} watchers, {} without a retry \
+             delay); rss before {:.1}MiB, open {:.1}MiB ({:.2} KiB/watcher), after close \
+             {:.1}MiB ({:.2}x idle){}",
+            plan.watchers - not_open,
+            plan.watchers,
+            measured.open_secs,
+            measured.refusals,
+            measured.refused_watchers,
+            measured.without_delay,
+            before as f64 / 1024.0,
+            open as f64 / 1024.0,
+            measured.kib_per_watcher,
+            after as f64 / 1024.0,
+            measured.after_close_vs_idle,
+            match failures.first() {
+                Some(status) => format!(
+                    "; {} failed, first: {:?} {}",
+                    failures.len(),
+                    status.code(),
+                    status.message()
+                ),
+                None => String::new(),
+            }
+        );
+        rounds.push(measured);
+    }
+    let summary = |name: &str, unit: &str, values: Vec<f64>| {
+        let mut values = values;
+        let (median, low, high) = median_and_spread(&mut values);
+        println!("{name}: median {median:.2}{unit} (spread {low:.2}..{high:.2})");
+    };
+    summary(
+        "refusals",
+        "",
+        rounds.iter().map(|r| r.refusals as f64).collect(),
+    );
+    summary(
+        "all open after",
+        "s",
+        rounds.iter().map(|r| r.open_secs).collect(),
+    );
+    summary(
+        "server memory per watcher",
+        " KiB",
+        rounds.iter().map(|r| r.kib_per_watcher).collect(),
+    );
+    summary(
+        "rss after close / idle",
+        "x",
+        rounds.iter().map(|r| r.after_close_vs_idle).collect(),
+    );
+    if rounds.iter().any(|r| r.failed > 0) {
+        return Err("some watchers never opened".into());
     }
     Ok(())
 }

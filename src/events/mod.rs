@@ -371,7 +371,9 @@ async fn run_subscription(
                     let last = events.last().map_or(cursor, |e| e.position);
                     (events, last)
                 }
-                None => match catch_up(&inner, cursor, &read_filter, loaded).await {
+                // Boxed: the read's state is large, and as part of this task it would stay
+                // allocated for the subscription's whole life, idle included.
+                None => match Box::pin(catch_up(&inner, cursor, &read_filter, loaded)).await {
                     Ok(caught_up) => caught_up,
                     Err(error) => {
                         let _ = tx.send(Err(error)).await;

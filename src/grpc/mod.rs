@@ -1,6 +1,7 @@
 //! Thin tonic handlers: validate and convert the request, call one use case, convert the
 //! result, map the error through the one table in [`error`].
 
+pub mod codec;
 pub mod convert;
 pub mod error;
 pub mod events;
