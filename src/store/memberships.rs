@@ -180,37 +180,13 @@ pub async fn find<C: ConnectionTrait>(
     tenant_id: Uuid,
     user_id: Uuid,
 ) -> Result<Option<(Membership, Vec<Uuid>)>, DomainError> {
-    use sea_orm::sea_query::{Asterisk, JoinType};
-    use sea_orm::{FromQueryResult, QueryResult};
-    // One statement: the membership joined to its bindings, a row per role bound (one row with
-    // no role when none is), no row when there is no such member.
-    let (m, b) = (Alias::new("m"), Alias::new("b"));
-    let select = Query::select()
-        .column((m.clone(), Asterisk))
-        .expr_as(
-            Expr::col((b.clone(), role_bindings::Column::RoleId)),
-            Alias::new("bound_role_id"),
-        )
-        .from_as(memberships::Entity, m.clone())
-        .join_as(
-            JoinType::LeftJoin,
-            role_bindings::Entity,
-            b.clone(),
-            bindings_of_member(&b, &m),
-        )
-        .and_where(Expr::col((m.clone(), memberships::Column::TenantId)).eq(tenant_id))
-        .and_where(Expr::col((m, memberships::Column::UserId)).eq(user_id))
-        .to_owned();
-    let rows: Vec<QueryResult> = conn.query_all(&select).await.map_err(db_error)?;
-    let Some(first) = rows.first() else {
+    // One statement: the membership joined to its bindings.
+    let Some((model, role_ids)) = rows_with_bindings(conn, tenant_id, &[user_id])
+        .await?
+        .remove(&user_id)
+    else {
         return Ok(None);
     };
-    let mut role_ids = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let role_id: Option<Uuid> = row.try_get("", "bound_role_id").map_err(db_error)?;
-        role_ids.extend(role_id);
-    }
-    let model = memberships::Model::from_query_result(first, "").map_err(db_error)?;
     let membership = to_domain(model, roles_of_tenant.names_of(&role_ids))?;
     Ok(Some((membership, role_ids)))
 }
@@ -399,14 +375,13 @@ fn bindings_of_member(b: &Alias, m: &Alias) -> Condition {
         )
 }
 
-/// The memberships of `user_ids` (a page: at most a thousand) with their roles, in one
-/// statement: each membership joined to its role bindings.
-async fn with_bound_roles<C: ConnectionTrait>(
+/// The membership rows of `user_ids` and the ids of the roles bound to each, in one statement
+/// (each membership joined to its bindings; a user without a membership is absent).
+async fn rows_with_bindings<C: ConnectionTrait>(
     conn: &C,
-    roles_of_tenant: &TenantRoles,
     tenant_id: Uuid,
     user_ids: &[Uuid],
-) -> Result<HashMap<Uuid, Membership>, DomainError> {
+) -> Result<HashMap<Uuid, (memberships::Model, Vec<Uuid>)>, DomainError> {
     use sea_orm::sea_query::{Asterisk, JoinType};
     use sea_orm::{FromQueryResult, QueryResult};
     let mut members: HashMap<Uuid, (memberships::Model, Vec<Uuid>)> = HashMap::new();
@@ -443,6 +418,18 @@ async fn with_bound_roles<C: ConnectionTrait>(
         };
         entry.1.extend(role_id);
     }
+    Ok(members)
+}
+
+/// The memberships of `user_ids` (a page: at most a thousand) with their roles, in one
+/// statement: each membership joined to its role bindings.
+async fn with_bound_roles<C: ConnectionTrait>(
+    conn: &C,
+    roles_of_tenant: &TenantRoles,
+    tenant_id: Uuid,
+    user_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Membership>, DomainError> {
+    let members = rows_with_bindings(conn, tenant_id, user_ids).await?;
     members
         .into_iter()
         .map(|(user_id, (model, role_ids))| {
