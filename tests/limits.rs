@@ -183,6 +183,12 @@ async fn calls_beyond_the_concurrency_limit_are_refused_not_queued() {
     black_hole.query_arrived().await;
 
     let refused = get_tenant(&server, &tenant).await;
+    let retry = refused
+        .as_ref()
+        .err()
+        .and_then(|status| status.get_details_retry_info())
+        .and_then(|info| info.retry_delay);
+    assert_eq!(retry, Some(Duration::from_millis(100)), "{refused:?}");
     assert_refused(refused, Code::ResourceExhausted, "OVERLOADED");
     // Health checks are exempt, so the load balancer still hears from the server.
     let health = tonic_health::pb::health_client::HealthClient::new(server.channel().await)

@@ -145,8 +145,16 @@ pub fn to_status(error: DomainError) -> Status {
     if let ConsumerDomain(_) = &error {
         details.add_bad_request_violation("domain", "is a consumer mail domain");
     }
+    if let Overloaded = &error {
+        details.set_retry_info(Some(OVERLOADED_RETRY_DELAY));
+    }
     Status::with_error_details(code, clip(&message, MAX_MESSAGE_BYTES), details)
 }
+
+/// How long a call refused at the concurrency bound is asked to wait: the bound frees up as
+/// calls in flight finish, in milliseconds, so a short pause (with the client's own backoff on
+/// top) is enough, and retrying at once only adds to the load.
+pub const OVERLOADED_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Bounds on what a refusal carries, so that message and details together stay well under the
 /// 8 KiB of metadata every gRPC client accepts (gRPC C-core clients refuse more than 16 KiB
