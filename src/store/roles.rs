@@ -111,21 +111,6 @@ pub async fn create_builtin<C: ConnectionTrait>(
     Ok(TenantRoles(created))
 }
 
-/// The role ids bound to one user in a tenant.
-pub async fn bindings_of<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    user_id: Uuid,
-) -> Result<Vec<Uuid>, DomainError> {
-    let rows = role_bindings::Entity::find()
-        .filter(role_bindings::Column::TenantId.eq(tenant_id))
-        .filter(role_bindings::Column::UserId.eq(user_id))
-        .all(conn)
-        .await
-        .map_err(db_error)?;
-    Ok(rows.into_iter().map(|b| b.role_id).collect())
-}
-
 /// The role ids bound to each of `user_ids`, in one query.
 pub async fn bindings_of_many<C: ConnectionTrait>(
     conn: &C,
