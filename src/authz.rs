@@ -396,20 +396,17 @@ impl AuthzCache {
     async fn load(&self, tenant: Uuid, user: Uuid) -> Result<Entry, DomainError> {
         let txn = self.store.read_snapshot().await?;
         let loaded_at = event_log::head(&txn).await.map_err(db_error)?;
-        let subject = match store::tenants::get(&txn, tenant).await {
+        let subject = match store::tenants::get_with_roles(&txn, tenant).await {
             Err(DomainError::TenantNotFound) => Subject::TenantNotFound,
             Err(error) => return Err(error),
-            Ok(t) if t.state == TenantState::Dissolved => Subject::TenantDissolved,
-            Ok(_) => {
-                let roles = store::roles::list(&txn, tenant).await?;
-                match store::memberships::find(&txn, &roles, tenant, user).await? {
-                    None => Subject::NotAMember,
-                    Some((membership, role_ids)) => Subject::Member {
-                        status: membership.status,
-                        permissions: roles.permissions_of(&role_ids),
-                    },
-                }
-            }
+            Ok((t, _)) if t.state == TenantState::Dissolved => Subject::TenantDissolved,
+            Ok((_, roles)) => match store::memberships::find(&txn, &roles, tenant, user).await? {
+                None => Subject::NotAMember,
+                Some((membership, role_ids)) => Subject::Member {
+                    status: membership.status,
+                    permissions: roles.permissions_of(&role_ids),
+                },
+            },
         };
         txn.commit().await.map_err(db_error)?;
         let entry = Entry { loaded_at, subject };

@@ -234,11 +234,11 @@ impl Services {
                 .store
                 .write(move |tx| {
                     Box::pin(async move {
-                        let tenant = store::tenants::lock(&tx.txn, tenant_id).await?;
+                        let (tenant, roles) =
+                            store::tenants::lock_with_roles(&tx.txn, tenant_id).await?;
                         if tenant.ensure_member_management().is_err() {
                             return Ok(None);
                         }
-                        let roles = store::roles::list(&tx.txn, tenant_id).await?;
                         if let Some((member, _)) =
                             store::memberships::find(&tx.txn, &roles, tenant_id, user_id).await?
                         {

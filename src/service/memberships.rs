@@ -477,10 +477,9 @@ impl Services {
         self.store
             .write(move |tx| {
                 Box::pin(async move {
-                    let tenant = store::tenants::lock(&tx.txn, tenant_id)
+                    let (tenant, roles) = store::tenants::lock_with_roles(&tx.txn, tenant_id)
                         .await
                         .map_err(conceal_absence(caller))?;
-                    let roles = store::roles::list(&tx.txn, tenant_id).await?;
                     let Some((before, role_ids)) =
                         store::memberships::find(&tx.txn, &roles, tenant_id, user_id).await?
                     else {

@@ -192,8 +192,7 @@ impl Services {
             return Err(DomainError::RequestIdReused);
         }
         let tenant_id = Uuid::try_parse(id).map_err(|_| store::corrupt("request key", &key))?;
-        let tenant = store::tenants::get(&conn, tenant_id).await?;
-        let roles = store::roles::list(&conn, tenant_id).await?;
+        let (tenant, roles) = store::tenants::get_with_roles(&conn, tenant_id).await?;
         let owner_role = roles
             .owner_role()
             .ok_or_else(|| DomainError::Internal("tenant without owner role".into()))?;
