@@ -8,14 +8,17 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::auth::{AuthLayer, Authenticator};
-use crate::authz::AuthzCache;
+use crate::auth::Authenticator;
 use crate::dns::{DnsOptions, TxtLookup};
+use crate::edge::authenticate::Authenticate;
+use crate::edge::limits::{LimitOptions, LimitsLayer, WatchTurnsLayer};
+use crate::edge::telemetry::{self, TelemetryLayer};
 use crate::events::{EventFeed, FeedOptions};
 use crate::grpc::invitations::InvitationApi;
 use crate::grpc::memberships::MembershipApi;
@@ -26,12 +29,11 @@ use crate::grpc::pb::role_service_server::RoleServiceServer;
 use crate::grpc::pb::tenant_service_server::TenantServiceServer;
 use crate::grpc::roles::RoleApi;
 use crate::grpc::tenants::TenantApi;
-use crate::limits::{LimitOptions, LimitsLayer, WatchTurnsLayer};
 use crate::mail::{MailOptions, Mailer};
 use crate::service::Services;
+use crate::service::authz::AuthzCache;
 use crate::service::page_token::PageTokens;
 use crate::store::Store;
-use crate::telemetry::TelemetryLayer;
 
 /// The name a generated server is served under (`membership.v1.TenantService`), which is
 /// also the name health reports it by.
@@ -107,29 +109,44 @@ pub async fn serve(
     let metrics_stop = CancellationToken::new();
     let _stop_metrics = metrics_stop.clone().drop_guard();
     if let Some(listener) = options.metrics_listener {
-        crate::telemetry::recorder();
+        telemetry::recorder();
         tracing::info!(endpoint = %listener.local_addr()?, "serving metrics at /metrics");
-        tokio::spawn(crate::telemetry::serve_metrics(
+        tokio::spawn(telemetry::serve_metrics(
             listener,
             store.clone(),
             metrics_stop,
         ));
     }
+    // Each API service behind the authentication interceptor; health and reflection are not,
+    // so they need no credentials.
     let max_message = options.max_message_bytes;
-    let tenant_api = TenantServiceServer::new(TenantApi {
-        services: services.clone(),
-    })
-    .max_decoding_message_size(max_message);
-    let role_api = RoleServiceServer::new(RoleApi {
-        services: services.clone(),
-    })
-    .max_decoding_message_size(max_message);
-    let invitation_api = InvitationServiceServer::new(InvitationApi {
-        services: services.clone(),
-    })
-    .max_decoding_message_size(max_message);
-    let membership_api = MembershipServiceServer::new(MembershipApi { services })
-        .max_decoding_message_size(max_message);
+    let authenticate = Authenticate::new(options.authenticator.clone());
+    let tenant_api = InterceptedService::new(
+        TenantServiceServer::new(TenantApi {
+            services: services.clone(),
+        })
+        .max_decoding_message_size(max_message),
+        authenticate.clone(),
+    );
+    let role_api = InterceptedService::new(
+        RoleServiceServer::new(RoleApi {
+            services: services.clone(),
+        })
+        .max_decoding_message_size(max_message),
+        authenticate.clone(),
+    );
+    let invitation_api = InterceptedService::new(
+        InvitationServiceServer::new(InvitationApi {
+            services: services.clone(),
+        })
+        .max_decoding_message_size(max_message),
+        authenticate.clone(),
+    );
+    let membership_api = InterceptedService::new(
+        MembershipServiceServer::new(MembershipApi { services })
+            .max_decoding_message_size(max_message),
+        authenticate,
+    );
     // Health reports every API service by name (besides the server as a whole), taken from the
     // servers added below, so a service cannot be served without its health or the reverse.
     let api_names: Arc<[&'static str]> = Arc::new([
@@ -214,7 +231,6 @@ pub async fn serve(
         .layer(WatchTurnsLayer::new(&options.limits))
         .layer(TelemetryLayer::new(&served))
         .layer(LimitsLayer::new(&options.limits))
-        .layer(AuthLayer::new(options.authenticator.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -1,5 +1,6 @@
-//! Who is calling, decided once per call by [`AuthLayer`] in front of every service, and what
-//! the handlers see of it through [`caller`].
+//! Who is calling: the credentials a call carries checked, and the [`Caller`] they make it.
+//! The transport edge (`edge::authenticate`) runs this once per call of an API service and hands
+//! the caller to the handlers.
 //!
 //! A call first proves which *principal* makes it: nobody in particular (mode `none`, for
 //! development), a service holding a static API key, or the bearer of a JWT. The principal then
@@ -15,20 +16,14 @@
 mod api_key;
 mod jwt;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use tonic::Request;
-use tower::{Layer, Service};
 use uuid::Uuid;
 
 pub use api_key::{ApiKey, ApiKeyGrant, hash_key, new_key};
 pub use jwt::{JwtOptions, JwtVerifier};
 
-use crate::domain::{Caller, DomainError};
-use crate::grpc::error::to_status;
+use crate::domain::Caller;
 
 pub const ACTOR_HEADER: &str = "x-actor-id";
 
@@ -56,7 +51,7 @@ pub enum PrincipalKind {
 
 impl Principal {
     /// Mode `none`: every caller is trusted, as a system caller that may act for any user.
-    fn anonymous() -> Principal {
+    pub fn anonymous() -> Principal {
         static NAME: std::sync::LazyLock<Arc<str>> =
             std::sync::LazyLock::new(|| "anonymous".into());
         Principal {
@@ -66,26 +61,33 @@ impl Principal {
         }
     }
 
+    /// When the credential stops being valid, if it does: a stream opened with it ends then.
+    pub fn expiry(&self) -> Option<std::time::SystemTime> {
+        let seconds = u64::try_from(self.valid_until?).unwrap_or(0);
+        Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds))
+    }
+
     /// The caller the use cases see: this principal, or the user it acts for.
-    pub fn caller(&self, actor: Option<Uuid>) -> Result<Caller, DomainError> {
+    pub fn caller(&self, actor: Option<Uuid>) -> Result<Caller, AuthError> {
         match (self.kind, actor) {
             (PrincipalKind::System, None) => Ok(Caller::System),
             (PrincipalKind::System | PrincipalKind::Delegate, Some(actor)) => {
                 Ok(Caller::User(actor))
             }
             (PrincipalKind::Delegate, None) => {
-                Err(DomainError::ActorRequiredFor(self.name.to_string()))
+                Err(AuthError::ActorRequiredFor(self.name.to_string()))
             }
             (PrincipalKind::User(user), None) => Ok(Caller::User(user)),
             (PrincipalKind::User(user), Some(actor)) if actor == user => Ok(Caller::User(user)),
             (PrincipalKind::User(_), Some(_)) => {
-                Err(DomainError::ActorNotAllowed(self.name.to_string()))
+                Err(AuthError::ActorNotAllowed(self.name.to_string()))
             }
         }
     }
 }
 
-/// Why a call's credentials were not accepted (all UNAUTHENTICATED).
+/// Why a call's credentials, or the user it names, were not accepted. The transport edge's
+/// table (`grpc::error`) gives each its status and reason.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("credentials are required: send `authorization: Bearer …`")]
@@ -102,20 +104,12 @@ pub enum AuthError {
     WrongIssuer,
     #[error("the {0} header appears more than once; send it once")]
     Duplicated(&'static str),
-}
-
-impl AuthError {
-    pub fn reason(&self) -> &'static str {
-        match self {
-            AuthError::Missing => "CREDENTIALS_MISSING",
-            AuthError::Invalid(_) => "CREDENTIALS_INVALID",
-            AuthError::Expired => "TOKEN_EXPIRED",
-            AuthError::NotYetValid => "TOKEN_NOT_YET_VALID",
-            AuthError::WrongAudience => "TOKEN_WRONG_AUDIENCE",
-            AuthError::WrongIssuer => "TOKEN_WRONG_ISSUER",
-            AuthError::Duplicated(_) => "DUPLICATE_CREDENTIAL",
-        }
-    }
+    #[error("x-actor-id must be a user UUID")]
+    InvalidActor,
+    #[error("principal {0:?} acts only on behalf of users: name the user in x-actor-id")]
+    ActorRequiredFor(String),
+    #[error("principal {0:?} may not act on behalf of another user (x-actor-id)")]
+    ActorNotAllowed(String),
 }
 
 /// How callers prove who they are.
@@ -202,123 +196,19 @@ fn bearer(headers: &http::HeaderMap) -> Result<Option<&str>, AuthError> {
     }
 }
 
-/// The caller of a request: its authenticated principal (put there by [`AuthLayer`]; a request
-/// that never passed the layer counts as mode `none`) and its `x-actor-id`.
-pub fn caller<T>(request: &Request<T>) -> Result<Caller, DomainError> {
-    let mut actors = request.metadata().get_all(ACTOR_HEADER).iter();
-    let first = actors.next();
-    if actors.next().is_some() {
-        return Err(DomainError::Unauthenticated(AuthError::Duplicated(
-            ACTOR_HEADER,
-        )));
-    }
-    let actor = match first {
+/// The caller a call acts as: its principal, or the user named by its one `x-actor-id`.
+pub fn caller(principal: &Principal, headers: &http::HeaderMap) -> Result<Caller, AuthError> {
+    let actor = match single_value(headers, ACTOR_HEADER)? {
         None => None,
         Some(value) => {
-            let text = value.to_str().map_err(|_| DomainError::InvalidActor)?;
+            let text = value.to_str().map_err(|_| AuthError::InvalidActor)?;
             match Uuid::try_parse(text.trim()) {
                 Ok(id) if !id.is_nil() => Some(id),
-                _ => return Err(DomainError::InvalidActor),
+                _ => return Err(AuthError::InvalidActor),
             }
         }
     };
-    match request.extensions().get::<Principal>() {
-        Some(principal) => principal.caller(actor),
-        None => Principal::anonymous().caller(actor),
-    }
-}
-
-/// When the request's credential expires, if it does: a stream opened with it must end then.
-pub fn credential_expiry<T>(request: &Request<T>) -> Option<std::time::SystemTime> {
-    let seconds = request.extensions().get::<Principal>()?.valid_until?;
-    let seconds = u64::try_from(seconds).unwrap_or(0);
-    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds))
-}
-
-/// Paths served without credentials: health, so load balancers and the container's health
-/// check need none, and reflection, which describes the public API and nothing else (so grpcurl
-/// can decode a refusal's details even when its credentials are what is wrong).
-fn is_public(path: &str) -> bool {
-    path.starts_with("/grpc.health.v1.Health/")
-        || path.starts_with("/grpc.reflection.v1.ServerReflection/")
-        || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
-}
-
-/// The name of a call's principal, on its response: the telemetry layer logs the end of a stream
-/// with it, after the call's span has closed.
-#[derive(Clone, Debug)]
-pub struct PrincipalName(pub Arc<str>);
-
-/// Authenticates every call but health checks and reflection, and hands the principal to the handlers in the
-/// request's extensions.
-#[derive(Clone)]
-pub struct AuthLayer {
-    authenticator: Arc<Authenticator>,
-}
-
-impl AuthLayer {
-    pub fn new(authenticator: Arc<Authenticator>) -> Self {
-        Self { authenticator }
-    }
-}
-
-impl<S> Layer<S> for AuthLayer {
-    type Service = Authenticate<S>;
-
-    fn layer(&self, inner: S) -> Authenticate<S> {
-        Authenticate {
-            inner,
-            authenticator: self.authenticator.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Authenticate<S> {
-    inner: S,
-    authenticator: Arc<Authenticator>,
-}
-
-type Response = http::Response<tonic::body::Body>;
-
-impl<S, B> Service<http::Request<B>> for Authenticate<S>
-where
-    S: Service<http::Request<B>, Response = Response>,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let mut name = None;
-        if !is_public(request.uri().path()) {
-            match self.authenticator.authenticate(request.headers()) {
-                Ok(principal) => {
-                    tracing::Span::current().record("principal", &*principal.name);
-                    name = Some(PrincipalName(principal.name.clone()));
-                    request.extensions_mut().insert(principal);
-                }
-                Err(error) => {
-                    tracing::info!(reason = error.reason(), "{error}");
-                    let status = to_status(DomainError::Unauthenticated(error)).into_http();
-                    return Box::pin(async move { Ok(status) });
-                }
-            }
-        }
-        let call = self.inner.call(request);
-        Box::pin(async move {
-            let mut response = call.await?;
-            if let Some(name) = name {
-                response.extensions_mut().insert(name);
-            }
-            Ok(response)
-        })
-    }
+    principal.caller(actor)
 }
 
 #[cfg(test)]
@@ -344,14 +234,14 @@ mod tests {
         assert!(matches!(delegate.caller(Some(other)), Ok(Caller::User(u)) if u == other));
         assert!(matches!(
             delegate.caller(None),
-            Err(DomainError::ActorRequiredFor(_))
+            Err(AuthError::ActorRequiredFor(_))
         ));
         let person = principal(PrincipalKind::User(user));
         assert!(matches!(person.caller(None), Ok(Caller::User(u)) if u == user));
         assert!(matches!(person.caller(Some(user)), Ok(Caller::User(u)) if u == user));
         assert!(matches!(
             person.caller(Some(other)),
-            Err(DomainError::ActorNotAllowed(_))
+            Err(AuthError::ActorNotAllowed(_))
         ));
     }
 

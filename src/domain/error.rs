@@ -1,5 +1,7 @@
 //! The one error type of the domain. Each variant is a refusal a caller can act on; the gRPC
 //! layer maps it to a status code and a `google.rpc.ErrorInfo` reason in a single table.
+//! Refusals of the transport edge (credentials, limits, shutdown) are not domain errors: they
+//! are `grpc::error::EdgeRefusal`, mapped in the same table.
 
 use super::permissions::Permission;
 
@@ -53,14 +55,6 @@ pub enum DomainError {
     NotAMember,
     #[error("this call acts on the caller's own membership and needs an x-actor-id")]
     ActorRequired,
-    #[error("x-actor-id must be a user UUID")]
-    InvalidActor,
-    #[error("{0}")]
-    Unauthenticated(crate::auth::AuthError),
-    #[error("principal {0:?} acts only on behalf of users: name the user in x-actor-id")]
-    ActorRequiredFor(String),
-    #[error("principal {0:?} may not act on behalf of another user (x-actor-id)")]
-    ActorNotAllowed(String),
     #[error("the owner role moves only by TransferOwnership")]
     OwnerRoleReserved,
     #[error("the member's status is {0}; this change needs an ACTIVE member")]
@@ -81,8 +75,6 @@ pub enum DomainError {
     CursorExpired { cursor: i64, oldest: i64 },
     #[error("cursor {cursor} is ahead of the event log (head is {head})")]
     CursorAhead { cursor: i64, head: i64 },
-    #[error("the server is shutting down; reconnect and resume from the last cursor")]
-    ShuttingDown,
     #[error(
         "the caller lost access to this tenant's events (removed, suspended, left, lost audit_logs.read, or the tenant was dissolved)"
     )]
@@ -119,14 +111,6 @@ pub enum DomainError {
     DomainVerificationFailed(String),
     #[error("the DNS lookup failed: {0}")]
     DnsUnavailable(String),
-    #[error("the server is at its limit of concurrent calls; retry with backoff")]
-    Overloaded,
-    #[error("the call did not finish within its deadline ({0:?})")]
-    DeadlineExceeded(std::time::Duration),
-    #[error("the request message is larger than the server accepts")]
-    MessageTooLarge,
-    #[error("the request message could not be decoded ({0}); send a valid protobuf message")]
-    MalformedRequest(String),
     #[error("the database is unavailable")]
     Unavailable,
     #[error("internal error: {0}")]

@@ -1,12 +1,17 @@
-//! The one table from domain errors to gRPC statuses (AIP-193): a code, a sentence a person
+//! The one table from refusals to gRPC statuses (AIP-193): a code, a sentence a person
 //! understands, a `google.rpc.ErrorInfo` with an UPPER_SNAKE reason, and for invalid input a
 //! `google.rpc.BadRequest` naming every bad field. Internal causes are logged, never sent.
+//!
+//! Two kinds of refusal meet here: [`DomainError`], what a use case refuses, and
+//! [`EdgeRefusal`], what the transport edge refuses before or around a handler (credentials,
+//! limits, shutdown).
 
 use std::collections::HashMap;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::auth::AuthError;
 use crate::domain::DomainError;
 
 /// The ErrorInfo domain of every error this service returns.
@@ -45,16 +50,6 @@ pub fn to_status(error: DomainError) -> Status {
         }
         NotAMember => (Code::PermissionDenied, "NOT_A_MEMBER"),
         ActorRequired => (Code::Unauthenticated, "ACTOR_REQUIRED"),
-        InvalidActor => (Code::Unauthenticated, "INVALID_ACTOR"),
-        Unauthenticated(error) => (Code::Unauthenticated, error.reason()),
-        ActorRequiredFor(principal) => {
-            metadata.insert("principal".to_string(), principal.clone());
-            (Code::PermissionDenied, "DELEGATE_ACTOR_REQUIRED")
-        }
-        ActorNotAllowed(principal) => {
-            metadata.insert("principal".to_string(), principal.clone());
-            (Code::PermissionDenied, "ACTOR_NOT_ALLOWED")
-        }
         OwnerRoleReserved => (Code::FailedPrecondition, "OWNER_ROLE_RESERVED"),
         MembershipNotActive(_) => (Code::FailedPrecondition, "MEMBERSHIP_NOT_ACTIVE"),
         InvalidStatusTransition(..) => (Code::FailedPrecondition, "INVALID_STATUS_TRANSITION"),
@@ -70,7 +65,6 @@ pub fn to_status(error: DomainError) -> Status {
             metadata.insert("head".to_string(), head.to_string());
             (Code::OutOfRange, "CURSOR_AHEAD")
         }
-        ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
         AccessRevoked => (Code::PermissionDenied, "ACCESS_REVOKED"),
         ActorMismatch => (Code::PermissionDenied, "ACTOR_MISMATCH"),
         RoleExists(_) => (Code::AlreadyExists, "ROLE_EXISTS"),
@@ -80,10 +74,6 @@ pub fn to_status(error: DomainError) -> Status {
             (Code::FailedPrecondition, "ROLE_IN_USE")
         }
         CursorNotReached(_) => (Code::Unavailable, "CURSOR_NOT_REACHED"),
-        Overloaded => (Code::ResourceExhausted, "OVERLOADED"),
-        DeadlineExceeded(_) => (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
-        MessageTooLarge => (Code::ResourceExhausted, "MESSAGE_TOO_LARGE"),
-        MalformedRequest(_) => (Code::InvalidArgument, "MALFORMED_REQUEST"),
         InvitationNotFound => (Code::NotFound, "INVITATION_NOT_FOUND"),
         InvitationExpired => (Code::FailedPrecondition, "INVITATION_EXPIRED"),
         InvitationNotPending(_) => (Code::FailedPrecondition, "INVITATION_NOT_PENDING"),
@@ -145,16 +135,92 @@ pub fn to_status(error: DomainError) -> Status {
     if let ConsumerDomain(_) = &error {
         details.add_bad_request_violation("domain", "is a consumer mail domain");
     }
-    if let Overloaded = &error {
-        details.set_retry_info(Some(OVERLOADED_RETRY_DELAY));
-    }
     Status::with_error_details(code, clip(&message, MAX_MESSAGE_BYTES), details)
+}
+
+/// A refusal of the transport edge: the call's credentials, the server's limits, or its
+/// shutdown, never the call's own content or the tenant's rules.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeRefusal {
+    #[error("{0}")]
+    Auth(AuthError),
+    #[error("the server is at its limit of concurrent calls; retry with backoff")]
+    Overloaded,
+    #[error(
+        "the server is at its limit of {0} open watch streams; retry after the delay (RetryInfo), or on another replica"
+    )]
+    TooManyWatchers(usize),
+    #[error("the call did not finish within its deadline ({0:?})")]
+    DeadlineExceeded(std::time::Duration),
+    #[error("the request message is larger than the server accepts")]
+    MessageTooLarge,
+    #[error("the request message could not be decoded ({0}); send a valid protobuf message")]
+    MalformedRequest(String),
+    #[error("the server is shutting down; reconnect and resume from the last cursor")]
+    ShuttingDown,
+}
+
+pub fn edge_status(refusal: EdgeRefusal) -> Status {
+    use EdgeRefusal::*;
+    let mut metadata = HashMap::new();
+    let mut retry_after = None;
+    let (code, reason) = match &refusal {
+        Auth(error) => auth_refusal(error, &mut metadata),
+        Overloaded => {
+            retry_after = Some(OVERLOADED_RETRY_DELAY);
+            (Code::ResourceExhausted, "OVERLOADED")
+        }
+        TooManyWatchers(max_watchers) => {
+            metadata.insert("max_watchers".to_string(), max_watchers.to_string());
+            retry_after = Some(WATCHER_RETRY_DELAY);
+            (Code::ResourceExhausted, "TOO_MANY_WATCHERS")
+        }
+        DeadlineExceeded(_) => (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
+        MessageTooLarge => (Code::ResourceExhausted, "MESSAGE_TOO_LARGE"),
+        MalformedRequest(_) => (Code::InvalidArgument, "MALFORMED_REQUEST"),
+        ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
+    };
+    for value in metadata.values_mut() {
+        *value = clip(value, MAX_VALUE_BYTES);
+    }
+    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+    if retry_after.is_some() {
+        details.set_retry_info(retry_after);
+    }
+    Status::with_error_details(code, clip(&refusal.to_string(), MAX_MESSAGE_BYTES), details)
+}
+
+fn auth_refusal(error: &AuthError, metadata: &mut HashMap<String, String>) -> (Code, &'static str) {
+    let unauthenticated = |reason| (Code::Unauthenticated, reason);
+    match error {
+        AuthError::Missing => unauthenticated("CREDENTIALS_MISSING"),
+        AuthError::Invalid(_) => unauthenticated("CREDENTIALS_INVALID"),
+        AuthError::Expired => unauthenticated("TOKEN_EXPIRED"),
+        AuthError::NotYetValid => unauthenticated("TOKEN_NOT_YET_VALID"),
+        AuthError::WrongAudience => unauthenticated("TOKEN_WRONG_AUDIENCE"),
+        AuthError::WrongIssuer => unauthenticated("TOKEN_WRONG_ISSUER"),
+        AuthError::Duplicated(_) => unauthenticated("DUPLICATE_CREDENTIAL"),
+        AuthError::InvalidActor => unauthenticated("INVALID_ACTOR"),
+        AuthError::ActorRequiredFor(principal) => {
+            metadata.insert("principal".to_string(), principal.clone());
+            (Code::PermissionDenied, "DELEGATE_ACTOR_REQUIRED")
+        }
+        AuthError::ActorNotAllowed(principal) => {
+            metadata.insert("principal".to_string(), principal.clone());
+            (Code::PermissionDenied, "ACTOR_NOT_ALLOWED")
+        }
+    }
 }
 
 /// How long a call refused at the concurrency bound is asked to wait: the bound frees up as
 /// calls in flight finish, in milliseconds, so a short pause (with the client's own backoff on
 /// top) is enough, and retrying at once only adds to the load.
 pub const OVERLOADED_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How long a watch refused at the bound is asked to wait before trying again. The bound
+/// frees up only as other watches end, so there is no point in retrying at once; a second is
+/// short enough that a client which came back too early is not kept away for long.
+pub const WATCHER_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Bounds on what a refusal carries, so that message and details together stay well under the
 /// 8 KiB of metadata every gRPC client accepts (gRPC C-core clients refuse more than 16 KiB

@@ -10,6 +10,7 @@ use tokio_stream::Stream;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::Status;
 
+use super::error::EdgeRefusal;
 use super::pb;
 use crate::domain::DomainError;
 use crate::events::WatchItem;
@@ -54,25 +55,25 @@ impl Stream for WatchStream {
         }
         if self.shutdown.as_mut().poll(cx).is_ready() {
             self.ended = true;
-            return Poll::Ready(Some(Err(super::error::to_status(
-                DomainError::ShuttingDown,
+            return Poll::Ready(Some(Err(super::error::edge_status(
+                EdgeRefusal::ShuttingDown,
             ))));
         }
         if let Some(expiry) = self.expiry.as_mut()
             && expiry.as_mut().poll(cx).is_ready()
         {
             self.ended = true;
-            return Poll::Ready(Some(Err(super::error::to_status(
-                DomainError::Unauthenticated(crate::auth::AuthError::Expired),
-            ))));
+            return Poll::Ready(Some(Err(super::error::edge_status(EdgeRefusal::Auth(
+                crate::auth::AuthError::Expired,
+            )))));
         }
         match self.items.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
                 // The subscription only stops on its own when the feed shuts down.
                 self.ended = true;
-                Poll::Ready(Some(Err(super::error::to_status(
-                    DomainError::ShuttingDown,
+                Poll::Ready(Some(Err(super::error::edge_status(
+                    EdgeRefusal::ShuttingDown,
                 ))))
             }
             Poll::Ready(Some(Err(error))) => {

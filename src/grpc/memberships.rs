@@ -170,7 +170,7 @@ impl MembershipService for MembershipApi {
         request: Request<WatchMembershipEventsRequest>,
     ) -> Result<Response<Self::WatchMembershipEventsStream>, Status> {
         let caller = caller(&request)?;
-        let credential_expiry = crate::auth::credential_expiry(&request);
+        let credential_expiry = super::credential_expiry(&request);
         let r = request.into_inner();
         let result = async {
             let mut v = Validator::new();

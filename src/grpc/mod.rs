@@ -68,9 +68,24 @@ pub(crate) fn respond<T>(
     result.map(tonic::Response::new).map_err(error::to_status)
 }
 
-/// The caller of a request, or UNAUTHENTICATED.
+/// The caller of a request, as the transport edge's interceptor found it. A request that did
+/// not pass the interceptor has none and is refused as unauthenticated.
 pub(crate) fn caller<T>(
     request: &tonic::Request<T>,
 ) -> Result<crate::domain::Caller, tonic::Status> {
-    crate::auth::caller(request).map_err(error::to_status)
+    request
+        .extensions()
+        .get::<crate::domain::Caller>()
+        .copied()
+        .ok_or_else(|| {
+            error::edge_status(error::EdgeRefusal::Auth(crate::auth::AuthError::Missing))
+        })
+}
+
+/// When the credential a request was made with expires, if it does.
+pub(crate) fn credential_expiry<T>(request: &tonic::Request<T>) -> Option<std::time::SystemTime> {
+    request
+        .extensions()
+        .get::<crate::auth::Principal>()?
+        .expiry()
 }

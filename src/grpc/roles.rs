@@ -6,11 +6,11 @@ use uuid::Uuid;
 use super::pb::role_service_server::RoleService;
 use super::pb::*;
 use super::{caller, convert, respond};
-use crate::authz;
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::validate::{MAX_ROLE_NAME_CHARS, Validator, truncate};
 use crate::domain::{Caller, DomainError};
 use crate::service::Services;
+use crate::service::authz;
 use crate::service::roles::{RoleChange, RolePatch};
 
 pub struct RoleApi {

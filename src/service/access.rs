@@ -1,5 +1,7 @@
 //! What the caller may do in one tenant (DESIGN rules 13 and 14), computed inside the request's
-//! transaction from the caller's own membership and role bindings.
+//! transaction from the caller's own membership and role bindings. Every use case decides here;
+//! [`super::authz`] answers CheckPermission for other services from a cache, by the same
+//! permissions of the same bindings.
 
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;

@@ -6,8 +6,8 @@ use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 use super::access::{Access, conceal_absence};
+use super::authz::CachedPage;
 use super::{Locked, Services, lock_for_member_management, membership_key, page_token};
-use crate::authz::CachedPage;
 use crate::domain::events::{EventType, NewEvent};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::{MEMBER_ROLE, Permission};

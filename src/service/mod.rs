@@ -2,6 +2,7 @@
 //! rows and emits the events that commit with them; reads use one snapshot.
 
 pub mod access;
+pub mod authz;
 pub mod domains;
 pub mod events;
 pub mod invitations;
@@ -14,7 +15,6 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::authz::{AuthzCache, CheckReason};
 use crate::dns::TxtLookup;
 use crate::domain::Caller;
 use crate::domain::DomainError;
@@ -26,6 +26,7 @@ use crate::mail::Mailer;
 use crate::store::Store;
 use crate::store::Tx;
 use access::Access;
+use authz::{AuthzCache, CheckReason};
 use page_token::PageTokens;
 
 /// The use cases, over one store, this process's event feed, the mailer, the DNS resolver and

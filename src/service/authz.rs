@@ -1,5 +1,6 @@
-//! Permission checks, the hot path: token introspection asks on every request of every other
-//! service. Answers come from an in-memory cache of per-member decisions, kept correct by
+//! Permission checks (CheckPermission) for other services, the hot path: token introspection
+//! asks on every request of every other service. (What a caller of this service may do is
+//! decided by [`super::access`], inside each use case's transaction.) Answers come from an in-memory cache of per-member decisions, kept correct by
 //! invalidation rather than expiry:
 //!
 //! - this process's own commits invalidate synchronously, before the writing call returns, so

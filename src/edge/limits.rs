@@ -21,13 +21,11 @@ use std::time::Duration;
 
 use http_body::{Body, Frame};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic::Status;
 use tower::{Layer, Service};
 
-use crate::domain::DomainError;
 use crate::domain::validate::truncate;
-use crate::grpc::error::{ERROR_DOMAIN, to_status};
+use crate::grpc::error::{EdgeRefusal, edge_status};
 use crate::grpc::pb::membership_service_server::SERVICE_NAME as MEMBERSHIP_SERVICE;
 
 #[derive(Clone, Debug)]
@@ -49,11 +47,6 @@ impl Default for LimitOptions {
         }
     }
 }
-
-/// How long a watch refused at the bound is asked to wait before trying again. The bound
-/// frees up only as other watches end, so there is no point in retrying at once; a second is
-/// short enough that a client which came back too early is not kept away for long.
-pub const WATCHER_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// Watches doing their opening work (a few database reads) at once; the others wait their
 /// turn in [`WatchTurnsLayer`]. When a replica restarts, all its watchers come back in the same
@@ -104,28 +97,8 @@ pub struct Limits<S> {
 
 type Response = http::Response<tonic::body::Body>;
 
-fn refuse(error: DomainError) -> Response {
-    to_status(error).into_http()
-}
-
-/// The refusal of a watch past `--max-watchers`: RESOURCE_EXHAUSTED, with the reason, the
-/// bound, and when to try again.
-fn too_many_watchers(max_watchers: usize) -> Response {
-    let mut details = ErrorDetails::with_error_info(
-        "TOO_MANY_WATCHERS",
-        ERROR_DOMAIN,
-        [("max_watchers".to_string(), max_watchers.to_string())],
-    );
-    details.set_retry_info(Some(WATCHER_RETRY_DELAY));
-    Status::with_error_details(
-        Code::ResourceExhausted,
-        format!(
-            "the server is at its limit of {max_watchers} open watch streams; retry after the \
-             delay (RetryInfo), or on another replica"
-        ),
-        details,
-    )
-    .into_http()
+fn refuse(refusal: EdgeRefusal) -> Response {
+    edge_status(refusal).into_http()
 }
 
 /// A watch's response body, holding the watch's place among the watchers until the stream ends
@@ -189,16 +162,16 @@ const MALFORMED: &[&str] = &[
 /// the code this service answers it with instead: RESOURCE_EXHAUSTED (not OUT_OF_RANGE) for an
 /// oversized request, INVALID_ARGUMENT (not INTERNAL) for an undecodable one: the caller sent
 /// bad bytes, the server did not fail.
-fn tonic_refusal(headers: &http::HeaderMap) -> Option<DomainError> {
+fn tonic_refusal(headers: &http::HeaderMap) -> Option<EdgeRefusal> {
     headers.get("grpc-status")?;
     let status = tonic::Status::from_header_map(headers)?;
     let message = status.message();
     match status.code() {
         tonic::Code::OutOfRange if message.contains("too large") => {
-            Some(DomainError::MessageTooLarge)
+            Some(EdgeRefusal::MessageTooLarge)
         }
         tonic::Code::Internal if MALFORMED.iter().any(|m| message.starts_with(m)) => {
-            Some(DomainError::MalformedRequest(truncate(message)))
+            Some(EdgeRefusal::MalformedRequest(truncate(message)))
         }
         _ => None,
     }
@@ -247,12 +220,12 @@ where
             if watch {
                 match layer.watchers.clone().try_acquire_owned() {
                     Ok(held) => place = Some(held),
-                    Err(_) => return Ok(too_many_watchers(layer.max_watchers)),
+                    Err(_) => return Ok(refuse(EdgeRefusal::TooManyWatchers(layer.max_watchers))),
                 }
             } else if !exempt {
                 match layer.permits.clone().try_acquire_owned() {
                     Ok(held) => permit = Some(held),
-                    Err(_) => return Ok(refuse(DomainError::Overloaded)),
+                    Err(_) => return Ok(refuse(EdgeRefusal::Overloaded)),
                 }
             }
             let call = inner.call(request);
@@ -262,7 +235,7 @@ where
             // a watch's place among the watchers goes with its stream.
             let response = match tokio::time::timeout(deadline, call).await {
                 Ok(response) => response?,
-                Err(_) => return Ok(refuse(DomainError::DeadlineExceeded(deadline))),
+                Err(_) => return Ok(refuse(EdgeRefusal::DeadlineExceeded(deadline))),
             };
             drop(permit);
             if let Some(refusal) = tonic_refusal(response.headers()) {
