@@ -1011,10 +1011,11 @@ async fn another_replica_serves_reads_at_least_as_fresh_as_min_cursor() {
 /// invitation's expiry: the list reports the earliest one on the page, and the cache honours it.
 #[tokio::test]
 async fn a_remembered_page_ends_when_an_invitation_on_it_expires() {
+    use membership_service::domain::membership::{ListFilter, SortKey};
     use membership_service::domain::now_micros;
     use membership_service::events::{EventFeed, FeedOptions};
     use membership_service::service::authz::{AuthzCache, CachedPage};
-    use membership_service::store::memberships::{ListFilter, PageRequest, SortKey, list};
+    use membership_service::store::memberships::{PageRequest, list};
 
     let server = TestServer::start().await;
     let tenant = organization(&server, None).await;

@@ -1002,8 +1002,9 @@ async fn page_tokens_hold_across_replicas_and_restarts() {
 /// whole tenant. (SQLite plans these with its indexes already.)
 #[tokio::test]
 async fn a_page_of_a_big_tenant_is_an_index_range_scan_on_postgresql() {
+    use membership_service::domain::membership::{ListFilter, SortKey, TextQuery};
     use membership_service::store::memberships::{
-        After, ListFilter, PageRequest, SortKey, SortValue, TextPath, TextQuery, list_statement,
+        After, PageRequest, SortValue, TextPath, list_statement,
     };
     use sea_orm::sea_query::PostgresQueryBuilder;
     use sea_orm::{ConnectionTrait, Statement};
@@ -1188,9 +1189,9 @@ async fn a_page_of_a_big_tenant_is_an_index_range_scan_on_postgresql() {
 /// above.)
 #[tokio::test]
 async fn a_rare_text_query_goes_through_the_full_text_index_on_sqlite() {
+    use membership_service::domain::membership::{ListFilter, SortKey, TextQuery};
     use membership_service::store::memberships::{
-        After, ListFilter, PageRequest, SortKey, SortValue, TextPath, TextQuery, list_statement,
-        text_path,
+        After, PageRequest, SortValue, TextPath, list_statement, text_path,
     };
     use sea_orm::sea_query::SqliteQueryBuilder;
     use sea_orm::{ConnectionTrait, Statement};

@@ -33,6 +33,17 @@ stored_enum! {
     }
 }
 
+/// A position in the event log: the state a response reflects, and where a watch or a list of
+/// events resumes. Positions grow with commit order; 0 is before the first event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventCursor(pub i64);
+
+impl From<EventCursor> for i64 {
+    fn from(cursor: EventCursor) -> i64 {
+        cursor.0
+    }
+}
+
 /// An event about to be appended inside a writing transaction; its position is assigned at
 /// commit.
 #[derive(Clone, Debug)]
@@ -59,6 +70,11 @@ pub trait EventSubject: Serialize {
 }
 
 impl NewEvent {
+    /// Marks the event as made by a call with `request_id` (AIP-155), if it had one.
+    pub fn for_request(&mut self, request_id: Option<&str>) {
+        self.request_id = request_id.map(str::to_string);
+    }
+
     /// An event about one subject, carrying its state before and after the change.
     pub fn about<T: EventSubject>(
         event_type: EventType,

@@ -125,3 +125,11 @@ mod tests {
         assert_eq!(ttl(Some(MIN_TTL)), Ok(MIN_TTL));
     }
 }
+
+/// Filters of ListInvitations.
+#[derive(Clone, Debug, Default)]
+pub struct InvitationFilter {
+    pub state: Option<InvitationState>,
+    /// Substring of the canonical email, folded as `email::search_form` folds.
+    pub query: Option<String>,
+}

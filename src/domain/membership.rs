@@ -43,6 +43,12 @@ impl MembershipStatus {
         matches!(self, MembershipStatus::Active | MembershipStatus::Suspended)
     }
 
+    /// Whether a caller may create a membership with this status, or set it: the others come
+    /// from invitations (INVITED) and from leaving (LEFT).
+    pub fn is_settable(self) -> bool {
+        matches!(self, MembershipStatus::Active | MembershipStatus::Suspended)
+    }
+
     /// The stored names of the statuses that hold a seat, for queries.
     pub fn seated() -> Vec<&'static str> {
         Self::ALL
@@ -50,6 +56,14 @@ impl MembershipStatus {
             .filter(|s| s.holds_seat())
             .map(|s| s.as_str())
             .collect()
+    }
+}
+
+impl MembershipType {
+    /// Why a caller may not give a member this type directly, if it may not.
+    pub fn refuse_direct(self) -> Option<&'static str> {
+        (self == MembershipType::Owner)
+            .then_some("OWNER belongs to the owner role's holder and follows TransferOwnership")
     }
 }
 
@@ -165,5 +179,43 @@ mod tests {
                 .change_status(MembershipStatus::Suspended, 1)
                 .is_err()
         );
+    }
+}
+
+/// What a list page is sorted by; ties are broken by user id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    CreateTime,
+    Email,
+    DisplayName,
+}
+
+/// Filters of ListMemberships, already validated and resolved.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub status: Option<MembershipStatus>,
+    pub member_type: Option<MembershipType>,
+    pub source: Option<MembershipSource>,
+    /// A role id; the service resolves names (an unknown name matches nobody).
+    pub role_id: Option<Uuid>,
+    /// Substring of the email or the display name.
+    pub query: Option<TextQuery>,
+}
+
+/// A free-text query in the two forms it is matched in: emails are canonical (only ASCII
+/// letters folded in the local part, so the query folds the same way and `K` never finds
+/// `karl@…`), display names are stored lower-cased.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextQuery {
+    pub email: String,
+    pub name: String,
+}
+
+impl TextQuery {
+    pub fn new(query: &str) -> Self {
+        Self {
+            email: super::email::search_form(query),
+            name: query.to_lowercase(),
+        }
     }
 }

@@ -22,6 +22,10 @@ const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
 const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
 const MAX_NANOS: i32 = 999_999_999;
 
+/// List pages (AIP-158): the size of a page that asks for none, and the largest served.
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+pub const MAX_PAGE_SIZE: u64 = 1000;
+
 #[derive(Default)]
 pub struct Validator {
     violations: Vec<FieldViolation>,
@@ -104,6 +108,18 @@ impl Validator {
     /// An event cursor (a position in the event log; 0 is before the first event). Negative is
     /// never a position, so it is a malformed request rather than an expired cursor. Returns
     /// the value, or 0 when invalid so callers can keep validating.
+    /// An AIP-158 page size: 0 means the default, more than the maximum means the maximum.
+    pub fn page_size(&mut self, field: &str, raw: i32) -> u64 {
+        match raw {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n < 0 => {
+                self.violation(field, "must not be negative");
+                DEFAULT_PAGE_SIZE
+            }
+            n => (n as u64).min(MAX_PAGE_SIZE),
+        }
+    }
+
     pub fn cursor(&mut self, field: &str, value: i64) -> i64 {
         if value < 0 {
             self.violation(

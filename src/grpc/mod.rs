@@ -1,6 +1,48 @@
 //! Thin tonic handlers: validate and convert the request, call one use case, convert the
 //! result, map the error through the one table in [`error`].
 
+/// Requests that name only a tenant: each converts to the tenant's id.
+macro_rules! tenant_requests {
+    ($($request:ident),* $(,)?) => {$(
+        impl TryFrom<$request> for uuid::Uuid {
+            type Error = crate::domain::DomainError;
+
+            fn try_from(r: $request) -> Result<Self, Self::Error> {
+                let mut v = crate::domain::validate::Validator::new();
+                let tenant_id = v.uuid("tenant_id", &r.tenant_id);
+                v.finish()?;
+                Ok(tenant_id)
+            }
+        }
+    )*};
+}
+
+/// Responses that carry the one resource a change produced (converted by `$convert`) and the
+/// cursor of the change.
+macro_rules! changed_responses {
+    ($field:ident: $resource:ty => $convert:path; $($response:ident),* $(,)?) => {$(
+        impl From<($resource, crate::domain::events::EventCursor)> for $response {
+            fn from((resource, cursor): ($resource, crate::domain::events::EventCursor)) -> Self {
+                $response {
+                    $field: Some($convert(&resource)),
+                    cursor: cursor.into(),
+                }
+            }
+        }
+    )*};
+}
+
+/// Responses that carry nothing but the cursor of the change.
+macro_rules! cursor_responses {
+    ($($response:ident),* $(,)?) => {$(
+        impl From<crate::domain::events::EventCursor> for $response {
+            fn from(cursor: crate::domain::events::EventCursor) -> Self {
+                $response { cursor: cursor.into() }
+            }
+        }
+    )*};
+}
+
 pub mod codec;
 pub mod convert;
 pub mod error;
@@ -61,11 +103,22 @@ pub fn served_methods(descriptor_sets: &[&[u8]]) -> Result<Vec<ServedMethod>, pr
     Ok(methods)
 }
 
-/// The result type of a use case, as a handler returns it.
-pub(crate) fn respond<T>(
-    result: Result<T, DomainError>,
-) -> Result<tonic::Response<T>, tonic::Status> {
-    result.map(tonic::Response::new).map_err(error::to_status)
+/// The shape of every unary handler: the caller the transport edge found, the request
+/// converted (every bad field reported at once, by its `TryFrom`), one use case, its result
+/// converted, and a refusal mapped through the one table.
+pub(crate) async fn handle<Req, In, Out, Resp, Work>(
+    request: tonic::Request<Req>,
+    use_case: impl FnOnce(crate::domain::Caller, In) -> Work,
+) -> Result<tonic::Response<Resp>, tonic::Status>
+where
+    In: TryFrom<Req, Error = DomainError>,
+    Work: std::future::Future<Output = Result<Out, DomainError>>,
+    Resp: From<Out>,
+{
+    let caller = caller(&request)?;
+    let input = In::try_from(request.into_inner()).map_err(error::to_status)?;
+    let output = use_case(caller, input).await.map_err(error::to_status)?;
+    Ok(tonic::Response::new(Resp::from(output)))
 }
 
 /// The caller of a request, as the transport edge's interceptor found it. A request that did

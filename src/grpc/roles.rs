@@ -1,21 +1,187 @@
-//! `membership.v1.RoleService`.
+//! `membership.v1.RoleService`: roles, who holds them, and permission checks.
 
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::pb::role_service_server::RoleService;
 use super::pb::*;
-use super::{caller, convert, respond};
+use super::{convert, handle};
+use crate::domain::DomainError;
+use crate::domain::events::EventCursor;
+use crate::domain::membership::Membership;
 use crate::domain::permissions::{Permission, PermissionSet};
+use crate::domain::role::{Role, TenantRoles};
 use crate::domain::validate::{MAX_ROLE_NAME_CHARS, Validator, truncate};
-use crate::domain::{Caller, DomainError};
 use crate::service::Services;
 use crate::service::authz;
 use crate::service::roles::{RoleChange, RolePatch};
+use crate::store::entities::role_bindings;
 
 pub struct RoleApi {
     pub services: Services,
 }
+
+#[tonic::async_trait]
+impl RoleService for RoleApi {
+    async fn list_permissions(
+        &self,
+        _request: Request<ListPermissionsRequest>,
+    ) -> Result<Response<ListPermissionsResponse>, Status> {
+        Ok(Response::new(ListPermissionsResponse {
+            permissions: Permission::ALL
+                .iter()
+                .map(|p| PermissionInfo {
+                    name: p.as_str().to_string(),
+                    description: p.description().to_string(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_roles(
+        &self,
+        request: Request<ListRolesRequest>,
+    ) -> Result<Response<ListRolesResponse>, Status> {
+        handle(request, |caller, tenant_id| {
+            self.services.list_roles(caller, tenant_id)
+        })
+        .await
+    }
+
+    async fn get_role(
+        &self,
+        request: Request<GetRoleRequest>,
+    ) -> Result<Response<GetRoleResponse>, Status> {
+        handle(request, |caller, r: RoleRef| async move {
+            self.services.get_role(caller, r.tenant_id, &r.name).await
+        })
+        .await
+    }
+
+    async fn create_role(
+        &self,
+        request: Request<CreateRoleRequest>,
+    ) -> Result<Response<CreateRoleResponse>, Status> {
+        handle(request, |caller, c: CreateRole| {
+            self.services
+                .create_role(caller, c.tenant_id, c.name, c.description, c.permissions)
+        })
+        .await
+    }
+
+    async fn update_role(
+        &self,
+        request: Request<UpdateRoleRequest>,
+    ) -> Result<Response<UpdateRoleResponse>, Status> {
+        handle(request, |caller, u: UpdateRole| {
+            self.services
+                .update_role(caller, u.role.tenant_id, u.role.name, u.etag, u.patch)
+        })
+        .await
+    }
+
+    async fn delete_role(
+        &self,
+        request: Request<DeleteRoleRequest>,
+    ) -> Result<Response<DeleteRoleResponse>, Status> {
+        handle(request, |caller, d: DeleteRole| {
+            self.services
+                .delete_role(caller, d.role.tenant_id, d.role.name, d.unbind_everywhere)
+        })
+        .await
+    }
+
+    async fn set_member_role(
+        &self,
+        request: Request<SetMemberRoleRequest>,
+    ) -> Result<Response<SetMemberRoleResponse>, Status> {
+        handle(request, |caller, c: MemberRole| {
+            self.services.change_member_role(
+                caller,
+                c.tenant_id,
+                c.user_id,
+                c.role,
+                RoleChange::Set,
+            )
+        })
+        .await
+    }
+
+    async fn bind_role(
+        &self,
+        request: Request<BindRoleRequest>,
+    ) -> Result<Response<BindRoleResponse>, Status> {
+        handle(request, |caller, c: MemberRole| {
+            self.services.change_member_role(
+                caller,
+                c.tenant_id,
+                c.user_id,
+                c.role,
+                RoleChange::Bind,
+            )
+        })
+        .await
+    }
+
+    async fn unbind_role(
+        &self,
+        request: Request<UnbindRoleRequest>,
+    ) -> Result<Response<UnbindRoleResponse>, Status> {
+        handle(request, |caller, c: MemberRole| {
+            self.services.change_member_role(
+                caller,
+                c.tenant_id,
+                c.user_id,
+                c.role,
+                RoleChange::Unbind,
+            )
+        })
+        .await
+    }
+
+    async fn list_role_bindings(
+        &self,
+        request: Request<ListRoleBindingsRequest>,
+    ) -> Result<Response<ListRoleBindingsResponse>, Status> {
+        handle(request, |caller, l: ListBindings| async move {
+            self.services
+                .list_role_bindings(
+                    caller,
+                    l.tenant_id,
+                    l.user_id,
+                    l.role,
+                    l.page_size,
+                    &l.page_token,
+                )
+                .await
+        })
+        .await
+    }
+
+    async fn check_permission(
+        &self,
+        request: Request<CheckPermissionRequest>,
+    ) -> Result<Response<CheckPermissionResponse>, Status> {
+        handle(request, |caller, c: Checks| {
+            self.services
+                .check_permissions(caller, c.checks, c.min_cursor)
+        })
+        .await
+    }
+
+    async fn batch_check_permissions(
+        &self,
+        request: Request<BatchCheckPermissionsRequest>,
+    ) -> Result<Response<BatchCheckPermissionsResponse>, Status> {
+        handle(request, |caller, c: Checks| {
+            self.services
+                .check_permissions(caller, c.checks, c.min_cursor)
+        })
+        .await
+    }
+}
+
+// Requests, converted: every bad field is reported at once.
 
 /// Most checks in one BatchCheckPermissions call.
 pub const MAX_BATCH: usize = 100;
@@ -70,357 +236,333 @@ fn reason(reason: authz::CheckReason) -> (bool, CheckReason) {
     (reason == R::Granted, pb)
 }
 
-impl RoleApi {
-    /// SetMemberRole, BindRole and UnbindRole: the same fields, validated alike.
-    async fn change_member_role(
-        &self,
-        caller: Caller,
-        tenant_id: &str,
-        user_id: &str,
-        role: &str,
-        change: RoleChange,
-    ) -> Result<(Membership, i64), DomainError> {
+tenant_requests!(ListRolesRequest);
+
+/// A role of a tenant, by name.
+pub(crate) struct RoleRef {
+    tenant_id: Uuid,
+    name: String,
+}
+
+impl RoleRef {
+    fn read(v: &mut Validator, prefix: &str, tenant_id: &str, name: &str, field: &str) -> Self {
+        RoleRef {
+            tenant_id: v.uuid(&format!("{prefix}tenant_id"), tenant_id),
+            name: v.text(&format!("{prefix}{field}"), name, MAX_ROLE_NAME_CHARS, true),
+        }
+    }
+}
+
+impl TryFrom<GetRoleRequest> for RoleRef {
+    type Error = DomainError;
+
+    fn try_from(r: GetRoleRequest) -> Result<Self, DomainError> {
+        let mut v = Validator::new();
+        let role = RoleRef::read(&mut v, "", &r.tenant_id, &r.role, "role");
+        v.finish()?;
+        Ok(role)
+    }
+}
+
+pub(crate) struct CreateRole {
+    tenant_id: Uuid,
+    name: String,
+    description: String,
+    permissions: PermissionSet,
+}
+
+impl TryFrom<CreateRoleRequest> for CreateRole {
+    type Error = DomainError;
+
+    fn try_from(r: CreateRoleRequest) -> Result<Self, DomainError> {
+        let mut v = Validator::new();
+        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
+        let name = role_name(&mut v, "name", &r.name);
+        let description = v.text("description", &r.description, MAX_DESCRIPTION_CHARS, false);
+        let permissions = permission_set(&mut v, "permissions", &r.permissions);
+        v.finish()?;
+        Ok(CreateRole {
+            tenant_id,
+            name,
+            description,
+            permissions,
+        })
+    }
+}
+
+pub(crate) struct UpdateRole {
+    role: RoleRef,
+    etag: String,
+    patch: RolePatch,
+}
+
+impl TryFrom<UpdateRoleRequest> for UpdateRole {
+    type Error = DomainError;
+
+    fn try_from(r: UpdateRoleRequest) -> Result<Self, DomainError> {
+        let mut v = Validator::new();
+        let Some(role) = r.role else {
+            return Err(DomainError::invalid("role", "is required"));
+        };
+        let role_ref = RoleRef::read(&mut v, "role.", &role.tenant_id, &role.name, "name");
+        let paths = convert::mask_paths(
+            &mut v,
+            r.update_mask.as_ref(),
+            &["description", "permissions"],
+        );
+        let mut patch = RolePatch::default();
+        for path in &paths {
+            match path.as_str() {
+                "description" => {
+                    patch.description = Some(v.text(
+                        "role.description",
+                        &role.description,
+                        MAX_DESCRIPTION_CHARS,
+                        false,
+                    ))
+                }
+                "permissions" => {
+                    patch.permissions = Some(permission_set(
+                        &mut v,
+                        "role.permissions",
+                        &role.permissions,
+                    ))
+                }
+                _ => {}
+            }
+        }
+        v.finish()?;
+        Ok(UpdateRole {
+            role: role_ref,
+            etag: role.etag,
+            patch,
+        })
+    }
+}
+
+pub(crate) struct DeleteRole {
+    role: RoleRef,
+    unbind_everywhere: bool,
+}
+
+impl TryFrom<DeleteRoleRequest> for DeleteRole {
+    type Error = DomainError;
+
+    fn try_from(r: DeleteRoleRequest) -> Result<Self, DomainError> {
+        let mut v = Validator::new();
+        let role = RoleRef::read(&mut v, "", &r.tenant_id, &r.role, "role");
+        v.finish()?;
+        Ok(DeleteRole {
+            role,
+            unbind_everywhere: r.unbind_everywhere,
+        })
+    }
+}
+
+/// SetMemberRole, BindRole and UnbindRole: the same fields, validated alike.
+pub(crate) struct MemberRole {
+    tenant_id: Uuid,
+    user_id: Uuid,
+    role: String,
+}
+
+impl MemberRole {
+    fn read(tenant_id: &str, user_id: &str, role: &str) -> Result<Self, DomainError> {
         let mut v = Validator::new();
         let tenant_id = v.uuid("tenant_id", tenant_id);
         let user_id = v.uuid("user_id", user_id);
         let role = v.text("role", role, MAX_ROLE_NAME_CHARS, true);
         v.finish()?;
-        let (membership, cursor) = self
-            .services
-            .change_member_role(caller, tenant_id, user_id, role, change)
-            .await?;
-        Ok((convert::membership(&membership), cursor))
+        Ok(MemberRole {
+            tenant_id,
+            user_id,
+            role,
+        })
     }
 }
 
-#[tonic::async_trait]
-impl RoleService for RoleApi {
-    async fn list_permissions(
-        &self,
-        _request: Request<ListPermissionsRequest>,
-    ) -> Result<Response<ListPermissionsResponse>, Status> {
-        Ok(Response::new(ListPermissionsResponse {
-            permissions: Permission::ALL
-                .iter()
-                .map(|p| PermissionInfo {
-                    name: p.as_str().to_string(),
-                    description: p.description().to_string(),
+impl TryFrom<SetMemberRoleRequest> for MemberRole {
+    type Error = DomainError;
+
+    fn try_from(r: SetMemberRoleRequest) -> Result<Self, DomainError> {
+        MemberRole::read(&r.tenant_id, &r.user_id, &r.role)
+    }
+}
+
+impl TryFrom<BindRoleRequest> for MemberRole {
+    type Error = DomainError;
+
+    fn try_from(r: BindRoleRequest) -> Result<Self, DomainError> {
+        MemberRole::read(&r.tenant_id, &r.user_id, &r.role)
+    }
+}
+
+impl TryFrom<UnbindRoleRequest> for MemberRole {
+    type Error = DomainError;
+
+    fn try_from(r: UnbindRoleRequest) -> Result<Self, DomainError> {
+        MemberRole::read(&r.tenant_id, &r.user_id, &r.role)
+    }
+}
+
+pub(crate) struct ListBindings {
+    tenant_id: Uuid,
+    user_id: Option<Uuid>,
+    role: Option<String>,
+    page_size: u64,
+    page_token: String,
+}
+
+impl TryFrom<ListRoleBindingsRequest> for ListBindings {
+    type Error = DomainError;
+
+    fn try_from(r: ListRoleBindingsRequest) -> Result<Self, DomainError> {
+        let mut v = Validator::new();
+        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
+        let user_id = v.optional_uuid("user_id", &r.user_id);
+        let role = v.text("role", &r.role, MAX_ROLE_NAME_CHARS, false);
+        let page_size = v.page_size("page_size", r.page_size);
+        v.finish()?;
+        Ok(ListBindings {
+            tenant_id,
+            user_id,
+            role: (!role.is_empty()).then_some(role),
+            page_size,
+            page_token: r.page_token,
+        })
+    }
+}
+
+/// Permission checks, one or a batch, at least as fresh as `min_cursor`.
+pub(crate) struct Checks {
+    checks: Vec<(Uuid, Uuid, Permission)>,
+    min_cursor: i64,
+}
+
+impl TryFrom<CheckPermissionRequest> for Checks {
+    type Error = DomainError;
+
+    fn try_from(r: CheckPermissionRequest) -> Result<Self, DomainError> {
+        let mut v = Validator::new();
+        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
+        let user_id = v.uuid("user_id", &r.user_id);
+        let permission = permission(&mut v, "permission", &r.permission);
+        let min_cursor = v.cursor("min_cursor", r.min_cursor);
+        v.finish()?;
+        Ok(Checks {
+            checks: vec![(tenant_id, user_id, permission)],
+            min_cursor,
+        })
+    }
+}
+
+impl TryFrom<BatchCheckPermissionsRequest> for Checks {
+    type Error = DomainError;
+
+    fn try_from(r: BatchCheckPermissionsRequest) -> Result<Self, DomainError> {
+        let mut v = Validator::new();
+        if r.checks.is_empty() {
+            v.violation("checks", "is required");
+        } else if r.checks.len() > MAX_BATCH {
+            v.violation("checks", format!("at most {MAX_BATCH} per request"));
+        }
+        let checks = r
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                (
+                    v.uuid(&format!("checks[{i}].tenant_id"), &c.tenant_id),
+                    v.uuid(&format!("checks[{i}].user_id"), &c.user_id),
+                    permission(&mut v, &format!("checks[{i}].permission"), &c.permission),
+                )
+            })
+            .collect();
+        let min_cursor = v.cursor("min_cursor", r.min_cursor);
+        v.finish()?;
+        Ok(Checks { checks, min_cursor })
+    }
+}
+
+// Results, converted.
+
+impl From<TenantRoles> for ListRolesResponse {
+    fn from(roles: TenantRoles) -> Self {
+        ListRolesResponse {
+            roles: roles.0.iter().map(convert::role).collect(),
+        }
+    }
+}
+
+impl From<Role> for GetRoleResponse {
+    fn from(role: Role) -> Self {
+        GetRoleResponse {
+            role: Some(convert::role(&role)),
+        }
+    }
+}
+
+changed_responses!(role: Role => convert::role; CreateRoleResponse, UpdateRoleResponse);
+changed_responses!(membership: Membership => convert::membership;
+    SetMemberRoleResponse,
+    BindRoleResponse,
+    UnbindRoleResponse,
+);
+
+impl From<(usize, EventCursor)> for DeleteRoleResponse {
+    fn from((unbound, cursor): (usize, EventCursor)) -> Self {
+        DeleteRoleResponse {
+            unbound_count: unbound as i32,
+            cursor: cursor.into(),
+        }
+    }
+}
+
+impl From<(Vec<(role_bindings::Model, String)>, String)> for ListRoleBindingsResponse {
+    fn from((bindings, next_page_token): (Vec<(role_bindings::Model, String)>, String)) -> Self {
+        ListRoleBindingsResponse {
+            bindings: bindings
+                .into_iter()
+                .map(|(b, role)| RoleBinding {
+                    tenant_id: b.tenant_id.to_string(),
+                    user_id: b.user_id.to_string(),
+                    role,
+                    create_time: Some(convert::timestamp(b.created_at)),
                 })
                 .collect(),
-        }))
-    }
-
-    async fn list_roles(
-        &self,
-        request: Request<ListRolesRequest>,
-    ) -> Result<Response<ListRolesResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-            v.finish()?;
-            let roles = self.services.list_roles(caller, tenant_id).await?;
-            Ok(ListRolesResponse {
-                roles: roles.0.iter().map(convert::role).collect(),
-            })
+            next_page_token,
         }
-        .await;
-        respond(result)
     }
+}
 
-    async fn get_role(
-        &self,
-        request: Request<GetRoleRequest>,
-    ) -> Result<Response<GetRoleResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-            let name = v.text("role", &r.role, MAX_ROLE_NAME_CHARS, true);
-            v.finish()?;
-            let role = self.services.get_role(caller, tenant_id, &name).await?;
-            Ok(GetRoleResponse {
-                role: Some(convert::role(&role)),
-            })
+impl From<(Vec<authz::CheckReason>, EventCursor)> for CheckPermissionResponse {
+    fn from((reasons, cursor): (Vec<authz::CheckReason>, EventCursor)) -> Self {
+        // One check asked, one answered.
+        let (allowed, reason) = reasons
+            .first()
+            .map_or((false, CheckReason::Unspecified), |r| reason(*r));
+        CheckPermissionResponse {
+            allowed,
+            reason: reason as i32,
+            cursor: cursor.into(),
         }
-        .await;
-        respond(result)
     }
+}
 
-    async fn create_role(
-        &self,
-        request: Request<CreateRoleRequest>,
-    ) -> Result<Response<CreateRoleResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-            let name = role_name(&mut v, "name", &r.name);
-            let description = v.text("description", &r.description, MAX_DESCRIPTION_CHARS, false);
-            let permissions = permission_set(&mut v, "permissions", &r.permissions);
-            v.finish()?;
-            let (role, cursor) = self
-                .services
-                .create_role(caller, tenant_id, name, description, permissions)
-                .await?;
-            Ok(CreateRoleResponse {
-                role: Some(convert::role(&role)),
-                cursor,
-            })
-        }
-        .await;
-        respond(result)
-    }
-
-    async fn update_role(
-        &self,
-        request: Request<UpdateRoleRequest>,
-    ) -> Result<Response<UpdateRoleResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let Some(role) = r.role else {
-                return Err(DomainError::invalid("role", "is required"));
-            };
-            let tenant_id = v.uuid("role.tenant_id", &role.tenant_id);
-            let name = v.text("role.name", &role.name, MAX_ROLE_NAME_CHARS, true);
-            let paths = convert::mask_paths(
-                &mut v,
-                r.update_mask.as_ref(),
-                &["description", "permissions"],
-            );
-            let mut patch = RolePatch::default();
-            for path in &paths {
-                match path.as_str() {
-                    "description" => {
-                        patch.description = Some(v.text(
-                            "role.description",
-                            &role.description,
-                            MAX_DESCRIPTION_CHARS,
-                            false,
-                        ))
+impl From<(Vec<authz::CheckReason>, EventCursor)> for BatchCheckPermissionsResponse {
+    fn from((reasons, cursor): (Vec<authz::CheckReason>, EventCursor)) -> Self {
+        BatchCheckPermissionsResponse {
+            results: reasons
+                .into_iter()
+                .map(|r| {
+                    let (allowed, reason) = reason(r);
+                    PermissionCheckResult {
+                        allowed,
+                        reason: reason as i32,
                     }
-                    "permissions" => {
-                        patch.permissions = Some(permission_set(
-                            &mut v,
-                            "role.permissions",
-                            &role.permissions,
-                        ))
-                    }
-                    _ => {}
-                }
-            }
-            v.finish()?;
-            let (role, cursor) = self
-                .services
-                .update_role(caller, tenant_id, name, role.etag, patch)
-                .await?;
-            Ok(UpdateRoleResponse {
-                role: Some(convert::role(&role)),
-                cursor,
-            })
-        }
-        .await;
-        respond(result)
-    }
-
-    async fn delete_role(
-        &self,
-        request: Request<DeleteRoleRequest>,
-    ) -> Result<Response<DeleteRoleResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-            let name = v.text("role", &r.role, MAX_ROLE_NAME_CHARS, true);
-            v.finish()?;
-            let (unbound, cursor) = self
-                .services
-                .delete_role(caller, tenant_id, name, r.unbind_everywhere)
-                .await?;
-            Ok(DeleteRoleResponse {
-                unbound_count: unbound as i32,
-                cursor,
-            })
-        }
-        .await;
-        respond(result)
-    }
-
-    async fn set_member_role(
-        &self,
-        request: Request<SetMemberRoleRequest>,
-    ) -> Result<Response<SetMemberRoleResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = self
-            .change_member_role(caller, &r.tenant_id, &r.user_id, &r.role, RoleChange::Set)
-            .await
-            .map(|(membership, cursor)| SetMemberRoleResponse {
-                membership: Some(membership),
-                cursor,
-            });
-        respond(result)
-    }
-
-    async fn bind_role(
-        &self,
-        request: Request<BindRoleRequest>,
-    ) -> Result<Response<BindRoleResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = self
-            .change_member_role(caller, &r.tenant_id, &r.user_id, &r.role, RoleChange::Bind)
-            .await
-            .map(|(membership, cursor)| BindRoleResponse {
-                membership: Some(membership),
-                cursor,
-            });
-        respond(result)
-    }
-
-    async fn unbind_role(
-        &self,
-        request: Request<UnbindRoleRequest>,
-    ) -> Result<Response<UnbindRoleResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = self
-            .change_member_role(
-                caller,
-                &r.tenant_id,
-                &r.user_id,
-                &r.role,
-                RoleChange::Unbind,
-            )
-            .await
-            .map(|(membership, cursor)| UnbindRoleResponse {
-                membership: Some(membership),
-                cursor,
-            });
-        respond(result)
-    }
-
-    async fn list_role_bindings(
-        &self,
-        request: Request<ListRoleBindingsRequest>,
-    ) -> Result<Response<ListRoleBindingsResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-            let user_id = v.optional_uuid("user_id", &r.user_id);
-            let role = v.text("role", &r.role, MAX_ROLE_NAME_CHARS, false);
-            let page_size = super::memberships::page_size(&mut v, r.page_size);
-            v.finish()?;
-            let (bindings, next_page_token) = self
-                .services
-                .list_role_bindings(
-                    caller,
-                    tenant_id,
-                    user_id,
-                    (!role.is_empty()).then_some(role),
-                    page_size,
-                    &r.page_token,
-                )
-                .await?;
-            Ok(ListRoleBindingsResponse {
-                bindings: bindings
-                    .into_iter()
-                    .map(|(b, role)| RoleBinding {
-                        tenant_id: b.tenant_id.to_string(),
-                        user_id: b.user_id.to_string(),
-                        role,
-                        create_time: Some(convert::timestamp(b.created_at)),
-                    })
-                    .collect(),
-                next_page_token,
-            })
-        }
-        .await;
-        respond(result)
-    }
-
-    async fn check_permission(
-        &self,
-        request: Request<CheckPermissionRequest>,
-    ) -> Result<Response<CheckPermissionResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-            let user_id = v.uuid("user_id", &r.user_id);
-            let permission = permission(&mut v, "permission", &r.permission);
-            let min_cursor = v.cursor("min_cursor", r.min_cursor);
-            v.finish()?;
-            let (reasons, cursor) = self
-                .services
-                .check_permissions(caller, vec![(tenant_id, user_id, permission)], min_cursor)
-                .await?;
-            let (allowed, reason) = reason(reasons[0]);
-            Ok(CheckPermissionResponse {
-                allowed,
-                reason: reason as i32,
-                cursor,
-            })
-        }
-        .await;
-        respond(result)
-    }
-
-    async fn batch_check_permissions(
-        &self,
-        request: Request<BatchCheckPermissionsRequest>,
-    ) -> Result<Response<BatchCheckPermissionsResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            if r.checks.is_empty() {
-                v.violation("checks", "is required");
-            } else if r.checks.len() > MAX_BATCH {
-                v.violation("checks", format!("at most {MAX_BATCH} per request"));
-            }
-            let checks: Vec<(Uuid, Uuid, Permission)> = r
-                .checks
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    (
-                        v.uuid(&format!("checks[{i}].tenant_id"), &c.tenant_id),
-                        v.uuid(&format!("checks[{i}].user_id"), &c.user_id),
-                        permission(&mut v, &format!("checks[{i}].permission"), &c.permission),
-                    )
                 })
-                .collect();
-            let min_cursor = v.cursor("min_cursor", r.min_cursor);
-            v.finish()?;
-            let (reasons, cursor) = self
-                .services
-                .check_permissions(caller, checks, min_cursor)
-                .await?;
-            Ok(BatchCheckPermissionsResponse {
-                results: reasons
-                    .into_iter()
-                    .map(|r| {
-                        let (allowed, reason) = reason(r);
-                        PermissionCheckResult {
-                            allowed,
-                            reason: reason as i32,
-                        }
-                    })
-                    .collect(),
-                cursor,
-            })
+                .collect(),
+            cursor: cursor.into(),
         }
-        .await;
-        respond(result)
     }
 }

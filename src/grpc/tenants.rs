@@ -1,12 +1,16 @@
-//! `membership.v1.TenantService`.
+//! `membership.v1.TenantService`: tenants, their seats and their verified domains.
 
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
 use super::pb::tenant_service_server::TenantService;
 use super::pb::*;
-use super::{caller, convert, respond};
+use super::{convert, handle};
 use crate::domain::DomainError;
-use crate::domain::email_domain;
+use crate::domain::email_domain::{self, TenantDomain};
+use crate::domain::events::EventCursor;
+use crate::domain::membership::Membership;
+use crate::domain::tenant::{SeatUsage, Tenant};
 use crate::domain::validate::{MAX_NAME_CHARS, Validator};
 use crate::service::Services;
 use crate::service::tenants::{CreateTenant, TenantPatch};
@@ -21,294 +25,361 @@ impl TenantService for TenantApi {
         &self,
         request: Request<CreateTenantRequest>,
     ) -> Result<Response<CreateTenantResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let name = v.text("name", &r.name, MAX_NAME_CHARS, true);
-            let kind = convert::tenant_kind(&mut v, "kind", r.kind);
-            let kind = convert::required(&mut v, "kind", kind, r.kind);
-            let preset = convert::role_preset(&mut v, "role_preset", r.role_preset);
-            let preset = convert::required(&mut v, "role_preset", preset, r.role_preset);
-            let seat_limit = convert::seat_limit(&mut v, "seat_limit", r.seat_limit);
-            let owner_user_id = v.uuid("owner_user_id", &r.owner_user_id);
-            let owner_email = v.email("owner_email", &r.owner_email);
-            let owner_display_name = v.text(
-                "owner_display_name",
-                &r.owner_display_name,
-                MAX_NAME_CHARS,
-                false,
-            );
-            let request_id = v.request_id("request_id", &r.request_id);
-            v.finish()?;
-            let (Some(kind), Some(role_preset)) = (kind, preset) else {
-                return Err(DomainError::Internal("validated enums missing".into()));
-            };
-            let (tenant, owner, cursor) = self
-                .services
-                .create_tenant(
-                    caller,
-                    CreateTenant {
-                        name,
-                        kind,
-                        role_preset,
-                        seat_limit,
-                        owner_user_id,
-                        owner_email,
-                        owner_display_name,
-                        request_id,
-                    },
-                )
-                .await?;
-            Ok(CreateTenantResponse {
-                tenant: Some(convert::tenant(&tenant)),
-                owner: Some(convert::membership(&owner)),
-                cursor,
-            })
-        }
-        .await;
-        respond(result)
+        handle(request, |caller, command| {
+            self.services.create_tenant(caller, command)
+        })
+        .await
     }
 
     async fn get_tenant(
         &self,
         request: Request<GetTenantRequest>,
     ) -> Result<Response<GetTenantResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-            v.finish()?;
-            let tenant = self.services.get_tenant(caller, tenant_id).await?;
-            Ok(GetTenantResponse {
-                tenant: Some(convert::tenant(&tenant)),
-            })
-        }
-        .await;
-        respond(result)
+        handle(request, |caller, tenant_id| {
+            self.services.get_tenant(caller, tenant_id)
+        })
+        .await
     }
 
     async fn update_tenant(
         &self,
         request: Request<UpdateTenantRequest>,
     ) -> Result<Response<UpdateTenantResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let Some(t) = r.tenant else {
-                return Err(DomainError::invalid("tenant", "is required"));
-            };
-            let tenant_id = v.uuid("tenant.tenant_id", &t.tenant_id);
-            let paths = convert::mask_paths(
-                &mut v,
-                r.update_mask.as_ref(),
-                &["name", "kind", "seat_limit"],
-            );
-            let mut patch = TenantPatch::default();
-            for path in &paths {
-                match path.as_str() {
-                    "name" => {
-                        patch.name = Some(v.text("tenant.name", &t.name, MAX_NAME_CHARS, true))
-                    }
-                    "kind" => {
-                        let kind = convert::tenant_kind(&mut v, "tenant.kind", t.kind);
-                        patch.kind = convert::required(&mut v, "tenant.kind", kind, t.kind);
-                    }
-                    "seat_limit" => {
-                        patch.seat_limit = Some(convert::seat_limit(
-                            &mut v,
-                            "tenant.seat_limit",
-                            t.seat_limit,
-                        ))
-                    }
-                    _ => {}
-                }
-            }
-            v.finish()?;
-            let (tenant, cursor) = self
-                .services
-                .update_tenant(caller, tenant_id, t.etag, patch)
-                .await?;
-            Ok(UpdateTenantResponse {
-                tenant: Some(convert::tenant(&tenant)),
-                cursor,
-            })
-        }
-        .await;
-        respond(result)
+        handle(request, |caller, u: UpdateTenant| {
+            self.services
+                .update_tenant(caller, u.tenant_id, u.etag, u.patch)
+        })
+        .await
     }
 
     async fn dissolve_tenant(
         &self,
         request: Request<DissolveTenantRequest>,
     ) -> Result<Response<DissolveTenantResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-            v.finish()?;
-            let (tenant, cursor) = self
-                .services
-                .dissolve_tenant(caller, tenant_id, r.etag, r.validate_only)
-                .await?;
-            Ok(DissolveTenantResponse {
-                tenant: Some(convert::tenant(&tenant)),
-                cursor,
-            })
-        }
-        .await;
-        respond(result)
+        handle(request, |caller, d: Dissolve| {
+            self.services
+                .dissolve_tenant(caller, d.tenant_id, d.etag, d.validate_only)
+        })
+        .await
     }
 
     async fn get_seat_usage(
         &self,
         request: Request<GetSeatUsageRequest>,
     ) -> Result<Response<GetSeatUsageResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-            v.finish()?;
-            let usage = self.services.seat_usage(caller, tenant_id).await?;
-            Ok(GetSeatUsageResponse {
-                used: clamp(usage.used),
-                limit: usage.limit.map(clamp),
-                available: usage.available().map(clamp),
-                display: usage.display(),
-            })
-        }
-        .await;
-        respond(result)
+        handle(request, |caller, tenant_id| {
+            self.services.seat_usage(caller, tenant_id)
+        })
+        .await
     }
 
     async fn add_domain(
         &self,
         request: Request<AddDomainRequest>,
     ) -> Result<Response<AddDomainResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-            let domain = match email_domain::normalize(&r.domain) {
-                Ok(domain) => domain,
-                Err(description) => {
-                    v.violation("domain", description);
-                    String::new()
-                }
-            };
-            v.finish()?;
-            let (domain, cursor) = self
-                .services
-                .add_domain(caller, tenant_id, domain, r.auto_join)
-                .await?;
-            Ok(AddDomainResponse {
-                domain: Some(convert::domain(&domain)),
-                cursor,
-            })
-        }
-        .await;
-        respond(result)
+        handle(request, |caller, a: AddDomain| {
+            self.services
+                .add_domain(caller, a.tenant_id, a.domain, a.auto_join)
+        })
+        .await
     }
 
     async fn verify_domain(
         &self,
         request: Request<VerifyDomainRequest>,
     ) -> Result<Response<VerifyDomainResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-            let domain_id = v.uuid("domain_id", &r.domain_id);
-            v.finish()?;
-            let (domain, cursor) = self
-                .services
-                .verify_domain(caller, tenant_id, domain_id)
-                .await?;
-            Ok(VerifyDomainResponse {
-                domain: Some(convert::domain(&domain)),
-                cursor,
-            })
-        }
-        .await;
-        respond(result)
+        handle(request, |caller, d: DomainRef| {
+            self.services
+                .verify_domain(caller, d.tenant_id, d.domain_id)
+        })
+        .await
     }
 
     async fn list_domains(
         &self,
         request: Request<ListDomainsRequest>,
     ) -> Result<Response<ListDomainsResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-            v.finish()?;
-            let domains = self.services.list_domains(caller, tenant_id).await?;
-            Ok(ListDomainsResponse {
-                domains: domains.iter().map(convert::domain).collect(),
-            })
-        }
-        .await;
-        respond(result)
+        handle(request, |caller, tenant_id| {
+            self.services.list_domains(caller, tenant_id)
+        })
+        .await
     }
 
     async fn update_domain(
         &self,
         request: Request<UpdateDomainRequest>,
     ) -> Result<Response<UpdateDomainResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let Some(d) = r.domain else {
-                return Err(DomainError::invalid("domain", "is required"));
-            };
-            let tenant_id = v.uuid("domain.tenant_id", &d.tenant_id);
-            let domain_id = v.uuid("domain.domain_id", &d.domain_id);
-            let paths = convert::mask_paths(&mut v, r.update_mask.as_ref(), &["auto_join"]);
-            v.finish()?;
-            let auto_join = paths
-                .iter()
-                .any(|p| p == "auto_join")
-                .then_some(d.auto_join);
-            let (domain, cursor) = self
-                .services
-                .update_domain(caller, tenant_id, domain_id, d.etag, auto_join)
-                .await?;
-            Ok(UpdateDomainResponse {
-                domain: Some(convert::domain(&domain)),
-                cursor,
-            })
-        }
-        .await;
-        respond(result)
+        handle(request, |caller, u: UpdateDomain| {
+            self.services.update_domain(
+                caller,
+                u.domain.tenant_id,
+                u.domain.domain_id,
+                u.etag,
+                u.auto_join,
+            )
+        })
+        .await
     }
 
     async fn remove_domain(
         &self,
         request: Request<RemoveDomainRequest>,
     ) -> Result<Response<RemoveDomainResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let result = async {
-            let mut v = Validator::new();
-            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-            let domain_id = v.uuid("domain_id", &r.domain_id);
-            v.finish()?;
-            let cursor = self
-                .services
-                .remove_domain(caller, tenant_id, domain_id)
-                .await?;
-            Ok(RemoveDomainResponse { cursor })
+        handle(request, |caller, d: DomainRef| {
+            self.services
+                .remove_domain(caller, d.tenant_id, d.domain_id)
+        })
+        .await
+    }
+}
+
+// Requests, converted: every bad field is reported at once.
+
+tenant_requests!(GetTenantRequest, GetSeatUsageRequest, ListDomainsRequest);
+
+impl TryFrom<CreateTenantRequest> for CreateTenant {
+    type Error = DomainError;
+
+    fn try_from(r: CreateTenantRequest) -> Result<Self, DomainError> {
+        let mut v = Validator::new();
+        let name = v.text("name", &r.name, MAX_NAME_CHARS, true);
+        let kind = convert::tenant_kind(&mut v, "kind", r.kind);
+        let kind = convert::required(&mut v, "kind", kind, r.kind);
+        let preset = convert::role_preset(&mut v, "role_preset", r.role_preset);
+        let preset = convert::required(&mut v, "role_preset", preset, r.role_preset);
+        let seat_limit = convert::seat_limit(&mut v, "seat_limit", r.seat_limit);
+        let owner_user_id = v.uuid("owner_user_id", &r.owner_user_id);
+        let owner_email = v.email("owner_email", &r.owner_email);
+        let owner_display_name = v.text(
+            "owner_display_name",
+            &r.owner_display_name,
+            MAX_NAME_CHARS,
+            false,
+        );
+        let request_id = v.request_id("request_id", &r.request_id);
+        v.finish()?;
+        let (Some(kind), Some(role_preset)) = (kind, preset) else {
+            return Err(DomainError::Internal("validated enums missing".into()));
+        };
+        Ok(CreateTenant {
+            name,
+            kind,
+            role_preset,
+            seat_limit,
+            owner_user_id,
+            owner_email,
+            owner_display_name,
+            request_id,
+        })
+    }
+}
+
+pub(crate) struct UpdateTenant {
+    tenant_id: Uuid,
+    etag: String,
+    patch: TenantPatch,
+}
+
+impl TryFrom<UpdateTenantRequest> for UpdateTenant {
+    type Error = DomainError;
+
+    fn try_from(r: UpdateTenantRequest) -> Result<Self, DomainError> {
+        let mut v = Validator::new();
+        let Some(t) = r.tenant else {
+            return Err(DomainError::invalid("tenant", "is required"));
+        };
+        let tenant_id = v.uuid("tenant.tenant_id", &t.tenant_id);
+        let paths = convert::mask_paths(
+            &mut v,
+            r.update_mask.as_ref(),
+            &["name", "kind", "seat_limit"],
+        );
+        let mut patch = TenantPatch::default();
+        for path in &paths {
+            match path.as_str() {
+                "name" => patch.name = Some(v.text("tenant.name", &t.name, MAX_NAME_CHARS, true)),
+                "kind" => {
+                    let kind = convert::tenant_kind(&mut v, "tenant.kind", t.kind);
+                    patch.kind = convert::required(&mut v, "tenant.kind", kind, t.kind);
+                }
+                "seat_limit" => {
+                    patch.seat_limit = Some(convert::seat_limit(
+                        &mut v,
+                        "tenant.seat_limit",
+                        t.seat_limit,
+                    ))
+                }
+                _ => {}
+            }
         }
-        .await;
-        respond(result)
+        v.finish()?;
+        Ok(UpdateTenant {
+            tenant_id,
+            etag: t.etag,
+            patch,
+        })
+    }
+}
+
+pub(crate) struct Dissolve {
+    tenant_id: Uuid,
+    etag: String,
+    validate_only: bool,
+}
+
+impl TryFrom<DissolveTenantRequest> for Dissolve {
+    type Error = DomainError;
+
+    fn try_from(r: DissolveTenantRequest) -> Result<Self, DomainError> {
+        let mut v = Validator::new();
+        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
+        v.finish()?;
+        Ok(Dissolve {
+            tenant_id,
+            etag: r.etag,
+            validate_only: r.validate_only,
+        })
+    }
+}
+
+pub(crate) struct AddDomain {
+    tenant_id: Uuid,
+    domain: String,
+    auto_join: bool,
+}
+
+impl TryFrom<AddDomainRequest> for AddDomain {
+    type Error = DomainError;
+
+    fn try_from(r: AddDomainRequest) -> Result<Self, DomainError> {
+        let mut v = Validator::new();
+        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
+        let domain = match email_domain::normalize(&r.domain) {
+            Ok(domain) => domain,
+            Err(description) => {
+                v.violation("domain", description);
+                String::new()
+            }
+        };
+        v.finish()?;
+        Ok(AddDomain {
+            tenant_id,
+            domain,
+            auto_join: r.auto_join,
+        })
+    }
+}
+
+/// A tenant's domain, by id.
+pub(crate) struct DomainRef {
+    tenant_id: Uuid,
+    domain_id: Uuid,
+}
+
+impl DomainRef {
+    fn read(v: &mut Validator, prefix: &str, tenant_id: &str, domain_id: &str) -> DomainRef {
+        DomainRef {
+            tenant_id: v.uuid(&format!("{prefix}tenant_id"), tenant_id),
+            domain_id: v.uuid(&format!("{prefix}domain_id"), domain_id),
+        }
+    }
+}
+
+impl TryFrom<VerifyDomainRequest> for DomainRef {
+    type Error = DomainError;
+
+    fn try_from(r: VerifyDomainRequest) -> Result<Self, DomainError> {
+        let mut v = Validator::new();
+        let domain = DomainRef::read(&mut v, "", &r.tenant_id, &r.domain_id);
+        v.finish()?;
+        Ok(domain)
+    }
+}
+
+impl TryFrom<RemoveDomainRequest> for DomainRef {
+    type Error = DomainError;
+
+    fn try_from(r: RemoveDomainRequest) -> Result<Self, DomainError> {
+        let mut v = Validator::new();
+        let domain = DomainRef::read(&mut v, "", &r.tenant_id, &r.domain_id);
+        v.finish()?;
+        Ok(domain)
+    }
+}
+
+pub(crate) struct UpdateDomain {
+    domain: DomainRef,
+    etag: String,
+    auto_join: Option<bool>,
+}
+
+impl TryFrom<UpdateDomainRequest> for UpdateDomain {
+    type Error = DomainError;
+
+    fn try_from(r: UpdateDomainRequest) -> Result<Self, DomainError> {
+        let mut v = Validator::new();
+        let Some(d) = r.domain else {
+            return Err(DomainError::invalid("domain", "is required"));
+        };
+        let domain = DomainRef::read(&mut v, "domain.", &d.tenant_id, &d.domain_id);
+        let paths = convert::mask_paths(&mut v, r.update_mask.as_ref(), &["auto_join"]);
+        v.finish()?;
+        let auto_join = paths
+            .iter()
+            .any(|p| p == "auto_join")
+            .then_some(d.auto_join);
+        Ok(UpdateDomain {
+            domain,
+            etag: d.etag,
+            auto_join,
+        })
+    }
+}
+
+// Results, converted.
+
+impl From<(Tenant, Membership, EventCursor)> for CreateTenantResponse {
+    fn from((tenant, owner, cursor): (Tenant, Membership, EventCursor)) -> Self {
+        CreateTenantResponse {
+            tenant: Some(convert::tenant(&tenant)),
+            owner: Some(convert::membership(&owner)),
+            cursor: cursor.into(),
+        }
+    }
+}
+
+impl From<Tenant> for GetTenantResponse {
+    fn from(tenant: Tenant) -> Self {
+        GetTenantResponse {
+            tenant: Some(convert::tenant(&tenant)),
+        }
+    }
+}
+
+changed_responses!(tenant: Tenant => convert::tenant; UpdateTenantResponse, DissolveTenantResponse);
+changed_responses!(domain: TenantDomain => convert::domain;
+    AddDomainResponse,
+    VerifyDomainResponse,
+    UpdateDomainResponse,
+);
+cursor_responses!(RemoveDomainResponse);
+
+impl From<SeatUsage> for GetSeatUsageResponse {
+    fn from(usage: SeatUsage) -> Self {
+        GetSeatUsageResponse {
+            used: clamp(usage.used),
+            limit: usage.limit.map(clamp),
+            available: usage.available().map(clamp),
+            display: usage.display(),
+        }
+    }
+}
+
+impl From<Vec<TenantDomain>> for ListDomainsResponse {
+    fn from(domains: Vec<TenantDomain>) -> Self {
+        ListDomainsResponse {
+            domains: domains.iter().map(convert::domain).collect(),
+        }
     }
 }
 

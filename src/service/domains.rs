@@ -7,7 +7,7 @@ use super::access::Access;
 use super::{Services, lock_for_member_management};
 use crate::domain::email;
 use crate::domain::email_domain::{self, DomainState, TenantDomain};
-use crate::domain::events::{EventType, NewEvent};
+use crate::domain::events::{EventCursor, EventType};
 use crate::domain::invitation::new_token;
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::{MEMBER_ROLE, Permission};
@@ -29,12 +29,12 @@ impl Services {
         tenant_id: Uuid,
         domain: String,
         auto_join: bool,
-    ) -> Result<(TenantDomain, i64), DomainError> {
+    ) -> Result<(TenantDomain, EventCursor), DomainError> {
         if email_domain::is_consumer(&domain) {
             return Err(DomainError::ConsumerDomain(domain));
         }
         self.store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id, caller).await?;
                     locked.access.require(Permission::TenantManage)?;
@@ -64,13 +64,7 @@ impl Services {
                         version: 1,
                     };
                     store::domains::insert(&tx.txn, &added).await?;
-                    tx.emit(NewEvent::about(
-                        EventType::DomainAdded,
-                        caller.user_id(),
-                        None,
-                        None,
-                        Some(&added),
-                    ));
+                    tx.emit(EventType::DomainAdded, None, Some(&added));
                     Ok(added)
                 })
             })
@@ -83,7 +77,7 @@ impl Services {
         caller: Caller,
         tenant_id: Uuid,
         domain_id: Uuid,
-    ) -> Result<(TenantDomain, i64), DomainError> {
+    ) -> Result<(TenantDomain, EventCursor), DomainError> {
         let pending = {
             let conn = &self.store.reader();
             let (tenant, _, access) = Access::read(conn, tenant_id, caller).await?;
@@ -112,7 +106,7 @@ impl Services {
             }
         }
         self.store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id, caller).await?;
                     locked.access.require(Permission::TenantManage)?;
@@ -128,13 +122,7 @@ impl Services {
                     after.updated_at = now;
                     after.version += 1;
                     store::domains::update(&tx.txn, &after).await?;
-                    tx.emit(NewEvent::about(
-                        EventType::DomainVerified,
-                        caller.user_id(),
-                        None,
-                        Some(&before),
-                        Some(&after),
-                    ));
+                    tx.emit(EventType::DomainVerified, Some(&before), Some(&after));
                     Ok(after)
                 })
             })
@@ -159,9 +147,9 @@ impl Services {
         domain_id: Uuid,
         etag: String,
         auto_join: Option<bool>,
-    ) -> Result<(TenantDomain, i64), DomainError> {
+    ) -> Result<(TenantDomain, EventCursor), DomainError> {
         self.store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id, caller).await?;
                     locked.access.require(Permission::TenantManage)?;
@@ -177,13 +165,7 @@ impl Services {
                     after.updated_at = now_micros();
                     after.version += 1;
                     store::domains::update(&tx.txn, &after).await?;
-                    tx.emit(NewEvent::about(
-                        EventType::DomainUpdated,
-                        caller.user_id(),
-                        None,
-                        Some(&before),
-                        Some(&after),
-                    ));
+                    tx.emit(EventType::DomainUpdated, Some(&before), Some(&after));
                     Ok(after)
                 })
             })
@@ -195,15 +177,15 @@ impl Services {
         caller: Caller,
         tenant_id: Uuid,
         domain_id: Uuid,
-    ) -> Result<i64, DomainError> {
+    ) -> Result<EventCursor, DomainError> {
         let ((), cursor) = self
             .store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id, caller).await?;
                     locked.access.require(Permission::TenantManage)?;
                     let before = store::domains::get(&tx.txn, tenant_id, domain_id).await?;
-                    remove(tx, caller, before).await
+                    remove(tx, before).await
                 })
             })
             .await?;
@@ -218,21 +200,23 @@ impl Services {
         user_id: Uuid,
         email: String,
         display_name: String,
-    ) -> Result<(Vec<(Uuid, JoinOutcome)>, i64), DomainError> {
+    ) -> Result<(Vec<(Uuid, JoinOutcome)>, EventCursor), DomainError> {
         caller.ensure_acting_for(user_id)?;
         let Some(domain) = email::domain_of(&email).map(str::to_string) else {
-            return Ok((Vec::new(), self.feed.head()));
+            return Ok((Vec::new(), EventCursor(self.feed.head())));
         };
         let tenants = store::domains::auto_join_tenants(&self.store.reader(), &domain).await?;
         let mut results = Vec::new();
-        let mut cursor = store::event_log::head(&self.store.reader())
-            .await
-            .map_err(store::db_error)?;
+        let mut cursor = EventCursor(
+            store::event_log::head(&self.store.reader())
+                .await
+                .map_err(store::db_error)?,
+        );
         for tenant_id in tenants {
             let (email, display_name) = (email.clone(), display_name.clone());
             let (outcome, at) = self
                 .store
-                .write(move |tx| {
+                .write(caller, move |tx| {
                     Box::pin(async move {
                         let (tenant, roles) =
                             store::tenants::lock_with_roles(&tx.txn, tenant_id).await?;
@@ -274,16 +258,9 @@ impl Services {
                         };
                         store::memberships::insert(&tx.txn, &membership).await?;
                         store::roles::bind(&tx.txn, tenant_id, user_id, role.id, now).await?;
-                        tx.emit(NewEvent::about(
-                            EventType::MembershipCreated,
-                            caller.user_id(),
-                            None,
-                            None,
-                            Some(&membership),
-                        ));
+                        tx.emit(EventType::MembershipCreated, None, Some(&membership));
                         super::invitations::close_for_new_member(
                             tx,
-                            caller,
                             &roles,
                             tenant_id,
                             &membership.email,
@@ -306,16 +283,9 @@ impl Services {
 /// Deletes a domain inside a writing transaction, releasing its verification claim.
 pub(crate) async fn remove(
     tx: &mut crate::store::Tx,
-    caller: Caller,
     domain: TenantDomain,
 ) -> Result<(), DomainError> {
     store::domains::delete(&tx.txn, &domain).await?;
-    tx.emit(NewEvent::about(
-        EventType::DomainRemoved,
-        caller.user_id(),
-        None,
-        Some(&domain),
-        None,
-    ));
+    tx.emit(EventType::DomainRemoved, Some(&domain), None);
     Ok(())
 }

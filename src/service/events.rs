@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::access::Access;
 use super::{Services, page_token};
-use crate::domain::events::{EventFilter, FeedEvent};
+use crate::domain::events::{EventCursor, EventFilter, FeedEvent};
 use crate::domain::permissions::Permission;
 use crate::domain::watcher::WatcherAccess;
 use crate::domain::{Caller, DomainError, Micros};
@@ -29,7 +29,7 @@ pub struct ListEvents {
 pub struct EventPage {
     pub events: Vec<FeedEvent>,
     pub next_page_token: String,
-    pub cursor: i64,
+    pub cursor: EventCursor,
 }
 
 impl Services {
@@ -125,7 +125,7 @@ impl Services {
         Ok(EventPage {
             events,
             next_page_token,
-            cursor,
+            cursor: EventCursor(cursor),
         })
     }
 

@@ -9,14 +9,14 @@ use uuid::Uuid;
 use super::access::Access;
 use super::{Locked, Services, lock_for_member_management, page_token};
 use crate::domain::email::canonical_email;
-use crate::domain::events::{EventType, NewEvent};
+use crate::domain::events::{EventCursor, EventType};
+use crate::domain::invitation::InvitationFilter;
 use crate::domain::invitation::{Invitation, InvitationState, new_token, token_hash};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::Permission;
 use crate::domain::role::Role;
 use crate::domain::{Caller, DomainError, Micros, now_micros};
 use crate::mail::Delivery;
-use crate::store::invitations::InvitationFilter;
 use crate::store::memberships::{After, SortValue};
 use crate::store::{self, Tx, requests};
 
@@ -117,10 +117,10 @@ impl Services {
         &self,
         caller: Caller,
         command: CreateInvitation,
-    ) -> Result<(Sent, i64), DomainError> {
+    ) -> Result<(Sent, EventCursor), DomainError> {
         let ((invitation, token, tenant_name), cursor) = self
             .store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, command.tenant_id, caller).await?;
                     if let Some(request_id) = &command.request_id
@@ -174,13 +174,8 @@ impl Services {
                         )
                         .await?;
                     }
-                    tx.emit(NewEvent::about(
-                        EventType::InvitationCreated,
-                        caller.user_id(),
-                        command.request_id.as_deref(),
-                        None,
-                        Some(&invitation),
-                    ));
+                    tx.emit(EventType::InvitationCreated, None, Some(&invitation))
+                        .for_request(command.request_id.as_deref());
                     Ok((invitation, Some(token), locked.tenant.name))
                 })
             })
@@ -224,10 +219,10 @@ impl Services {
         emails: Vec<String>,
         role: String,
         ttl: Micros,
-    ) -> Result<(Vec<BulkResult>, i64), DomainError> {
+    ) -> Result<(Vec<BulkResult>, EventCursor), DomainError> {
         let ((planned, created, tenant_name), cursor) = self
             .store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id, caller).await?;
                     let role = invitable_role(&locked, &role)?;
@@ -270,13 +265,7 @@ impl Services {
                             new_invitation(tenant_id, email.clone(), &role, caller, ttl, now);
                         store::invitations::insert(&tx.txn, &invitation, &token_hash(&token))
                             .await?;
-                        tx.emit(NewEvent::about(
-                            EventType::InvitationCreated,
-                            caller.user_id(),
-                            None,
-                            None,
-                            Some(&invitation),
-                        ));
+                        tx.emit(EventType::InvitationCreated, None, Some(&invitation));
                         created.push((invitation, token));
                     }
                     Ok((planned, created, locked.tenant.name))
@@ -390,10 +379,10 @@ impl Services {
         tenant_id: Uuid,
         id: Uuid,
         ttl: Micros,
-    ) -> Result<(Sent, i64), DomainError> {
+    ) -> Result<(Sent, EventCursor), DomainError> {
         let ((invitation, token, tenant_name), cursor) = self
             .store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id, caller).await?;
                     let before =
@@ -421,13 +410,7 @@ impl Services {
                         &token_hash(&token),
                     )
                     .await?;
-                    tx.emit(NewEvent::about(
-                        EventType::InvitationResent,
-                        caller.user_id(),
-                        None,
-                        Some(&before),
-                        Some(&after),
-                    ));
+                    tx.emit(EventType::InvitationResent, Some(&before), Some(&after));
                     Ok((after, Some(token), locked.tenant.name))
                 })
             })
@@ -441,9 +424,9 @@ impl Services {
         caller: Caller,
         tenant_id: Uuid,
         id: Uuid,
-    ) -> Result<(Invitation, i64), DomainError> {
+    ) -> Result<(Invitation, EventCursor), DomainError> {
         self.store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id, caller).await?;
                     let before =
@@ -452,7 +435,7 @@ impl Services {
                     if before.state != InvitationState::Pending {
                         return Err(DomainError::InvitationNotPending(before.state.as_str()));
                     }
-                    revoke(tx, caller, before).await
+                    revoke(tx, before).await
                 })
             })
             .await
@@ -466,7 +449,7 @@ impl Services {
         user_id: Uuid,
         email: String,
         display_name: String,
-    ) -> Result<(Membership, Invitation, i64), DomainError> {
+    ) -> Result<(Membership, Invitation, EventCursor), DomainError> {
         caller.ensure_acting_for(user_id)?;
         let hash = token_hash(&token);
         let (tenant_id, id) = store::invitations::find_by_token_hash(&self.store.reader(), &hash)
@@ -474,7 +457,7 @@ impl Services {
             .ok_or(DomainError::InvitationNotFound)?;
         let ((membership, invitation), cursor) = self
             .store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let tenant = store::tenants::lock(&tx.txn, tenant_id).await?;
                     // The token again, under the lock: a resend that committed since it was
@@ -532,20 +515,12 @@ impl Services {
                     after.updated_at = now;
                     after.version += 1;
                     store::invitations::update(&tx.txn, &before, &after).await?;
-                    tx.emit(NewEvent::about(
+                    tx.emit(
                         EventType::MembershipCreated,
-                        caller.user_id(),
-                        None,
                         previous.as_ref(),
                         Some(&membership),
-                    ));
-                    tx.emit(NewEvent::about(
-                        EventType::InvitationAccepted,
-                        caller.user_id(),
-                        None,
-                        Some(&before),
-                        Some(&after),
-                    ));
+                    );
+                    tx.emit(EventType::InvitationAccepted, Some(&before), Some(&after));
                     Ok((membership, after))
                 })
             })
@@ -555,24 +530,14 @@ impl Services {
 }
 
 /// Revokes a pending invitation inside a writing transaction; its seat frees at once.
-pub(crate) async fn revoke(
-    tx: &mut Tx,
-    caller: Caller,
-    before: Invitation,
-) -> Result<Invitation, DomainError> {
+pub(crate) async fn revoke(tx: &mut Tx, before: Invitation) -> Result<Invitation, DomainError> {
     let now = now_micros();
     let mut after = before.clone();
     after.state = InvitationState::Revoked;
     after.updated_at = now;
     after.version += 1;
     store::invitations::update(&tx.txn, &before, &after).await?;
-    tx.emit(NewEvent::about(
-        EventType::InvitationRevoked,
-        caller.user_id(),
-        None,
-        Some(&before),
-        Some(&after),
-    ));
+    tx.emit(EventType::InvitationRevoked, Some(&before), Some(&after));
     Ok(after)
 }
 
@@ -580,7 +545,6 @@ pub(crate) async fn revoke(
 /// directly, auto-joined): they would otherwise hold a second seat and list the person twice.
 pub(crate) async fn close_for_new_member(
     tx: &mut Tx,
-    caller: Caller,
     roles: &crate::domain::role::TenantRoles,
     tenant_id: Uuid,
     email: &str,
@@ -588,7 +552,7 @@ pub(crate) async fn close_for_new_member(
     for invitation in
         store::invitations::pending_for_email(&tx.txn, roles, tenant_id, email).await?
     {
-        revoke(tx, caller, invitation).await?;
+        revoke(tx, invitation).await?;
     }
     Ok(())
 }

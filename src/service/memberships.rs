@@ -8,12 +8,13 @@ use uuid::Uuid;
 use super::access::{Access, conceal_absence};
 use super::authz::CachedPage;
 use super::{Locked, Services, lock_for_member_management, membership_key, page_token};
-use crate::domain::events::{EventType, NewEvent};
+use crate::domain::events::{EventCursor, EventType, NewEvent};
+use crate::domain::membership::{ListFilter, SortKey};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::{MEMBER_ROLE, Permission};
 use crate::domain::tenant::check_etag;
 use crate::domain::{Caller, DomainError, now_micros};
-use crate::store::memberships::{After, ListFilter, ListedPage, PageRequest, SortKey, sort_value};
+use crate::store::memberships::{After, ListedPage, PageRequest, sort_value};
 use crate::store::{self, event_log, requests};
 
 pub struct CreateMembership {
@@ -54,7 +55,7 @@ pub struct ListMemberships {
 pub struct MembershipPage {
     /// The members and the next page's token, shared with the cache when it keeps them.
     pub listed: Arc<CachedPage>,
-    pub cursor: i64,
+    pub cursor: EventCursor,
 }
 
 const CREATE_MEMBERSHIP: &str = "CreateMembership";
@@ -87,7 +88,7 @@ impl Services {
         {
             return Ok(MembershipPage {
                 listed: page,
-                cursor,
+                cursor: EventCursor(cursor),
             });
         }
         let conn = self.store.read_snapshot().await?;
@@ -106,7 +107,7 @@ impl Services {
                             memberships: Vec::new(),
                             next_page_token: String::new(),
                         }),
-                        cursor,
+                        cursor: EventCursor(cursor),
                     });
                 }
             }
@@ -148,7 +149,7 @@ impl Services {
             listed: self
                 .authz
                 .remember_page(query.tenant_id, cache_key, page, cursor, changes_at),
-            cursor,
+            cursor: EventCursor(cursor),
         })
     }
 
@@ -173,15 +174,15 @@ impl Services {
         tenant_id: Uuid,
         user_id: Uuid,
         min_cursor: i64,
-    ) -> Result<(Membership, i64), DomainError> {
+    ) -> Result<(Membership, EventCursor), DomainError> {
         self.authz.reach(min_cursor).await?;
         // A system caller, a user reading their own membership, or one the permission cache
         // says may read members, needs nothing but the row: remembered, or one statement,
         // which is its own snapshot.
         let own = caller == Caller::User(user_id);
         if own || self.may_read_members(caller, tenant_id).await? {
-            if let Some(found) = self.authz.cached_membership(tenant_id, user_id) {
-                return Ok(found);
+            if let Some((found, at)) = self.authz.cached_membership(tenant_id, user_id) {
+                return Ok((found, EventCursor(at)));
             }
             let read =
                 store::memberships::get_in_one_read(&self.store.reader(), tenant_id, user_id)
@@ -194,30 +195,29 @@ impl Services {
                         }
                         error => error,
                     });
-            if let Ok((membership, loaded_at)) = &read {
-                self.authz.remember_membership(membership, *loaded_at);
-            }
-            return read;
+            let (membership, loaded_at) = read?;
+            self.authz.remember_membership(&membership, loaded_at);
+            return Ok((membership, EventCursor(loaded_at)));
         }
         let conn = self.store.read_snapshot().await?;
         let (_, _, access) = Access::read(&conn, tenant_id, caller).await?;
         access.require(Permission::MembersRead)?;
-        let found = store::memberships::get_in_one_read(&conn, tenant_id, user_id).await?;
+        let (found, at) = store::memberships::get_in_one_read(&conn, tenant_id, user_id).await?;
         conn.commit().await.map_err(store::db_error)?;
-        Ok(found)
+        Ok((found, EventCursor(at)))
     }
 
     pub async fn create_membership(
         &self,
         caller: Caller,
         command: CreateMembership,
-    ) -> Result<(Membership, i64), DomainError> {
+    ) -> Result<(Membership, EventCursor), DomainError> {
         let request_id = command.request_id.clone();
         let key = membership_key(command.tenant_id, command.user_id);
         let (tenant_id, user_id) = (command.tenant_id, command.user_id);
         let outcome = self
             .store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let Locked {
                         tenant,
@@ -276,16 +276,14 @@ impl Services {
                     if let Some(request_id) = &command.request_id {
                         requests::record(&tx.txn, CREATE_MEMBERSHIP, request_id, &key, now).await?;
                     }
-                    tx.emit(NewEvent::about(
+                    tx.emit(
                         EventType::MembershipCreated,
-                        caller.user_id(),
-                        command.request_id.as_deref(),
                         before.as_ref(),
                         Some(&membership),
-                    ));
+                    )
+                    .for_request(command.request_id.as_deref());
                     super::invitations::close_for_new_member(
                         tx,
-                        caller,
                         &roles,
                         tenant.id,
                         &membership.email,
@@ -305,7 +303,7 @@ impl Services {
                         .await?
                         .ok_or(DomainError::Conflict)?;
                 let cursor = event_log::head(&conn).await.map_err(store::db_error)?;
-                Ok((replay, cursor))
+                Ok((replay, EventCursor(cursor)))
             }
             other => other,
         }
@@ -318,9 +316,9 @@ impl Services {
         user_id: Uuid,
         etag: String,
         patch: MembershipPatch,
-    ) -> Result<(Membership, i64), DomainError> {
+    ) -> Result<(Membership, EventCursor), DomainError> {
         self.store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id, caller).await?;
                     let (before, role_ids) =
@@ -368,11 +366,7 @@ impl Services {
                         }
                         _ => EventType::MembershipUpdated,
                     };
-                    tx.emit(NewEvent::about(event_type, caller.user_id(),
-                        None,
-                        Some(&before),
-                        Some(&after),
-                    ));
+                    tx.emit(event_type, Some(&before), Some(&after));
                     Ok(after)
                 })
             })
@@ -385,7 +379,7 @@ impl Services {
         tenant_id: Uuid,
         user_id: Uuid,
         etag: String,
-    ) -> Result<(Membership, i64), DomainError> {
+    ) -> Result<(Membership, EventCursor), DomainError> {
         self.set_status(
             caller,
             tenant_id,
@@ -402,7 +396,7 @@ impl Services {
         tenant_id: Uuid,
         user_id: Uuid,
         etag: String,
-    ) -> Result<(Membership, i64), DomainError> {
+    ) -> Result<(Membership, EventCursor), DomainError> {
         self.set_status(caller, tenant_id, user_id, etag, MembershipStatus::Active)
             .await
     }
@@ -414,7 +408,7 @@ impl Services {
         user_id: Uuid,
         etag: String,
         status: MembershipStatus,
-    ) -> Result<(Membership, i64), DomainError> {
+    ) -> Result<(Membership, EventCursor), DomainError> {
         let patch = MembershipPatch {
             status: Some(status),
             ..MembershipPatch::default()
@@ -431,10 +425,10 @@ impl Services {
         user_id: Uuid,
         etag: String,
         validate_only: bool,
-    ) -> Result<i64, DomainError> {
+    ) -> Result<EventCursor, DomainError> {
         let ((), cursor) = self
             .store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id, caller).await?;
                     let (before, role_ids) =
@@ -451,13 +445,7 @@ impl Services {
                         return Ok(());
                     }
                     store::memberships::delete(&tx.txn, &before).await?;
-                    tx.emit(NewEvent::about(
-                        EventType::MembershipDeleted,
-                        caller.user_id(),
-                        None,
-                        Some(&before),
-                        None,
-                    ));
+                    tx.emit(EventType::MembershipDeleted, Some(&before), None);
                     Ok(())
                 })
             })
@@ -470,12 +458,12 @@ impl Services {
         &self,
         caller: Caller,
         tenant_id: Uuid,
-    ) -> Result<(Membership, i64), DomainError> {
+    ) -> Result<(Membership, EventCursor), DomainError> {
         let Caller::User(user_id) = caller else {
             return Err(DomainError::ActorRequired);
         };
         self.store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let (tenant, roles) = store::tenants::lock_with_roles(&tx.txn, tenant_id)
                         .await
@@ -502,13 +490,7 @@ impl Services {
                         store::roles::unbind(&tx.txn, tenant_id, user_id, role_id).await?;
                     }
                     store::memberships::update(&tx.txn, &before, &after).await?;
-                    tx.emit(NewEvent::about(
-                        EventType::MembershipLeft,
-                        caller.user_id(),
-                        None,
-                        Some(&before),
-                        Some(&after),
-                    ));
+                    tx.emit(EventType::MembershipLeft, Some(&before), Some(&after));
                     Ok(after)
                 })
             })
@@ -522,10 +504,10 @@ impl Services {
         tenant_id: Uuid,
         new_owner_id: Uuid,
         previous_owner_role: String,
-    ) -> Result<(Membership, Membership, i64), DomainError> {
+    ) -> Result<(Membership, Membership, EventCursor), DomainError> {
         let ((previous, next), cursor) = self
             .store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let Locked {
                         tenant,
@@ -595,21 +577,17 @@ impl Services {
                     target_after.updated_at = now;
                     store::memberships::update(&tx.txn, &target_before, &target_after).await?;
 
-                    tx.emit(NewEvent::about(
+                    tx.emit(
                         EventType::MembershipUpdated,
-                        caller.user_id(),
-                        None,
                         Some(&owner_before),
                         Some(&owner_after),
-                    ));
-                    tx.emit(NewEvent::about(
+                    );
+                    tx.emit(
                         EventType::MembershipUpdated,
-                        caller.user_id(),
-                        None,
                         Some(&target_before),
                         Some(&target_after),
-                    ));
-                    tx.emit(NewEvent {
+                    );
+                    tx.emit_event(NewEvent {
                         tenant_id: Some(tenant.id),
                         event_type: EventType::OwnershipTransferred,
                         actor_id: caller.user_id(),

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::dns::TxtLookup;
 use crate::domain::Caller;
 use crate::domain::DomainError;
+use crate::domain::events::EventCursor;
 use crate::domain::permissions::Permission;
 use crate::domain::role::TenantRoles;
 use crate::domain::tenant::Tenant;
@@ -67,7 +68,7 @@ impl Services {
         caller: Caller,
         checks: Vec<(Uuid, Uuid, Permission)>,
         min_cursor: i64,
-    ) -> Result<(Vec<CheckReason>, i64), DomainError> {
+    ) -> Result<(Vec<CheckReason>, EventCursor), DomainError> {
         if let Caller::User(actor) = caller {
             let mut tenants: Vec<Uuid> = checks
                 .iter()
@@ -95,7 +96,7 @@ impl Services {
                 }
             }
         }
-        Ok((reasons, cursor))
+        Ok((reasons, EventCursor(cursor)))
     }
 }
 

@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use super::access::Access;
 use super::{Locked, Services, lock_for_member_management, page_token};
-use crate::domain::events::{EventType, NewEvent};
+use crate::domain::events::{EventCursor, EventType};
 use crate::domain::membership::{Membership, MembershipStatus};
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::role::{Role, TenantRoles};
@@ -56,7 +56,6 @@ fn role_by_name<'r>(roles: &'r TenantRoles, name: &str) -> Result<&'r Role, Doma
 /// state before and after it; saves the membership once at the end.
 async fn change_bindings(
     tx: &mut Tx,
-    caller: Caller,
     roles: &TenantRoles,
     member: Membership,
     mut role_ids: Vec<Uuid>,
@@ -91,13 +90,7 @@ async fn change_bindings(
         } else {
             EventType::RoleBindingDeleted
         };
-        tx.emit(NewEvent::about(
-            event_type,
-            caller.user_id(),
-            None,
-            Some(&current),
-            Some(&next),
-        ));
+        tx.emit(event_type, Some(&current), Some(&next));
         current = next;
         changed = true;
     }
@@ -151,9 +144,9 @@ impl Services {
         name: String,
         description: String,
         permissions: PermissionSet,
-    ) -> Result<(Role, i64), DomainError> {
+    ) -> Result<(Role, EventCursor), DomainError> {
         self.store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id, caller).await?;
                     require_define(&locked.access, permissions)?;
@@ -174,13 +167,7 @@ impl Services {
                         updated_at: now,
                     };
                     store::roles::insert(&tx.txn, &role).await?;
-                    tx.emit(NewEvent::about(
-                        EventType::RoleCreated,
-                        caller.user_id(),
-                        None,
-                        None,
-                        Some(&role),
-                    ));
+                    tx.emit(EventType::RoleCreated, None, Some(&role));
                     Ok(role)
                 })
             })
@@ -194,9 +181,9 @@ impl Services {
         name: String,
         etag: String,
         patch: RolePatch,
-    ) -> Result<(Role, i64), DomainError> {
+    ) -> Result<(Role, EventCursor), DomainError> {
         self.store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id, caller).await?;
                     let before = role_by_name(&locked.roles, &name)?.clone();
@@ -220,13 +207,7 @@ impl Services {
                     after.version += 1;
                     after.updated_at = now_micros();
                     store::roles::update(&tx.txn, &after).await?;
-                    tx.emit(NewEvent::about(
-                        EventType::RoleUpdated,
-                        caller.user_id(),
-                        None,
-                        Some(&before),
-                        Some(&after),
-                    ));
+                    tx.emit(EventType::RoleUpdated, Some(&before), Some(&after));
                     Ok(after)
                 })
             })
@@ -240,9 +221,9 @@ impl Services {
         tenant_id: Uuid,
         name: String,
         unbind_everywhere: bool,
-    ) -> Result<(usize, i64), DomainError> {
+    ) -> Result<(usize, EventCursor), DomainError> {
         self.store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id, caller).await?;
                     let role = role_by_name(&locked.roles, &name)?.clone();
@@ -258,25 +239,11 @@ impl Services {
                         let (member, role_ids) =
                             store::memberships::get(&tx.txn, &locked.roles, tenant_id, *user_id)
                                 .await?;
-                        change_bindings(
-                            tx,
-                            caller,
-                            &locked.roles,
-                            member,
-                            role_ids,
-                            &[role.id],
-                            &[],
-                        )
-                        .await?;
+                        change_bindings(tx, &locked.roles, member, role_ids, &[role.id], &[])
+                            .await?;
                     }
                     store::roles::delete(&tx.txn, role.id).await?;
-                    tx.emit(NewEvent::about(
-                        EventType::RoleDeleted,
-                        caller.user_id(),
-                        None,
-                        Some(&role),
-                        None,
-                    ));
+                    tx.emit(EventType::RoleDeleted, Some(&role), None);
                     Ok(holders.len())
                 })
             })
@@ -293,9 +260,9 @@ impl Services {
         user_id: Uuid,
         role: String,
         change: RoleChange,
-    ) -> Result<(Membership, i64), DomainError> {
+    ) -> Result<(Membership, EventCursor), DomainError> {
         self.store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id, caller).await?;
                     let (member, role_ids) =
@@ -328,8 +295,7 @@ impl Services {
                             (others, vec![target.id])
                         }
                     };
-                    change_bindings(tx, caller, &locked.roles, member, role_ids, &remove, &add)
-                        .await
+                    change_bindings(tx, &locked.roles, member, role_ids, &remove, &add).await
                 })
             })
             .await

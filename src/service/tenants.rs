@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use super::Services;
 use super::access::Access;
-use crate::domain::events::{EventType, NewEvent};
+use crate::domain::events::{EventCursor, EventType};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::Permission;
 use crate::domain::tenant::{RolePreset, SeatUsage, Tenant, TenantKind, TenantState, check_etag};
@@ -74,7 +74,7 @@ impl Services {
         &self,
         caller: Caller,
         command: CreateTenant,
-    ) -> Result<(Tenant, Membership, i64), DomainError> {
+    ) -> Result<(Tenant, Membership, EventCursor), DomainError> {
         if let Caller::User(actor) = caller
             && actor != command.owner_user_id
         {
@@ -90,7 +90,7 @@ impl Services {
         let recorded_digest = digest.clone();
         let outcome = self
             .store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let now = now_micros();
                     let tenant = Tenant {
@@ -142,20 +142,10 @@ impl Services {
                         )
                         .await?;
                     }
-                    tx.emit(NewEvent::about(
-                        EventType::TenantCreated,
-                        caller.user_id(),
-                        command.request_id.as_deref(),
-                        None,
-                        Some(&tenant),
-                    ));
-                    tx.emit(NewEvent::about(
-                        EventType::MembershipCreated,
-                        caller.user_id(),
-                        command.request_id.as_deref(),
-                        None,
-                        Some(&owner),
-                    ));
+                    tx.emit(EventType::TenantCreated, None, Some(&tenant))
+                        .for_request(command.request_id.as_deref());
+                    tx.emit(EventType::MembershipCreated, None, Some(&owner))
+                        .for_request(command.request_id.as_deref());
                     Ok((tenant, owner))
                 })
             })
@@ -179,7 +169,7 @@ impl Services {
         &self,
         request_id: &str,
         digest: &str,
-    ) -> Result<Option<(Tenant, Membership, i64)>, DomainError> {
+    ) -> Result<Option<(Tenant, Membership, EventCursor)>, DomainError> {
         let conn = self.store.read_snapshot().await?;
         let Some(key) = requests::find(&conn, CREATE_TENANT, request_id).await? else {
             return Ok(None);
@@ -203,7 +193,7 @@ impl Services {
             .ok_or(DomainError::MembershipNotFound)?;
         let (owner, _) = store::memberships::get(&conn, &roles, tenant_id, owner_id).await?;
         let cursor = event_log::head(&conn).await.map_err(store::db_error)?;
-        Ok(Some((tenant, owner, cursor)))
+        Ok(Some((tenant, owner, EventCursor(cursor))))
     }
 
     pub async fn get_tenant(&self, caller: Caller, tenant_id: Uuid) -> Result<Tenant, DomainError> {
@@ -218,9 +208,9 @@ impl Services {
         tenant_id: Uuid,
         etag: String,
         patch: TenantPatch,
-    ) -> Result<(Tenant, i64), DomainError> {
+    ) -> Result<(Tenant, EventCursor), DomainError> {
         self.store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let (before, _, access) = Access::lock(&tx.txn, tenant_id, caller).await?;
                     access.require(Permission::TenantManage)?;
@@ -245,13 +235,7 @@ impl Services {
                     tenant.version += 1;
                     tenant.updated_at = now_micros();
                     store::tenants::update(&tx.txn, &tenant).await?;
-                    tx.emit(NewEvent::about(
-                        EventType::TenantUpdated,
-                        caller.user_id(),
-                        None,
-                        Some(&before),
-                        Some(&tenant),
-                    ));
+                    tx.emit(EventType::TenantUpdated, Some(&before), Some(&tenant));
                     Ok(tenant)
                 })
             })
@@ -265,9 +249,9 @@ impl Services {
         tenant_id: Uuid,
         etag: String,
         validate_only: bool,
-    ) -> Result<(Tenant, i64), DomainError> {
+    ) -> Result<(Tenant, EventCursor), DomainError> {
         self.store
-            .write(move |tx| {
+            .write(caller, move |tx| {
                 Box::pin(async move {
                     let (before, roles, access) = Access::lock(&tx.txn, tenant_id, caller).await?;
                     access.require(Permission::TenantDelete)?;
@@ -291,23 +275,17 @@ impl Services {
                                 .await?;
                         }
                         store::memberships::update(&tx.txn, &member, &ended).await?;
-                        tx.emit(NewEvent::about(
-                            EventType::MembershipLeft,
-                            caller.user_id(),
-                            None,
-                            Some(&member),
-                            Some(&ended),
-                        ));
+                        tx.emit(EventType::MembershipLeft, Some(&member), Some(&ended));
                     }
                     for invitation in
                         store::invitations::all_pending(&tx.txn, &roles, tenant_id).await?
                     {
-                        super::invitations::revoke(tx, caller, invitation).await?;
+                        super::invitations::revoke(tx, invitation).await?;
                     }
                     // A dissolved tenant can no longer manage its domains: release them, so
                     // the organization can verify them again under another tenant.
                     for domain in store::domains::list(&tx.txn, tenant_id).await? {
-                        super::domains::remove(tx, caller, domain).await?;
+                        super::domains::remove(tx, domain).await?;
                     }
                     let mut tenant = before.clone();
                     tenant.state = TenantState::Dissolved;
@@ -315,13 +293,7 @@ impl Services {
                     tenant.updated_at = now;
                     tenant.version += 1;
                     store::tenants::update(&tx.txn, &tenant).await?;
-                    tx.emit(NewEvent::about(
-                        EventType::TenantDissolved,
-                        caller.user_id(),
-                        None,
-                        Some(&before),
-                        Some(&tenant),
-                    ));
+                    tx.emit(EventType::TenantDissolved, Some(&before), Some(&tenant));
                     Ok(tenant)
                 })
             })

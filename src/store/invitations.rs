@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::entities::invitations;
 use super::{corrupt, db_error, escape_like, tenants};
-use crate::domain::invitation::{Invitation, InvitationState};
+use crate::domain::invitation::{Invitation, InvitationFilter, InvitationState};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::role::TenantRoles;
 use crate::domain::{DomainError, Micros};
@@ -245,14 +245,6 @@ pub async fn by_ids<C: ConnectionTrait>(
         .into_iter()
         .map(|m| to_domain(m, roles))
         .collect()
-}
-
-/// Filters of ListInvitations.
-#[derive(Clone, Debug, Default)]
-pub struct InvitationFilter {
-    pub state: Option<InvitationState>,
-    /// Substring of the canonical email, folded as `email::search_form` folds.
-    pub query: Option<String>,
 }
 
 /// A page of a tenant's invitations, newest first, after the (created_at, id) keyset.

@@ -11,60 +11,24 @@ use uuid::Uuid;
 
 use super::entities::{memberships, role_bindings};
 use super::{corrupt, db_error, entities, escape_like, invitations, roles, tenants};
-use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
+use crate::domain::membership::{
+    ListFilter, Membership, MembershipSource, MembershipStatus, MembershipType, SortKey, TextQuery,
+};
 use crate::domain::role::TenantRoles;
 use crate::domain::{DomainError, Micros};
 
-/// What a list page is sorted by; ties are broken by user id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SortKey {
-    CreateTime,
-    Email,
-    DisplayName,
-}
-
-/// Filters of ListMemberships, already validated and resolved.
-#[derive(Clone, Debug, Default)]
-pub struct ListFilter {
-    pub status: Option<MembershipStatus>,
-    pub member_type: Option<MembershipType>,
-    pub source: Option<MembershipSource>,
-    /// A role id; the service resolves names (an unknown name matches nobody).
-    pub role_id: Option<Uuid>,
-    /// Substring of the email or the display name.
-    pub query: Option<TextQuery>,
-}
-
-/// A free-text query in the two forms it is matched in: emails are canonical (only ASCII
-/// letters folded in the local part, so the query folds the same way and `K` never finds
-/// `karl@…`), display names are stored lower-cased.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TextQuery {
-    pub email: String,
-    pub name: String,
-}
-
-impl TextQuery {
-    pub fn new(query: &str) -> Self {
-        Self {
-            email: crate::domain::email::search_form(query),
-            name: query.to_lowercase(),
-        }
-    }
-
-    /// The FTS5 query that finds every row containing this one (and, rarely, a few more: the
-    /// `LIKE` after it decides). None when a form is shorter than a trigram, which the index
-    /// cannot look up.
-    fn full_text_match(&self) -> Option<String> {
-        let phrase = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
-        (self.email.chars().count() >= 3 && self.name.chars().count() >= 3).then(|| {
-            format!(
-                "email : {} OR name : {}",
-                phrase(&self.email),
-                phrase(&self.name)
-            )
-        })
-    }
+/// The FTS5 query that finds every row containing `query`'s forms (and, rarely, a few more:
+/// the `LIKE` after it decides). None when a form is shorter than a trigram, which the index
+/// cannot look up.
+fn full_text_match(query: &TextQuery) -> Option<String> {
+    let phrase = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
+    (query.email.chars().count() >= 3 && query.name.chars().count() >= 3).then(|| {
+        format!(
+            "email : {} OR name : {}",
+            phrase(&query.email),
+            phrase(&query.name)
+        )
+    })
 }
 
 /// How a page finds the members its text query matches.
@@ -95,7 +59,7 @@ pub async fn text_path<C: ConnectionTrait>(
     if conn.get_database_backend() != sea_orm::DbBackend::Sqlite {
         return Ok(TextPath::Scan);
     }
-    let Some(full_text) = query.full_text_match() else {
+    let Some(full_text) = full_text_match(query) else {
         return Ok(TextPath::Scan);
     };
     // The candidates come back as one JSON array, which the list statement reads as it is.

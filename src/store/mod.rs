@@ -30,8 +30,9 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, Notify};
 
-use crate::domain::DomainError;
 use crate::domain::events::NewEvent;
+use crate::domain::events::{EventCursor, EventSubject, EventType};
+use crate::domain::{Caller, DomainError, Micros};
 use bounded::{Bounded, within};
 
 /// Advisory lock key taken while migrating PostgreSQL ("memb" in ASCII).
@@ -80,16 +81,51 @@ pub struct Store {
     sequencer: Option<(Arc<sequencer::Sequencer>, DatabaseConnection)>,
 }
 
-/// A writing transaction and the events it will append at commit.
+/// A writing transaction for one caller, and the events it will append at commit.
 pub struct Tx {
     pub txn: Transaction,
+    caller: Caller,
     events: Vec<NewEvent>,
     rollback_only: bool,
 }
 
 impl Tx {
-    pub fn emit(&mut self, event: NewEvent) {
+    /// Who the transaction writes for.
+    pub fn caller(&self) -> Caller {
+        self.caller
+    }
+
+    /// Emits the event of a change from `before` to `after`, made by this transaction's caller.
+    /// It is appended, and numbered, when the transaction commits.
+    pub fn emit<T: EventSubject>(
+        &mut self,
+        event_type: EventType,
+        before: Option<&T>,
+        after: Option<&T>,
+    ) -> &mut NewEvent {
+        let event = NewEvent::about(event_type, self.caller.user_id(), None, before, after);
         self.events.push(event);
+        self.events.last_mut().expect("just pushed")
+    }
+
+    /// Emits an event of another shape than a subject's before and after.
+    pub fn emit_event(&mut self, event: NewEvent) {
+        self.events.push(event);
+    }
+
+    /// Remembers that `request_id` (AIP-155) produced the resource `key` by `operation`, so a
+    /// retry of the request finds it (see [`requests::find`]). Nothing without a request id.
+    pub async fn remember_request(
+        &self,
+        operation: &str,
+        request_id: Option<&str>,
+        key: &str,
+        now: Micros,
+    ) -> Result<(), DomainError> {
+        match request_id {
+            Some(request_id) => requests::record(&self.txn, operation, request_id, key, now).await,
+            None => Ok(()),
+        }
     }
 
     /// Checks ran and passed, but nothing is to be written (`validate_only`).
@@ -396,7 +432,11 @@ impl Store {
     /// Runs `work` in one writing transaction, appends the events it emitted at the very end
     /// (so positions follow commit order), commits, and returns the last event position (or the
     /// current log head when nothing was emitted). Any error rolls everything back.
-    pub async fn write<T, F>(&self, work: F) -> Result<(T, i64), DomainError>
+    pub async fn write<T, F>(
+        &self,
+        caller: Caller,
+        work: F,
+    ) -> Result<(T, EventCursor), DomainError>
     where
         T: Send + 'static,
         F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send,
@@ -415,6 +455,7 @@ impl Store {
                 .map_err(db_error)?;
         let mut tx = Tx {
             txn: Bounded::new(txn, timeout),
+            caller,
             events: Vec::new(),
             rollback_only: false,
         };
@@ -443,11 +484,12 @@ impl Store {
         &self,
         tx: Tx,
         outcome: Result<T, DomainError>,
-    ) -> Result<(T, i64), DomainError> {
+    ) -> Result<(T, EventCursor), DomainError> {
         let Tx {
             txn,
             events,
             rollback_only,
+            ..
         } = tx;
         match outcome {
             Ok(value) if !rollback_only && !events.is_empty() && self.sequencer.is_some() => {
@@ -460,7 +502,7 @@ impl Store {
                         .collect::<Vec<_>>(),
                 );
                 let cursor = positions.iter().copied().max().unwrap_or_default();
-                Ok((value, cursor))
+                Ok((value, EventCursor(cursor)))
             }
             Ok(value) if !rollback_only => {
                 let cursor = event_log::append(&txn, &events).await.map_err(db_error)?;
@@ -471,12 +513,12 @@ impl Store {
                     let committed: Vec<(i64, &NewEvent)> = (first..).zip(events.iter()).collect();
                     self.run_commit_hooks(&committed);
                 }
-                Ok((value, cursor))
+                Ok((value, EventCursor(cursor)))
             }
             Ok(value) => {
                 let cursor = event_log::head(&txn).await.map_err(db_error)?;
                 txn.rollback().await.map_err(db_error)?;
-                Ok((value, cursor))
+                Ok((value, EventCursor(cursor)))
             }
             Err(error) => {
                 if let Err(rollback) = txn.rollback().await {
