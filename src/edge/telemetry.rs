@@ -71,76 +71,36 @@ pub fn recorder() -> &'static PrometheusHandle {
     })
 }
 
-/// Serves `GET /metrics` on `listener` until `stop` is cancelled.
+/// Serves `GET /metrics` (and HEAD) on `listener` until `stop` is cancelled; any other path is
+/// 404, any other method 405.
 pub async fn serve_metrics(listener: TcpListener, store: Store, stop: CancellationToken) {
-    use hyper::server::conn::http1;
-    use hyper_util::rt::TokioIo;
-
-    let handle = recorder();
-    loop {
-        let stream = tokio::select! {
-            _ = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "metrics endpoint: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let store = store.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let response = metrics_response(&request, handle, &store);
-            async move { Ok::<_, std::convert::Infallible>(response) }
-        });
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = connection => {}
-                _ = stop.cancelled() => {}
-            }
-        });
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(render_metrics(&store))),
+    );
+    if let Err(error) = axum::serve(listener, router)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+    {
+        tracing::warn!(%error, "metrics endpoint stopped");
     }
 }
 
-fn metrics_response<B>(
-    request: &http::Request<B>,
-    handle: &PrometheusHandle,
-    store: &Store,
-) -> http::Response<http_body_util::Full<bytes::Bytes>> {
-    let text = |status: http::StatusCode, body: String, content_type: &'static str| {
-        http::Response::builder()
-            .status(status)
-            .header(http::header::CONTENT_TYPE, content_type)
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .expect("a static response")
-    };
-    if request.uri().path() != "/metrics" {
-        return text(
-            http::StatusCode::NOT_FOUND,
-            "metrics are at /metrics\n".to_string(),
-            "text/plain; charset=utf-8",
-        );
-    }
-    if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
-        return text(
-            http::StatusCode::METHOD_NOT_ALLOWED,
-            "GET /metrics\n".to_string(),
-            "text/plain; charset=utf-8",
-        );
-    }
+/// The Prometheus text of every series, the pool's gauges read now.
+fn render_metrics(store: &Store) -> ([(http::HeaderName, &'static str); 1], String) {
+    let handle = recorder();
     let pool = store.pool_stats();
     metrics::gauge!("membership_db_pool_connections", "state" => "idle").set(pool.idle as f64);
     metrics::gauge!("membership_db_pool_connections", "state" => "in_use")
         .set(pool.size.saturating_sub(pool.idle) as f64);
     metrics::gauge!("membership_db_pool_max_connections").set(pool.max as f64);
     handle.run_upkeep();
-    text(
-        http::StatusCode::OK,
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         handle.render(),
-        "text/plain; version=0.0.4; charset=utf-8",
     )
 }
 

@@ -164,16 +164,14 @@ impl Services {
                         now,
                     );
                     store::invitations::insert(&tx.txn, &invitation, &token_hash(&token)).await?;
-                    if let Some(request_id) = &command.request_id {
-                        requests::record(
-                            &tx.txn,
-                            CREATE_INVITATION,
-                            request_id,
-                            &invitation.id.to_string(),
-                            now,
-                        )
-                        .await?;
-                    }
+                    let key = invitation.id.to_string();
+                    tx.remember_request(
+                        CREATE_INVITATION,
+                        command.request_id.as_deref(),
+                        &key,
+                        now,
+                    )
+                    .await?;
                     tx.emit(EventType::InvitationCreated, None, Some(&invitation))
                         .for_request(command.request_id.as_deref());
                     Ok((invitation, Some(token), locked.tenant.name))

@@ -273,9 +273,13 @@ impl Services {
                     store::memberships::save(&tx.txn, before.as_ref(), &membership).await?;
                     store::roles::bind(&tx.txn, tenant.id, membership.user_id, role.id, now)
                         .await?;
-                    if let Some(request_id) = &command.request_id {
-                        requests::record(&tx.txn, CREATE_MEMBERSHIP, request_id, &key, now).await?;
-                    }
+                    tx.remember_request(
+                        CREATE_MEMBERSHIP,
+                        command.request_id.as_deref(),
+                        &key,
+                        now,
+                    )
+                    .await?;
                     tx.emit(
                         EventType::MembershipCreated,
                         before.as_ref(),

@@ -132,16 +132,9 @@ impl Services {
                     store::memberships::insert(&tx.txn, &owner).await?;
                     store::roles::bind(&tx.txn, tenant.id, owner.user_id, owner_role.id, now)
                         .await?;
-                    if let Some(request_id) = &command.request_id {
-                        requests::record(
-                            &tx.txn,
-                            CREATE_TENANT,
-                            request_id,
-                            &tenant_request_key(tenant.id, &recorded_digest),
-                            now,
-                        )
+                    let key = tenant_request_key(tenant.id, &recorded_digest);
+                    tx.remember_request(CREATE_TENANT, command.request_id.as_deref(), &key, now)
                         .await?;
-                    }
                     tx.emit(EventType::TenantCreated, None, Some(&tenant))
                         .for_request(command.request_id.as_deref());
                     tx.emit(EventType::MembershipCreated, None, Some(&owner))
