@@ -3,9 +3,6 @@
 //! quoted-printable undone), so a test can look for a link in it however the mailer encoded it.
 //! It can also be slow to accept a message, to keep the call that sends it in flight, and can be
 //! stopped and started again on the same port, to play a mail server that is down for a while.
-//!
-//! Declared by the tests that use it with `#[path = "common/smtp.rs"] mod smtp;`.
-#![allow(dead_code)]
 
 use std::time::Duration;
 
