@@ -804,7 +804,7 @@ async fn a_suspended_member_is_denied_at_once_and_reactivation_restores_every_an
     let owner = tenant.owner;
     let admin = add_member(&server, &tenant, "admin").await;
     let mut client = roles(&server).await;
-    let mut members = server.members().await;
+    let api = server.api().await;
 
     let before = answers(&mut client, &tenant, admin, &ADMIN_CHECKS).await;
     assert_eq!(
@@ -813,18 +813,11 @@ async fn a_suspended_member_is_denied_at_once_and_reactivation_restores_every_an
     );
 
     // Suspended: the very next check denies.
-    let suspended = members
-        .suspend_membership(as_user(
-            pb::SuspendMembershipRequest {
-                tenant_id: tenant.id.clone(),
-                user_id: admin.to_string(),
-                etag: String::new(),
-            },
-            owner,
-        ))
+    let suspended = api
+        .as_user(owner)
+        .suspend_member(&tenant, admin)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let (answer, cursor) = check(&mut client, &tenant.id, admin, "members.manage").await;
     assert_eq!(answer, SUSPENDED);
     assert!(
@@ -857,18 +850,11 @@ async fn a_suspended_member_is_denied_at_once_and_reactivation_restores_every_an
     assert!(cursor >= suspended.cursor);
 
     // Reactivated: exactly the previous answers.
-    let reactivated = members
-        .reactivate_membership(as_user(
-            pb::ReactivateMembershipRequest {
-                tenant_id: tenant.id.clone(),
-                user_id: admin.to_string(),
-                etag: String::new(),
-            },
-            owner,
-        ))
+    let reactivated = api
+        .as_user(owner)
+        .reactivate_member(&tenant, admin)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let (after, cursor) = batch(&mut client, checks_of(&tenant.id, admin, &ADMIN_CHECKS)).await;
     assert_eq!(after, before);
     assert!(cursor >= reactivated.cursor);
@@ -923,7 +909,6 @@ async fn removal_leaving_and_dissolution_change_the_next_answer() {
     let removed = add_member(&server, &tenant, "member").await;
     let mut client = roles(&server).await;
     let api = server.api().await;
-    let mut members = server.members().await;
 
     // Removed: not a member.
     assert_eq!(
@@ -932,19 +917,11 @@ async fn removal_leaving_and_dissolution_change_the_next_answer() {
             .0,
         GRANTED
     );
-    let deleted = members
-        .delete_membership(as_user(
-            pb::DeleteMembershipRequest {
-                tenant_id: tenant.id.clone(),
-                user_id: removed.to_string(),
-                etag: String::new(),
-                validate_only: false,
-            },
-            owner,
-        ))
+    let deleted = api
+        .as_user(owner)
+        .remove_member(&tenant, removed)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let (answer, cursor) = check(&mut client, &tenant.id, removed, "products.use").await;
     assert_eq!(answer, (false, CheckReason::NotAMember));
     assert!(cursor >= deleted.cursor);
@@ -956,16 +933,7 @@ async fn removal_leaving_and_dissolution_change_the_next_answer() {
             .0,
         GRANTED
     );
-    let left = members
-        .leave_tenant(as_user(
-            pb::LeaveTenantRequest {
-                tenant_id: tenant.id.clone(),
-            },
-            leaver,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let left = api.as_user(leaver).leave(&tenant).await.unwrap();
     let (answer, cursor) = check(&mut client, &tenant.id, leaver, "products.use").await;
     assert_eq!(answer, (false, CheckReason::MembershipLeft));
     assert!(cursor >= left.cursor);
@@ -1804,18 +1772,11 @@ async fn a_second_replica_reflects_changes_through_the_feed_and_min_cursor() {
     );
 
     // Reactivation and a role change through A, demanded on B.
-    let reactivated = members_a
-        .reactivate_membership(as_user(
-            pb::ReactivateMembershipRequest {
-                tenant_id: tenant.id.clone(),
-                user_id: demanded.to_string(),
-                etag: String::new(),
-            },
-            tenant.owner,
-        ))
+    let reactivated = api_a
+        .as_user(tenant.owner)
+        .reactivate_member(&tenant, demanded)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(
         check_at(
             &mut on_b,
