@@ -210,8 +210,9 @@ async fn an_added_domain_is_pending_with_the_txt_record_to_publish() {
     assert!(domain.create_time.is_some());
     assert!(domain.verify_time.is_none());
     assert!(!domain.etag.is_empty());
-    assert_eq!(server.event_types_after(head).await, ["domain.added"]);
-    assert_eq!(response.cursor, head + 1);
+    server
+        .expect_events(head, &["domain.added"], response.cursor, Some(tenant.owner))
+        .await;
     assert_eq!(
         list_domains(&server, &tenant).await,
         std::slice::from_ref(&domain)
@@ -319,8 +320,14 @@ async fn a_domain_is_verified_by_its_txt_record_only() {
     assert!(verified.verify_time.is_some());
     assert_eq!(verified.domain, "acme-corp.example");
     assert_ne!(verified.etag, domain.etag);
-    assert_eq!(server.event_types_after(head).await, ["domain.verified"]);
-    assert_eq!(response.cursor, head + 1);
+    server
+        .expect_events(
+            head,
+            &["domain.verified"],
+            response.cursor,
+            Some(tenant.owner),
+        )
+        .await;
     assert_eq!(
         list_domains(&server, &tenant).await,
         std::slice::from_ref(&verified)
@@ -363,8 +370,14 @@ async fn a_verified_domain_is_updated_under_its_field_mask_and_etag() {
     assert_eq!(updated.domain, "acme-corp.example");
     assert_eq!(updated.state, pb::DomainState::Verified as i32);
     assert_ne!(updated.etag, verified.etag);
-    assert_eq!(server.event_types_after(head).await, ["domain.updated"]);
-    assert_eq!(response.cursor, head + 1);
+    server
+        .expect_events(
+            head,
+            &["domain.updated"],
+            response.cursor,
+            Some(tenant.owner),
+        )
+        .await;
     assert_eq!(
         list_domains(&server, &tenant).await,
         std::slice::from_ref(&updated)
@@ -406,8 +419,14 @@ async fn a_removed_domain_is_gone_and_no_longer_verified() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(server.event_types_after(head).await, ["domain.removed"]);
-    assert_eq!(response.cursor, head + 1);
+    server
+        .expect_events(
+            head,
+            &["domain.removed"],
+            response.cursor,
+            Some(tenant.owner),
+        )
+        .await;
     assert!(list_domains(&server, &tenant).await.is_empty());
     assert_eq!(
         server

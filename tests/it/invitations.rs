@@ -1223,11 +1223,14 @@ async fn bulk_invite_reports_each_email_in_request_order() {
         }
     }
     // One event per created invitation.
-    assert_eq!(
-        server.event_types_after(head).await,
-        ["invitation.created"; 3]
-    );
-    assert_eq!(response.cursor, head + 3);
+    server
+        .expect_events(
+            head,
+            &["invitation.created"; 3],
+            response.cursor,
+            Some(tenant.owner),
+        )
+        .await;
     let (pending, _) =
         list_invitations(&server, &tenant, pb::InvitationState::Pending, "", 50).await;
     assert_eq!(
