@@ -1,7 +1,7 @@
 //! The fenced code blocks of a Markdown document, in order, with the `readme-test` directives
 //! written in HTML comments right before them (invisible on the rendered page).
 
-/// What the test does with a block besides the default (see `tests/readme.rs`).
+/// What the test does with a block besides the default (see `tests/it/readme/mod.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Directive {
     /// Commands of this block may fail: run it without `set -e`; its output shows the errors.

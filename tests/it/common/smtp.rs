@@ -1,15 +1,13 @@
 //! An SMTP server on loopback, in the test process, that accepts every message and hands it to
 //! the test: envelope, raw data, and the decoded text of its body (MIME parts, base64 and
-//! quoted-printable undone), so a test can look for a link in it however the mailer encoded it.
+//! quoted-printable undone by `mail-parser`), so a test can look for a link in it however the
+//! mailer encoded it. Only the small SMTP loop is written here.
 //! It can also be slow to accept a message, to keep the call that sends it in flight, and can be
 //! stopped and started again on the same port, to play a mail server that is down for a while.
-//!
-//! Declared by the tests that use it with `#[path = "common/smtp.rs"] mod smtp;`.
-#![allow(dead_code)]
 
 use std::time::Duration;
 
-use base64::Engine as _;
+use mail_parser::{Message, MessageParser};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -27,18 +25,33 @@ pub struct Mail {
 }
 
 impl Mail {
-    /// The value of the first header `name` (case-insensitive), unfolded.
+    fn parsed(&self) -> Message<'_> {
+        MessageParser::default()
+            .parse(self.data.as_bytes())
+            .expect("a MIME message")
+    }
+
+    /// The value of the first header `name` (case-insensitive) as written, unfolded.
     pub fn header(&self, name: &str) -> Option<String> {
-        let (headers, _) = split_entity(&self.data);
-        headers
-            .into_iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        let message = self.parsed();
+        let raw = message.header_raw(name)?;
+        let lines: Vec<&str> = raw
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        Some(lines.join(" "))
     }
 
     /// The decoded text of every body part, joined by newlines.
     pub fn text(&self) -> String {
-        decode_entity(&self.data)
+        let message = self.parsed();
+        let parts: Vec<&str> = message
+            .parts
+            .iter()
+            .filter_map(|part| part.text_contents())
+            .collect();
+        parts.join("\n")
     }
 }
 
@@ -215,111 +228,4 @@ fn address(command: &str) -> String {
         (Some(open), Some(close)) if open < close => after[open + 1..close].to_string(),
         _ => after.split_whitespace().next().unwrap_or("").to_string(),
     }
-}
-
-/// Headers (unfolded, in order) and the body of a MIME entity.
-fn split_entity(raw: &str) -> (Vec<(String, String)>, String) {
-    let (head, body) = match raw.find("\r\n\r\n") {
-        Some(i) => (&raw[..i], &raw[i + 4..]),
-        None => match raw.find("\n\n") {
-            Some(i) => (&raw[..i], &raw[i + 2..]),
-            None => (raw, ""),
-        },
-    };
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for line in head.lines() {
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, value)) = headers.last_mut() {
-                value.push(' ');
-                value.push_str(line.trim());
-            }
-        } else if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_string(), value.trim().to_string()));
-        }
-    }
-    (headers, body.to_string())
-}
-
-fn header_param(value: &str, param: &str) -> Option<String> {
-    value.split(';').skip(1).find_map(|p| {
-        let (name, v) = p.split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case(param)
-            .then(|| v.trim().trim_matches('"').to_string())
-    })
-}
-
-/// The decoded text of an entity: a leaf's body with its transfer encoding undone, or the
-/// decoded parts of a multipart, joined by newlines.
-fn decode_entity(raw: &str) -> String {
-    let (headers, body) = split_entity(raw);
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    let content_type = find("Content-Type");
-    if content_type.to_ascii_lowercase().starts_with("multipart/")
-        && let Some(boundary) = header_param(&content_type, "boundary")
-    {
-        let delimiter = format!("--{boundary}");
-        let mut parts = Vec::new();
-        for (i, part) in body.split(delimiter.as_str()).enumerate() {
-            // Before the first delimiter is the preamble; after `--boundary--` the epilogue.
-            if i == 0 || part.starts_with("--") {
-                continue;
-            }
-            let part = part
-                .strip_prefix("\r\n")
-                .or_else(|| part.strip_prefix('\n'))
-                .unwrap_or(part);
-            parts.push(decode_entity(part));
-        }
-        return parts.join("\n");
-    }
-    match find("Content-Transfer-Encoding")
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "base64" => {
-            let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(compact)
-                .expect("base64 body");
-            String::from_utf8_lossy(&bytes).into_owned()
-        }
-        "quoted-printable" => quoted_printable(&body),
-        _ => body,
-    }
-}
-
-fn quoted_printable(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'=' {
-            // A soft line break.
-            if bytes[i + 1..].starts_with(b"\r\n") {
-                i += 3;
-                continue;
-            }
-            if bytes[i + 1..].starts_with(b"\n") {
-                i += 2;
-                continue;
-            }
-            if let Some(hex) = bytes.get(i + 1..i + 3)
-                && let Ok(byte) = u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("zz"), 16)
-            {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

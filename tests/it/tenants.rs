@@ -1,8 +1,6 @@
 //! TenantService over a real server: rules 1-4, validation, idempotency, health, reflection.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use membership_service::grpc::pb;
 use tonic::Code;
 

@@ -2,12 +2,10 @@
 //! expired or misdirected ones with UNAUTHENTICATED; a valid principal asking for what it may
 //! not do (acting for another user, acting without a user) gets PERMISSION_DENIED.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use membership_service::app::ServeOptions;
 use membership_service::auth::{ApiKey, Authenticator, JwtOptions, JwtVerifier, hash_key};

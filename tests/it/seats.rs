@@ -3,15 +3,11 @@
 //! pending, unexpired invitations — under concurrent invites, accepts, revokes, expiries,
 //! resends, removals, leaves, suspensions, auto-joins and limit changes.
 
-mod common;
-#[path = "common/dns.rs"]
-mod dns;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
-use dns::DnsServer;
+use crate::common::dns::DnsServer;
+use crate::common::*;
 use membership_service::app::ServeOptions;
 use membership_service::dns::DnsOptions;
 use membership_service::grpc::pb;

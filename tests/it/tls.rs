@@ -1,9 +1,7 @@
 //! TLS and mutual TLS, with certificates made at run time: a client must trust the server's CA,
 //! and when the server has a client CA, present a certificate that CA signed.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use membership_service::app::ServeOptions;
 use membership_service::grpc::pb;
 use membership_service::grpc::pb::tenant_service_client::TenantServiceClient;

@@ -3,13 +3,11 @@
 //! while many writers race. Every call here runs at the same time as others, on a multi-threaded
 //! runtime, over its own connection to a real server.
 
-mod common;
-
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::*;
+use crate::common::*;
 use futures::StreamExt;
 use futures::future::join_all;
 use membership_service::grpc::pb;
@@ -215,13 +213,10 @@ async fn ensure_active_member(server: &TestServer, tenant: &Tenant, user_id: Uui
         Ok(m) if m.status == pb::MembershipStatus::Active as i32 => {}
         Ok(m) if m.status == pb::MembershipStatus::Suspended as i32 => {
             server
-                .members()
+                .api()
                 .await
-                .reactivate_membership(as_system(pb::ReactivateMembershipRequest {
-                    tenant_id: tenant.id.clone(),
-                    user_id: user_id.to_string(),
-                    etag: String::new(),
-                }))
+                .as_system()
+                .reactivate_member(tenant, user_id)
                 .await
                 .unwrap();
         }

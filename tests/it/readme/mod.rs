@@ -32,29 +32,20 @@
 //!   An output block that follows no command, or is not claimed by a directive, fails the test:
 //!   nothing in the README goes unchecked by accident.
 
-mod common;
-#[path = "common/dns.rs"]
-mod dns;
-#[path = "readme/expected.rs"]
 mod expected;
-#[path = "readme/markdown.rs"]
 mod markdown;
-#[path = "readme/shell.rs"]
 mod shell;
-#[path = "common/smtp.rs"]
-mod smtp;
-#[path = "readme/tools.rs"]
 mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{ServerProcess, TestDatabase, WAIT};
-use dns::DnsServer;
+use crate::common::dns::DnsServer;
+use crate::common::smtp::SmtpSink;
+use crate::common::{ServerProcess, TestDatabase, WAIT};
 use expected::{contained_in, first_difference, glob, matches, parse_actual, parse_expected};
 use markdown::{Block, Directive};
 use shell::Shell;
-use smtp::SmtpSink;
 
 /// The server address the README's commands use.
 const README_SERVER: &str = "127.0.0.1:50051";
@@ -160,7 +151,7 @@ impl Walkthrough {
                 Some(pending) => pending.expected.push(block),
                 None => panic!(
                     "README line {}: an output block that follows no command; mark it \
-                     (see tests/readme.rs), e.g. `skip` if no command prints it",
+                     (see tests/it/readme/mod.rs), e.g. `skip` if no command prints it",
                     block.line
                 ),
             }

@@ -2,7 +2,10 @@
 //!
 //! The backend is SQLite (a temporary file) unless `MEMBERSHIP_TEST_DATABASE_URL` names a
 //! PostgreSQL database; then each test gets its own schema, so runs never collide.
-#![allow(dead_code)]
+
+pub mod api;
+pub mod dns;
+pub mod smtp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -231,6 +234,36 @@ impl TestServer {
             .collect()
     }
 
+    /// Asserts what one mutation wrote after `since`: exactly `types`, in order, at the positions
+    /// right after `since` without a gap, the last one at the response's `cursor`, each by
+    /// `actor` (`None`: a system caller). Returns the events for closer checks.
+    pub async fn expect_events(
+        &self,
+        since: i64,
+        types: &[&str],
+        cursor: i64,
+        actor: Option<Uuid>,
+    ) -> Vec<StoredEvent> {
+        let events = self.events_after(since).await;
+        let written: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(written, types, "the events after position {since}");
+        let positions: Vec<i64> = events.iter().map(|e| e.position).collect();
+        let expected: Vec<i64> = (since + 1..=since + types.len() as i64).collect();
+        assert_eq!(
+            positions, expected,
+            "positions follow the head without a gap"
+        );
+        assert_eq!(
+            cursor,
+            since + types.len() as i64,
+            "the response names the last event"
+        );
+        for event in &events {
+            assert_eq!(event.actor_id, actor, "{}", event.event_type);
+        }
+        events
+    }
+
     /// The current head of the event log.
     pub async fn head(&self) -> i64 {
         self.scalar("SELECT position AS n FROM log_head WHERE id = 1")
@@ -359,6 +392,24 @@ pub fn assert_refused<T: std::fmt::Debug>(
     status
 }
 
+/// Asserts a PERMISSION_DENIED refusal that names the `permission` the caller lacks.
+#[track_caller]
+pub fn denied_for<T: std::fmt::Debug>(result: Result<T, Status>, permission: &str) {
+    let status = assert_refused(result, Code::PermissionDenied, "PERMISSION_DENIED");
+    let info = status.get_details_error_info().unwrap();
+    assert_eq!(
+        info.metadata.get("permission").map(String::as_str),
+        Some(permission),
+        "{}",
+        status.message()
+    );
+}
+
+/// An event's before or after snapshot, as JSON.
+pub fn snapshot(text: &Option<String>) -> serde_json::Value {
+    serde_json::from_str(text.as_deref().expect("a snapshot")).expect("snapshot JSON")
+}
+
 /// The fields named by the BadRequest details of an INVALID_ARGUMENT status.
 pub fn violated_fields(status: &Status) -> Vec<String> {
     status
@@ -478,6 +529,19 @@ pub async fn get_member(
         }))
         .await
         .map(|r| r.into_inner().membership.unwrap())
+}
+
+/// The tenant's seat usage, read as a system caller.
+pub async fn seat_usage(server: &TestServer, tenant: &Tenant) -> pb::GetSeatUsageResponse {
+    server
+        .tenants()
+        .await
+        .get_seat_usage(as_system(pb::GetSeatUsageRequest {
+            tenant_id: tenant.id.clone(),
+        }))
+        .await
+        .expect("reading seat usage")
+        .into_inner()
 }
 
 /// A watch stream's next event, skipping progress messages; panics after `WAIT`.

@@ -6,19 +6,15 @@
 //! A call is kept in flight by CreateInvitation: it sends the invitation email before it
 //! answers, to an SMTP server that is slow to accept it.
 
-mod common;
-#[path = "common/smtp.rs"]
-mod smtp;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::smtp::SmtpSink;
+use crate::common::*;
 use membership_service::grpc::pb;
 use membership_service::grpc::pb::invitation_service_client::InvitationServiceClient;
 use membership_service::grpc::pb::membership_service_client::MembershipServiceClient;
 use membership_service::grpc::pb::tenant_service_client::TenantServiceClient;
-use smtp::SmtpSink;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;

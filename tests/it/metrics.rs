@@ -1,9 +1,7 @@
 //! The metrics endpoint and per-call request ids, on the real binary (one process, so the
 //! numbers are this test's alone).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use membership_service::grpc::pb;
 use membership_service::grpc::pb::membership_service_client::MembershipServiceClient;
 use membership_service::grpc::pb::tenant_service_client::TenantServiceClient;

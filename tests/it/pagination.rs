@@ -3,12 +3,10 @@
 //! invented, forged without the secret or issued for another query are refused, by every list
 //! that takes one, and genuine ones hold across replicas and restarts.
 
-mod common;
-
 use std::cmp::Ordering;
 use std::time::Instant;
 
-use common::*;
+use crate::common::*;
 use futures::StreamExt;
 use membership_service::grpc::pb;
 use tonic::Code;
@@ -637,6 +635,25 @@ async fn page_tokens_are_refused_when_edited_invented_or_reused_for_another_quer
             .map(|r| r.into_inner());
         refused(result);
     }
+}
+
+#[tokio::test]
+async fn list_arguments_name_their_field_and_a_role_nobody_holds_matches_nobody() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, None).await;
+    for _ in 0..12 {
+        add_member(&server, &tenant, "member").await;
+    }
+    let mut client = server.members().await;
+    let list = |request: pb::ListMembershipsRequest| {
+        as_user(
+            pb::ListMembershipsRequest {
+                tenant_id: tenant.id.clone(),
+                ..request
+            },
+            tenant.owner,
+        )
+    };
 
     // page_size below zero, and unknown orders, name their field.
     let negative = client

@@ -2,14 +2,11 @@
 //! resend, revoke, list; tokens stored only as hashes; seats held by pending invitations under
 //! concurrent requests; and the invitation email, delivered to an SMTP server in the test.
 
-mod common;
-#[path = "common/smtp.rs"]
-mod smtp;
-
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use common::*;
+use crate::common::smtp::SmtpSink;
+use crate::common::*;
 use futures::future::join_all;
 use membership_service::app::ServeOptions;
 use membership_service::grpc::pb;
@@ -18,7 +15,6 @@ use membership_service::mail::MailOptions;
 use prost_types::Timestamp;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use sha2::{Digest, Sha256};
-use smtp::SmtpSink;
 use tokio::sync::Barrier;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -124,18 +120,6 @@ async fn get_invitation(
         .into_inner()
         .invitation
         .unwrap()
-}
-
-async fn seat_usage(server: &TestServer, tenant: &Tenant) -> pb::GetSeatUsageResponse {
-    server
-        .tenants()
-        .await
-        .get_seat_usage(as_system(pb::GetSeatUsageRequest {
-            tenant_id: tenant.id.clone(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
 }
 
 /// The tenant's member list filtered by `status` (UNSPECIFIED: everything), every page.
@@ -313,18 +297,6 @@ async fn where_stored(server: &TestServer, needle: &str) -> Vec<String> {
 }
 
 #[track_caller]
-fn denied_for<T: std::fmt::Debug>(result: Result<T, Status>, permission: &str) {
-    let status = assert_refused(result, Code::PermissionDenied, "PERMISSION_DENIED");
-    let info = status.get_details_error_info().unwrap();
-    assert_eq!(
-        info.metadata.get("permission").map(String::as_str),
-        Some(permission),
-        "{}",
-        status.message()
-    );
-}
-
-#[track_caller]
 fn seats_missing(status: &Status) -> String {
     status
         .get_details_error_info()
@@ -374,16 +346,14 @@ async fn accepting_makes_an_active_member_with_the_invited_role() {
     );
     assert!(created.accept_url.is_empty());
 
-    let events = server.events_after(head).await;
-    assert_eq!(
-        events
-            .iter()
-            .map(|e| e.event_type.as_str())
-            .collect::<Vec<_>>(),
-        ["invitation.created"]
-    );
-    assert_eq!(events[0].actor_id, Some(tenant.owner));
-    assert_eq!(created.cursor, head + 1);
+    server
+        .expect_events(
+            head,
+            &["invitation.created"],
+            created.cursor,
+            Some(tenant.owner),
+        )
+        .await;
     assert_eq!(
         get_invitation(&server, &tenant, &invitation.invitation_id).await,
         invitation
@@ -635,16 +605,14 @@ async fn resend_rotates_the_token_resets_the_expiry_and_counts_sends() {
         delivery(&resent.delivery),
         pb::DeliveryStatus::NotConfigured
     );
-    let events = server.events_after(head).await;
-    assert_eq!(
-        events
-            .iter()
-            .map(|e| e.event_type.as_str())
-            .collect::<Vec<_>>(),
-        ["invitation.resent"]
-    );
-    assert_eq!(events[0].actor_id, Some(tenant.owner));
-    assert_eq!(resent.cursor, head + 1);
+    server
+        .expect_events(
+            head,
+            &["invitation.resent"],
+            resent.cursor,
+            Some(tenant.owner),
+        )
+        .await;
     assert_eq!(
         get_invitation(&server, &tenant, &before.invitation_id).await,
         after
@@ -808,16 +776,14 @@ async fn revoking_frees_the_seat_at_once_and_only_pending_invitations_can_be_rev
         .into_inner();
     let invitation = revoked.invitation.unwrap();
     assert_eq!(invitation.state, pb::InvitationState::Revoked as i32);
-    let events = server.events_after(head).await;
-    assert_eq!(
-        events
-            .iter()
-            .map(|e| e.event_type.as_str())
-            .collect::<Vec<_>>(),
-        ["invitation.revoked"]
-    );
-    assert_eq!(events[0].actor_id, Some(tenant.owner));
-    assert_eq!(revoked.cursor, head + 1);
+    server
+        .expect_events(
+            head,
+            &["invitation.revoked"],
+            revoked.cursor,
+            Some(tenant.owner),
+        )
+        .await;
     assert_eq!(seat_usage(&server, &tenant).await.used, 1);
     assert!(
         member_list(&server, &tenant, pb::MembershipStatus::Invited)
@@ -1010,7 +976,7 @@ async fn create_invitation_is_idempotent_on_request_id() {
 }
 
 #[tokio::test]
-async fn rule_13_who_may_invite() {
+async fn rule_13_an_organization_admin_invites_members_but_not_admins() {
     let server = TestServer::start().await;
     let mut client = invitations(&server).await;
 
@@ -1106,6 +1072,21 @@ async fn rule_13_who_may_invite() {
     let membership = accepted.membership.unwrap();
     assert_eq!(membership.invited_by, admin.to_string());
     assert_eq!(membership.roles, ["member"]);
+}
+
+/// Only the super_admin of an ENTERPRISE tenant invites; the owner of another tenant can
+/// neither invite nor read an invitation there.
+#[tokio::test]
+async fn rule_13_enterprise_tenants_let_only_the_super_admin_invite_and_refuse_strangers() {
+    let server = TestServer::start().await;
+    let mut client = invitations(&server).await;
+
+    let org = organization(&server, None).await;
+    let admin_invite_id = invited(&server, &org, "ida@acme.example", "admin")
+        .await
+        .invitation
+        .unwrap()
+        .invitation_id;
 
     // ENTERPRISE: only the super_admin invites.
     let enterprise_tenant = enterprise(&server, None).await;
@@ -1142,6 +1123,12 @@ async fn rule_13_who_may_invite() {
         .await;
     assert_refused(peek, Code::PermissionDenied, "NOT_A_MEMBER");
     assert_eq!(server.head().await, head);
+}
+
+#[tokio::test]
+async fn rule_13_personal_tenants_have_no_invitations() {
+    let server = TestServer::start().await;
+    let mut client = invitations(&server).await;
 
     // PERSONAL tenants have no member management.
     let personal = create_tenant(
@@ -1236,11 +1223,14 @@ async fn bulk_invite_reports_each_email_in_request_order() {
         }
     }
     // One event per created invitation.
-    assert_eq!(
-        server.event_types_after(head).await,
-        ["invitation.created"; 3]
-    );
-    assert_eq!(response.cursor, head + 3);
+    server
+        .expect_events(
+            head,
+            &["invitation.created"; 3],
+            response.cursor,
+            Some(tenant.owner),
+        )
+        .await;
     let (pending, _) =
         list_invitations(&server, &tenant, pb::InvitationState::Pending, "", 50).await;
     assert_eq!(
@@ -1505,8 +1495,19 @@ async fn concurrent_accepts_of_one_token_admit_exactly_one() {
     assert_eq!(seat_usage(&server, &tenant).await.used, 5);
 }
 
-#[tokio::test]
-async fn list_invitations_filters_by_state_and_email_in_keyset_pages() {
+/// One tenant's invitations in every state, and one more to another tenant.
+struct InvitationStates {
+    server: TestServer,
+    tenant: Tenant,
+    other: Tenant,
+    /// A plain member of `tenant`.
+    member: Uuid,
+    /// Each invitation of `tenant` by its email.
+    ids: std::collections::BTreeMap<&'static str, String>,
+}
+
+/// alpha1, beta2 and alpha4 pending, beta1 accepted, alpha2 revoked, alpha3 expired.
+async fn invitations_in_every_state() -> InvitationStates {
     let server = TestServer::start().await;
     let tenant = enterprise(&server, None).await;
     let other = enterprise(&server, None).await;
@@ -1548,7 +1549,19 @@ async fn list_invitations_filters_by_state_and_email_in_keyset_pages() {
     .await
     .unwrap();
     expire(&server, &created["alpha3@acme.example"].token).await;
+    let ids = created.keys().map(|&email| (email, id_of(email))).collect();
+    InvitationStates {
+        server,
+        tenant,
+        other,
+        member,
+        ids,
+    }
+}
 
+#[tokio::test]
+async fn list_invitations_filters_by_state_and_by_email() {
+    let InvitationStates { server, tenant, .. } = invitations_in_every_state().await;
     use pb::InvitationState as S;
     let (all, _) = list_invitations(&server, &tenant, S::Unspecified, "", 50).await;
     assert_eq!(all.len(), 6, "only this tenant's invitations");
@@ -1596,6 +1609,14 @@ async fn list_invitations_filters_by_state_and_email_in_keyset_pages() {
     );
     let (none, _) = list_invitations(&server, &tenant, S::Unspecified, "gamma", 50).await;
     assert!(none.is_empty());
+}
+
+#[tokio::test]
+async fn list_invitations_pages_by_keyset_with_tokens_bound_to_their_query() {
+    let InvitationStates { server, tenant, .. } = invitations_in_every_state().await;
+    use pb::InvitationState as S;
+    let (all, _) = list_invitations(&server, &tenant, S::Unspecified, "", 50).await;
+    let mut client = invitations(&server).await;
 
     // Keyset pages of two: every invitation once, three pages, the last without a token.
     let (paged, pages) = list_invitations(&server, &tenant, S::Unspecified, "", 2).await;
@@ -1650,6 +1671,21 @@ async fn list_invitations_filters_by_state_and_email_in_keyset_pages() {
             .await;
         assert_refused(result, Code::InvalidArgument, "INVALID_PAGE_TOKEN");
     }
+}
+
+#[tokio::test]
+async fn an_invitation_is_read_by_a_member_and_invisible_to_other_tenants() {
+    let InvitationStates {
+        server,
+        tenant,
+        other,
+        member,
+        ids,
+    } = invitations_in_every_state().await;
+    use pb::InvitationState as S;
+    let (all, _) = list_invitations(&server, &tenant, S::Unspecified, "", 50).await;
+    let mut client = invitations(&server).await;
+    let id_of = |email: &str| ids[email].clone();
 
     // GetInvitation: a member reads it; another tenant's id is not found.
     let alpha1 = id_of("alpha1@acme.example");
@@ -1699,16 +1735,10 @@ async fn dissolving_the_tenant_ends_its_pending_invitations() {
     let tenant = enterprise(&server, None).await;
     let created = invited(&server, &tenant, "late@acme.example", "member").await;
     server
-        .tenants()
+        .api()
         .await
-        .dissolve_tenant(as_user(
-            pb::DissolveTenantRequest {
-                tenant_id: tenant.id.clone(),
-                etag: String::new(),
-                validate_only: false,
-            },
-            tenant.owner,
-        ))
+        .as_user(tenant.owner)
+        .dissolve_tenant(&tenant)
         .await
         .unwrap();
     let user_id = user();

@@ -1,11 +1,9 @@
 //! Limits: an oversized message, an exceeded deadline, too many concurrent calls and too many
 //! watches each get their status, and the server keeps serving others.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use membership_service::app::ServeOptions;
 use membership_service::dns::DnsOptions;
 use membership_service::edge::limits::LimitOptions;

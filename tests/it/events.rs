@@ -2,47 +2,12 @@
 //! subject and before/after snapshots, and answers with the position of its last event; a refused
 //! mutation leaves neither events nor rows; a mutation that changes nothing writes nothing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use membership_service::grpc::pb;
 use prost_types::FieldMask;
 use serde_json::Value;
 use tonic::Code;
 use uuid::Uuid;
-
-fn json(text: &Option<String>) -> Value {
-    serde_json::from_str(text.as_deref().expect("a snapshot")).expect("snapshot JSON")
-}
-
-/// Asserts the events written after `head`: their types in order, contiguous positions ending
-/// at the response's `cursor`, and the actor on each. Returns them for closer checks.
-#[track_caller]
-fn assert_events(
-    events: Vec<StoredEvent>,
-    head: i64,
-    types: &[&str],
-    cursor: i64,
-    actor: Option<Uuid>,
-) -> Vec<StoredEvent> {
-    let written: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(written, types);
-    let positions: Vec<i64> = events.iter().map(|e| e.position).collect();
-    let expected: Vec<i64> = (head + 1..=head + types.len() as i64).collect();
-    assert_eq!(
-        positions, expected,
-        "positions follow the head without a gap"
-    );
-    assert_eq!(
-        cursor,
-        head + types.len() as i64,
-        "the response names the last event"
-    );
-    for event in &events {
-        assert_eq!(event.actor_id, actor, "{}", event.event_type);
-    }
-    events
-}
 
 fn subject(event: &StoredEvent) -> &str {
     event.subject_id.as_deref().expect("a subject")
@@ -70,61 +35,94 @@ fn member_ref(tenant_id: &str, user_id: Uuid) -> (String, String) {
     (tenant_id.to_string(), user_id.to_string())
 }
 
+/// Initech: an ENTERPRISE tenant with ten seats, created by `owner` with `request_id`.
+fn initech(owner: Uuid, request_id: &str) -> pb::CreateTenantRequest {
+    pb::CreateTenantRequest {
+        name: "Initech".into(),
+        kind: pb::TenantKind::Enterprise as i32,
+        role_preset: pb::RolePreset::Enterprise as i32,
+        seat_limit: Some(10),
+        owner_user_id: owner.to_string(),
+        owner_email: "bill@initech.example".into(),
+        owner_display_name: "Bill Lumbergh".into(),
+        request_id: request_id.to_string(),
+    }
+}
+
+/// Initech, created through the API; the tests below write to it.
+async fn initech_tenant(server: &TestServer) -> Tenant {
+    let owner = user();
+    let created = server
+        .tenants()
+        .await
+        .create_tenant(as_user(initech(owner, ""), owner))
+        .await
+        .expect("creating Initech")
+        .into_inner();
+    Tenant {
+        id: created.tenant.expect("a tenant").tenant_id,
+        owner,
+    }
+}
+
+/// Adds `user_id` as a plain member in `status`, as a system caller.
+async fn add_in_status(
+    server: &TestServer,
+    tenant: &Tenant,
+    user_id: Uuid,
+    status: pb::MembershipStatus,
+) {
+    server
+        .members()
+        .await
+        .create_membership(as_system(pb::CreateMembershipRequest {
+            status: status as i32,
+            ..new_member(tenant, user_id, "member")
+        }))
+        .await
+        .expect("adding a member");
+}
+
+/// CreateTenant and UpdateTenant, by the owner with a request id.
 #[tokio::test]
-async fn each_mutation_commits_exactly_its_events_with_actor_subject_and_snapshots() {
+async fn tenant_creation_and_update_write_their_events_with_actor_and_snapshots() {
     let server = TestServer::start().await;
     let mut tenants = server.tenants().await;
-    let mut members = server.members().await;
     let owner = user();
 
     // CreateTenant → tenant.created, membership.created (the first owner).
     let head = server.head().await;
     let request_id = Uuid::new_v4().to_string();
     let created = tenants
-        .create_tenant(as_user(
-            pb::CreateTenantRequest {
-                name: "Initech".into(),
-                kind: pb::TenantKind::Enterprise as i32,
-                role_preset: pb::RolePreset::Enterprise as i32,
-                seat_limit: Some(10),
-                owner_user_id: owner.to_string(),
-                owner_email: "bill@initech.example".into(),
-                owner_display_name: "Bill Lumbergh".into(),
-                request_id: request_id.clone(),
-            },
-            owner,
-        ))
+        .create_tenant(as_user(initech(owner, &request_id), owner))
         .await
         .unwrap()
         .into_inner();
     let tenant = created.tenant.unwrap();
     let tid = tenant.tenant_id.clone();
-    let events = assert_events(
-        server.events_after(head).await,
-        head,
-        &["tenant.created", "membership.created"],
-        created.cursor,
-        Some(owner),
-    );
+    let events = server
+        .expect_events(
+            head,
+            &["tenant.created", "membership.created"],
+            created.cursor,
+            Some(owner),
+        )
+        .await;
     assert_eq!(subject(&events[0]), tid);
     assert_eq!(events[0].before, None);
-    let after = json(&events[0].after);
+    let after = snapshot(&events[0].after);
     assert_eq!(after["name"], "Initech");
     assert_eq!(after["state"], "active");
     assert_eq!(after["kind"], "enterprise");
     assert_eq!(subject(&events[1]), owner.to_string());
     assert_eq!(events[1].before, None);
-    let after = json(&events[1].after);
+    let after = snapshot(&events[1].after);
     assert_eq!(after["status"], "active");
     assert_eq!(after["member_type"], "owner");
     assert_eq!(after["roles"], serde_json::json!(["super_admin"]));
     for event in &events {
         assert_eq!(event.request_id.as_deref(), Some(request_id.as_str()));
     }
-    let t = Tenant {
-        id: tid.clone(),
-        owner,
-    };
 
     // UpdateTenant → tenant.updated.
     let head = server.head().await;
@@ -142,20 +140,27 @@ async fn each_mutation_commits_exactly_its_events_with_actor_subject_and_snapsho
         .await
         .unwrap()
         .into_inner();
-    let events = assert_events(
-        server.events_after(head).await,
-        head,
-        &["tenant.updated"],
-        updated.cursor,
-        Some(owner),
-    );
+    let events = server
+        .expect_events(head, &["tenant.updated"], updated.cursor, Some(owner))
+        .await;
     assert_eq!(subject(&events[0]), tid);
-    assert_eq!(json(&events[0].before)["name"], "Initech");
-    assert_eq!(json(&events[0].after)["name"], "Initech Inc");
+    assert_eq!(snapshot(&events[0].before)["name"], "Initech");
+    assert_eq!(snapshot(&events[0].after)["name"], "Initech Inc");
     assert_eq!(
-        json(&events[0].after)["version"].as_i64(),
-        json(&events[0].before)["version"].as_i64().map(|v| v + 1)
+        snapshot(&events[0].after)["version"].as_i64(),
+        snapshot(&events[0].before)["version"]
+            .as_i64()
+            .map(|v| v + 1)
     );
+}
+
+/// CreateMembership (with a request id), UpdateMembership, Suspend and Reactivate, by the owner.
+#[tokio::test]
+async fn membership_changes_by_the_owner_write_their_events_with_actor_and_snapshots() {
+    let server = TestServer::start().await;
+    let mut members = server.members().await;
+    let t = initech_tenant(&server).await;
+    let (tid, owner) = (t.id.clone(), t.owner);
 
     // CreateMembership (by the owner, with a request id) → membership.created.
     let member = user();
@@ -173,17 +178,13 @@ async fn each_mutation_commits_exactly_its_events_with_actor_subject_and_snapsho
         .await
         .unwrap()
         .into_inner();
-    let events = assert_events(
-        server.events_after(head).await,
-        head,
-        &["membership.created"],
-        created.cursor,
-        Some(owner),
-    );
+    let events = server
+        .expect_events(head, &["membership.created"], created.cursor, Some(owner))
+        .await;
     assert_eq!(subject(&events[0]), member.to_string());
     assert_eq!(events[0].request_id.as_deref(), Some(request_id.as_str()));
     assert_eq!(events[0].before, None);
-    let after = json(&events[0].after);
+    let after = snapshot(&events[0].after);
     assert_eq!(after["status"], "active");
     assert_eq!(after["display_name"], "Peter Gibbons");
     assert_eq!(after["roles"], serde_json::json!(["member"]));
@@ -207,16 +208,12 @@ async fn each_mutation_commits_exactly_its_events_with_actor_subject_and_snapsho
         .await
         .unwrap()
         .into_inner();
-    let events = assert_events(
-        server.events_after(head).await,
-        head,
-        &["membership.updated"],
-        updated.cursor,
-        Some(owner),
-    );
+    let events = server
+        .expect_events(head, &["membership.updated"], updated.cursor, Some(owner))
+        .await;
     assert_eq!(subject(&events[0]), member.to_string());
-    assert_eq!(json(&events[0].before)["display_name"], "Peter Gibbons");
-    assert_eq!(json(&events[0].after)["display_name"], "Peter G.");
+    assert_eq!(snapshot(&events[0].before)["display_name"], "Peter Gibbons");
+    assert_eq!(snapshot(&events[0].after)["display_name"], "Peter G.");
     let current = updated.membership.unwrap();
 
     // SuspendMembership → membership.suspended; the bindings stay.
@@ -234,16 +231,17 @@ async fn each_mutation_commits_exactly_its_events_with_actor_subject_and_snapsho
         .await
         .unwrap()
         .into_inner();
-    let events = assert_events(
-        server.events_after(head).await,
-        head,
-        &["membership.suspended"],
-        suspended.cursor,
-        Some(owner),
-    );
+    let events = server
+        .expect_events(
+            head,
+            &["membership.suspended"],
+            suspended.cursor,
+            Some(owner),
+        )
+        .await;
     assert_eq!(subject(&events[0]), member.to_string());
-    assert_eq!(json(&events[0].before)["status"], "active");
-    let after = json(&events[0].after);
+    assert_eq!(snapshot(&events[0].before)["status"], "active");
+    let after = snapshot(&events[0].after);
     assert_eq!(after["status"], "suspended");
     assert_eq!(after["roles"], serde_json::json!(["member"]));
 
@@ -261,25 +259,30 @@ async fn each_mutation_commits_exactly_its_events_with_actor_subject_and_snapsho
         .await
         .unwrap()
         .into_inner();
-    let events = assert_events(
-        server.events_after(head).await,
-        head,
-        &["membership.reactivated"],
-        reactivated.cursor,
-        Some(owner),
-    );
-    assert_eq!(json(&events[0].before)["status"], "suspended");
-    assert_eq!(json(&events[0].after)["status"], "active");
+    let events = server
+        .expect_events(
+            head,
+            &["membership.reactivated"],
+            reactivated.cursor,
+            Some(owner),
+        )
+        .await;
+    assert_eq!(snapshot(&events[0].before)["status"], "suspended");
+    assert_eq!(snapshot(&events[0].after)["status"], "active");
+}
+
+#[tokio::test]
+async fn a_system_callers_events_carry_no_actor() {
+    let server = TestServer::start().await;
+    let mut members = server.members().await;
+    let t = initech_tenant(&server).await;
 
     // A system caller's events carry no actor.
-    let removed = user();
-    let leaving = user();
-    let kept_suspended = user();
-    for (id, status) in [
-        (removed, pb::MembershipStatus::Active),
-        (leaving, pb::MembershipStatus::Active),
-        (kept_suspended, pb::MembershipStatus::Suspended),
+    for status in [
+        pb::MembershipStatus::Active,
+        pb::MembershipStatus::Suspended,
     ] {
+        let id = user();
         let head = server.head().await;
         let created = members
             .create_membership(as_system(pb::CreateMembershipRequest {
@@ -289,22 +292,31 @@ async fn each_mutation_commits_exactly_its_events_with_actor_subject_and_snapsho
             .await
             .unwrap()
             .into_inner();
-        let events = assert_events(
-            server.events_after(head).await,
-            head,
-            &["membership.created"],
-            created.cursor,
-            None,
-        );
+        let events = server
+            .expect_events(head, &["membership.created"], created.cursor, None)
+            .await;
         assert_eq!(events[0].request_id, None);
         assert_eq!(
-            json(&events[0].after)["status"],
+            snapshot(&events[0].after)["status"],
             if status == pb::MembershipStatus::Active {
                 "active"
             } else {
                 "suspended"
             }
         );
+    }
+}
+
+#[tokio::test]
+async fn removal_and_leaving_write_their_events_with_the_state_before() {
+    let server = TestServer::start().await;
+    let mut members = server.members().await;
+    let t = initech_tenant(&server).await;
+    let (tid, owner) = (t.id.clone(), t.owner);
+
+    let (removed, leaving) = (user(), user());
+    for id in [removed, leaving] {
+        add_in_status(&server, &t, id, pb::MembershipStatus::Active).await;
     }
 
     // DeleteMembership → membership.deleted, with the state before and nothing after.
@@ -322,15 +334,11 @@ async fn each_mutation_commits_exactly_its_events_with_actor_subject_and_snapsho
         .await
         .unwrap()
         .into_inner();
-    let events = assert_events(
-        server.events_after(head).await,
-        head,
-        &["membership.deleted"],
-        deleted.cursor,
-        Some(owner),
-    );
+    let events = server
+        .expect_events(head, &["membership.deleted"], deleted.cursor, Some(owner))
+        .await;
     assert_eq!(subject(&events[0]), removed.to_string());
-    assert_eq!(json(&events[0].before)["status"], "active");
+    assert_eq!(snapshot(&events[0].before)["status"], "active");
     assert_eq!(events[0].after, None);
 
     // LeaveTenant (the member themselves) → membership.left.
@@ -345,18 +353,40 @@ async fn each_mutation_commits_exactly_its_events_with_actor_subject_and_snapsho
         .await
         .unwrap()
         .into_inner();
-    let events = assert_events(
-        server.events_after(head).await,
-        head,
-        &["membership.left"],
-        left.cursor,
-        Some(leaving),
-    );
+    let events = server
+        .expect_events(head, &["membership.left"], left.cursor, Some(leaving))
+        .await;
     assert_eq!(subject(&events[0]), leaving.to_string());
-    assert_eq!(json(&events[0].before)["status"], "active");
-    let after = json(&events[0].after);
+    assert_eq!(snapshot(&events[0].before)["status"], "active");
+    let after = snapshot(&events[0].after);
     assert_eq!(after["status"], "left");
     assert_eq!(after["roles"], serde_json::json!([]));
+}
+
+/// TransferOwnership, then DissolveTenant by the new owner, in a tenant where one member was
+/// removed and one left before: they are not seated, and not ended again.
+#[tokio::test]
+async fn transfer_and_dissolution_write_their_events_for_every_seated_member() {
+    let server = TestServer::start().await;
+    let mut members = server.members().await;
+    let t = initech_tenant(&server).await;
+    let (tid, owner) = (t.id.clone(), t.owner);
+
+    let member = user();
+    let kept_suspended = user();
+    add_in_status(&server, &t, member, pb::MembershipStatus::Active).await;
+    add_in_status(&server, &t, kept_suspended, pb::MembershipStatus::Suspended).await;
+    let (removed, leaving) = (user(), user());
+    for id in [removed, leaving] {
+        add_in_status(&server, &t, id, pb::MembershipStatus::Active).await;
+    }
+    let api = server.api().await;
+    api.as_user(owner)
+        .remove_member(&t, removed)
+        .await
+        .expect("removing a member");
+    api.as_user(leaving).leave(&t).await.expect("leaving");
+    let mut tenants = server.tenants().await;
 
     // TransferOwnership → the previous owner's update, the new owner's, then the transfer.
     let head = server.head().await;
@@ -372,25 +402,26 @@ async fn each_mutation_commits_exactly_its_events_with_actor_subject_and_snapsho
         .await
         .unwrap()
         .into_inner();
-    let events = assert_events(
-        server.events_after(head).await,
-        head,
-        &[
-            "membership.updated",
-            "membership.updated",
-            "ownership.transferred",
-        ],
-        transferred.cursor,
-        Some(owner),
-    );
+    let events = server
+        .expect_events(
+            head,
+            &[
+                "membership.updated",
+                "membership.updated",
+                "ownership.transferred",
+            ],
+            transferred.cursor,
+            Some(owner),
+        )
+        .await;
     assert_eq!(subject(&events[0]), owner.to_string());
-    assert_eq!(json(&events[0].before)["member_type"], "owner");
-    let after = json(&events[0].after);
+    assert_eq!(snapshot(&events[0].before)["member_type"], "owner");
+    let after = snapshot(&events[0].after);
     assert_eq!(after["member_type"], "member");
     assert_eq!(after["roles"], serde_json::json!(["member"]));
     assert_eq!(subject(&events[1]), member.to_string());
-    assert_eq!(json(&events[1].before)["member_type"], "member");
-    let after = json(&events[1].after);
+    assert_eq!(snapshot(&events[1].before)["member_type"], "member");
+    let after = snapshot(&events[1].after);
     assert_eq!(after["member_type"], "owner");
     assert!(
         after["roles"]
@@ -400,8 +431,14 @@ async fn each_mutation_commits_exactly_its_events_with_actor_subject_and_snapsho
         "{after}"
     );
     assert_eq!(subject(&events[2]), member.to_string());
-    assert_eq!(json(&events[2].before)["owner_user_id"], owner.to_string());
-    assert_eq!(json(&events[2].after)["owner_user_id"], member.to_string());
+    assert_eq!(
+        snapshot(&events[2].before)["owner_user_id"],
+        owner.to_string()
+    );
+    assert_eq!(
+        snapshot(&events[2].after)["owner_user_id"],
+        member.to_string()
+    );
 
     // DissolveTenant (by the new owner) → membership.left for every seated member, then
     // tenant.dissolved. The member who left and the one removed are not seated any more.
@@ -418,18 +455,19 @@ async fn each_mutation_commits_exactly_its_events_with_actor_subject_and_snapsho
         .await
         .unwrap()
         .into_inner();
-    let events = assert_events(
-        server.events_after(head).await,
-        head,
-        &[
-            "membership.left",
-            "membership.left",
-            "membership.left",
-            "tenant.dissolved",
-        ],
-        dissolved.cursor,
-        Some(member),
-    );
+    let events = server
+        .expect_events(
+            head,
+            &[
+                "membership.left",
+                "membership.left",
+                "membership.left",
+                "tenant.dissolved",
+            ],
+            dissolved.cursor,
+            Some(member),
+        )
+        .await;
     let mut ended: Vec<&str> = events[..3].iter().map(subject).collect();
     ended.sort_unstable();
     let mut seated = vec![
@@ -442,18 +480,18 @@ async fn each_mutation_commits_exactly_its_events_with_actor_subject_and_snapsho
     for event in &events[..3] {
         assert!(
             matches!(
-                json(&event.before)["status"].as_str(),
+                snapshot(&event.before)["status"].as_str(),
                 Some("active" | "suspended")
             ),
             "{event:?}"
         );
-        let after = json(&event.after);
+        let after = snapshot(&event.after);
         assert_eq!(after["status"], "left");
         assert_eq!(after["roles"], serde_json::json!([]));
     }
     assert_eq!(subject(&events[3]), tid);
-    assert_eq!(json(&events[3].before)["state"], "active");
-    assert_eq!(json(&events[3].after)["state"], "dissolved");
+    assert_eq!(snapshot(&events[3].before)["state"], "active");
+    assert_eq!(snapshot(&events[3].after)["state"], "dissolved");
 }
 
 /// Everything a refused mutation could have touched.
@@ -488,14 +526,18 @@ async fn footprint(server: &TestServer) -> Footprint {
     }
 }
 
+/// A tenant with two seats, both taken: the owner's and a plain member's (returned).
+async fn full_tenant(server: &TestServer) -> (Tenant, Uuid) {
+    let tenant = enterprise(server, Some(2)).await;
+    let member = add_member(server, &tenant, "member").await;
+    (tenant, member)
+}
+
 #[tokio::test]
-async fn a_refused_mutation_leaves_no_events_and_no_rows() {
+async fn a_creation_refused_for_want_of_a_seat_leaves_nothing_not_even_its_request_id() {
     let server = TestServer::start().await;
-    // Two seats: the owner's and the member's, so the tenant is full.
-    let t = enterprise(&server, Some(2)).await;
-    let member = add_member(&server, &t, "member").await;
+    let (t, member) = full_tenant(&server).await;
     let mut members = server.members().await;
-    let mut tenants = server.tenants().await;
     let (tid, mid) = member_ref(&t.id, member);
 
     // No free seat, with a request id that must not be remembered.
@@ -510,6 +552,38 @@ async fn a_refused_mutation_leaves_no_events_and_no_rows() {
         .await;
     assert_refused(refused, Code::ResourceExhausted, "SEAT_LIMIT_REACHED");
     assert_eq!(footprint(&server).await, before, "seat limit");
+
+    // The refused creation's request id was not kept: once a seat is free, the same request
+    // creates the member instead of replaying the refusal.
+    members
+        .delete_membership(as_system(pb::DeleteMembershipRequest {
+            tenant_id: tid.clone(),
+            user_id: mid.clone(),
+            etag: String::new(),
+            validate_only: false,
+        }))
+        .await
+        .unwrap();
+    let head = server.head().await;
+    let created = members
+        .create_membership(as_system(pb::CreateMembershipRequest {
+            request_id,
+            ..new_member(&t, newcomer, "member")
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.membership.unwrap().user_id, newcomer.to_string());
+    assert_eq!(server.event_types_after(head).await, ["membership.created"]);
+}
+
+#[tokio::test]
+async fn refusals_of_a_member_twice_a_plain_members_add_and_the_last_owner_leave_nothing() {
+    let server = TestServer::start().await;
+    let (t, member) = full_tenant(&server).await;
+    let mut members = server.members().await;
+    let tid = t.id.clone();
+    let before = footprint(&server).await;
 
     // Already a member.
     let refused = members
@@ -553,6 +627,16 @@ async fn a_refused_mutation_leaves_no_events_and_no_rows() {
         .await;
     assert_refused(refused, Code::FailedPrecondition, "LAST_OWNER");
     assert_eq!(footprint(&server).await, before, "last owner");
+}
+
+#[tokio::test]
+async fn validate_only_checks_everything_changes_nothing_and_answers_with_the_head() {
+    let server = TestServer::start().await;
+    let (t, member) = full_tenant(&server).await;
+    let mut members = server.members().await;
+    let (tid, mid) = member_ref(&t.id, member);
+    let mut tenants = server.tenants().await;
+    let before = footprint(&server).await;
 
     // validate_only checks everything and changes nothing; its cursor is the head.
     let checked = members
@@ -581,6 +665,15 @@ async fn a_refused_mutation_leaves_no_events_and_no_rows() {
         .into_inner();
     assert_eq!(validated.cursor, before.head);
     assert_eq!(footprint(&server).await, before, "validate_only dissolve");
+}
+
+#[tokio::test]
+async fn a_stale_etag_and_a_transfer_to_a_suspended_member_leave_nothing() {
+    let server = TestServer::start().await;
+    let (t, member) = full_tenant(&server).await;
+    let mut members = server.members().await;
+    let (tid, mid) = member_ref(&t.id, member);
+    let still = get_member(&server, &t, member).await.unwrap();
 
     // A stale etag, after a real change moved the member on.
     let stale = still.clone();
@@ -655,29 +748,6 @@ async fn a_refused_mutation_leaves_no_events_and_no_rows() {
         before,
         "transfer to a suspended member"
     );
-
-    // The refused creation's request id was not kept: once a seat is free, the same request
-    // creates the member instead of replaying the refusal.
-    members
-        .delete_membership(as_system(pb::DeleteMembershipRequest {
-            tenant_id: tid.clone(),
-            user_id: mid.clone(),
-            etag: String::new(),
-            validate_only: false,
-        }))
-        .await
-        .unwrap();
-    let head = server.head().await;
-    let created = members
-        .create_membership(as_system(pb::CreateMembershipRequest {
-            request_id,
-            ..new_member(&t, newcomer, "member")
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(created.membership.unwrap().user_id, newcomer.to_string());
-    assert_eq!(server.event_types_after(head).await, ["membership.created"]);
 }
 
 /// Another tenant's writes move the head past a member's last event, so a no-op must answer

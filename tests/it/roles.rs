@@ -2,19 +2,17 @@
 //! both presets' permission matrices, escalation refusals, the check hot path's freshness on one
 //! replica and across two, custom role lifecycle, "change role" semantics and who may check.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use membership_service::app::ServeOptions;
 use membership_service::events::FeedOptions;
 use membership_service::grpc::pb;
 use membership_service::grpc::pb::CheckReason;
 use membership_service::grpc::pb::role_service_client::RoleServiceClient;
+use tonic::Code;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
 use tonic_types::StatusExt;
 use uuid::Uuid;
 
@@ -207,105 +205,8 @@ async fn answers(
         .0
 }
 
-#[track_caller]
-fn denied_for<T: std::fmt::Debug>(result: Result<T, Status>, permission: &str) {
-    let status = assert_refused(result, Code::PermissionDenied, "PERMISSION_DENIED");
-    let info = status.get_details_error_info().unwrap();
-    assert_eq!(
-        info.metadata.get("permission").map(String::as_str),
-        Some(permission),
-        "{}",
-        status.message()
-    );
-}
-
-async fn create_role(
-    client: &mut Roles,
-    tenant: &Tenant,
-    actor: Option<Uuid>,
-    name: &str,
-    permissions: &[&str],
-) -> Result<pb::CreateRoleResponse, Status> {
-    client
-        .create_role(req(
-            pb::CreateRoleRequest {
-                tenant_id: tenant.id.clone(),
-                name: name.to_string(),
-                description: format!("The {name} role."),
-                permissions: permissions.iter().map(|p| p.to_string()).collect(),
-            },
-            actor,
-        ))
-        .await
-        .map(|r| r.into_inner())
-}
-
-async fn set_role(
-    client: &mut Roles,
-    tenant: &Tenant,
-    actor: Option<Uuid>,
-    user_id: Uuid,
-    role: &str,
-) -> Result<pb::SetMemberRoleResponse, Status> {
-    client
-        .set_member_role(req(
-            pb::SetMemberRoleRequest {
-                tenant_id: tenant.id.clone(),
-                user_id: user_id.to_string(),
-                role: role.to_string(),
-            },
-            actor,
-        ))
-        .await
-        .map(|r| r.into_inner())
-}
-
-async fn bind(
-    client: &mut Roles,
-    tenant: &Tenant,
-    actor: Option<Uuid>,
-    user_id: Uuid,
-    role: &str,
-) -> Result<pb::BindRoleResponse, Status> {
-    client
-        .bind_role(req(
-            pb::BindRoleRequest {
-                tenant_id: tenant.id.clone(),
-                user_id: user_id.to_string(),
-                role: role.to_string(),
-            },
-            actor,
-        ))
-        .await
-        .map(|r| r.into_inner())
-}
-
-async fn unbind(
-    client: &mut Roles,
-    tenant: &Tenant,
-    actor: Option<Uuid>,
-    user_id: Uuid,
-    role: &str,
-) -> Result<pb::UnbindRoleResponse, Status> {
-    client
-        .unbind_role(req(
-            pb::UnbindRoleRequest {
-                tenant_id: tenant.id.clone(),
-                user_id: user_id.to_string(),
-                role: role.to_string(),
-            },
-            actor,
-        ))
-        .await
-        .map(|r| r.into_inner())
-}
-
 async fn role_names_of(server: &TestServer, tenant: &Tenant, user_id: Uuid) -> BTreeSet<String> {
     set(get_member(server, tenant, user_id).await.unwrap().roles)
-}
-
-fn json(text: &Option<String>) -> serde_json::Value {
-    serde_json::from_str(text.as_deref().expect("a snapshot")).expect("JSON snapshot")
 }
 
 /// The names listed under `key` in a JSON snapshot.
@@ -542,68 +443,82 @@ async fn organization_admin_cannot_escalate() {
     let other_admin = add_member(&server, &tenant, "admin").await;
     let member = add_member(&server, &tenant, "member").await;
     let second = add_member(&server, &tenant, "member").await;
-    let mut client = roles(&server).await;
+    let api = server.api().await;
 
     // Custom roles the owner defines: one within an admin's reach, one beyond it.
-    create_role(
-        &mut client,
-        &tenant,
-        owner,
-        "support",
-        &["members.read", "products.use", "logs.read"],
-    )
-    .await
-    .unwrap();
-    create_role(
-        &mut client,
-        &tenant,
-        owner,
-        "billing_viewer",
-        &["billing.manage", "members.read"],
-    )
-    .await
-    .unwrap();
+    api.acting(owner)
+        .create_role(
+            &tenant,
+            "support",
+            &["members.read", "products.use", "logs.read"],
+        )
+        .await
+        .unwrap();
+    api.acting(owner)
+        .create_role(
+            &tenant,
+            "billing_viewer",
+            &["billing.manage", "members.read"],
+        )
+        .await
+        .unwrap();
 
     let head = server.head().await;
     let actor = Some(admin);
     // Making someone an admin needs admins.manage.
     denied_for(
-        set_role(&mut client, &tenant, actor, member, "admin").await,
+        api.acting(actor)
+            .set_member_role(&tenant, member, "admin")
+            .await,
         "admins.manage",
     );
     denied_for(
-        bind(&mut client, &tenant, actor, member, "admin").await,
+        api.acting(actor).bind_role(&tenant, member, "admin").await,
         "admins.manage",
     );
     // So does acting on another admin, or on the owner.
     denied_for(
-        set_role(&mut client, &tenant, actor, other_admin, "member").await,
+        api.acting(actor)
+            .set_member_role(&tenant, other_admin, "member")
+            .await,
         "admins.manage",
     );
     denied_for(
-        unbind(&mut client, &tenant, actor, other_admin, "admin").await,
+        api.acting(actor)
+            .unbind_role(&tenant, other_admin, "admin")
+            .await,
         "admins.manage",
     );
     denied_for(
-        bind(&mut client, &tenant, actor, other_admin, "support").await,
+        api.acting(actor)
+            .bind_role(&tenant, other_admin, "support")
+            .await,
         "admins.manage",
     );
     denied_for(
-        set_role(&mut client, &tenant, actor, tenant.owner, "member").await,
+        api.acting(actor)
+            .set_member_role(&tenant, tenant.owner, "member")
+            .await,
         "admins.manage",
     );
     // Nobody grants a permission they do not hold.
     denied_for(
-        set_role(&mut client, &tenant, actor, second, "billing_viewer").await,
+        api.acting(actor)
+            .set_member_role(&tenant, second, "billing_viewer")
+            .await,
         "billing.manage",
     );
     denied_for(
-        bind(&mut client, &tenant, actor, second, "billing_viewer").await,
+        api.acting(actor)
+            .bind_role(&tenant, second, "billing_viewer")
+            .await,
         "billing.manage",
     );
     // Defining roles needs roles.manage.
     denied_for(
-        create_role(&mut client, &tenant, actor, "helpers", &["products.use"]).await,
+        api.acting(actor)
+            .create_role(&tenant, "helpers", &["products.use"])
+            .await,
         "roles.manage",
     );
     assert_eq!(
@@ -625,7 +540,9 @@ async fn organization_admin_cannot_escalate() {
     );
 
     // Within reach: a member-level custom role.
-    let changed = set_role(&mut client, &tenant, actor, member, "support")
+    let changed = api
+        .acting(actor)
+        .set_member_role(&tenant, member, "support")
         .await
         .expect("an admin changes a member to a member-level role");
     assert_eq!(set(changed.membership.unwrap().roles), set(["support"]));
@@ -634,16 +551,20 @@ async fn organization_admin_cannot_escalate() {
         set(["support"])
     );
     assert!(changed.cursor > head);
-    set_role(&mut client, &tenant, actor, member, "member")
+    api.acting(actor)
+        .set_member_role(&tenant, member, "member")
         .await
         .expect("and back");
 
     // The owner changes admins.
-    let demoted = set_role(&mut client, &tenant, owner, other_admin, "member")
+    let demoted = api
+        .acting(owner)
+        .set_member_role(&tenant, other_admin, "member")
         .await
         .expect("the owner demotes an admin");
     assert_eq!(set(demoted.membership.unwrap().roles), set(["member"]));
-    set_role(&mut client, &tenant, owner, second, "billing_viewer")
+    api.acting(owner)
+        .set_member_role(&tenant, second, "billing_viewer")
         .await
         .expect("the owner grants billing");
 }
@@ -659,21 +580,27 @@ async fn nobody_binds_or_unbinds_the_owner_role() {
             "super_admin"
         };
         let member = add_member(&server, &tenant, "member").await;
-        let mut client = roles(&server).await;
+        let api = server.api().await;
         let head = server.head().await;
         for actor in [None, Some(tenant.owner)] {
             assert_refused(
-                set_role(&mut client, &tenant, actor, member, owner_role).await,
+                api.acting(actor)
+                    .set_member_role(&tenant, member, owner_role)
+                    .await,
                 Code::FailedPrecondition,
                 "OWNER_ROLE_RESERVED",
             );
             assert_refused(
-                bind(&mut client, &tenant, actor, member, owner_role).await,
+                api.acting(actor)
+                    .bind_role(&tenant, member, owner_role)
+                    .await,
                 Code::FailedPrecondition,
                 "OWNER_ROLE_RESERVED",
             );
             assert_refused(
-                unbind(&mut client, &tenant, actor, tenant.owner, owner_role).await,
+                api.acting(actor)
+                    .unbind_role(&tenant, tenant.owner, owner_role)
+                    .await,
                 Code::FailedPrecondition,
                 "OWNER_ROLE_RESERVED",
             );
@@ -697,51 +624,47 @@ async fn enterprise_only_the_super_admin_changes_roles() {
     let finance = add_member(&server, &tenant, "finance_admin").await;
     let dev = add_member(&server, &tenant, "dev_admin").await;
     let member = add_member(&server, &tenant, "member").await;
-    let mut client = roles(&server).await;
+    let api = server.api().await;
     let head = server.head().await;
 
     for actor in [finance, dev, member] {
         for target in [member, finance, dev] {
             for role in ["member", "dev_admin", "finance_admin"] {
                 denied_for(
-                    set_role(&mut client, &tenant, Some(actor), target, role).await,
+                    api.as_user(actor)
+                        .set_member_role(&tenant, target, role)
+                        .await,
                     "members.manage",
                 );
                 denied_for(
-                    bind(&mut client, &tenant, Some(actor), target, role).await,
+                    api.as_user(actor).bind_role(&tenant, target, role).await,
                     "members.manage",
                 );
             }
             denied_for(
-                unbind(&mut client, &tenant, Some(actor), target, "member").await,
+                api.as_user(actor)
+                    .unbind_role(&tenant, target, "member")
+                    .await,
                 "members.manage",
             );
         }
         denied_for(
-            create_role(
-                &mut client,
-                &tenant,
-                Some(actor),
-                "helpers",
-                &["products.use"],
-            )
-            .await,
+            api.as_user(actor)
+                .create_role(&tenant, "helpers", &["products.use"])
+                .await,
             "roles.manage",
         );
     }
     assert_eq!(server.head().await, head);
 
-    let changed = set_role(
-        &mut client,
-        &tenant,
-        Some(tenant.owner),
-        member,
-        "dev_admin",
-    )
-    .await
-    .expect("the super admin changes roles");
+    let changed = api
+        .as_user(tenant.owner)
+        .set_member_role(&tenant, member, "dev_admin")
+        .await
+        .expect("the super admin changes roles");
     assert_eq!(set(changed.membership.unwrap().roles), set(["dev_admin"]));
-    set_role(&mut client, &tenant, Some(tenant.owner), finance, "member")
+    api.as_user(tenant.owner)
+        .set_member_role(&tenant, finance, "member")
         .await
         .expect("the super admin changes roles");
     assert_eq!(
@@ -756,44 +679,41 @@ async fn defining_roles_needs_roles_manage_and_every_permission_in_them() {
     let tenant = organization(&server, None).await;
     let owner = Some(tenant.owner);
     let mut client = roles(&server).await;
-    create_role(
-        &mut client,
-        &tenant,
-        owner,
-        "role_editor",
-        &["roles.manage", "members.read", "products.use"],
-    )
-    .await
-    .unwrap();
-    create_role(
-        &mut client,
-        &tenant,
-        owner,
-        "billing_viewer",
-        &["billing.manage", "members.read"],
-    )
-    .await
-    .unwrap();
+    let api = server.api().await;
+    api.acting(owner)
+        .create_role(
+            &tenant,
+            "role_editor",
+            &["roles.manage", "members.read", "products.use"],
+        )
+        .await
+        .unwrap();
+    api.acting(owner)
+        .create_role(
+            &tenant,
+            "billing_viewer",
+            &["billing.manage", "members.read"],
+        )
+        .await
+        .unwrap();
     let editor = add_member(&server, &tenant, "member").await;
-    set_role(&mut client, &tenant, owner, editor, "role_editor")
+    api.acting(owner)
+        .set_member_role(&tenant, editor, "role_editor")
         .await
         .unwrap();
     let head = server.head().await;
     let actor = Some(editor);
 
     denied_for(
-        create_role(&mut client, &tenant, actor, "payers", &["billing.manage"]).await,
+        api.acting(actor)
+            .create_role(&tenant, "payers", &["billing.manage"])
+            .await,
         "billing.manage",
     );
     denied_for(
-        create_role(
-            &mut client,
-            &tenant,
-            actor,
-            "managers",
-            &["products.use", "members.manage"],
-        )
-        .await,
+        api.acting(actor)
+            .create_role(&tenant, "managers", &["products.use", "members.manage"])
+            .await,
         "members.manage",
     );
     // Editing or deleting a role that grants more than the editor holds is refused too.
@@ -827,15 +747,11 @@ async fn defining_roles_needs_roles_manage_and_every_permission_in_them() {
     denied_for(delete, "billing.manage");
     assert_eq!(server.head().await, head);
 
-    let created = create_role(
-        &mut client,
-        &tenant,
-        actor,
-        "readers",
-        &["products.use", "members.read"],
-    )
-    .await
-    .expect("within the editor's own permissions");
+    let created = api
+        .acting(actor)
+        .create_role(&tenant, "readers", &["products.use", "members.read"])
+        .await
+        .expect("within the editor's own permissions");
     let role = created.role.unwrap();
     assert_eq!(role.name, "readers");
     assert_eq!(
@@ -871,44 +787,37 @@ async fn defining_roles_needs_roles_manage_and_every_permission_in_them() {
 // ---------------------------------------------------------------------------------------------
 // 3. Checks reflect this replica's own mutations at once.
 
+/// What the checks below ask of an admin of an ORGANIZATION tenant.
+const ADMIN_CHECKS: [&str; 6] = [
+    "members.manage",
+    "members.read",
+    "billing.manage",
+    "audit_logs.read",
+    "products.use",
+    "tenant.delete",
+];
+
 #[tokio::test]
-async fn checks_reflect_membership_changes_at_once() {
+async fn a_suspended_member_is_denied_at_once_and_reactivation_restores_every_answer() {
     let server = TestServer::start().await;
     let tenant = organization(&server, None).await;
     let owner = tenant.owner;
     let admin = add_member(&server, &tenant, "admin").await;
-    let leaver = add_member(&server, &tenant, "member").await;
-    let removed = add_member(&server, &tenant, "member").await;
     let mut client = roles(&server).await;
-    let mut members = server.members().await;
-    const PERMISSIONS: [&str; 6] = [
-        "members.manage",
-        "members.read",
-        "billing.manage",
-        "audit_logs.read",
-        "products.use",
-        "tenant.delete",
-    ];
+    let api = server.api().await;
 
-    let before = answers(&mut client, &tenant, admin, &PERMISSIONS).await;
+    let before = answers(&mut client, &tenant, admin, &ADMIN_CHECKS).await;
     assert_eq!(
         before,
         vec![GRANTED, GRANTED, NOT_GRANTED, GRANTED, GRANTED, NOT_GRANTED]
     );
 
     // Suspended: the very next check denies.
-    let suspended = members
-        .suspend_membership(as_user(
-            pb::SuspendMembershipRequest {
-                tenant_id: tenant.id.clone(),
-                user_id: admin.to_string(),
-                etag: String::new(),
-            },
-            owner,
-        ))
+    let suspended = api
+        .as_user(owner)
+        .suspend_member(&tenant, admin)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let (answer, cursor) = check(&mut client, &tenant.id, admin, "members.manage").await;
     assert_eq!(answer, SUSPENDED);
     assert!(
@@ -916,8 +825,8 @@ async fn checks_reflect_membership_changes_at_once() {
         "answer cursor {cursor} < mutation cursor {}",
         suspended.cursor
     );
-    let (all, cursor) = batch(&mut client, checks_of(&tenant.id, admin, &PERMISSIONS)).await;
-    assert_eq!(all, vec![SUSPENDED; PERMISSIONS.len()]);
+    let (all, cursor) = batch(&mut client, checks_of(&tenant.id, admin, &ADMIN_CHECKS)).await;
+    assert_eq!(all, vec![SUSPENDED; ADMIN_CHECKS.len()]);
     assert!(cursor >= suspended.cursor);
     // Asked by the suspended user themselves, and with the mutation's cursor: the same.
     let own = client
@@ -941,31 +850,42 @@ async fn checks_reflect_membership_changes_at_once() {
     assert!(cursor >= suspended.cursor);
 
     // Reactivated: exactly the previous answers.
-    let reactivated = members
-        .reactivate_membership(as_user(
-            pb::ReactivateMembershipRequest {
-                tenant_id: tenant.id.clone(),
-                user_id: admin.to_string(),
-                etag: String::new(),
-            },
-            owner,
-        ))
+    let reactivated = api
+        .as_user(owner)
+        .reactivate_member(&tenant, admin)
         .await
-        .unwrap()
-        .into_inner();
-    let (after, cursor) = batch(&mut client, checks_of(&tenant.id, admin, &PERMISSIONS)).await;
+        .unwrap();
+    let (after, cursor) = batch(&mut client, checks_of(&tenant.id, admin, &ADMIN_CHECKS)).await;
     assert_eq!(after, before);
     assert!(cursor >= reactivated.cursor);
+}
+
+#[tokio::test]
+async fn a_role_change_changes_the_next_answer() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let owner = tenant.owner;
+    let admin = add_member(&server, &tenant, "admin").await;
+    let mut client = roles(&server).await;
+    let api = server.api().await;
+    assert_eq!(
+        check(&mut client, &tenant.id, admin, "members.manage")
+            .await
+            .0,
+        GRANTED
+    );
 
     // A role change changes the next answer.
-    let changed = set_role(&mut client, &tenant, Some(owner), admin, "member")
+    let changed = api
+        .as_user(owner)
+        .set_member_role(&tenant, admin, "member")
         .await
         .unwrap();
     let (answer, cursor) = check(&mut client, &tenant.id, admin, "members.manage").await;
     assert_eq!(answer, NOT_GRANTED);
     assert!(cursor >= changed.cursor);
     assert_eq!(
-        answers(&mut client, &tenant, admin, &PERMISSIONS).await,
+        answers(&mut client, &tenant, admin, &ADMIN_CHECKS).await,
         vec![
             NOT_GRANTED,
             GRANTED,
@@ -975,6 +895,20 @@ async fn checks_reflect_membership_changes_at_once() {
             NOT_GRANTED
         ]
     );
+}
+
+/// Removal, leaving and dissolution each change the very next answer, with its own reason;
+/// a stranger and an unknown tenant have theirs.
+#[tokio::test]
+async fn removal_leaving_and_dissolution_change_the_next_answer() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let owner = tenant.owner;
+    let admin = add_member(&server, &tenant, "admin").await;
+    let leaver = add_member(&server, &tenant, "member").await;
+    let removed = add_member(&server, &tenant, "member").await;
+    let mut client = roles(&server).await;
+    let api = server.api().await;
 
     // Removed: not a member.
     assert_eq!(
@@ -983,19 +917,11 @@ async fn checks_reflect_membership_changes_at_once() {
             .0,
         GRANTED
     );
-    let deleted = members
-        .delete_membership(as_user(
-            pb::DeleteMembershipRequest {
-                tenant_id: tenant.id.clone(),
-                user_id: removed.to_string(),
-                etag: String::new(),
-                validate_only: false,
-            },
-            owner,
-        ))
+    let deleted = api
+        .as_user(owner)
+        .remove_member(&tenant, removed)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let (answer, cursor) = check(&mut client, &tenant.id, removed, "products.use").await;
     assert_eq!(answer, (false, CheckReason::NotAMember));
     assert!(cursor >= deleted.cursor);
@@ -1007,28 +933,23 @@ async fn checks_reflect_membership_changes_at_once() {
             .0,
         GRANTED
     );
-    let left = members
-        .leave_tenant(as_user(
-            pb::LeaveTenantRequest {
-                tenant_id: tenant.id.clone(),
-            },
-            leaver,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let left = api.as_user(leaver).leave(&tenant).await.unwrap();
     let (answer, cursor) = check(&mut client, &tenant.id, leaver, "products.use").await;
     assert_eq!(answer, (false, CheckReason::MembershipLeft));
     assert!(cursor >= left.cursor);
     // A member who left has no bindings to change.
     let head = server.head().await;
     assert_refused(
-        set_role(&mut client, &tenant, Some(owner), leaver, "member").await,
+        api.as_user(owner)
+            .set_member_role(&tenant, leaver, "member")
+            .await,
         Code::FailedPrecondition,
         "MEMBERSHIP_NOT_ACTIVE",
     );
     assert_refused(
-        bind(&mut client, &tenant, Some(owner), leaver, "member").await,
+        api.as_user(owner)
+            .bind_role(&tenant, leaver, "member")
+            .await,
         Code::FailedPrecondition,
         "MEMBERSHIP_NOT_ACTIVE",
     );
@@ -1063,19 +984,12 @@ async fn checks_reflect_membership_changes_at_once() {
         );
     }
     let dissolved = server
-        .tenants()
+        .api()
         .await
-        .dissolve_tenant(as_user(
-            pb::DissolveTenantRequest {
-                tenant_id: tenant.id.clone(),
-                etag: String::new(),
-                validate_only: false,
-            },
-            owner,
-        ))
+        .as_user(owner)
+        .dissolve_tenant(&tenant)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     for user_id in [owner, admin, leaver, removed] {
         let (answer, cursor) = check(&mut client, &tenant.id, user_id, "products.use").await;
         assert_eq!(answer, (false, CheckReason::TenantDissolved), "{user_id}");
@@ -1086,26 +1000,59 @@ async fn checks_reflect_membership_changes_at_once() {
 // ---------------------------------------------------------------------------------------------
 // 4. Custom role lifecycle.
 
+/// A custom role for the lifecycle tests: an ORGANIZATION tenant with two plain members, and
+/// `support` (logs.read, products.use) created by the owner, bound to both when `bound`.
+struct SupportRole {
+    server: TestServer,
+    tenant: Tenant,
+    first: Uuid,
+    second: Uuid,
+    role: pb::Role,
+}
+
+async fn support_role(bound: bool) -> SupportRole {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let first = add_member(&server, &tenant, "member").await;
+    let second = add_member(&server, &tenant, "member").await;
+    let owner = server.api().await.as_user(tenant.owner);
+    let role = owner
+        .create_role(&tenant, "support", &["logs.read", "products.use"])
+        .await
+        .expect("creating the support role")
+        .role
+        .expect("a role");
+    if bound {
+        for holder in [first, second] {
+            owner
+                .bind_role(&tenant, holder, "support")
+                .await
+                .expect("binding support");
+        }
+    }
+    SupportRole {
+        server,
+        tenant,
+        first,
+        second,
+        role,
+    }
+}
+
+/// A custom role is created with what it grants, and one `role.created` event.
 #[tokio::test]
-async fn custom_role_lifecycle() {
+async fn a_custom_role_is_created_with_its_event() {
     let server = TestServer::start().await;
     let tenant = organization(&server, None).await;
     let owner = Some(tenant.owner);
-    let first = add_member(&server, &tenant, "member").await;
-    let second = add_member(&server, &tenant, "member").await;
-    let mut client = roles(&server).await;
-
+    let api = server.api().await;
     // Create.
     let head = server.head().await;
-    let created = create_role(
-        &mut client,
-        &tenant,
-        owner,
-        "support",
-        &["logs.read", "products.use"],
-    )
-    .await
-    .unwrap();
+    let created = api
+        .acting(owner)
+        .create_role(&tenant, "support", &["logs.read", "products.use"])
+        .await
+        .unwrap();
     let role = created.role.clone().unwrap();
     assert_eq!(role.name, "support");
     assert_eq!(role.tenant_id, tenant.id);
@@ -1124,18 +1071,26 @@ async fn custom_role_lifecycle() {
     assert_eq!(events[0].subject_id.as_deref(), Some(role.role_id.as_str()));
     assert_eq!(events[0].actor_id, Some(tenant.owner));
     assert!(events[0].before.is_none());
-    let snapshot = json(&events[0].after);
+    let snapshot = snapshot(&events[0].after);
     assert_eq!(snapshot["name"], "support");
     assert_eq!(
         names_in(&snapshot, "permissions"),
         set(["logs.read", "products.use"])
     );
+}
 
-    // Refusals.
+/// Taken names, malformed names and unknown permissions are refused; 64 characters is the limit.
+#[tokio::test]
+async fn custom_role_names_and_permissions_are_checked_and_refusals_write_nothing() {
+    let SupportRole { server, tenant, .. } = support_role(false).await;
+    let owner = Some(tenant.owner);
+    let api = server.api().await;
     let head = server.head().await;
     for name in ["support", "admin", "member", "owner"] {
         assert_refused(
-            create_role(&mut client, &tenant, owner, name, &["products.use"]).await,
+            api.acting(owner)
+                .create_role(&tenant, name, &["products.use"])
+                .await,
             Code::AlreadyExists,
             "ROLE_EXISTS",
         );
@@ -1145,32 +1100,48 @@ async fn custom_role_lifecycle() {
         "", "Support", "1st_line", "_support", "sup-port", "sup port", &too_long,
     ] {
         let status = assert_refused(
-            create_role(&mut client, &tenant, owner, name, &["products.use"]).await,
+            api.acting(owner)
+                .create_role(&tenant, name, &["products.use"])
+                .await,
             Code::InvalidArgument,
             "INVALID_ARGUMENT",
         );
         assert_eq!(violated_fields(&status), vec!["name"], "{name:?}");
     }
     let status = assert_refused(
-        create_role(
-            &mut client,
-            &tenant,
-            owner,
-            "writers",
-            &["products.use", "logs.write"],
-        )
-        .await,
+        api.acting(owner)
+            .create_role(&tenant, "writers", &["products.use", "logs.write"])
+            .await,
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
     );
     assert_eq!(violated_fields(&status), vec!["permissions"]);
     assert_eq!(server.head().await, head, "refusals write nothing");
     let longest = format!("r{}", "x".repeat(63));
-    create_role(&mut client, &tenant, owner, &longest, &[])
+    api.acting(owner)
+        .create_role(&tenant, &longest, &[])
         .await
         .expect("64 characters is the limit");
+}
 
-    // Get and list.
+#[tokio::test]
+async fn a_custom_role_is_read_and_listed_with_the_builtin_ones() {
+    let SupportRole {
+        server,
+        tenant,
+        first,
+        role,
+        ..
+    } = support_role(false).await;
+    let mut client = roles(&server).await;
+    let longest = format!("r{}", "x".repeat(63));
+    server
+        .api()
+        .await
+        .as_user(tenant.owner)
+        .create_role(&tenant, &longest, &[])
+        .await
+        .unwrap();
     let got = client
         .get_role(as_system(pb::GetRoleRequest {
             tenant_id: tenant.id.clone(),
@@ -1216,14 +1187,29 @@ async fn custom_role_lifecycle() {
         set(["owner", "admin", "member", "support", longest.as_str()])
     );
     assert_eq!(listed.iter().find(|r| r.name == "support").unwrap(), &role);
+}
 
+#[tokio::test]
+async fn binding_a_custom_role_grants_its_permissions_and_lists_the_bindings_in_pages() {
+    let SupportRole {
+        server,
+        tenant,
+        first,
+        second,
+        ..
+    } = support_role(false).await;
+    let owner = Some(tenant.owner);
+    let mut client = roles(&server).await;
+    let api = server.api().await;
     // Bind to two members; both now hold its permissions.
     for holder in [first, second] {
         assert_eq!(
             check(&mut client, &tenant.id, holder, "logs.read").await.0,
             NOT_GRANTED
         );
-        let bound = bind(&mut client, &tenant, owner, holder, "support")
+        let bound = api
+            .acting(owner)
+            .bind_role(&tenant, holder, "support")
             .await
             .unwrap();
         assert_eq!(
@@ -1302,7 +1288,20 @@ async fn custom_role_lifecycle() {
         Code::InvalidArgument,
         "INVALID_PAGE_TOKEN",
     );
+}
 
+/// Checks follow a role's new permissions at once; a stale etag, and any edit of a built-in
+/// role, are refused and write nothing.
+#[tokio::test]
+async fn a_custom_role_is_updated_with_its_etag_and_checks_follow_at_once() {
+    let SupportRole {
+        server,
+        tenant,
+        first,
+        second,
+        role,
+    } = support_role(true).await;
+    let mut client = roles(&server).await;
     // Update the permissions with the etag: the next check changes at once.
     let head = server.head().await;
     let update = |etag: &str, permissions: &[&str]| pb::UpdateRoleRequest {
@@ -1348,11 +1347,11 @@ async fn custom_role_lifecycle() {
     assert_eq!(events[0].event_type, "role.updated");
     assert_eq!(events[0].subject_id.as_deref(), Some(role.role_id.as_str()));
     assert_eq!(
-        names_in(&json(&events[0].before), "permissions"),
+        names_in(&snapshot(&events[0].before), "permissions"),
         set(["logs.read", "products.use"])
     );
     assert_eq!(
-        names_in(&json(&events[0].after), "permissions"),
+        names_in(&snapshot(&events[0].after), "permissions"),
         set(["products.use", "webhooks.create"])
     );
     // A stale etag is refused and changes nothing.
@@ -1388,6 +1387,22 @@ async fn custom_role_lifecycle() {
             "ROLE_BUILTIN",
         );
     }
+    assert_eq!(server.head().await, head, "the refusals write nothing");
+}
+
+#[tokio::test]
+async fn a_custom_role_in_use_is_deleted_only_with_its_bindings_and_its_name_is_free_again() {
+    let SupportRole {
+        server,
+        tenant,
+        first,
+        second,
+        role,
+    } = support_role(true).await;
+    let owner = Some(tenant.owner);
+    let mut client = roles(&server).await;
+    let api = server.api().await;
+    let head = server.head().await;
     // Still bound: refused, with the number of bindings, and nothing changes.
     let delete = |unbind_everywhere: bool| pb::DeleteRoleRequest {
         tenant_id: tenant.id.clone(),
@@ -1416,9 +1431,7 @@ async fn custom_role_lifecycle() {
             set(["member", "support"])
         );
         assert_eq!(
-            check(&mut client, &tenant.id, holder, "webhooks.create")
-                .await
-                .0,
+            check(&mut client, &tenant.id, holder, "logs.read").await.0,
             GRANTED
         );
     }
@@ -1432,7 +1445,7 @@ async fn custom_role_lifecycle() {
         .into_inner()
         .role
         .unwrap();
-    assert_eq!(unchanged, new_role);
+    assert_eq!(unchanged, role);
 
     // Unbound everywhere, then deleted: an event per binding, then the role's.
     let deleted = client
@@ -1460,20 +1473,20 @@ async fn custom_role_lifecycle() {
     );
     for event in &events[..2] {
         assert_eq!(
-            names_in(&json(&event.before), "roles"),
+            names_in(&snapshot(&event.before), "roles"),
             set(["member", "support"])
         );
-        assert_eq!(names_in(&json(&event.after), "roles"), set(["member"]));
+        assert_eq!(names_in(&snapshot(&event.after), "roles"), set(["member"]));
     }
     assert_eq!(events[2].subject_id.as_deref(), Some(role.role_id.as_str()));
-    assert_eq!(json(&events[2].before)["name"], "support");
+    assert_eq!(snapshot(&events[2].before)["name"], "support");
     assert!(events[2].after.is_none());
     for holder in [first, second] {
         assert_eq!(
             role_names_of(&server, &tenant, holder).await,
             set(["member"])
         );
-        let (answer, cursor) = check(&mut client, &tenant.id, holder, "webhooks.create").await;
+        let (answer, cursor) = check(&mut client, &tenant.id, holder, "logs.read").await;
         assert_eq!(answer, NOT_GRANTED);
         assert!(cursor >= deleted.cursor);
         assert_eq!(
@@ -1500,7 +1513,8 @@ async fn custom_role_lifecycle() {
             .all(|b| b.role == "member")
     );
     // The name is free again.
-    create_role(&mut client, &tenant, owner, "support", &["products.use"])
+    api.acting(owner)
+        .create_role(&tenant, "support", &["products.use"])
         .await
         .expect("a deleted role's name can be reused");
 }
@@ -1515,13 +1529,17 @@ async fn set_member_role_replaces_bindings_and_rebinding_writes_nothing() {
     let owner = Some(tenant.owner);
     let member = add_member(&server, &tenant, "member").await;
     let mut client = roles(&server).await;
-    create_role(&mut client, &tenant, owner, "support", &["logs.read"])
+    let api = server.api().await;
+    api.acting(owner)
+        .create_role(&tenant, "support", &["logs.read"])
         .await
         .unwrap();
 
     // Bind a second role: one event.
     let head = server.head().await;
-    let bound = bind(&mut client, &tenant, owner, member, "support")
+    let bound = api
+        .acting(owner)
+        .bind_role(&tenant, member, "support")
         .await
         .unwrap();
     assert_eq!(
@@ -1532,15 +1550,20 @@ async fn set_member_role_replaces_bindings_and_rebinding_writes_nothing() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event_type, "role_binding.created");
     assert_eq!(events[0].subject_id, Some(member.to_string()));
-    assert_eq!(names_in(&json(&events[0].before), "roles"), set(["member"]));
     assert_eq!(
-        names_in(&json(&events[0].after), "roles"),
+        names_in(&snapshot(&events[0].before), "roles"),
+        set(["member"])
+    );
+    assert_eq!(
+        names_in(&snapshot(&events[0].after), "roles"),
         set(["member", "support"])
     );
 
     // Binding it again changes nothing and writes no event.
     let head = server.head().await;
-    let again = bind(&mut client, &tenant, owner, member, "support")
+    let again = api
+        .acting(owner)
+        .bind_role(&tenant, member, "support")
         .await
         .expect("binding a held role succeeds");
     assert_eq!(
@@ -1555,7 +1578,9 @@ async fn set_member_role_replaces_bindings_and_rebinding_writes_nothing() {
     assert!(server.event_types_after(head).await.is_empty());
 
     // Change role: two roles become one.
-    let changed = set_role(&mut client, &tenant, owner, member, "admin")
+    let changed = api
+        .acting(owner)
+        .set_member_role(&tenant, member, "admin")
         .await
         .unwrap();
     assert_eq!(set(changed.membership.unwrap().roles), set(["admin"]));
@@ -1581,7 +1606,7 @@ async fn set_member_role_replaces_bindings_and_rebinding_writes_nothing() {
     );
     assert_eq!(changed.cursor, events.last().unwrap().position);
     assert_eq!(
-        names_in(&json(&events.last().unwrap().after), "roles"),
+        names_in(&snapshot(&events.last().unwrap().after), "roles"),
         set(["admin"])
     );
     assert_eq!(
@@ -1597,14 +1622,17 @@ async fn set_member_role_replaces_bindings_and_rebinding_writes_nothing() {
     );
     // Changing to the role already held alone writes nothing.
     let head = server.head().await;
-    set_role(&mut client, &tenant, owner, member, "admin")
+    api.acting(owner)
+        .set_member_role(&tenant, member, "admin")
         .await
         .unwrap();
     assert_eq!(server.head().await, head);
 
     // The owner keeps the owner role next to the new one.
     let head = server.head().await;
-    let owner_changed = set_role(&mut client, &tenant, None, tenant.owner, "support")
+    let owner_changed = api
+        .as_system()
+        .set_member_role(&tenant, tenant.owner, "support")
         .await
         .unwrap();
     assert_eq!(
@@ -1616,7 +1644,8 @@ async fn set_member_role_replaces_bindings_and_rebinding_writes_nothing() {
         vec!["role_binding.created"]
     );
     let head = server.head().await;
-    set_role(&mut client, &tenant, owner, tenant.owner, "member")
+    api.acting(owner)
+        .set_member_role(&tenant, tenant.owner, "member")
         .await
         .unwrap();
     assert_eq!(
@@ -1636,11 +1665,14 @@ async fn set_member_role_replaces_bindings_and_rebinding_writes_nothing() {
 
     // Unbinding a role not held writes nothing; unbinding a held one writes one event.
     let head = server.head().await;
-    unbind(&mut client, &tenant, owner, member, "support")
+    api.acting(owner)
+        .unbind_role(&tenant, member, "support")
         .await
         .expect("unbinding a role not held succeeds");
     assert_eq!(server.head().await, head);
-    let unbound = unbind(&mut client, &tenant, owner, tenant.owner, "member")
+    let unbound = api
+        .acting(owner)
+        .unbind_role(&tenant, tenant.owner, "member")
         .await
         .unwrap();
     assert_eq!(set(unbound.membership.unwrap().roles), set(["owner"]));
@@ -1660,6 +1692,7 @@ async fn a_second_replica_reflects_changes_through_the_feed_and_min_cursor() {
     let tenant = organization(&a, None).await;
     let polled = add_member(&a, &tenant, "member").await;
     let demanded = add_member(&a, &tenant, "member").await;
+    let api_a = a.api().await;
     let mut on_a = roles(&a).await;
     let mut on_b = roles(&b).await;
     let mut members_a = a.members().await;
@@ -1739,18 +1772,11 @@ async fn a_second_replica_reflects_changes_through_the_feed_and_min_cursor() {
     );
 
     // Reactivation and a role change through A, demanded on B.
-    let reactivated = members_a
-        .reactivate_membership(as_user(
-            pb::ReactivateMembershipRequest {
-                tenant_id: tenant.id.clone(),
-                user_id: demanded.to_string(),
-                etag: String::new(),
-            },
-            tenant.owner,
-        ))
+    let reactivated = api_a
+        .as_user(tenant.owner)
+        .reactivate_member(&tenant, demanded)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(
         check_at(
             &mut on_b,
@@ -1769,7 +1795,9 @@ async fn a_second_replica_reflects_changes_through_the_feed_and_min_cursor() {
             .0,
         NOT_GRANTED
     );
-    let promoted = set_role(&mut on_a, &tenant, Some(tenant.owner), demanded, "admin")
+    let promoted = api_a
+        .as_user(tenant.owner)
+        .set_member_role(&tenant, demanded, "admin")
         .await
         .unwrap();
     assert_eq!(
@@ -1814,13 +1842,14 @@ async fn a_second_replica_reflects_changes_through_the_feed_and_min_cursor() {
 // 7. Who may check, and batch limits.
 
 #[tokio::test]
-async fn who_may_check_and_batch_limits() {
+async fn a_member_checks_themselves_and_others_only_with_members_read() {
     let server = TestServer::start().await;
     let tenant = organization(&server, None).await;
     let other_tenant = organization(&server, None).await;
     let plain = add_member(&server, &tenant, "member").await;
     let colleague = add_member(&server, &tenant, "member").await;
     let mut client = roles(&server).await;
+    let api = server.api().await;
 
     let ask = |actor: Uuid, user_id: Uuid, permission: &str| {
         as_user(check_request(&tenant.id, user_id, permission, 0), actor)
@@ -1840,24 +1869,14 @@ async fn who_may_check_and_batch_limits() {
     assert_eq!(outcome(theirs.allowed, theirs.reason), NOT_GRANTED);
 
     // Without members.read: only themselves.
-    create_role(
-        &mut client,
-        &tenant,
-        Some(tenant.owner),
-        "product_user",
-        &["products.use"],
-    )
-    .await
-    .unwrap();
-    set_role(
-        &mut client,
-        &tenant,
-        Some(tenant.owner),
-        plain,
-        "product_user",
-    )
-    .await
-    .unwrap();
+    api.as_user(tenant.owner)
+        .create_role(&tenant, "product_user", &["products.use"])
+        .await
+        .unwrap();
+    api.as_user(tenant.owner)
+        .set_member_role(&tenant, plain, "product_user")
+        .await
+        .unwrap();
     let own = client
         .check_permission(ask(plain, plain, "members.read"))
         .await
@@ -1904,6 +1923,15 @@ async fn who_may_check_and_batch_limits() {
         .unwrap()
         .into_inner();
     assert_eq!(outcome(by_owner.allowed, by_owner.reason), NOT_GRANTED);
+}
+
+#[tokio::test]
+async fn batches_hold_one_to_a_hundred_checks_of_known_permissions() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let plain = add_member(&server, &tenant, "member").await;
+    let colleague = add_member(&server, &tenant, "member").await;
+    let mut client = roles(&server).await;
 
     // Batch size and argument checks.
     let hundred: Vec<pb::PermissionCheck> = (0..100)
@@ -2014,19 +2042,12 @@ async fn a_batch_cursor_covers_every_answer_in_it() {
     );
 
     let suspended = a
-        .members()
+        .api()
         .await
-        .suspend_membership(as_user(
-            pb::SuspendMembershipRequest {
-                tenant_id: tenant.id.clone(),
-                user_id: warm.to_string(),
-                etag: String::new(),
-            },
-            tenant.owner,
-        ))
+        .as_user(tenant.owner)
+        .suspend_member(&tenant, warm)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
 
     // A single check: either B has not seen the suspension and says so by its cursor, or it
     // denies.
@@ -2084,14 +2105,14 @@ async fn a_role_changed_through_one_replica_governs_the_next_write_on_another() 
         id: tenant.tenant_id,
         owner,
     };
-    let (mut roles_a, mut roles_b) = (
-        RoleServiceClient::new(a.channel().await),
-        RoleServiceClient::new(b.channel().await),
-    );
+    let api_a = a.api().await;
+    let mut roles_b = RoleServiceClient::new(b.channel().await);
     let mut members_a =
         pb::membership_service_client::MembershipServiceClient::new(a.channel().await);
     let manager = ["members.manage", "members.read", "products.use"];
-    create_role(&mut roles_a, &tenant, None, "recruiter", &manager)
+    api_a
+        .as_system()
+        .create_role(&tenant, "recruiter", &manager)
         .await
         .unwrap();
     let recruiter = user();

@@ -4,11 +4,9 @@
 //! PostgreSQL run of the suite; the server reaches PostgreSQL through a TCP relay the test can
 //! cut and restore.
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::*;
+use crate::common::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tonic_health::pb::HealthCheckRequest;

@@ -1,13 +1,10 @@
 //! Who may do what (rules 13 and 14): both role presets and cross-tenant isolation.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use membership_service::grpc::pb;
 use membership_service::grpc::pb::membership_service_client::MembershipServiceClient;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
-use tonic_types::StatusExt;
 use uuid::Uuid;
 
 /// The mutations an actor can attempt on a target member.
@@ -68,17 +65,6 @@ async fn attempt(
             .await
             .map(|_| ()),
     }
-}
-
-fn denied_for(result: Result<(), Status>, permission: &str) {
-    let status = assert_refused(result, Code::PermissionDenied, "PERMISSION_DENIED");
-    let info = status.get_details_error_info().unwrap();
-    assert_eq!(
-        info.metadata.get("permission").map(String::as_str),
-        Some(permission),
-        "{}",
-        status.message()
-    );
 }
 
 #[tokio::test]

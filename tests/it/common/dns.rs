@@ -1,10 +1,7 @@
 //! A DNS server on loopback, in the test process, answering TXT queries from records the test
-//! publishes and withdraws while it runs. It speaks the wire protocol over UDP and over TCP on the
+//! publishes while it runs. It speaks the wire protocol over UDP and over TCP on the
 //! same port (a resolver falls back to TCP for truncated answers), answers NXDOMAIN for names it
 //! does not hold, and keeps a log of the questions it was asked.
-//!
-//! Declared by the tests that use it with `#[path = "common/dns.rs"] mod dns;`.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -73,11 +70,6 @@ impl DnsServer {
             .unwrap()
             .txt
             .insert(key(name), values.iter().map(|v| v.to_string()).collect());
-    }
-
-    /// Withdraws every record of `name`: it no longer exists (NXDOMAIN).
-    pub fn remove(&self, name: &str) {
-        self.zone.lock().unwrap().txt.remove(&key(name));
     }
 
     /// The questions asked so far, as (lower-cased name without the final dot, type).

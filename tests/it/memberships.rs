@@ -1,8 +1,6 @@
 //! MembershipService over a real server: rules 5-12 on their success paths and refusals.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use membership_service::grpc::pb;
 use membership_service::grpc::pb::invitation_service_client::InvitationServiceClient;
 use membership_service::grpc::pb::membership_service_client::MembershipServiceClient;
@@ -67,15 +65,7 @@ fn update(membership: pb::Membership, paths: &[&str]) -> pb::UpdateMembershipReq
 }
 
 async fn seats(server: &TestServer, tenant: &Tenant) -> (i32, Option<i32>) {
-    let usage = server
-        .tenants()
-        .await
-        .get_seat_usage(as_system(pb::GetSeatUsageRequest {
-            tenant_id: tenant.id.clone(),
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let usage = seat_usage(server, tenant).await;
     (usage.used, usage.limit)
 }
 

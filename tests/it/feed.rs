@@ -1,13 +1,11 @@
 //! The event feed (DESIGN section 5): order, exactly-once delivery, resume, slow subscribers,
 //! snapshot-then-watch, retention, progress, replicas and shutdown, over a real server.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures::StreamExt;
 use membership_service::events::FeedOptions;
 use membership_service::grpc::pb;
@@ -117,16 +115,10 @@ async fn watch_delivers_every_event_with_its_states_and_resumes_without_gap_or_d
         .await
         .unwrap();
     server
-        .members()
+        .api()
         .await
-        .suspend_membership(as_user(
-            pb::SuspendMembershipRequest {
-                tenant_id: tenant.id.clone(),
-                user_id: member.to_string(),
-                etag: String::new(),
-            },
-            tenant.owner,
-        ))
+        .as_user(tenant.owner)
+        .suspend_member(&tenant, member)
         .await
         .unwrap();
     let created = next_event(&mut stream).await;
