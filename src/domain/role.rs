@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::Micros;
 use super::permissions::PermissionSet;
+use super::{DomainError, Micros};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Role {
@@ -68,5 +68,14 @@ impl TenantRoles {
         role_ids
             .iter()
             .any(|id| self.by_id(*id).is_some_and(|r| r.is_owner))
+    }
+
+    /// The owner stays (rule 10): a member holding the owner role cannot be removed, suspended
+    /// or leave, since both presets allow exactly one owner; ownership moves first.
+    pub fn ensure_not_owner(&self, role_ids: &[Uuid]) -> Result<(), DomainError> {
+        match self.holds_owner_role(role_ids) {
+            true => Err(DomainError::LastOwner),
+            false => Ok(()),
+        }
     }
 }

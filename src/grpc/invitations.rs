@@ -1,7 +1,6 @@
 //! `membership.v1.InvitationService`: invitations, sent, resent, revoked and accepted.
 
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use super::pb::invitation_service_server::InvitationService;
 use super::pb::*;
@@ -12,7 +11,10 @@ use crate::domain::membership::Membership;
 use crate::domain::validate::{MAX_NAME_CHARS, MAX_QUERY_CHARS, MAX_ROLE_NAME_CHARS, Validator};
 use crate::domain::{DomainError, Micros, email, now_micros};
 use crate::service::Services;
-use crate::service::invitations::{BulkOutcome, BulkResult, CreateInvitation, Sent};
+use crate::service::invitations::{
+    AcceptInvitation, BulkCreateInvitations, BulkOutcome, BulkResult, CreateInvitation,
+    InvitationRef, ListInvitations, ResendInvitation, Sent,
+};
 use crate::service::memberships::default_role;
 
 pub struct InvitationApi {
@@ -35,9 +37,8 @@ impl InvitationService for InvitationApi {
         &self,
         request: Request<BulkCreateInvitationsRequest>,
     ) -> Result<Response<BulkCreateInvitationsResponse>, Status> {
-        handle(request, |caller, b: BulkInvite| {
-            self.services
-                .bulk_create_invitations(caller, b.tenant_id, b.emails, b.role, b.ttl)
+        handle(request, |caller, b| {
+            self.services.bulk_create_invitations(caller, b)
         })
         .await
     }
@@ -46,20 +47,15 @@ impl InvitationService for InvitationApi {
         &self,
         request: Request<GetInvitationRequest>,
     ) -> Result<Response<GetInvitationResponse>, Status> {
-        handle(request, |caller, i: InvitationRef| {
-            self.services.get_invitation(caller, i.tenant_id, i.id)
-        })
-        .await
+        handle(request, |caller, i| self.services.get_invitation(caller, i)).await
     }
 
     async fn list_invitations(
         &self,
         request: Request<ListInvitationsRequest>,
     ) -> Result<Response<ListInvitationsResponse>, Status> {
-        handle(request, |caller, l: ListInvitations| async move {
-            self.services
-                .list_invitations(caller, l.tenant_id, l.filter, l.page_size, &l.page_token)
-                .await
+        handle(request, |caller, l| {
+            self.services.list_invitations(caller, l)
         })
         .await
     }
@@ -68,9 +64,8 @@ impl InvitationService for InvitationApi {
         &self,
         request: Request<ResendInvitationRequest>,
     ) -> Result<Response<ResendInvitationResponse>, Status> {
-        handle(request, |caller, r: Resend| {
-            self.services
-                .resend_invitation(caller, r.invitation.tenant_id, r.invitation.id, r.ttl)
+        handle(request, |caller, r| {
+            self.services.resend_invitation(caller, r)
         })
         .await
     }
@@ -79,8 +74,8 @@ impl InvitationService for InvitationApi {
         &self,
         request: Request<RevokeInvitationRequest>,
     ) -> Result<Response<RevokeInvitationResponse>, Status> {
-        handle(request, |caller, i: InvitationRef| {
-            self.services.revoke_invitation(caller, i.tenant_id, i.id)
+        handle(request, |caller, i| {
+            self.services.revoke_invitation(caller, i)
         })
         .await
     }
@@ -89,9 +84,8 @@ impl InvitationService for InvitationApi {
         &self,
         request: Request<AcceptInvitationRequest>,
     ) -> Result<Response<AcceptInvitationResponse>, Status> {
-        handle(request, |caller, a: Accept| {
-            self.services
-                .accept_invitation(caller, a.token, a.user_id, a.email, a.display_name)
+        handle(request, |caller, a| {
+            self.services.accept_invitation(caller, a)
         })
         .await
     }
@@ -128,14 +122,7 @@ impl TryFrom<CreateInvitationRequest> for CreateInvitation {
     }
 }
 
-pub(crate) struct BulkInvite {
-    tenant_id: Uuid,
-    emails: Vec<String>,
-    role: String,
-    ttl: Micros,
-}
-
-impl TryFrom<BulkCreateInvitationsRequest> for BulkInvite {
+impl TryFrom<BulkCreateInvitationsRequest> for BulkCreateInvitations {
     type Error = DomainError;
 
     fn try_from(r: BulkCreateInvitationsRequest) -> Result<Self, DomainError> {
@@ -149,7 +136,7 @@ impl TryFrom<BulkCreateInvitationsRequest> for BulkInvite {
             v.violation("emails", format!("at most {MAX_BULK} per request"));
         }
         v.finish()?;
-        Ok(BulkInvite {
+        Ok(BulkCreateInvitations {
             tenant_id,
             emails: r.emails,
             role,
@@ -158,18 +145,10 @@ impl TryFrom<BulkCreateInvitationsRequest> for BulkInvite {
     }
 }
 
-/// An invitation of a tenant, by id.
-pub(crate) struct InvitationRef {
-    tenant_id: Uuid,
-    id: Uuid,
-}
-
-impl InvitationRef {
-    fn read(v: &mut Validator, tenant_id: &str, invitation_id: &str) -> Self {
-        InvitationRef {
-            tenant_id: v.uuid("tenant_id", tenant_id),
-            id: v.uuid("invitation_id", invitation_id),
-        }
+fn invitation_ref(v: &mut Validator, tenant_id: &str, invitation_id: &str) -> InvitationRef {
+    InvitationRef {
+        tenant_id: v.uuid("tenant_id", tenant_id),
+        id: v.uuid("invitation_id", invitation_id),
     }
 }
 
@@ -178,7 +157,7 @@ impl TryFrom<GetInvitationRequest> for InvitationRef {
 
     fn try_from(r: GetInvitationRequest) -> Result<Self, DomainError> {
         let mut v = Validator::new();
-        let invitation = InvitationRef::read(&mut v, &r.tenant_id, &r.invitation_id);
+        let invitation = invitation_ref(&mut v, &r.tenant_id, &r.invitation_id);
         v.finish()?;
         Ok(invitation)
     }
@@ -189,34 +168,23 @@ impl TryFrom<RevokeInvitationRequest> for InvitationRef {
 
     fn try_from(r: RevokeInvitationRequest) -> Result<Self, DomainError> {
         let mut v = Validator::new();
-        let invitation = InvitationRef::read(&mut v, &r.tenant_id, &r.invitation_id);
+        let invitation = invitation_ref(&mut v, &r.tenant_id, &r.invitation_id);
         v.finish()?;
         Ok(invitation)
     }
 }
 
-pub(crate) struct Resend {
-    invitation: InvitationRef,
-    ttl: Micros,
-}
-
-impl TryFrom<ResendInvitationRequest> for Resend {
+impl TryFrom<ResendInvitationRequest> for ResendInvitation {
     type Error = DomainError;
 
     fn try_from(r: ResendInvitationRequest) -> Result<Self, DomainError> {
         let mut v = Validator::new();
-        let invitation = InvitationRef::read(&mut v, &r.tenant_id, &r.invitation_id);
+        let InvitationRef { tenant_id, id } =
+            invitation_ref(&mut v, &r.tenant_id, &r.invitation_id);
         let ttl = ttl(&mut v, r.ttl.as_ref());
         v.finish()?;
-        Ok(Resend { invitation, ttl })
+        Ok(ResendInvitation { tenant_id, id, ttl })
     }
-}
-
-pub(crate) struct ListInvitations {
-    tenant_id: Uuid,
-    filter: InvitationFilter,
-    page_size: u64,
-    page_token: String,
 }
 
 impl TryFrom<ListInvitationsRequest> for ListInvitations {
@@ -241,14 +209,7 @@ impl TryFrom<ListInvitationsRequest> for ListInvitations {
     }
 }
 
-pub(crate) struct Accept {
-    token: String,
-    user_id: Uuid,
-    email: String,
-    display_name: String,
-}
-
-impl TryFrom<AcceptInvitationRequest> for Accept {
+impl TryFrom<AcceptInvitationRequest> for AcceptInvitation {
     type Error = DomainError;
 
     fn try_from(r: AcceptInvitationRequest) -> Result<Self, DomainError> {
@@ -263,7 +224,7 @@ impl TryFrom<AcceptInvitationRequest> for Accept {
         let email = v.email("email", &r.email);
         let display_name = v.text("display_name", &r.display_name, MAX_NAME_CHARS, false);
         v.finish()?;
-        Ok(Accept {
+        Ok(AcceptInvitation {
             token,
             user_id,
             email,

@@ -16,10 +16,11 @@ use crate::domain::validate::{
 };
 use crate::events::StartAt;
 use crate::service::Services;
-use crate::service::domains::JoinOutcome;
+use crate::service::domains::{AutoJoin, JoinOutcome};
 use crate::service::events::{EventPage, ListEvents};
 use crate::service::memberships::{
-    CreateMembership, ListMemberships, MembershipPage, MembershipPatch, default_role,
+    CreateMembership, DeleteMembership, GetMembership, ListMemberships, MemberAt, MembershipPage,
+    MembershipPatch, TransferOwnership, UpdateMembership, default_role,
 };
 
 pub struct MembershipApi {
@@ -34,11 +35,7 @@ impl MembershipService for MembershipApi {
         &self,
         request: Request<AutoJoinRequest>,
     ) -> Result<Response<AutoJoinResponse>, Status> {
-        handle(request, |caller, j: AutoJoin| {
-            self.services
-                .auto_join(caller, j.user_id, j.email, j.display_name)
-        })
-        .await
+        handle(request, |caller, j| self.services.auto_join(caller, j)).await
     }
 
     async fn list_membership_events(
@@ -85,11 +82,7 @@ impl MembershipService for MembershipApi {
         &self,
         request: Request<GetMembershipRequest>,
     ) -> Result<Response<GetMembershipResponse>, Status> {
-        handle(request, |caller, g: GetMember| {
-            self.services
-                .get_membership(caller, g.tenant_id, g.user_id, g.min_cursor)
-        })
-        .await
+        handle(request, |caller, g| self.services.get_membership(caller, g)).await
     }
 
     async fn create_membership(
@@ -106,14 +99,8 @@ impl MembershipService for MembershipApi {
         &self,
         request: Request<UpdateMembershipRequest>,
     ) -> Result<Response<UpdateMembershipResponse>, Status> {
-        handle(request, |caller, u: UpdateMember| {
-            self.services.update_membership(
-                caller,
-                u.member.tenant_id,
-                u.member.user_id,
-                u.member.etag,
-                u.patch,
-            )
+        handle(request, |caller, u| {
+            self.services.update_membership(caller, u)
         })
         .await
     }
@@ -122,9 +109,8 @@ impl MembershipService for MembershipApi {
         &self,
         request: Request<SuspendMembershipRequest>,
     ) -> Result<Response<SuspendMembershipResponse>, Status> {
-        handle(request, |caller, m: MemberAt| {
-            self.services
-                .suspend_membership(caller, m.tenant_id, m.user_id, m.etag)
+        handle(request, |caller, m| {
+            self.services.suspend_membership(caller, m)
         })
         .await
     }
@@ -133,9 +119,8 @@ impl MembershipService for MembershipApi {
         &self,
         request: Request<ReactivateMembershipRequest>,
     ) -> Result<Response<ReactivateMembershipResponse>, Status> {
-        handle(request, |caller, m: MemberAt| {
-            self.services
-                .reactivate_membership(caller, m.tenant_id, m.user_id, m.etag)
+        handle(request, |caller, m| {
+            self.services.reactivate_membership(caller, m)
         })
         .await
     }
@@ -144,10 +129,8 @@ impl MembershipService for MembershipApi {
         &self,
         request: Request<DeleteMembershipRequest>,
     ) -> Result<Response<DeleteMembershipResponse>, Status> {
-        handle(request, |caller, d: DeleteMember| {
-            let m = d.member;
-            self.services
-                .delete_membership(caller, m.tenant_id, m.user_id, m.etag, d.validate_only)
+        handle(request, |caller, d| {
+            self.services.delete_membership(caller, d)
         })
         .await
     }
@@ -166,9 +149,8 @@ impl MembershipService for MembershipApi {
         &self,
         request: Request<TransferOwnershipRequest>,
     ) -> Result<Response<TransferOwnershipResponse>, Status> {
-        handle(request, |caller, t: Transfer| {
-            self.services
-                .transfer_ownership(caller, t.tenant_id, t.new_owner, t.kept_role)
+        handle(request, |caller, t| {
+            self.services.transfer_ownership(caller, t)
         })
         .await
     }
@@ -208,12 +190,6 @@ fn role_name(v: &mut Validator, field: &str, raw: &str) -> String {
 
 fn optional(text: String) -> Option<String> {
     (!text.is_empty()).then_some(text)
-}
-
-pub(crate) struct AutoJoin {
-    user_id: Uuid,
-    email: String,
-    display_name: String,
 }
 
 impl TryFrom<AutoJoinRequest> for AutoJoin {
@@ -326,13 +302,7 @@ impl TryFrom<ListMembershipsRequest> for ListMemberships {
     }
 }
 
-pub(crate) struct GetMember {
-    tenant_id: Uuid,
-    user_id: Uuid,
-    min_cursor: i64,
-}
-
-impl TryFrom<GetMembershipRequest> for GetMember {
+impl TryFrom<GetMembershipRequest> for GetMembership {
     type Error = DomainError;
 
     fn try_from(r: GetMembershipRequest) -> Result<Self, DomainError> {
@@ -341,7 +311,7 @@ impl TryFrom<GetMembershipRequest> for GetMember {
         let user_id = v.uuid("user_id", &r.user_id);
         let min_cursor = v.cursor("min_cursor", r.min_cursor);
         v.finish()?;
-        Ok(GetMember {
+        Ok(GetMembership {
             tenant_id,
             user_id,
             min_cursor,
@@ -400,32 +370,24 @@ impl TryFrom<CreateMembershipRequest> for CreateMembership {
     }
 }
 
-/// A member named by tenant and user, with the etag the caller read it at.
-pub(crate) struct MemberAt {
-    tenant_id: Uuid,
-    user_id: Uuid,
-    etag: String,
-}
-
-impl MemberAt {
-    fn read(tenant_id: &str, user_id: &str, etag: String) -> Result<MemberAt, DomainError> {
-        let mut v = Validator::new();
-        let tenant_id = v.uuid("tenant_id", tenant_id);
-        let user_id = v.uuid("user_id", user_id);
-        v.finish()?;
-        Ok(MemberAt {
-            tenant_id,
-            user_id,
-            etag,
-        })
-    }
+/// The member a request names, at the etag it read it at.
+fn member_at(tenant_id: &str, user_id: &str, etag: String) -> Result<MemberAt, DomainError> {
+    let mut v = Validator::new();
+    let tenant_id = v.uuid("tenant_id", tenant_id);
+    let user_id = v.uuid("user_id", user_id);
+    v.finish()?;
+    Ok(MemberAt {
+        tenant_id,
+        user_id,
+        etag,
+    })
 }
 
 impl TryFrom<SuspendMembershipRequest> for MemberAt {
     type Error = DomainError;
 
     fn try_from(r: SuspendMembershipRequest) -> Result<Self, DomainError> {
-        MemberAt::read(&r.tenant_id, &r.user_id, r.etag)
+        member_at(&r.tenant_id, &r.user_id, r.etag)
     }
 }
 
@@ -433,32 +395,29 @@ impl TryFrom<ReactivateMembershipRequest> for MemberAt {
     type Error = DomainError;
 
     fn try_from(r: ReactivateMembershipRequest) -> Result<Self, DomainError> {
-        MemberAt::read(&r.tenant_id, &r.user_id, r.etag)
+        member_at(&r.tenant_id, &r.user_id, r.etag)
     }
 }
 
-pub(crate) struct DeleteMember {
-    member: MemberAt,
-    validate_only: bool,
-}
-
-impl TryFrom<DeleteMembershipRequest> for DeleteMember {
+impl TryFrom<DeleteMembershipRequest> for DeleteMembership {
     type Error = DomainError;
 
     fn try_from(r: DeleteMembershipRequest) -> Result<Self, DomainError> {
-        Ok(DeleteMember {
-            member: MemberAt::read(&r.tenant_id, &r.user_id, r.etag)?,
+        let MemberAt {
+            tenant_id,
+            user_id,
+            etag,
+        } = member_at(&r.tenant_id, &r.user_id, r.etag)?;
+        Ok(DeleteMembership {
+            tenant_id,
+            user_id,
+            etag,
             validate_only: r.validate_only,
         })
     }
 }
 
-pub(crate) struct UpdateMember {
-    member: MemberAt,
-    patch: MembershipPatch,
-}
-
-impl TryFrom<UpdateMembershipRequest> for UpdateMember {
+impl TryFrom<UpdateMembershipRequest> for UpdateMembership {
     type Error = DomainError;
 
     fn try_from(r: UpdateMembershipRequest) -> Result<Self, DomainError> {
@@ -514,36 +473,28 @@ impl TryFrom<UpdateMembershipRequest> for UpdateMember {
             }
         }
         v.finish()?;
-        Ok(UpdateMember {
-            member: MemberAt {
-                tenant_id,
-                user_id,
-                etag: m.etag,
-            },
+        Ok(UpdateMembership {
+            tenant_id,
+            user_id,
+            etag: m.etag,
             patch,
         })
     }
 }
 
-pub(crate) struct Transfer {
-    tenant_id: Uuid,
-    new_owner: Uuid,
-    kept_role: String,
-}
-
-impl TryFrom<TransferOwnershipRequest> for Transfer {
+impl TryFrom<TransferOwnershipRequest> for TransferOwnership {
     type Error = DomainError;
 
     fn try_from(r: TransferOwnershipRequest) -> Result<Self, DomainError> {
         let mut v = Validator::new();
         let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-        let new_owner = v.uuid("new_owner_user_id", &r.new_owner_user_id);
-        let kept_role = role_name(&mut v, "previous_owner_role", &r.previous_owner_role);
+        let new_owner_id = v.uuid("new_owner_user_id", &r.new_owner_user_id);
+        let previous_owner_role = role_name(&mut v, "previous_owner_role", &r.previous_owner_role);
         v.finish()?;
-        Ok(Transfer {
+        Ok(TransferOwnership {
             tenant_id,
-            new_owner,
-            kept_role,
+            new_owner_id,
+            previous_owner_role,
         })
     }
 }

@@ -1,7 +1,6 @@
 //! `membership.v1.RoleService`: roles, who holds them, and permission checks.
 
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use super::pb::role_service_server::RoleService;
 use super::pb::*;
@@ -12,9 +11,13 @@ use crate::domain::membership::Membership;
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::role::{Role, TenantRoles};
 use crate::domain::validate::{MAX_ROLE_NAME_CHARS, Validator, truncate};
+use crate::service::Checks;
 use crate::service::Services;
 use crate::service::authz;
-use crate::service::roles::{RoleChange, RolePatch};
+use crate::service::roles::{
+    CreateRole, DeleteRole, ListRoleBindings, MemberRole, RoleChange, RolePatch, RoleRef,
+    UpdateRole,
+};
 use crate::store::entities::role_bindings;
 
 pub struct RoleApi {
@@ -52,57 +55,36 @@ impl RoleService for RoleApi {
         &self,
         request: Request<GetRoleRequest>,
     ) -> Result<Response<GetRoleResponse>, Status> {
-        handle(request, |caller, r: RoleRef| async move {
-            self.services.get_role(caller, r.tenant_id, &r.name).await
-        })
-        .await
+        handle(request, |caller, r| self.services.get_role(caller, r)).await
     }
 
     async fn create_role(
         &self,
         request: Request<CreateRoleRequest>,
     ) -> Result<Response<CreateRoleResponse>, Status> {
-        handle(request, |caller, c: CreateRole| {
-            self.services
-                .create_role(caller, c.tenant_id, c.name, c.description, c.permissions)
-        })
-        .await
+        handle(request, |caller, c| self.services.create_role(caller, c)).await
     }
 
     async fn update_role(
         &self,
         request: Request<UpdateRoleRequest>,
     ) -> Result<Response<UpdateRoleResponse>, Status> {
-        handle(request, |caller, u: UpdateRole| {
-            self.services
-                .update_role(caller, u.role.tenant_id, u.role.name, u.etag, u.patch)
-        })
-        .await
+        handle(request, |caller, u| self.services.update_role(caller, u)).await
     }
 
     async fn delete_role(
         &self,
         request: Request<DeleteRoleRequest>,
     ) -> Result<Response<DeleteRoleResponse>, Status> {
-        handle(request, |caller, d: DeleteRole| {
-            self.services
-                .delete_role(caller, d.role.tenant_id, d.role.name, d.unbind_everywhere)
-        })
-        .await
+        handle(request, |caller, d| self.services.delete_role(caller, d)).await
     }
 
     async fn set_member_role(
         &self,
         request: Request<SetMemberRoleRequest>,
     ) -> Result<Response<SetMemberRoleResponse>, Status> {
-        handle(request, |caller, c: MemberRole| {
-            self.services.change_member_role(
-                caller,
-                c.tenant_id,
-                c.user_id,
-                c.role,
-                RoleChange::Set,
-            )
+        handle(request, |caller, c| {
+            self.services.change_member_role(caller, c, RoleChange::Set)
         })
         .await
     }
@@ -111,14 +93,9 @@ impl RoleService for RoleApi {
         &self,
         request: Request<BindRoleRequest>,
     ) -> Result<Response<BindRoleResponse>, Status> {
-        handle(request, |caller, c: MemberRole| {
-            self.services.change_member_role(
-                caller,
-                c.tenant_id,
-                c.user_id,
-                c.role,
-                RoleChange::Bind,
-            )
+        handle(request, |caller, c| {
+            self.services
+                .change_member_role(caller, c, RoleChange::Bind)
         })
         .await
     }
@@ -127,14 +104,9 @@ impl RoleService for RoleApi {
         &self,
         request: Request<UnbindRoleRequest>,
     ) -> Result<Response<UnbindRoleResponse>, Status> {
-        handle(request, |caller, c: MemberRole| {
-            self.services.change_member_role(
-                caller,
-                c.tenant_id,
-                c.user_id,
-                c.role,
-                RoleChange::Unbind,
-            )
+        handle(request, |caller, c| {
+            self.services
+                .change_member_role(caller, c, RoleChange::Unbind)
         })
         .await
     }
@@ -143,17 +115,8 @@ impl RoleService for RoleApi {
         &self,
         request: Request<ListRoleBindingsRequest>,
     ) -> Result<Response<ListRoleBindingsResponse>, Status> {
-        handle(request, |caller, l: ListBindings| async move {
-            self.services
-                .list_role_bindings(
-                    caller,
-                    l.tenant_id,
-                    l.user_id,
-                    l.role,
-                    l.page_size,
-                    &l.page_token,
-                )
-                .await
+        handle(request, |caller, l| {
+            self.services.list_role_bindings(caller, l)
         })
         .await
     }
@@ -162,9 +125,8 @@ impl RoleService for RoleApi {
         &self,
         request: Request<CheckPermissionRequest>,
     ) -> Result<Response<CheckPermissionResponse>, Status> {
-        handle(request, |caller, c: Checks| {
-            self.services
-                .check_permissions(caller, c.checks, c.min_cursor)
+        handle(request, |caller, c| {
+            self.services.check_permissions(caller, c)
         })
         .await
     }
@@ -173,9 +135,8 @@ impl RoleService for RoleApi {
         &self,
         request: Request<BatchCheckPermissionsRequest>,
     ) -> Result<Response<BatchCheckPermissionsResponse>, Status> {
-        handle(request, |caller, c: Checks| {
-            self.services
-                .check_permissions(caller, c.checks, c.min_cursor)
+        handle(request, |caller, c| {
+            self.services.check_permissions(caller, c)
         })
         .await
     }
@@ -238,18 +199,11 @@ fn reason(reason: authz::CheckReason) -> (bool, CheckReason) {
 
 tenant_requests!(ListRolesRequest);
 
-/// A role of a tenant, by name.
-pub(crate) struct RoleRef {
-    tenant_id: Uuid,
-    name: String,
-}
-
-impl RoleRef {
-    fn read(v: &mut Validator, prefix: &str, tenant_id: &str, name: &str, field: &str) -> Self {
-        RoleRef {
-            tenant_id: v.uuid(&format!("{prefix}tenant_id"), tenant_id),
-            name: v.text(&format!("{prefix}{field}"), name, MAX_ROLE_NAME_CHARS, true),
-        }
+/// The role a request names; `prefix` is where its fields are (`role.` in an update).
+fn role_ref(v: &mut Validator, prefix: &str, tenant_id: &str, name: &str, field: &str) -> RoleRef {
+    RoleRef {
+        tenant_id: v.uuid(&format!("{prefix}tenant_id"), tenant_id),
+        name: v.text(&format!("{prefix}{field}"), name, MAX_ROLE_NAME_CHARS, true),
     }
 }
 
@@ -258,17 +212,10 @@ impl TryFrom<GetRoleRequest> for RoleRef {
 
     fn try_from(r: GetRoleRequest) -> Result<Self, DomainError> {
         let mut v = Validator::new();
-        let role = RoleRef::read(&mut v, "", &r.tenant_id, &r.role, "role");
+        let role = role_ref(&mut v, "", &r.tenant_id, &r.role, "role");
         v.finish()?;
         Ok(role)
     }
-}
-
-pub(crate) struct CreateRole {
-    tenant_id: Uuid,
-    name: String,
-    description: String,
-    permissions: PermissionSet,
 }
 
 impl TryFrom<CreateRoleRequest> for CreateRole {
@@ -290,12 +237,6 @@ impl TryFrom<CreateRoleRequest> for CreateRole {
     }
 }
 
-pub(crate) struct UpdateRole {
-    role: RoleRef,
-    etag: String,
-    patch: RolePatch,
-}
-
 impl TryFrom<UpdateRoleRequest> for UpdateRole {
     type Error = DomainError;
 
@@ -304,7 +245,8 @@ impl TryFrom<UpdateRoleRequest> for UpdateRole {
         let Some(role) = r.role else {
             return Err(DomainError::invalid("role", "is required"));
         };
-        let role_ref = RoleRef::read(&mut v, "role.", &role.tenant_id, &role.name, "name");
+        let RoleRef { tenant_id, name } =
+            role_ref(&mut v, "role.", &role.tenant_id, &role.name, "name");
         let paths = convert::mask_paths(
             &mut v,
             r.update_mask.as_ref(),
@@ -333,16 +275,12 @@ impl TryFrom<UpdateRoleRequest> for UpdateRole {
         }
         v.finish()?;
         Ok(UpdateRole {
-            role: role_ref,
+            tenant_id,
+            name,
             etag: role.etag,
             patch,
         })
     }
-}
-
-pub(crate) struct DeleteRole {
-    role: RoleRef,
-    unbind_everywhere: bool,
 }
 
 impl TryFrom<DeleteRoleRequest> for DeleteRole {
@@ -350,42 +288,35 @@ impl TryFrom<DeleteRoleRequest> for DeleteRole {
 
     fn try_from(r: DeleteRoleRequest) -> Result<Self, DomainError> {
         let mut v = Validator::new();
-        let role = RoleRef::read(&mut v, "", &r.tenant_id, &r.role, "role");
+        let RoleRef { tenant_id, name } = role_ref(&mut v, "", &r.tenant_id, &r.role, "role");
         v.finish()?;
         Ok(DeleteRole {
-            role,
+            tenant_id,
+            name,
             unbind_everywhere: r.unbind_everywhere,
         })
     }
 }
 
 /// SetMemberRole, BindRole and UnbindRole: the same fields, validated alike.
-pub(crate) struct MemberRole {
-    tenant_id: Uuid,
-    user_id: Uuid,
-    role: String,
-}
-
-impl MemberRole {
-    fn read(tenant_id: &str, user_id: &str, role: &str) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let tenant_id = v.uuid("tenant_id", tenant_id);
-        let user_id = v.uuid("user_id", user_id);
-        let role = v.text("role", role, MAX_ROLE_NAME_CHARS, true);
-        v.finish()?;
-        Ok(MemberRole {
-            tenant_id,
-            user_id,
-            role,
-        })
-    }
+fn member_role(tenant_id: &str, user_id: &str, role: &str) -> Result<MemberRole, DomainError> {
+    let mut v = Validator::new();
+    let tenant_id = v.uuid("tenant_id", tenant_id);
+    let user_id = v.uuid("user_id", user_id);
+    let role = v.text("role", role, MAX_ROLE_NAME_CHARS, true);
+    v.finish()?;
+    Ok(MemberRole {
+        tenant_id,
+        user_id,
+        role,
+    })
 }
 
 impl TryFrom<SetMemberRoleRequest> for MemberRole {
     type Error = DomainError;
 
     fn try_from(r: SetMemberRoleRequest) -> Result<Self, DomainError> {
-        MemberRole::read(&r.tenant_id, &r.user_id, &r.role)
+        member_role(&r.tenant_id, &r.user_id, &r.role)
     }
 }
 
@@ -393,7 +324,7 @@ impl TryFrom<BindRoleRequest> for MemberRole {
     type Error = DomainError;
 
     fn try_from(r: BindRoleRequest) -> Result<Self, DomainError> {
-        MemberRole::read(&r.tenant_id, &r.user_id, &r.role)
+        member_role(&r.tenant_id, &r.user_id, &r.role)
     }
 }
 
@@ -401,19 +332,11 @@ impl TryFrom<UnbindRoleRequest> for MemberRole {
     type Error = DomainError;
 
     fn try_from(r: UnbindRoleRequest) -> Result<Self, DomainError> {
-        MemberRole::read(&r.tenant_id, &r.user_id, &r.role)
+        member_role(&r.tenant_id, &r.user_id, &r.role)
     }
 }
 
-pub(crate) struct ListBindings {
-    tenant_id: Uuid,
-    user_id: Option<Uuid>,
-    role: Option<String>,
-    page_size: u64,
-    page_token: String,
-}
-
-impl TryFrom<ListRoleBindingsRequest> for ListBindings {
+impl TryFrom<ListRoleBindingsRequest> for ListRoleBindings {
     type Error = DomainError;
 
     fn try_from(r: ListRoleBindingsRequest) -> Result<Self, DomainError> {
@@ -423,7 +346,7 @@ impl TryFrom<ListRoleBindingsRequest> for ListBindings {
         let role = v.text("role", &r.role, MAX_ROLE_NAME_CHARS, false);
         let page_size = v.page_size("page_size", r.page_size);
         v.finish()?;
-        Ok(ListBindings {
+        Ok(ListRoleBindings {
             tenant_id,
             user_id,
             role: (!role.is_empty()).then_some(role),
@@ -431,12 +354,6 @@ impl TryFrom<ListRoleBindingsRequest> for ListBindings {
             page_token: r.page_token,
         })
     }
-}
-
-/// Permission checks, one or a batch, at least as fresh as `min_cursor`.
-pub(crate) struct Checks {
-    checks: Vec<(Uuid, Uuid, Permission)>,
-    min_cursor: i64,
 }
 
 impl TryFrom<CheckPermissionRequest> for Checks {

@@ -1,7 +1,6 @@
 //! `membership.v1.TenantService`: tenants, their seats and their verified domains.
 
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use super::pb::tenant_service_server::TenantService;
 use super::pb::*;
@@ -13,7 +12,8 @@ use crate::domain::membership::Membership;
 use crate::domain::tenant::{SeatUsage, Tenant};
 use crate::domain::validate::{MAX_NAME_CHARS, Validator};
 use crate::service::Services;
-use crate::service::tenants::{CreateTenant, TenantPatch};
+use crate::service::domains::{AddDomain, DomainRef, UpdateDomain};
+use crate::service::tenants::{CreateTenant, DissolveTenant, TenantPatch, UpdateTenant};
 
 pub struct TenantApi {
     pub services: Services,
@@ -45,20 +45,15 @@ impl TenantService for TenantApi {
         &self,
         request: Request<UpdateTenantRequest>,
     ) -> Result<Response<UpdateTenantResponse>, Status> {
-        handle(request, |caller, u: UpdateTenant| {
-            self.services
-                .update_tenant(caller, u.tenant_id, u.etag, u.patch)
-        })
-        .await
+        handle(request, |caller, u| self.services.update_tenant(caller, u)).await
     }
 
     async fn dissolve_tenant(
         &self,
         request: Request<DissolveTenantRequest>,
     ) -> Result<Response<DissolveTenantResponse>, Status> {
-        handle(request, |caller, d: Dissolve| {
-            self.services
-                .dissolve_tenant(caller, d.tenant_id, d.etag, d.validate_only)
+        handle(request, |caller, d| {
+            self.services.dissolve_tenant(caller, d)
         })
         .await
     }
@@ -77,22 +72,14 @@ impl TenantService for TenantApi {
         &self,
         request: Request<AddDomainRequest>,
     ) -> Result<Response<AddDomainResponse>, Status> {
-        handle(request, |caller, a: AddDomain| {
-            self.services
-                .add_domain(caller, a.tenant_id, a.domain, a.auto_join)
-        })
-        .await
+        handle(request, |caller, a| self.services.add_domain(caller, a)).await
     }
 
     async fn verify_domain(
         &self,
         request: Request<VerifyDomainRequest>,
     ) -> Result<Response<VerifyDomainResponse>, Status> {
-        handle(request, |caller, d: DomainRef| {
-            self.services
-                .verify_domain(caller, d.tenant_id, d.domain_id)
-        })
-        .await
+        handle(request, |caller, d| self.services.verify_domain(caller, d)).await
     }
 
     async fn list_domains(
@@ -109,27 +96,14 @@ impl TenantService for TenantApi {
         &self,
         request: Request<UpdateDomainRequest>,
     ) -> Result<Response<UpdateDomainResponse>, Status> {
-        handle(request, |caller, u: UpdateDomain| {
-            self.services.update_domain(
-                caller,
-                u.domain.tenant_id,
-                u.domain.domain_id,
-                u.etag,
-                u.auto_join,
-            )
-        })
-        .await
+        handle(request, |caller, u| self.services.update_domain(caller, u)).await
     }
 
     async fn remove_domain(
         &self,
         request: Request<RemoveDomainRequest>,
     ) -> Result<Response<RemoveDomainResponse>, Status> {
-        handle(request, |caller, d: DomainRef| {
-            self.services
-                .remove_domain(caller, d.tenant_id, d.domain_id)
-        })
-        .await
+        handle(request, |caller, d| self.services.remove_domain(caller, d)).await
     }
 }
 
@@ -174,12 +148,6 @@ impl TryFrom<CreateTenantRequest> for CreateTenant {
     }
 }
 
-pub(crate) struct UpdateTenant {
-    tenant_id: Uuid,
-    etag: String,
-    patch: TenantPatch,
-}
-
 impl TryFrom<UpdateTenantRequest> for UpdateTenant {
     type Error = DomainError;
 
@@ -221,31 +189,19 @@ impl TryFrom<UpdateTenantRequest> for UpdateTenant {
     }
 }
 
-pub(crate) struct Dissolve {
-    tenant_id: Uuid,
-    etag: String,
-    validate_only: bool,
-}
-
-impl TryFrom<DissolveTenantRequest> for Dissolve {
+impl TryFrom<DissolveTenantRequest> for DissolveTenant {
     type Error = DomainError;
 
     fn try_from(r: DissolveTenantRequest) -> Result<Self, DomainError> {
         let mut v = Validator::new();
         let tenant_id = v.uuid("tenant_id", &r.tenant_id);
         v.finish()?;
-        Ok(Dissolve {
+        Ok(DissolveTenant {
             tenant_id,
             etag: r.etag,
             validate_only: r.validate_only,
         })
     }
-}
-
-pub(crate) struct AddDomain {
-    tenant_id: Uuid,
-    domain: String,
-    auto_join: bool,
 }
 
 impl TryFrom<AddDomainRequest> for AddDomain {
@@ -270,18 +226,11 @@ impl TryFrom<AddDomainRequest> for AddDomain {
     }
 }
 
-/// A tenant's domain, by id.
-pub(crate) struct DomainRef {
-    tenant_id: Uuid,
-    domain_id: Uuid,
-}
-
-impl DomainRef {
-    fn read(v: &mut Validator, prefix: &str, tenant_id: &str, domain_id: &str) -> DomainRef {
-        DomainRef {
-            tenant_id: v.uuid(&format!("{prefix}tenant_id"), tenant_id),
-            domain_id: v.uuid(&format!("{prefix}domain_id"), domain_id),
-        }
+/// The domain a request names; `prefix` is where its fields are (`domain.` in an update).
+fn domain_ref(v: &mut Validator, prefix: &str, tenant_id: &str, domain_id: &str) -> DomainRef {
+    DomainRef {
+        tenant_id: v.uuid(&format!("{prefix}tenant_id"), tenant_id),
+        domain_id: v.uuid(&format!("{prefix}domain_id"), domain_id),
     }
 }
 
@@ -290,7 +239,7 @@ impl TryFrom<VerifyDomainRequest> for DomainRef {
 
     fn try_from(r: VerifyDomainRequest) -> Result<Self, DomainError> {
         let mut v = Validator::new();
-        let domain = DomainRef::read(&mut v, "", &r.tenant_id, &r.domain_id);
+        let domain = domain_ref(&mut v, "", &r.tenant_id, &r.domain_id);
         v.finish()?;
         Ok(domain)
     }
@@ -301,16 +250,10 @@ impl TryFrom<RemoveDomainRequest> for DomainRef {
 
     fn try_from(r: RemoveDomainRequest) -> Result<Self, DomainError> {
         let mut v = Validator::new();
-        let domain = DomainRef::read(&mut v, "", &r.tenant_id, &r.domain_id);
+        let domain = domain_ref(&mut v, "", &r.tenant_id, &r.domain_id);
         v.finish()?;
         Ok(domain)
     }
-}
-
-pub(crate) struct UpdateDomain {
-    domain: DomainRef,
-    etag: String,
-    auto_join: Option<bool>,
 }
 
 impl TryFrom<UpdateDomainRequest> for UpdateDomain {
@@ -321,7 +264,10 @@ impl TryFrom<UpdateDomainRequest> for UpdateDomain {
         let Some(d) = r.domain else {
             return Err(DomainError::invalid("domain", "is required"));
         };
-        let domain = DomainRef::read(&mut v, "domain.", &d.tenant_id, &d.domain_id);
+        let DomainRef {
+            tenant_id,
+            domain_id,
+        } = domain_ref(&mut v, "domain.", &d.tenant_id, &d.domain_id);
         let paths = convert::mask_paths(&mut v, r.update_mask.as_ref(), &["auto_join"]);
         v.finish()?;
         let auto_join = paths
@@ -329,7 +275,8 @@ impl TryFrom<UpdateDomainRequest> for UpdateDomain {
             .any(|p| p == "auto_join")
             .then_some(d.auto_join);
         Ok(UpdateDomain {
-            domain,
+            tenant_id,
+            domain_id,
             etag: d.etag,
             auto_join,
         })

@@ -22,13 +22,43 @@ pub enum JoinOutcome {
     NoSeat,
 }
 
+/// A domain to add to a tenant, normalized.
+pub struct AddDomain {
+    pub tenant_id: Uuid,
+    pub domain: String,
+    pub auto_join: bool,
+}
+
+/// A tenant's domain, by id.
+pub struct DomainRef {
+    pub tenant_id: Uuid,
+    pub domain_id: Uuid,
+}
+
+/// A change to a domain's auto-join, at the etag the caller read it at.
+pub struct UpdateDomain {
+    pub tenant_id: Uuid,
+    pub domain_id: Uuid,
+    pub etag: String,
+    pub auto_join: Option<bool>,
+}
+
+/// A user signing up with an email address.
+pub struct AutoJoin {
+    pub user_id: Uuid,
+    pub email: String,
+    pub display_name: String,
+}
+
 impl Services {
     pub async fn add_domain(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        domain: String,
-        auto_join: bool,
+        AddDomain {
+            tenant_id,
+            domain,
+            auto_join,
+        }: AddDomain,
     ) -> Result<(TenantDomain, EventCursor), DomainError> {
         if email_domain::is_consumer(&domain) {
             return Err(DomainError::ConsumerDomain(domain));
@@ -75,8 +105,10 @@ impl Services {
     pub async fn verify_domain(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        domain_id: Uuid,
+        DomainRef {
+            tenant_id,
+            domain_id,
+        }: DomainRef,
     ) -> Result<(TenantDomain, EventCursor), DomainError> {
         let pending = {
             let conn = &self.store.reader();
@@ -143,10 +175,12 @@ impl Services {
     pub async fn update_domain(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        domain_id: Uuid,
-        etag: String,
-        auto_join: Option<bool>,
+        UpdateDomain {
+            tenant_id,
+            domain_id,
+            etag,
+            auto_join,
+        }: UpdateDomain,
     ) -> Result<(TenantDomain, EventCursor), DomainError> {
         self.store
             .write(caller, move |tx| {
@@ -175,8 +209,10 @@ impl Services {
     pub async fn remove_domain(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        domain_id: Uuid,
+        DomainRef {
+            tenant_id,
+            domain_id,
+        }: DomainRef,
     ) -> Result<EventCursor, DomainError> {
         let ((), cursor) = self
             .store
@@ -197,9 +233,11 @@ impl Services {
     pub async fn auto_join(
         &self,
         caller: Caller,
-        user_id: Uuid,
-        email: String,
-        display_name: String,
+        AutoJoin {
+            user_id,
+            email,
+            display_name,
+        }: AutoJoin,
     ) -> Result<(Vec<(Uuid, JoinOutcome)>, EventCursor), DomainError> {
         caller.ensure_acting_for(user_id)?;
         let Some(domain) = email::domain_of(&email).map(str::to_string) else {

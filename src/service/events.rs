@@ -3,8 +3,8 @@
 
 use uuid::Uuid;
 
+use super::Services;
 use super::access::Access;
-use super::{Services, page_token};
 use crate::domain::events::{EventCursor, EventFilter, FeedEvent};
 use crate::domain::permissions::Permission;
 use crate::domain::watcher::WatcherAccess;
@@ -59,27 +59,31 @@ impl Services {
         caller: Caller,
         query: ListEvents,
     ) -> Result<EventPage, DomainError> {
-        let fingerprint = page_token::fingerprint(&[
-            "events",
-            &query
-                .filter
-                .tenant_id
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-            &query.filter.types.join(","),
-            &query.actor_id.map(|a| a.to_string()).unwrap_or_default(),
-            query.subject_id.as_deref().unwrap_or(""),
-            &format!(
-                "{:?}/{:?}/{}/{:?}",
-                query.start, query.end, query.descending, query.after_cursor
-            ),
-        ]);
-        let after = match query.page_token.as_str() {
-            "" => query.after_cursor,
-            token => match self.page_tokens.decode(token, &fingerprint)?.value {
-                SortValue::Int(position) => Some(position),
-                SortValue::Text(_) => return Err(DomainError::InvalidPageToken),
-            },
+        let pager = self.page_tokens.pager(
+            &[
+                "events",
+                &query
+                    .filter
+                    .tenant_id
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+                &query.filter.types.join(","),
+                &query.actor_id.map(|a| a.to_string()).unwrap_or_default(),
+                query.subject_id.as_deref().unwrap_or(""),
+                &format!(
+                    "{:?}/{:?}/{}/{:?}",
+                    query.start, query.end, query.descending, query.after_cursor
+                ),
+            ],
+            query.page_size,
+        );
+        let after = match pager.after(&query.page_token)? {
+            None => query.after_cursor,
+            Some(After {
+                value: SortValue::Int(position),
+                ..
+            }) => Some(position),
+            Some(_) => return Err(DomainError::InvalidPageToken),
         };
         self.authorize_event_reading(caller, query.filter.tenant_id)
             .await?;
@@ -106,22 +110,14 @@ impl Services {
                 end: query.end,
                 descending: query.descending,
                 after,
-                limit: query.page_size + 1,
+                limit: pager.limit(),
             },
         )
         .await?;
-        let more = events.len() as u64 > query.page_size;
-        events.truncate(query.page_size as usize);
-        let next_page_token = match events.last() {
-            Some(last) if more => self.page_tokens.encode(
-                &fingerprint,
-                &After {
-                    value: SortValue::Int(last.position),
-                    user_id: Uuid::nil(),
-                },
-            ),
-            _ => String::new(),
-        };
+        let next_page_token = pager.finish(&mut events, |last| After {
+            value: SortValue::Int(last.position),
+            user_id: Uuid::nil(),
+        });
         Ok(EventPage {
             events,
             next_page_token,

@@ -7,7 +7,7 @@ use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 use super::access::Access;
-use super::{Locked, Services, lock_for_member_management, page_token};
+use super::{Locked, Services, lock_for_member_management};
 use crate::domain::email::canonical_email;
 use crate::domain::events::{EventCursor, EventType};
 use crate::domain::invitation::InvitationFilter;
@@ -112,6 +112,43 @@ async fn member_emails<C: ConnectionTrait>(
     store::memberships::seated_emails(conn, tenant_id, emails).await
 }
 
+/// Invitations to many email addresses, with one role and expiry.
+pub struct BulkCreateInvitations {
+    pub tenant_id: Uuid,
+    pub emails: Vec<String>,
+    pub role: String,
+    pub ttl: Micros,
+}
+
+/// An invitation of a tenant, by id.
+pub struct InvitationRef {
+    pub tenant_id: Uuid,
+    pub id: Uuid,
+}
+
+/// A page of a tenant's invitations.
+pub struct ListInvitations {
+    pub tenant_id: Uuid,
+    pub filter: InvitationFilter,
+    pub page_size: u64,
+    pub page_token: String,
+}
+
+/// An invitation to send again with a new token and expiry.
+pub struct ResendInvitation {
+    pub tenant_id: Uuid,
+    pub id: Uuid,
+    pub ttl: Micros,
+}
+
+/// A user accepting an invitation by its token, with their verified email.
+pub struct AcceptInvitation {
+    pub token: String,
+    pub user_id: Uuid,
+    pub email: String,
+    pub display_name: String,
+}
+
 impl Services {
     pub async fn create_invitation(
         &self,
@@ -213,10 +250,12 @@ impl Services {
     pub async fn bulk_create_invitations(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        emails: Vec<String>,
-        role: String,
-        ttl: Micros,
+        BulkCreateInvitations {
+            tenant_id,
+            emails,
+            role,
+            ttl,
+        }: BulkCreateInvitations,
     ) -> Result<(Vec<BulkResult>, EventCursor), DomainError> {
         let ((planned, created, tenant_name), cursor) = self
             .store
@@ -308,8 +347,7 @@ impl Services {
     pub async fn get_invitation(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        id: Uuid,
+        InvitationRef { tenant_id, id }: InvitationRef,
     ) -> Result<Invitation, DomainError> {
         let conn = self.store.read_snapshot().await?;
         let (_, roles, access) = Access::read(&conn, tenant_id, caller).await?;
@@ -320,26 +358,29 @@ impl Services {
     pub async fn list_invitations(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        filter: InvitationFilter,
-        page_size: u64,
-        page_token: &str,
+        ListInvitations {
+            tenant_id,
+            filter,
+            page_size,
+            page_token,
+        }: ListInvitations,
     ) -> Result<(Vec<Invitation>, String), DomainError> {
-        let fingerprint = page_token::fingerprint(&[
-            "invitations",
-            &tenant_id.to_string(),
-            filter.state.map_or("", |s| s.as_str()),
-            filter.query.as_deref().unwrap_or(""),
-        ]);
-        let after = match page_token {
-            "" => None,
-            token => match self.page_tokens.decode(token, &fingerprint)? {
-                After {
-                    value: SortValue::Int(created_at),
-                    user_id,
-                } => Some((created_at, user_id)),
-                _ => return Err(DomainError::InvalidPageToken),
-            },
+        let pager = self.page_tokens.pager(
+            &[
+                "invitations",
+                &tenant_id.to_string(),
+                filter.state.map_or("", |s| s.as_str()),
+                filter.query.as_deref().unwrap_or(""),
+            ],
+            page_size,
+        );
+        let after = match pager.after(&page_token)? {
+            None => None,
+            Some(After {
+                value: SortValue::Int(created_at),
+                user_id,
+            }) => Some((created_at, user_id)),
+            Some(_) => return Err(DomainError::InvalidPageToken),
         };
         let conn = self.store.read_snapshot().await?;
         let (tenant, roles, access) = Access::read(&conn, tenant_id, caller).await?;
@@ -351,22 +392,14 @@ impl Services {
             tenant_id,
             &filter,
             after,
-            page_size + 1,
+            pager.limit(),
             now_micros(),
         )
         .await?;
-        let more = page.len() as u64 > page_size;
-        page.truncate(page_size as usize);
-        let next = match page.last() {
-            Some(last) if more => self.page_tokens.encode(
-                &fingerprint,
-                &After {
-                    value: SortValue::Int(last.created_at),
-                    user_id: last.id,
-                },
-            ),
-            _ => String::new(),
-        };
+        let next = pager.finish(&mut page, |last| After {
+            value: SortValue::Int(last.created_at),
+            user_id: last.id,
+        });
         Ok((page, next))
     }
 
@@ -374,9 +407,7 @@ impl Services {
     pub async fn resend_invitation(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        id: Uuid,
-        ttl: Micros,
+        ResendInvitation { tenant_id, id, ttl }: ResendInvitation,
     ) -> Result<(Sent, EventCursor), DomainError> {
         let ((invitation, token, tenant_name), cursor) = self
             .store
@@ -420,8 +451,7 @@ impl Services {
     pub async fn revoke_invitation(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        id: Uuid,
+        InvitationRef { tenant_id, id }: InvitationRef,
     ) -> Result<(Invitation, EventCursor), DomainError> {
         self.store
             .write(caller, move |tx| {
@@ -443,10 +473,12 @@ impl Services {
     pub async fn accept_invitation(
         &self,
         caller: Caller,
-        token: String,
-        user_id: Uuid,
-        email: String,
-        display_name: String,
+        AcceptInvitation {
+            token,
+            user_id,
+            email,
+            display_name,
+        }: AcceptInvitation,
     ) -> Result<(Membership, Invitation, EventCursor), DomainError> {
         caller.ensure_acting_for(user_id)?;
         let hash = token_hash(&token);

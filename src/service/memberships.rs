@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::access::{Access, conceal_absence};
 use super::authz::CachedPage;
-use super::{Locked, Services, lock_for_member_management, membership_key, page_token};
+use super::{Locked, Services, lock_for_member_management, membership_key};
 use crate::domain::events::{EventCursor, EventType, NewEvent};
 use crate::domain::membership::{ListFilter, SortKey};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
@@ -60,29 +60,71 @@ pub struct MembershipPage {
 
 const CREATE_MEMBERSHIP: &str = "CreateMembership";
 
+/// A member, read at least as fresh as `min_cursor`.
+pub struct GetMembership {
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub min_cursor: i64,
+}
+
+/// A change to a member's fields, at the etag the caller read it at.
+pub struct UpdateMembership {
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub etag: String,
+    pub patch: MembershipPatch,
+}
+
+/// A member named by tenant and user, at the etag the caller read it at (empty: any).
+pub struct MemberAt {
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub etag: String,
+}
+
+/// A member to remove, at the etag the caller read it at; `validate_only` checks and writes nothing.
+pub struct DeleteMembership {
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub etag: String,
+    pub validate_only: bool,
+}
+
+/// The owner role moving to `new_owner_id`; the previous owner keeps `previous_owner_role`.
+pub struct TransferOwnership {
+    pub tenant_id: Uuid,
+    pub new_owner_id: Uuid,
+    pub previous_owner_role: String,
+}
+
 impl Services {
     pub async fn list_memberships(
         &self,
         caller: Caller,
         query: ListMemberships,
     ) -> Result<MembershipPage, DomainError> {
-        let fingerprint = page_token::fingerprint(&[
-            &query.tenant_id.to_string(),
-            query.filter.status.map_or("", |s| s.as_str()),
-            query.filter.member_type.map_or("", |t| t.as_str()),
-            query.filter.source.map_or("", |s| s.as_str()),
-            query.role_name.as_deref().unwrap_or(""),
-            query.filter.query.as_ref().map_or("", |q| q.email.as_str()),
-            query.filter.query.as_ref().map_or("", |q| q.name.as_str()),
-            &format!("{:?}/{}", query.sort, query.descending),
-        ]);
-        let after = match query.page_token.as_str() {
-            "" => None,
-            token => Some(self.page_tokens.decode(token, &fingerprint)?),
-        };
+        let pager = self.page_tokens.pager(
+            &[
+                &query.tenant_id.to_string(),
+                query.filter.status.map_or("", |s| s.as_str()),
+                query.filter.member_type.map_or("", |t| t.as_str()),
+                query.filter.source.map_or("", |s| s.as_str()),
+                query.role_name.as_deref().unwrap_or(""),
+                query.filter.query.as_ref().map_or("", |q| q.email.as_str()),
+                query.filter.query.as_ref().map_or("", |q| q.name.as_str()),
+                &format!("{:?}/{}", query.sort, query.descending),
+            ],
+            query.page_size,
+        );
+        let after = pager.after(&query.page_token)?;
         self.authz.reach(query.min_cursor).await?;
         // A page does not depend on who asks; whether they may see it does.
-        let cache_key = format!("{fingerprint}/{}/{}", query.page_size, query.page_token);
+        let cache_key = format!(
+            "{}/{}/{}",
+            pager.fingerprint(),
+            query.page_size,
+            query.page_token
+        );
         if self.may_read_members(caller, query.tenant_id).await?
             && let Some((page, cursor)) = self.authz.cached_page(query.tenant_id, &cache_key)
         {
@@ -130,16 +172,10 @@ impl Services {
             now_micros(),
         )
         .await?;
-        let next_page_token = match memberships.last() {
-            Some(last) if more => self.page_tokens.encode(
-                &fingerprint,
-                &After {
-                    value: sort_value(last, query.sort),
-                    user_id: last.user_id,
-                },
-            ),
-            _ => String::new(),
-        };
+        let next_page_token = pager.next(memberships.last().filter(|_| more).map(|last| After {
+            value: sort_value(last, query.sort),
+            user_id: last.user_id,
+        }));
         conn.commit().await.map_err(store::db_error)?;
         let page = CachedPage {
             memberships,
@@ -171,9 +207,11 @@ impl Services {
     pub async fn get_membership(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        user_id: Uuid,
-        min_cursor: i64,
+        GetMembership {
+            tenant_id,
+            user_id,
+            min_cursor,
+        }: GetMembership,
     ) -> Result<(Membership, EventCursor), DomainError> {
         self.authz.reach(min_cursor).await?;
         // A system caller, a user reading their own membership, or one the permission cache
@@ -316,10 +354,12 @@ impl Services {
     pub async fn update_membership(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        user_id: Uuid,
-        etag: String,
-        patch: MembershipPatch,
+        UpdateMembership {
+            tenant_id,
+            user_id,
+            etag,
+            patch,
+        }: UpdateMembership,
     ) -> Result<(Membership, EventCursor), DomainError> {
         self.store
             .write(caller, move |tx| {
@@ -344,14 +384,14 @@ impl Services {
                         if (member_type == MembershipType::Owner) != is_owner {
                             return Err(DomainError::invalid(
                                 "membership.type",
-                                "OWNER belongs to the owner role's holder and follows TransferOwnership",
+                                MembershipType::Owner.refuse_direct().unwrap_or_default(),
                             ));
                         }
                         after.member_type = member_type;
                     }
                     if let Some(status) = patch.status {
-                        if status == MembershipStatus::Suspended && is_owner {
-                            return Err(DomainError::LastOwner);
+                        if status == MembershipStatus::Suspended {
+                            locked.roles.ensure_not_owner(&role_ids)?;
                         }
                         after.change_status(status, now)?;
                     }
@@ -380,55 +420,54 @@ impl Services {
     pub async fn suspend_membership(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        user_id: Uuid,
-        etag: String,
+        member: MemberAt,
     ) -> Result<(Membership, EventCursor), DomainError> {
-        self.set_status(
-            caller,
-            tenant_id,
-            user_id,
-            etag,
-            MembershipStatus::Suspended,
-        )
-        .await
+        self.set_status(caller, member, MembershipStatus::Suspended)
+            .await
     }
 
     pub async fn reactivate_membership(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        user_id: Uuid,
-        etag: String,
+        member: MemberAt,
     ) -> Result<(Membership, EventCursor), DomainError> {
-        self.set_status(caller, tenant_id, user_id, etag, MembershipStatus::Active)
+        self.set_status(caller, member, MembershipStatus::Active)
             .await
     }
 
     async fn set_status(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        user_id: Uuid,
-        etag: String,
+        MemberAt {
+            tenant_id,
+            user_id,
+            etag,
+        }: MemberAt,
         status: MembershipStatus,
     ) -> Result<(Membership, EventCursor), DomainError> {
         let patch = MembershipPatch {
             status: Some(status),
             ..MembershipPatch::default()
         };
-        self.update_membership(caller, tenant_id, user_id, etag, patch)
-            .await
+        let change = UpdateMembership {
+            tenant_id,
+            user_id,
+            etag,
+            patch,
+        };
+        self.update_membership(caller, change).await
     }
 
     /// Deletes the membership and its bindings; the identity stays, the seat is freed.
     pub async fn delete_membership(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        user_id: Uuid,
-        etag: String,
-        validate_only: bool,
+        DeleteMembership {
+            tenant_id,
+            user_id,
+            etag,
+            validate_only,
+        }: DeleteMembership,
     ) -> Result<EventCursor, DomainError> {
         let ((), cursor) = self
             .store
@@ -441,9 +480,7 @@ impl Services {
                         .access
                         .require_manage(locked.roles.permissions_of(&role_ids))?;
                     check_etag(&etag, before.version)?;
-                    if locked.roles.holds_owner_role(&role_ids) {
-                        return Err(DomainError::LastOwner);
-                    }
+                    locked.roles.ensure_not_owner(&role_ids)?;
                     if validate_only {
                         tx.roll_back_at_end();
                         return Ok(());
@@ -481,9 +518,7 @@ impl Services {
                     if before.status == MembershipStatus::Left {
                         return Err(DomainError::NotAMember);
                     }
-                    if roles.holds_owner_role(&role_ids) {
-                        return Err(DomainError::LastOwner);
-                    }
+                    roles.ensure_not_owner(&role_ids)?;
                     let now = now_micros();
                     let mut after = before.clone();
                     after.change_status(MembershipStatus::Left, now)?;
@@ -505,9 +540,11 @@ impl Services {
     pub async fn transfer_ownership(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        new_owner_id: Uuid,
-        previous_owner_role: String,
+        TransferOwnership {
+            tenant_id,
+            new_owner_id,
+            previous_owner_role,
+        }: TransferOwnership,
     ) -> Result<(Membership, Membership, EventCursor), DomainError> {
         let ((previous, next), cursor) = self
             .store

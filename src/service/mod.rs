@@ -42,6 +42,12 @@ pub struct Services {
     pub page_tokens: PageTokens,
 }
 
+/// Permission checks, one or a batch, at least as fresh as `min_cursor`.
+pub struct Checks {
+    pub checks: Vec<(Uuid, Uuid, Permission)>,
+    pub min_cursor: i64,
+}
+
 impl Services {
     pub fn new(
         store: Store,
@@ -66,8 +72,7 @@ impl Services {
     pub async fn check_permissions(
         &self,
         caller: Caller,
-        checks: Vec<(Uuid, Uuid, Permission)>,
-        min_cursor: i64,
+        Checks { checks, min_cursor }: Checks,
     ) -> Result<(Vec<CheckReason>, EventCursor), DomainError> {
         if let Caller::User(actor) = caller {
             let mut tenants: Vec<Uuid> = checks

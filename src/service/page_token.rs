@@ -44,6 +44,51 @@ const TAG_BYTES: usize = 32;
 /// The shortest secret accepted: 256 bits, what the migration generates.
 const MIN_SECRET_BYTES: usize = 32;
 
+/// One page of a keyset-paginated list: where the request's token says the page starts, and the
+/// token of the page after it. Every list reads one row more than a page, to know whether
+/// another page follows.
+pub struct Pager<'a> {
+    tokens: &'a PageTokens,
+    fingerprint: String,
+    size: u64,
+}
+
+impl Pager<'_> {
+    /// The fingerprint of the query, which its tokens carry.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Where the page starts: after the row `token` names, or at the start without one.
+    pub fn after(&self, token: &str) -> Result<Option<After>, DomainError> {
+        match token {
+            "" => Ok(None),
+            token => self.tokens.decode(token, &self.fingerprint).map(Some),
+        }
+    }
+
+    /// How many rows to read: one more than a page.
+    pub fn limit(&self) -> u64 {
+        self.size + 1
+    }
+
+    /// Cuts `rows` (read with [`Pager::limit`]) to the page, and returns the token of the next
+    /// page, named by the last row's key, or an empty one when this page is the last.
+    pub fn finish<T>(&self, rows: &mut Vec<T>, key: impl FnOnce(&T) -> After) -> String {
+        let more = rows.len() as u64 > self.size;
+        rows.truncate(self.size as usize);
+        self.next(rows.last().filter(|_| more).map(key))
+    }
+
+    /// The token of the page after the row `last`, if there is one.
+    pub fn next(&self, last: Option<After>) -> String {
+        match last {
+            Some(after) => self.tokens.encode(&self.fingerprint, &after),
+            None => String::new(),
+        }
+    }
+}
+
 /// Issues and reads page tokens under the deployment's secret.
 #[derive(Clone)]
 pub struct PageTokens {
@@ -67,6 +112,15 @@ impl PageTokens {
     /// Reads the secret from the (migrated) database, once at start-up.
     pub async fn load(store: &Store) -> Result<Self, DomainError> {
         Self::new(&store::page_token_secret::load(store.connection()).await?)
+    }
+
+    /// The pages of `size` rows of the query `shape` (everything that decides its rows and order).
+    pub fn pager(&self, shape: &[&str], size: u64) -> Pager<'_> {
+        Pager {
+            tokens: self,
+            fingerprint: fingerprint(shape),
+            size,
+        }
     }
 
     pub fn encode(&self, fingerprint: &str, after: &After) -> String {

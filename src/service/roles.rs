@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::access::Access;
-use super::{Locked, Services, lock_for_member_management, page_token};
+use super::{Locked, Services, lock_for_member_management};
 use crate::domain::events::{EventCursor, EventType};
 use crate::domain::membership::{Membership, MembershipStatus};
 use crate::domain::permissions::{Permission, PermissionSet};
@@ -115,6 +115,51 @@ async fn bindable_member(
     Ok((member, role_ids))
 }
 
+/// A role of a tenant, by name.
+pub struct RoleRef {
+    pub tenant_id: Uuid,
+    pub name: String,
+}
+
+/// A custom role to create.
+pub struct CreateRole {
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub permissions: PermissionSet,
+}
+
+/// A change to a custom role, at the etag the caller read it at.
+pub struct UpdateRole {
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub etag: String,
+    pub patch: RolePatch,
+}
+
+/// A custom role to delete; `unbind_everywhere` unbinds it from its holders first.
+pub struct DeleteRole {
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub unbind_everywhere: bool,
+}
+
+/// A member and the role SetMemberRole, BindRole or UnbindRole names.
+pub struct MemberRole {
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub role: String,
+}
+
+/// A page of a tenant's role bindings, of one user or one role if named.
+pub struct ListRoleBindings {
+    pub tenant_id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub role: Option<String>,
+    pub page_size: u64,
+    pub page_token: String,
+}
+
 impl Services {
     pub async fn list_roles(
         &self,
@@ -130,20 +175,21 @@ impl Services {
     pub async fn get_role(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        name: &str,
+        RoleRef { tenant_id, name }: RoleRef,
     ) -> Result<Role, DomainError> {
         let roles = self.list_roles(caller, tenant_id).await?;
-        role_by_name(&roles, name).cloned()
+        role_by_name(&roles, &name).cloned()
     }
 
     pub async fn create_role(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        name: String,
-        description: String,
-        permissions: PermissionSet,
+        CreateRole {
+            tenant_id,
+            name,
+            description,
+            permissions,
+        }: CreateRole,
     ) -> Result<(Role, EventCursor), DomainError> {
         self.store
             .write(caller, move |tx| {
@@ -177,10 +223,12 @@ impl Services {
     pub async fn update_role(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        name: String,
-        etag: String,
-        patch: RolePatch,
+        UpdateRole {
+            tenant_id,
+            name,
+            etag,
+            patch,
+        }: UpdateRole,
     ) -> Result<(Role, EventCursor), DomainError> {
         self.store
             .write(caller, move |tx| {
@@ -218,9 +266,11 @@ impl Services {
     pub async fn delete_role(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        name: String,
-        unbind_everywhere: bool,
+        DeleteRole {
+            tenant_id,
+            name,
+            unbind_everywhere,
+        }: DeleteRole,
     ) -> Result<(usize, EventCursor), DomainError> {
         self.store
             .write(caller, move |tx| {
@@ -256,9 +306,11 @@ impl Services {
     pub async fn change_member_role(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        user_id: Uuid,
-        role: String,
+        MemberRole {
+            tenant_id,
+            user_id,
+            role,
+        }: MemberRole,
         change: RoleChange,
     ) -> Result<(Membership, EventCursor), DomainError> {
         self.store
@@ -304,30 +356,33 @@ impl Services {
     pub async fn list_role_bindings(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        user_id: Option<Uuid>,
-        role: Option<String>,
-        page_size: u64,
-        page_token: &str,
+        ListRoleBindings {
+            tenant_id,
+            user_id,
+            role,
+            page_size,
+            page_token,
+        }: ListRoleBindings,
     ) -> Result<(Vec<(role_bindings::Model, String)>, String), DomainError> {
-        let fingerprint = page_token::fingerprint(&[
-            "bindings",
-            &tenant_id.to_string(),
-            &user_id.map(|u| u.to_string()).unwrap_or_default(),
-            role.as_deref().unwrap_or(""),
-        ]);
-        let after = match page_token {
-            "" => None,
-            token => match self.page_tokens.decode(token, &fingerprint)? {
-                After {
-                    value: SortValue::Text(role_id),
-                    user_id,
-                } => Some((
-                    user_id,
-                    Uuid::try_parse(&role_id).map_err(|_| DomainError::InvalidPageToken)?,
-                )),
-                _ => return Err(DomainError::InvalidPageToken),
-            },
+        let pager = self.page_tokens.pager(
+            &[
+                "bindings",
+                &tenant_id.to_string(),
+                &user_id.map(|u| u.to_string()).unwrap_or_default(),
+                role.as_deref().unwrap_or(""),
+            ],
+            page_size,
+        );
+        let after = match pager.after(&page_token)? {
+            None => None,
+            Some(After {
+                value: SortValue::Text(role_id),
+                user_id,
+            }) => Some((
+                user_id,
+                Uuid::try_parse(&role_id).map_err(|_| DomainError::InvalidPageToken)?,
+            )),
+            Some(_) => return Err(DomainError::InvalidPageToken),
         };
         let conn = self.store.read_snapshot().await?;
         let (_, roles, access) = Access::read(&conn, tenant_id, caller).await?;
@@ -337,20 +392,12 @@ impl Services {
             None => None,
         };
         let mut rows =
-            store::roles::list_bindings(&conn, tenant_id, user_id, role_id, after, page_size + 1)
+            store::roles::list_bindings(&conn, tenant_id, user_id, role_id, after, pager.limit())
                 .await?;
-        let more = rows.len() as u64 > page_size;
-        rows.truncate(page_size as usize);
-        let next = match rows.last() {
-            Some(last) if more => self.page_tokens.encode(
-                &fingerprint,
-                &After {
-                    value: SortValue::Text(last.role_id.to_string()),
-                    user_id: last.user_id,
-                },
-            ),
-            _ => String::new(),
-        };
+        let next = pager.finish(&mut rows, |last| After {
+            value: SortValue::Text(last.role_id.to_string()),
+            user_id: last.user_id,
+        });
         let named = rows
             .into_iter()
             .map(|b| {

@@ -69,6 +69,20 @@ fn tenant_request_key(tenant_id: Uuid, digest: &str) -> String {
     format!("{tenant_id}#{digest}")
 }
 
+/// A change to a tenant's fields, at the etag the caller read it at.
+pub struct UpdateTenant {
+    pub tenant_id: Uuid,
+    pub etag: String,
+    pub patch: TenantPatch,
+}
+
+/// A tenant to dissolve, at the etag the caller read it at; `validate_only` checks and writes nothing.
+pub struct DissolveTenant {
+    pub tenant_id: Uuid,
+    pub etag: String,
+    pub validate_only: bool,
+}
+
 impl Services {
     pub async fn create_tenant(
         &self,
@@ -198,9 +212,11 @@ impl Services {
     pub async fn update_tenant(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        etag: String,
-        patch: TenantPatch,
+        UpdateTenant {
+            tenant_id,
+            etag,
+            patch,
+        }: UpdateTenant,
     ) -> Result<(Tenant, EventCursor), DomainError> {
         self.store
             .write(caller, move |tx| {
@@ -239,9 +255,11 @@ impl Services {
     pub async fn dissolve_tenant(
         &self,
         caller: Caller,
-        tenant_id: Uuid,
-        etag: String,
-        validate_only: bool,
+        DissolveTenant {
+            tenant_id,
+            etag,
+            validate_only,
+        }: DissolveTenant,
     ) -> Result<(Tenant, EventCursor), DomainError> {
         self.store
             .write(caller, move |tx| {

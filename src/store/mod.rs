@@ -144,6 +144,10 @@ pub struct PoolStats {
 /// Observes committed events with their positions.
 pub type CommitHook = Arc<dyn Fn(&[(i64, &NewEvent)]) + Send + Sync>;
 
+/// The work of a writing transaction, as use cases pass it: `|tx| Box::pin(async move { … })`.
+/// The box is what an async closure cannot yet replace: the future borrows `tx` for `'t`, and
+/// its `Send` bound (a write may move between threads while it awaits the database) cannot be
+/// written on an async closure's return type.
 pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, DomainError>> + Send + 't>>;
 
 impl Store {
