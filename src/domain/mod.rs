@@ -22,6 +22,40 @@ pub fn now_micros() -> Micros {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// A stored resource that changes in versions: its etag is its version.
+pub trait Versioned {
+    fn version_mut(&mut self) -> &mut i64;
+    fn updated_at_mut(&mut self) -> &mut Micros;
+
+    /// Makes this the next version, changed at `now`.
+    fn revise(&mut self, now: Micros) {
+        *self.version_mut() += 1;
+        *self.updated_at_mut() = now;
+    }
+}
+
+/// Implements [`Versioned`] for types with `version` and `updated_at` fields.
+macro_rules! versioned {
+    ($($resource:ty),*) => {$(
+        impl Versioned for $resource {
+            fn version_mut(&mut self) -> &mut i64 {
+                &mut self.version
+            }
+            fn updated_at_mut(&mut self) -> &mut Micros {
+                &mut self.updated_at
+            }
+        }
+    )*};
+}
+
+versioned!(
+    tenant::Tenant,
+    membership::Membership,
+    invitation::Invitation,
+    email_domain::TenantDomain,
+    role::Role
+);
+
 /// Declares a closed set of values with a stable lower-case storage name each.
 macro_rules! stored_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {

@@ -12,7 +12,7 @@ use crate::domain::invitation::new_token;
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::{MEMBER_ROLE, Permission};
 use crate::domain::tenant::check_etag;
-use crate::domain::{Caller, DomainError, now_micros};
+use crate::domain::{Caller, DomainError, Versioned, now_micros};
 use crate::store;
 
 /// What AutoJoin did in one tenant.
@@ -151,8 +151,7 @@ impl Services {
                     let mut after = before.clone();
                     after.state = DomainState::Verified;
                     after.verified_at = Some(now);
-                    after.updated_at = now;
-                    after.version += 1;
+                    after.revise(now);
                     store::domains::update(&tx.txn, &after).await?;
                     tx.emit(EventType::DomainVerified, Some(&before), Some(&after));
                     Ok(after)
@@ -196,8 +195,7 @@ impl Services {
                     if after == before {
                         return Ok(after);
                     }
-                    after.updated_at = now_micros();
-                    after.version += 1;
+                    after.revise(now_micros());
                     store::domains::update(&tx.txn, &after).await?;
                     tx.emit(EventType::DomainUpdated, Some(&before), Some(&after));
                     Ok(after)

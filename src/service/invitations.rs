@@ -15,7 +15,7 @@ use crate::domain::invitation::{Invitation, InvitationState, new_token, token_ha
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::Permission;
 use crate::domain::role::Role;
-use crate::domain::{Caller, DomainError, Micros, now_micros};
+use crate::domain::{Caller, DomainError, Micros, Versioned, now_micros};
 use crate::mail::Delivery;
 use crate::store::memberships::{After, SortValue};
 use crate::store::{self, Tx, requests};
@@ -430,8 +430,7 @@ impl Services {
                     after.expires_at = now + ttl;
                     after.send_count += 1;
                     after.last_sent_at = now;
-                    after.updated_at = now;
-                    after.version += 1;
+                    after.revise(now);
                     store::invitations::update_with_token(
                         &tx.txn,
                         &before,
@@ -542,8 +541,7 @@ impl Services {
                     after.state = InvitationState::Accepted;
                     after.accepted_by = Some(user_id);
                     after.accepted_at = Some(now);
-                    after.updated_at = now;
-                    after.version += 1;
+                    after.revise(now);
                     store::invitations::update(&tx.txn, &before, &after).await?;
                     tx.emit(
                         EventType::MembershipCreated,
@@ -564,8 +562,7 @@ pub(crate) async fn revoke(tx: &mut Tx, before: Invitation) -> Result<Invitation
     let now = now_micros();
     let mut after = before.clone();
     after.state = InvitationState::Revoked;
-    after.updated_at = now;
-    after.version += 1;
+    after.revise(now);
     store::invitations::update(&tx.txn, &before, &after).await?;
     tx.emit(EventType::InvitationRevoked, Some(&before), Some(&after));
     Ok(after)

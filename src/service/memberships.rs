@@ -13,7 +13,7 @@ use crate::domain::membership::{ListFilter, SortKey};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::{MEMBER_ROLE, Permission};
 use crate::domain::tenant::check_etag;
-use crate::domain::{Caller, DomainError, now_micros};
+use crate::domain::{Caller, DomainError, Versioned, now_micros};
 use crate::store::memberships::{After, ListedPage, PageRequest, sort_value};
 use crate::store::{self, event_log, requests};
 
@@ -398,8 +398,7 @@ impl Services {
                     if after == before {
                         return Ok(after);
                     }
-                    after.version += 1;
-                    after.updated_at = now;
+                    after.revise(now);
                     store::memberships::update(&tx.txn, &before, &after).await?;
                     let event_type = match (before.status, after.status) {
                         (MembershipStatus::Active, MembershipStatus::Suspended) => {
@@ -523,8 +522,7 @@ impl Services {
                     let mut after = before.clone();
                     after.change_status(MembershipStatus::Left, now)?;
                     after.roles.clear();
-                    after.version += 1;
-                    after.updated_at = now;
+                    after.revise(now);
                     for role_id in role_ids {
                         store::roles::unbind(&tx.txn, tenant_id, user_id, role_id).await?;
                     }
@@ -603,8 +601,7 @@ impl Services {
                     } else {
                         MembershipType::Member
                     };
-                    owner_after.version += 1;
-                    owner_after.updated_at = now;
+                    owner_after.revise(now);
                     store::memberships::update(&tx.txn, &owner_before, &owner_after).await?;
 
                     store::roles::bind(&tx.txn, tenant.id, new_owner_id, owner_role.id, now)
@@ -614,8 +611,7 @@ impl Services {
                     target_role_ids.push(owner_role.id);
                     target_after.roles = roles.names_of(&target_role_ids);
                     target_after.member_type = MembershipType::Owner;
-                    target_after.version += 1;
-                    target_after.updated_at = now;
+                    target_after.revise(now);
                     store::memberships::update(&tx.txn, &target_before, &target_after).await?;
 
                     tx.emit(

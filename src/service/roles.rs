@@ -9,7 +9,7 @@ use crate::domain::membership::{Membership, MembershipStatus};
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::role::{Role, TenantRoles};
 use crate::domain::tenant::check_etag;
-use crate::domain::{Caller, DomainError, now_micros};
+use crate::domain::{Caller, DomainError, Versioned, now_micros};
 use crate::store::entities::role_bindings;
 use crate::store::memberships::{After, SortValue};
 use crate::store::{self, Tx};
@@ -83,8 +83,7 @@ async fn change_bindings(
         }
         let mut next = current.clone();
         next.roles = roles.names_of(&role_ids);
-        next.version += 1;
-        next.updated_at = now;
+        next.revise(now);
         let event_type = if bound {
             EventType::RoleBindingCreated
         } else {
@@ -252,8 +251,7 @@ impl Services {
                     if after == before {
                         return Ok(after);
                     }
-                    after.version += 1;
-                    after.updated_at = now_micros();
+                    after.revise(now_micros());
                     store::roles::update(&tx.txn, &after).await?;
                     tx.emit(EventType::RoleUpdated, Some(&before), Some(&after));
                     Ok(after)

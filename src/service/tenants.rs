@@ -8,7 +8,7 @@ use crate::domain::events::{EventCursor, EventType};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::Permission;
 use crate::domain::tenant::{RolePreset, SeatUsage, Tenant, TenantKind, TenantState, check_etag};
-use crate::domain::{Caller, DomainError, now_micros};
+use crate::domain::{Caller, DomainError, Versioned, now_micros};
 use crate::store::{self, event_log, requests};
 
 pub struct CreateTenant {
@@ -241,8 +241,7 @@ impl Services {
                     if tenant == before {
                         return Ok(tenant);
                     }
-                    tenant.version += 1;
-                    tenant.updated_at = now_micros();
+                    tenant.revise(now_micros());
                     store::tenants::update(&tx.txn, &tenant).await?;
                     tx.emit(EventType::TenantUpdated, Some(&before), Some(&tenant));
                     Ok(tenant)
@@ -279,8 +278,7 @@ impl Services {
                         let mut ended = member.clone();
                         ended.status = MembershipStatus::Left;
                         ended.roles.clear();
-                        ended.version += 1;
-                        ended.updated_at = now;
+                        ended.revise(now);
                         for role_id in role_ids {
                             store::roles::unbind(&tx.txn, tenant_id, member.user_id, role_id)
                                 .await?;
@@ -301,8 +299,7 @@ impl Services {
                     let mut tenant = before.clone();
                     tenant.state = TenantState::Dissolved;
                     tenant.dissolved_at = Some(now);
-                    tenant.updated_at = now;
-                    tenant.version += 1;
+                    tenant.revise(now);
                     store::tenants::update(&tx.txn, &tenant).await?;
                     tx.emit(EventType::TenantDissolved, Some(&before), Some(&tenant));
                     Ok(tenant)
