@@ -335,20 +335,11 @@ impl Services {
                 })
             })
             .await;
-        match outcome {
-            // A concurrent retry with the same request_id won the race: answer as it did.
-            Err(DomainError::Conflict) if request_id.is_some() => {
-                let conn = self.store.read_snapshot().await?;
-                let key = membership_key(tenant_id, user_id);
-                let replay =
-                    replay_create_membership(&conn, request_id.as_deref().unwrap_or(""), &key)
-                        .await?
-                        .ok_or(DomainError::Conflict)?;
-                let cursor = event_log::head(&conn).await.map_err(store::db_error)?;
-                Ok((replay, EventCursor(cursor)))
-            }
-            other => other,
-        }
+        let key = membership_key(tenant_id, user_id);
+        self.or_as_the_first_call(outcome, request_id.as_deref(), async |conn, request_id| {
+            replay_create_membership(conn, request_id, &key).await
+        })
+        .await
     }
 
     pub async fn update_membership(

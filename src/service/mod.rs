@@ -25,7 +25,7 @@ use crate::domain::tenant::Tenant;
 use crate::events::EventFeed;
 use crate::mail::Mailer;
 use crate::store::Store;
-use crate::store::Tx;
+use crate::store::{Transaction, Tx, db_error, event_log};
 use access::Access;
 use authz::{AuthzCache, CheckReason};
 use page_token::PageTokens;
@@ -102,6 +102,41 @@ impl Services {
             }
         }
         Ok((reasons, EventCursor(cursor)))
+    }
+}
+
+impl Services {
+    /// What an earlier call with `request_id` (AIP-155) produced, as `replay` finds it now in
+    /// one snapshot, with the log head that snapshot reflects.
+    pub(crate) async fn replayed<T>(
+        &self,
+        request_id: &str,
+        replay: impl AsyncFnOnce(&Transaction, &str) -> Result<Option<T>, DomainError>,
+    ) -> Result<Option<(T, EventCursor)>, DomainError> {
+        let conn = self.store.read_snapshot().await?;
+        let Some(found) = replay(&conn, request_id).await? else {
+            return Ok(None);
+        };
+        let cursor = event_log::head(&conn).await.map_err(db_error)?;
+        Ok(Some((found, EventCursor(cursor))))
+    }
+
+    /// The outcome of a create made with a request id. When two calls with the same request id
+    /// race, the second fails on the request id the first recorded (CONCURRENT_MODIFICATION):
+    /// it answers as the first did instead.
+    pub(crate) async fn or_as_the_first_call<T>(
+        &self,
+        outcome: Result<(T, EventCursor), DomainError>,
+        request_id: Option<&str>,
+        replay: impl AsyncFnOnce(&Transaction, &str) -> Result<Option<T>, DomainError>,
+    ) -> Result<(T, EventCursor), DomainError> {
+        match (outcome, request_id) {
+            (Err(DomainError::Conflict), Some(request_id)) => self
+                .replayed(request_id, replay)
+                .await?
+                .ok_or(DomainError::Conflict),
+            (outcome, _) => outcome,
+        }
     }
 }
 

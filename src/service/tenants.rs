@@ -9,7 +9,7 @@ use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, 
 use crate::domain::permissions::Permission;
 use crate::domain::tenant::{RolePreset, SeatUsage, Tenant, TenantKind, TenantState, check_etag};
 use crate::domain::{Caller, DomainError, Versioned, now_micros};
-use crate::store::{self, event_log, requests};
+use crate::store::{self, Transaction, requests};
 
 pub struct CreateTenant {
     pub name: String,
@@ -95,10 +95,13 @@ impl Services {
             return Err(DomainError::PermissionDenied(Permission::TenantManage));
         }
         let digest = command.digest();
+        let replay = async |conn: &Transaction, request_id: &str| {
+            replay_create_tenant(conn, request_id, &digest).await
+        };
         if let Some(request_id) = &command.request_id
-            && let Some(done) = self.replay_create_tenant(request_id, &digest).await?
+            && let Some(((tenant, owner), cursor)) = self.replayed(request_id, replay).await?
         {
-            return Ok(done);
+            return Ok((tenant, owner, cursor));
         }
         let request_id = command.request_id.clone();
         let recorded_digest = digest.clone();
@@ -157,50 +160,12 @@ impl Services {
                 })
             })
             .await;
-        match outcome {
-            Ok(((tenant, owner), cursor)) => Ok((tenant, owner, cursor)),
-            // A concurrent retry with the same request_id won the race: answer as it did.
-            Err(DomainError::Conflict) if request_id.is_some() => {
-                let request_id = request_id.unwrap_or_default();
-                self.replay_create_tenant(&request_id, &digest)
-                    .await?
-                    .ok_or(DomainError::Conflict)
-            }
-            Err(error) => Err(error),
-        }
-    }
-
-    /// The answer an earlier call with this request_id got, as the tenant is now; refused when
-    /// that call asked for something else (`digest` differs).
-    async fn replay_create_tenant(
-        &self,
-        request_id: &str,
-        digest: &str,
-    ) -> Result<Option<(Tenant, Membership, EventCursor)>, DomainError> {
-        let conn = self.store.read_snapshot().await?;
-        let Some(key) = requests::find(&conn, CREATE_TENANT, request_id).await? else {
-            return Ok(None);
-        };
-        let (id, recorded_digest) = match key.split_once('#') {
-            Some((id, recorded)) => (id, Some(recorded)),
-            None => (key.as_str(), None),
-        };
-        if recorded_digest.is_some_and(|recorded| recorded != digest) {
-            return Err(DomainError::RequestIdReused);
-        }
-        let tenant_id = Uuid::try_parse(id).map_err(|_| store::corrupt("request key", &key))?;
-        let (tenant, roles) = store::tenants::get_with_roles(&conn, tenant_id).await?;
-        let owner_role = roles
-            .owner_role()
-            .ok_or_else(|| DomainError::Internal("tenant without owner role".into()))?;
-        let owner_id = store::roles::holders_of(&conn, tenant_id, owner_role.id)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or(DomainError::MembershipNotFound)?;
-        let (owner, _) = store::memberships::get(&conn, &roles, tenant_id, owner_id).await?;
-        let cursor = event_log::head(&conn).await.map_err(store::db_error)?;
-        Ok(Some((tenant, owner, EventCursor(cursor))))
+        let ((tenant, owner), cursor) = self
+            .or_as_the_first_call(outcome, request_id.as_deref(), async |conn, request_id| {
+                replay_create_tenant(conn, request_id, &digest).await
+            })
+            .await?;
+        Ok((tenant, owner, cursor))
     }
 
     pub async fn get_tenant(&self, caller: Caller, tenant_id: Uuid) -> Result<Tenant, DomainError> {
@@ -318,4 +283,35 @@ impl Services {
         access.require(Permission::MembersRead)?;
         store::tenants::seat_usage(&conn, &tenant).await
     }
+}
+
+/// The answer an earlier call with this request_id got, as the tenant is now; refused when
+/// that call asked for something else (`digest` differs).
+async fn replay_create_tenant(
+    conn: &Transaction,
+    request_id: &str,
+    digest: &str,
+) -> Result<Option<(Tenant, Membership)>, DomainError> {
+    let Some(key) = requests::find(conn, CREATE_TENANT, request_id).await? else {
+        return Ok(None);
+    };
+    let (id, recorded_digest) = match key.split_once('#') {
+        Some((id, recorded)) => (id, Some(recorded)),
+        None => (key.as_str(), None),
+    };
+    if recorded_digest.is_some_and(|recorded| recorded != digest) {
+        return Err(DomainError::RequestIdReused);
+    }
+    let tenant_id = Uuid::try_parse(id).map_err(|_| store::corrupt("request key", &key))?;
+    let (tenant, roles) = store::tenants::get_with_roles(conn, tenant_id).await?;
+    let owner_role = roles
+        .owner_role()
+        .ok_or_else(|| DomainError::Internal("tenant without owner role".into()))?;
+    let owner_id = store::roles::holders_of(conn, tenant_id, owner_role.id)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(DomainError::MembershipNotFound)?;
+    let (owner, _) = store::memberships::get(conn, &roles, tenant_id, owner_id).await?;
+    Ok(Some((tenant, owner)))
 }
