@@ -79,3 +79,18 @@ impl TenantRoles {
         }
     }
 }
+
+/// A custom role's name: a letter, then lower-case letters, digits and underscores, 1 to 64 in
+/// all, so names read the same in every API, log and query.
+pub fn check_custom_name(name: &str) -> Result<(), &'static str> {
+    let valid = !name.is_empty()
+        && name.len() <= super::validate::MAX_ROLE_NAME_CHARS
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    match valid {
+        true => Ok(()),
+        false => Err("must be 1 to 64 of a-z, 0-9 and _, starting with a letter"),
+    }
+}

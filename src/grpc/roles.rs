@@ -9,7 +9,7 @@ use crate::domain::DomainError;
 use crate::domain::events::EventCursor;
 use crate::domain::membership::Membership;
 use crate::domain::permissions::{Permission, PermissionSet};
-use crate::domain::role::{Role, TenantRoles};
+use crate::domain::role::{self, Role, TenantRoles};
 use crate::domain::validate::{MAX_ROLE_NAME_CHARS, Validator, truncate};
 use crate::service::Checks;
 use crate::service::Services;
@@ -148,19 +148,10 @@ impl RoleService for RoleApi {
 pub const MAX_BATCH: usize = 100;
 const MAX_DESCRIPTION_CHARS: usize = 500;
 
-/// A custom role's name: a letter, then lower-case letters, digits and underscores.
+/// A custom role's name, by the rule of `domain::role::check_custom_name`.
 fn role_name(v: &mut Validator, field: &str, raw: &str) -> String {
-    let valid = !raw.is_empty()
-        && raw.len() <= MAX_ROLE_NAME_CHARS
-        && raw.starts_with(|c: char| c.is_ascii_lowercase())
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !valid {
-        v.violation(
-            field,
-            "must be 1 to 64 of a-z, 0-9 and _, starting with a letter",
-        );
+    if let Err(description) = role::check_custom_name(raw) {
+        v.violation(field, description);
     }
     raw.to_string()
 }
