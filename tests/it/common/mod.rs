@@ -2,6 +2,10 @@
 //!
 //! The backend is SQLite (a temporary file) unless `MEMBERSHIP_TEST_DATABASE_URL` names a
 //! PostgreSQL database; then each test gets its own schema, so runs never collide.
+//!
+//! `api` is the typed fixture (who calls, and what they do); `TestServer::expect_events` checks
+//! what a mutation wrote to the outbox; `dns` and `smtp` are the servers the domain and mail
+//! tests talk to, on loopback in this process.
 
 pub mod api;
 pub mod dns;
