@@ -548,6 +548,32 @@ pub async fn seat_usage(server: &TestServer, tenant: &Tenant) -> pb::GetSeatUsag
         .into_inner()
 }
 
+/// A field mask naming `paths`.
+pub fn field_mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
+/// An UpdateMembership of `paths` to the values in `membership` (its etag included).
+pub fn update_membership(
+    membership: pb::Membership,
+    paths: &[&str],
+) -> pb::UpdateMembershipRequest {
+    pb::UpdateMembershipRequest {
+        membership: Some(membership),
+        update_mask: field_mask(paths),
+    }
+}
+
+/// An UpdateTenant of `paths` to the values in `tenant` (its etag included).
+pub fn update_tenant(tenant: pb::Tenant, paths: &[&str]) -> pb::UpdateTenantRequest {
+    pb::UpdateTenantRequest {
+        tenant: Some(tenant),
+        update_mask: field_mask(paths),
+    }
+}
+
 /// A watch stream's next event, skipping progress messages; panics after `WAIT`.
 pub async fn next_event(
     stream: &mut tonic::Streaming<pb::WatchMembershipEventsResponse>,
