@@ -9,7 +9,6 @@ use hickory_proto::rr::RecordType;
 use membership_service::app::ServeOptions;
 use membership_service::dns::DnsOptions;
 use membership_service::grpc::pb;
-use prost_types::FieldMask;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
@@ -119,9 +118,7 @@ async fn list_domains(server: &TestServer, tenant: &Tenant) -> Vec<pb::Domain> {
 fn update(domain: pb::Domain, paths: &[&str]) -> pb::UpdateDomainRequest {
     pb::UpdateDomainRequest {
         domain: Some(domain),
-        update_mask: Some(FieldMask {
-            paths: paths.iter().map(|p| p.to_string()).collect(),
-        }),
+        update_mask: field_mask(paths),
     }
 }
 

@@ -4,31 +4,12 @@
 
 use crate::common::*;
 use membership_service::grpc::pb;
-use prost_types::FieldMask;
 use serde_json::Value;
 use tonic::Code;
 use uuid::Uuid;
 
 fn subject(event: &StoredEvent) -> &str {
     event.subject_id.as_deref().expect("a subject")
-}
-
-fn update_member(membership: pb::Membership, paths: &[&str]) -> pb::UpdateMembershipRequest {
-    pb::UpdateMembershipRequest {
-        membership: Some(membership),
-        update_mask: Some(FieldMask {
-            paths: paths.iter().map(|p| p.to_string()).collect(),
-        }),
-    }
-}
-
-fn update_tenant(tenant: pb::Tenant, paths: &[&str]) -> pb::UpdateTenantRequest {
-    pb::UpdateTenantRequest {
-        tenant: Some(tenant),
-        update_mask: Some(FieldMask {
-            paths: paths.iter().map(|p| p.to_string()).collect(),
-        }),
-    }
 }
 
 fn member_ref(tenant_id: &str, user_id: Uuid) -> (String, String) {
@@ -196,7 +177,7 @@ async fn membership_changes_by_the_owner_write_their_events_with_actor_and_snaps
     let head = server.head().await;
     let updated = members
         .update_membership(as_user(
-            update_member(
+            update_membership(
                 pb::Membership {
                     display_name: "Peter G.".into(),
                     ..current.clone()
@@ -678,7 +659,7 @@ async fn a_stale_etag_and_a_transfer_to_a_suspended_member_leave_nothing() {
     // A stale etag, after a real change moved the member on.
     let stale = still.clone();
     members
-        .update_membership(as_system(update_member(
+        .update_membership(as_system(update_membership(
             pb::Membership {
                 display_name: "Renamed".into(),
                 ..still.clone()
@@ -689,7 +670,7 @@ async fn a_stale_etag_and_a_transfer_to_a_suspended_member_leave_nothing() {
         .unwrap();
     let before = footprint(&server).await;
     let refused = members
-        .update_membership(as_system(update_member(
+        .update_membership(as_system(update_membership(
             pb::Membership {
                 display_name: "Lost update".into(),
                 ..stale.clone()
@@ -834,7 +815,7 @@ async fn a_mutation_that_changes_nothing_writes_no_event_and_answers_with_the_he
         ),
     ] {
         let unchanged = members
-            .update_membership(as_user(update_member(membership, &paths), t.owner))
+            .update_membership(as_user(update_membership(membership, &paths), t.owner))
             .await
             .unwrap()
             .into_inner();

@@ -4,7 +4,6 @@ use crate::common::*;
 use membership_service::grpc::pb;
 use membership_service::grpc::pb::invitation_service_client::InvitationServiceClient;
 use membership_service::grpc::pb::membership_service_client::MembershipServiceClient;
-use prost_types::FieldMask;
 use tonic::Code;
 use tonic_types::StatusExt;
 use uuid::Uuid;
@@ -52,15 +51,6 @@ fn transfer(tenant: &Tenant, to: Uuid, keep: &str) -> pb::TransferOwnershipReque
         tenant_id: tenant.id.clone(),
         new_owner_user_id: to.to_string(),
         previous_owner_role: keep.into(),
-    }
-}
-
-fn update(membership: pb::Membership, paths: &[&str]) -> pb::UpdateMembershipRequest {
-    pb::UpdateMembershipRequest {
-        membership: Some(membership),
-        update_mask: Some(FieldMask {
-            paths: paths.iter().map(|p| p.to_string()).collect(),
-        }),
     }
 }
 
@@ -232,7 +222,7 @@ async fn rule_7_update_with_field_mask_and_etag() {
 
     let changed = members
         .update_membership(as_user(
-            update(
+            update_membership(
                 pb::Membership {
                     display_name: "Renamed".into(),
                     r#type: pb::MembershipType::Contractor as i32,
@@ -256,13 +246,16 @@ async fn rule_7_update_with_field_mask_and_etag() {
     assert_ne!(changed.etag, current.etag);
 
     let stale = members
-        .update_membership(as_system(update(current.clone(), &["display_name"])))
+        .update_membership(as_system(update_membership(
+            current.clone(),
+            &["display_name"],
+        )))
         .await;
     assert_refused(stale, Code::Aborted, "ETAG_MISMATCH");
 
     // Status moves through the mask too, with the same rules as Suspend.
     let suspended = members
-        .update_membership(as_system(update(
+        .update_membership(as_system(update_membership(
             pb::Membership {
                 status: pb::MembershipStatus::Suspended as i32,
                 ..changed.clone()
@@ -297,13 +290,13 @@ async fn rule_7_update_with_field_mask_and_etag() {
         (suspended.clone(), vec![], "update_mask"),
     ] {
         let result = members
-            .update_membership(as_system(update(membership, &paths)))
+            .update_membership(as_system(update_membership(membership, &paths)))
             .await;
         let status = assert_refused(result, Code::InvalidArgument, "INVALID_ARGUMENT");
         assert_eq!(violated_fields(&status), [field], "{paths:?}");
     }
     let missing = members
-        .update_membership(as_system(update(
+        .update_membership(as_system(update_membership(
             pb::Membership {
                 user_id: user().to_string(),
                 ..suspended.clone()
@@ -457,7 +450,7 @@ async fn rule_10_the_last_owner_cannot_be_removed_suspended_demoted_or_leave() {
     );
     assert_refused(
         members
-            .update_membership(as_system(update(
+            .update_membership(as_system(update_membership(
                 pb::Membership {
                     status: pb::MembershipStatus::Suspended as i32,
                     ..owner.clone()
@@ -469,7 +462,7 @@ async fn rule_10_the_last_owner_cannot_be_removed_suspended_demoted_or_leave() {
         "LAST_OWNER",
     );
     let demote = members
-        .update_membership(as_system(update(
+        .update_membership(as_system(update_membership(
             pb::Membership {
                 r#type: pb::MembershipType::Member as i32,
                 ..owner.clone()
@@ -942,7 +935,7 @@ async fn another_replica_serves_reads_at_least_as_fresh_as_min_cursor() {
 
     // Without a cursor, B shows a change made through A once the feed has brought it.
     let renamed = on_a
-        .update_membership(as_system(update(
+        .update_membership(as_system(update_membership(
             pb::Membership {
                 tenant_id: tenant.id.clone(),
                 user_id: polled.to_string(),

@@ -351,15 +351,6 @@ async fn get_tenant_is_for_members_only() {
     assert_refused(bad_actor, Code::Unauthenticated, "INVALID_ACTOR");
 }
 
-fn update(tenant: pb::Tenant, paths: &[&str]) -> pb::UpdateTenantRequest {
-    pb::UpdateTenantRequest {
-        tenant: Some(tenant),
-        update_mask: Some(prost_types::FieldMask {
-            paths: paths.iter().map(|p| p.to_string()).collect(),
-        }),
-    }
-}
-
 #[tokio::test]
 async fn update_tenant_uses_the_mask_and_the_etag() {
     let server = TestServer::start().await;
@@ -377,7 +368,7 @@ async fn update_tenant_uses_the_mask_and_the_etag() {
     let head = server.head().await;
     let changed = client
         .update_tenant(as_user(
-            update(
+            update_tenant(
                 pb::Tenant {
                     name: "Acme Corp".into(),
                     seat_limit: Some(50),
@@ -400,13 +391,16 @@ async fn update_tenant_uses_the_mask_and_the_etag() {
 
     // The old etag is stale now.
     let stale = client
-        .update_tenant(as_user(update(current.clone(), &["name"]), tenant.owner))
+        .update_tenant(as_user(
+            update_tenant(current.clone(), &["name"]),
+            tenant.owner,
+        ))
         .await;
     assert_refused(stale, Code::Aborted, "ETAG_MISMATCH");
 
     // Clearing the limit: the path in the mask with the field unset.
     let unlimited = client
-        .update_tenant(as_system(update(
+        .update_tenant(as_system(update_tenant(
             pb::Tenant {
                 seat_limit: None,
                 etag: String::new(),
@@ -421,7 +415,7 @@ async fn update_tenant_uses_the_mask_and_the_etag() {
 
     // Downgrades, empty masks, unknown paths and non-owners are refused.
     let downgrade = client
-        .update_tenant(as_system(update(
+        .update_tenant(as_system(update_tenant(
             pb::Tenant {
                 kind: pb::TenantKind::Personal as i32,
                 etag: String::new(),
@@ -432,7 +426,7 @@ async fn update_tenant_uses_the_mask_and_the_etag() {
         .await;
     assert_refused(downgrade, Code::FailedPrecondition, "TENANT_DOWNGRADE");
     let no_mask = client
-        .update_tenant(as_system(update(updated.clone(), &[])))
+        .update_tenant(as_system(update_tenant(updated.clone(), &[])))
         .await;
     assert_eq!(
         violated_fields(&assert_refused(
@@ -443,12 +437,12 @@ async fn update_tenant_uses_the_mask_and_the_etag() {
         ["update_mask"]
     );
     let bad_path = client
-        .update_tenant(as_system(update(updated.clone(), &["state"])))
+        .update_tenant(as_system(update_tenant(updated.clone(), &["state"])))
         .await;
     assert_refused(bad_path, Code::InvalidArgument, "INVALID_ARGUMENT");
     let admin = add_member(&server, &tenant, "admin").await;
     let not_allowed = client
-        .update_tenant(as_user(update(updated.clone(), &["name"]), admin))
+        .update_tenant(as_user(update_tenant(updated.clone(), &["name"]), admin))
         .await;
     let status = assert_refused(not_allowed, Code::PermissionDenied, "PERMISSION_DENIED");
     assert!(
@@ -505,7 +499,7 @@ async fn member_management_needs_an_enterprise_tenant_and_works_after_the_upgrad
         .tenants()
         .await
         .update_tenant(as_user(
-            update(
+            update_tenant(
                 pb::Tenant {
                     kind: pb::TenantKind::Enterprise as i32,
                     ..current

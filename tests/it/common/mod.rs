@@ -2,6 +2,10 @@
 //!
 //! The backend is SQLite (a temporary file) unless `MEMBERSHIP_TEST_DATABASE_URL` names a
 //! PostgreSQL database; then each test gets its own schema, so runs never collide.
+//!
+//! `api` is the typed fixture (who calls, and what they do); `TestServer::expect_events` checks
+//! what a mutation wrote to the outbox; `dns` and `smtp` are the servers the domain and mail
+//! tests talk to, on loopback in this process.
 
 pub mod api;
 pub mod dns;
@@ -542,6 +546,32 @@ pub async fn seat_usage(server: &TestServer, tenant: &Tenant) -> pb::GetSeatUsag
         .await
         .expect("reading seat usage")
         .into_inner()
+}
+
+/// A field mask naming `paths`.
+pub fn field_mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
+/// An UpdateMembership of `paths` to the values in `membership` (its etag included).
+pub fn update_membership(
+    membership: pb::Membership,
+    paths: &[&str],
+) -> pb::UpdateMembershipRequest {
+    pb::UpdateMembershipRequest {
+        membership: Some(membership),
+        update_mask: field_mask(paths),
+    }
+}
+
+/// An UpdateTenant of `paths` to the values in `tenant` (its etag included).
+pub fn update_tenant(tenant: pb::Tenant, paths: &[&str]) -> pb::UpdateTenantRequest {
+    pb::UpdateTenantRequest {
+        tenant: Some(tenant),
+        update_mask: field_mask(paths),
+    }
 }
 
 /// A watch stream's next event, skipping progress messages; panics after `WAIT`.
