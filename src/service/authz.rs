@@ -1,7 +1,7 @@
 //! Permission checks (CheckPermission) for other services, the hot path: token introspection
 //! asks on every request of every other service. (What a caller of this service may do is
-//! decided by [`super::access`], inside each use case's transaction.) Answers come from an in-memory cache of per-member decisions, kept correct by
-//! invalidation rather than expiry:
+//! decided by [`super::access`], inside each use case's transaction.) Answers come from an
+//! in-memory cache of per-member decisions, kept correct by invalidation rather than expiry:
 //!
 //! - this process's own commits invalidate synchronously, before the writing call returns, so
 //!   a check after a mutation on the same replica reflects it (a suspension denies at once);
