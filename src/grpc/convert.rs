@@ -25,19 +25,10 @@ pub fn tenant(t: &Tenant) -> pb::Tenant {
     pb::Tenant {
         tenant_id: t.id.to_string(),
         name: t.name.clone(),
-        kind: match t.kind {
-            TenantKind::Personal => pb::TenantKind::Personal,
-            TenantKind::Enterprise => pb::TenantKind::Enterprise,
-        } as i32,
-        role_preset: match t.role_preset {
-            RolePreset::Enterprise => pb::RolePreset::Enterprise,
-            RolePreset::Organization => pb::RolePreset::Organization,
-        } as i32,
+        kind: pb::TenantKind::from(t.kind) as i32,
+        role_preset: pb::RolePreset::from(t.role_preset) as i32,
         seat_limit: t.seat_limit,
-        state: match t.state {
-            TenantState::Active => pb::TenantState::Active,
-            TenantState::Dissolved => pb::TenantState::Dissolved,
-        } as i32,
+        state: pb::TenantState::from(t.state) as i32,
         etag: t.etag(),
         create_time: Some(timestamp(t.created_at)),
         update_time: Some(timestamp(t.updated_at)),
@@ -57,9 +48,9 @@ pub fn membership(m: &Membership) -> pb::Membership {
         invitation_id: m.invitation_id.map(|id| id.to_string()).unwrap_or_default(),
         email: m.email.clone(),
         display_name: m.display_name.clone(),
-        status: status_to_pb(m.status) as i32,
-        r#type: type_to_pb(m.member_type) as i32,
-        source: source_to_pb(m.source) as i32,
+        status: pb::MembershipStatus::from(m.status) as i32,
+        r#type: pb::MembershipType::from(m.member_type) as i32,
+        source: pb::MembershipSource::from(m.source) as i32,
         external_id: m.external_id.clone().unwrap_or_default(),
         invited_by: m.invited_by.map(|id| id.to_string()).unwrap_or_default(),
         join_time: m.joined_at.map(timestamp),
@@ -70,36 +61,46 @@ pub fn membership(m: &Membership) -> pb::Membership {
     }
 }
 
-fn status_to_pb(status: MembershipStatus) -> pb::MembershipStatus {
-    match status {
-        MembershipStatus::Active => pb::MembershipStatus::Active,
-        MembershipStatus::Invited => pb::MembershipStatus::Invited,
-        MembershipStatus::Suspended => pb::MembershipStatus::Suspended,
-        MembershipStatus::Left => pb::MembershipStatus::Left,
-    }
+/// Domain enums and their protobuf twins, whose variants have the same names: each converts to
+/// its twin, and those a request carries are read back from a field's number by the function
+/// named after `read by`.
+macro_rules! twin_enums {
+    ($($domain:ident $variants:tt $(read by $read:ident)?;)+) => {$(
+        twin_enums!(@from $domain $variants);
+        $(twin_enums!(@read $read $domain $variants);)?
+    )+};
+    (@from $domain:ident { $($variant:ident),+ $(,)? }) => {
+        impl From<$domain> for pb::$domain {
+            fn from(value: $domain) -> Self {
+                match value {
+                    $($domain::$variant => pb::$domain::$variant),+
+                }
+            }
+        }
+    };
+    (@read $read:ident $domain:ident { $($variant:ident),+ $(,)? }) => {
+        pub fn $read(v: &mut Validator, field: &str, raw: i32) -> Option<$domain> {
+            enum_field(v, field, raw, |p: pb::$domain| match p {
+                pb::$domain::Unspecified => None,
+                $(pb::$domain::$variant => Some($domain::$variant)),+
+            })
+        }
+    };
 }
 
-fn type_to_pb(member_type: MembershipType) -> pb::MembershipType {
-    match member_type {
-        MembershipType::Owner => pb::MembershipType::Owner,
-        MembershipType::Admin => pb::MembershipType::Admin,
-        MembershipType::Member => pb::MembershipType::Member,
-        MembershipType::Contractor => pb::MembershipType::Contractor,
-        MembershipType::ServiceOperator => pb::MembershipType::ServiceOperator,
-        MembershipType::ReadonlyAuditor => pb::MembershipType::ReadonlyAuditor,
-    }
-}
-
-fn source_to_pb(source: MembershipSource) -> pb::MembershipSource {
-    match source {
-        MembershipSource::Signup => pb::MembershipSource::Signup,
-        MembershipSource::Invite => pb::MembershipSource::Invite,
-        MembershipSource::Scim => pb::MembershipSource::Scim,
-        MembershipSource::OidcJit => pb::MembershipSource::OidcJit,
-        MembershipSource::SamlJit => pb::MembershipSource::SamlJit,
-        MembershipSource::Api => pb::MembershipSource::Api,
-        MembershipSource::Migration => pb::MembershipSource::Migration,
-    }
+twin_enums! {
+    TenantKind { Personal, Enterprise } read by tenant_kind;
+    RolePreset { Enterprise, Organization } read by role_preset;
+    TenantState { Active, Dissolved };
+    MembershipStatus { Active, Invited, Suspended, Left } read by membership_status;
+    MembershipType {
+        Owner, Admin, Member, Contractor, ServiceOperator, ReadonlyAuditor
+    } read by membership_type;
+    MembershipSource {
+        Signup, Invite, Scim, OidcJit, SamlJit, Api, Migration
+    } read by membership_source;
+    InvitationState { Pending, Accepted, Revoked, Expired } read by invitation_state;
+    DomainState { Pending, Verified };
 }
 
 /// Reads an enum field: `Ok(None)` for UNSPECIFIED, a violation for an unknown number.
@@ -127,57 +128,6 @@ pub fn required<T>(v: &mut Validator, field: &str, value: Option<T>, raw: i32) -
         v.violation(field, "is required (UNSPECIFIED is not a value)");
     }
     value
-}
-
-pub fn tenant_kind(v: &mut Validator, field: &str, raw: i32) -> Option<TenantKind> {
-    enum_field(v, field, raw, |p: pb::TenantKind| match p {
-        pb::TenantKind::Unspecified => None,
-        pb::TenantKind::Personal => Some(TenantKind::Personal),
-        pb::TenantKind::Enterprise => Some(TenantKind::Enterprise),
-    })
-}
-
-pub fn role_preset(v: &mut Validator, field: &str, raw: i32) -> Option<RolePreset> {
-    enum_field(v, field, raw, |p: pb::RolePreset| match p {
-        pb::RolePreset::Unspecified => None,
-        pb::RolePreset::Enterprise => Some(RolePreset::Enterprise),
-        pb::RolePreset::Organization => Some(RolePreset::Organization),
-    })
-}
-
-pub fn membership_status(v: &mut Validator, field: &str, raw: i32) -> Option<MembershipStatus> {
-    enum_field(v, field, raw, |p: pb::MembershipStatus| match p {
-        pb::MembershipStatus::Unspecified => None,
-        pb::MembershipStatus::Active => Some(MembershipStatus::Active),
-        pb::MembershipStatus::Invited => Some(MembershipStatus::Invited),
-        pb::MembershipStatus::Suspended => Some(MembershipStatus::Suspended),
-        pb::MembershipStatus::Left => Some(MembershipStatus::Left),
-    })
-}
-
-pub fn membership_type(v: &mut Validator, field: &str, raw: i32) -> Option<MembershipType> {
-    enum_field(v, field, raw, |p: pb::MembershipType| match p {
-        pb::MembershipType::Unspecified => None,
-        pb::MembershipType::Owner => Some(MembershipType::Owner),
-        pb::MembershipType::Admin => Some(MembershipType::Admin),
-        pb::MembershipType::Member => Some(MembershipType::Member),
-        pb::MembershipType::Contractor => Some(MembershipType::Contractor),
-        pb::MembershipType::ServiceOperator => Some(MembershipType::ServiceOperator),
-        pb::MembershipType::ReadonlyAuditor => Some(MembershipType::ReadonlyAuditor),
-    })
-}
-
-pub fn membership_source(v: &mut Validator, field: &str, raw: i32) -> Option<MembershipSource> {
-    enum_field(v, field, raw, |p: pb::MembershipSource| match p {
-        pb::MembershipSource::Unspecified => None,
-        pb::MembershipSource::Signup => Some(MembershipSource::Signup),
-        pb::MembershipSource::Invite => Some(MembershipSource::Invite),
-        pb::MembershipSource::Scim => Some(MembershipSource::Scim),
-        pb::MembershipSource::OidcJit => Some(MembershipSource::OidcJit),
-        pb::MembershipSource::SamlJit => Some(MembershipSource::SamlJit),
-        pb::MembershipSource::Api => Some(MembershipSource::Api),
-        pb::MembershipSource::Migration => Some(MembershipSource::Migration),
-    })
 }
 
 /// Field mask paths, each checked against the allowed set.
@@ -280,7 +230,7 @@ pub fn invitation(i: &Invitation, now: Micros) -> pb::Invitation {
         email: i.email.clone(),
         role: i.role.clone(),
         inviter_id: i.inviter_id.map(|id| id.to_string()).unwrap_or_default(),
-        state: invitation_state_to_pb(i.state_at(now)) as i32,
+        state: pb::InvitationState::from(i.state_at(now)) as i32,
         expire_time: Some(timestamp(i.expires_at)),
         send_count: i.send_count,
         last_send_time: Some(timestamp(i.last_sent_at)),
@@ -291,34 +241,12 @@ pub fn invitation(i: &Invitation, now: Micros) -> pb::Invitation {
     }
 }
 
-fn invitation_state_to_pb(state: InvitationState) -> pb::InvitationState {
-    match state {
-        InvitationState::Pending => pb::InvitationState::Pending,
-        InvitationState::Accepted => pb::InvitationState::Accepted,
-        InvitationState::Revoked => pb::InvitationState::Revoked,
-        InvitationState::Expired => pb::InvitationState::Expired,
-    }
-}
-
-pub fn invitation_state(v: &mut Validator, field: &str, raw: i32) -> Option<InvitationState> {
-    enum_field(v, field, raw, |p: pb::InvitationState| match p {
-        pb::InvitationState::Unspecified => None,
-        pb::InvitationState::Pending => Some(InvitationState::Pending),
-        pb::InvitationState::Accepted => Some(InvitationState::Accepted),
-        pb::InvitationState::Revoked => Some(InvitationState::Revoked),
-        pb::InvitationState::Expired => Some(InvitationState::Expired),
-    })
-}
-
 pub fn domain(d: &TenantDomain) -> pb::Domain {
     pb::Domain {
         domain_id: d.id.to_string(),
         tenant_id: d.tenant_id.to_string(),
         domain: d.domain.clone(),
-        state: match d.state {
-            DomainState::Pending => pb::DomainState::Pending,
-            DomainState::Verified => pb::DomainState::Verified,
-        } as i32,
+        state: pb::DomainState::from(d.state) as i32,
         auto_join: d.auto_join,
         verification_record_name: d.record_name(),
         verification_record_value: d.record_value(),
