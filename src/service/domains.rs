@@ -66,7 +66,7 @@ impl Services {
         self.store
             .write(caller, move |tx| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     locked.access.require(Permission::TenantManage)?;
                     if store::domains::find_by_name(&tx.txn, tenant_id, &domain)
                         .await?
@@ -140,7 +140,7 @@ impl Services {
         self.store
             .write(caller, move |tx| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     locked.access.require(Permission::TenantManage)?;
                     let before = store::domains::get(&tx.txn, tenant_id, domain_id).await?;
                     if before.state == DomainState::Verified {
@@ -184,7 +184,7 @@ impl Services {
         self.store
             .write(caller, move |tx| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     locked.access.require(Permission::TenantManage)?;
                     let before = store::domains::get(&tx.txn, tenant_id, domain_id).await?;
                     check_etag(&etag, before.version)?;
@@ -216,7 +216,7 @@ impl Services {
             .store
             .write(caller, move |tx| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     locked.access.require(Permission::TenantManage)?;
                     let before = store::domains::get(&tx.txn, tenant_id, domain_id).await?;
                     remove(tx, before).await

@@ -159,7 +159,7 @@ impl Services {
             .store
             .write(caller, move |tx| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, command.tenant_id, caller).await?;
+                    let locked = lock_for_member_management(tx, command.tenant_id).await?;
                     if let Some(request_id) = &command.request_id
                         && let Some(key) =
                             requests::find(&tx.txn, CREATE_INVITATION, request_id).await?
@@ -261,7 +261,7 @@ impl Services {
             .store
             .write(caller, move |tx| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     let role = invitable_role(&locked, &role)?;
                     // Normalize and deduplicate first: the outcome of each email, in order.
                     let mut seen = HashSet::new();
@@ -413,7 +413,7 @@ impl Services {
             .store
             .write(caller, move |tx| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     let before =
                         store::invitations::get(&tx.txn, &locked.roles, tenant_id, id).await?;
                     require_manage_invitation(&locked, &before)?;
@@ -455,7 +455,7 @@ impl Services {
         self.store
             .write(caller, move |tx| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     let before =
                         store::invitations::get(&tx.txn, &locked.roles, tenant_id, id).await?;
                     require_manage_invitation(&locked, &before)?;

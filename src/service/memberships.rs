@@ -261,7 +261,7 @@ impl Services {
                         tenant,
                         roles,
                         access,
-                    } = lock_for_member_management(tx, command.tenant_id, caller).await?;
+                    } = lock_for_member_management(tx, command.tenant_id).await?;
                     // Checked under the tenant lock, so a concurrent retry sees the first call.
                     if let Some(request_id) = &command.request_id
                         && let Some(done) =
@@ -355,7 +355,7 @@ impl Services {
         self.store
             .write(caller, move |tx| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     let (before, role_ids) =
                         store::memberships::get(&tx.txn, &locked.roles, tenant_id, user_id).await?;
                     locked
@@ -463,7 +463,7 @@ impl Services {
             .store
             .write(caller, move |tx| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     let (before, role_ids) =
                         store::memberships::get(&tx.txn, &locked.roles, tenant_id, user_id).await?;
                     locked
@@ -543,7 +543,7 @@ impl Services {
                         tenant,
                         roles,
                         access,
-                    } = lock_for_member_management(tx, tenant_id, caller).await?;
+                    } = lock_for_member_management(tx, tenant_id).await?;
                     access.require(Permission::OwnerTransfer)?;
                     let owner_role = roles
                         .owner_role()

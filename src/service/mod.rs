@@ -147,12 +147,13 @@ pub(crate) struct Locked {
     pub access: Access,
 }
 
+/// Locks the tenant for a change of its members by the transaction's caller: the tenant must
+/// manage members (ENTERPRISE, not dissolved).
 pub(crate) async fn lock_for_member_management(
     tx: &Tx,
     tenant_id: Uuid,
-    caller: Caller,
 ) -> Result<Locked, DomainError> {
-    let (tenant, roles, access) = Access::lock(&tx.txn, tenant_id, caller).await?;
+    let (tenant, roles, access) = Access::lock(&tx.txn, tenant_id, tx.caller()).await?;
     tenant.ensure_member_management()?;
     Ok(Locked {
         tenant,

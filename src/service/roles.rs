@@ -193,7 +193,7 @@ impl Services {
         self.store
             .write(caller, move |tx| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     require_define(&locked.access, permissions)?;
                     if locked.roles.by_name(&name).is_some() {
                         return Err(DomainError::RoleExists(name));
@@ -232,7 +232,7 @@ impl Services {
         self.store
             .write(caller, move |tx| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     let before = role_by_name(&locked.roles, &name)?.clone();
                     if before.builtin {
                         return Err(DomainError::RoleBuiltin);
@@ -273,7 +273,7 @@ impl Services {
         self.store
             .write(caller, move |tx| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     let role = role_by_name(&locked.roles, &name)?.clone();
                     if role.builtin {
                         return Err(DomainError::RoleBuiltin);
@@ -314,7 +314,7 @@ impl Services {
         self.store
             .write(caller, move |tx| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id, caller).await?;
+                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     let (member, role_ids) =
                         bindable_member(tx, &locked, tenant_id, user_id).await?;
                     let target = role_by_name(&locked.roles, &role)?.clone();
