@@ -230,7 +230,7 @@ pub async fn serve(
         // Outermost: a watch waiting for its turn to open has no span or call state yet.
         .layer(WatchTurnsLayer::new(&options.limits))
         .layer(TelemetryLayer::new(&served))
-        .layer(LimitsLayer::new(&options.limits))
+        .layer(LimitsLayer::new(&options.limits, stopping.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -3,8 +3,10 @@
 //! with DEADLINE_EXCEEDED, a bound on calls executing at once answered with RESOURCE_EXHAUSTED
 //! instead of queueing, RESOURCE_EXHAUSTED (not tonic's OUT_OF_RANGE) for a request message
 //! over the size limit, and INVALID_ARGUMENT (not tonic's INTERNAL) for one that cannot be
-//! decoded. Health checks are exempt from the concurrency bound, so an overloaded
-//! server still answers its load balancer.
+//! decoded. Once shutdown begins, every new call is refused with UNAVAILABLE `SHUTTING_DOWN`
+//! while the calls in flight drain. Health checks are exempt from the concurrency bound and
+//! from the shutdown refusal, so an overloaded or stopping server still answers its load
+//! balancer.
 //!
 //! Watch streams have a bound of their own instead of the concurrency bound: a watch is
 //! long-lived and costs a few KiB while idle, not a share of the server's work, and its
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 use http_body::{Body, Frame};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tower::{Layer, Service};
 
@@ -63,10 +66,16 @@ pub struct LimitsLayer {
     max_watchers: usize,
     /// `/membership.v1.MembershipService/WatchMembershipEvents`.
     watch_path: Arc<str>,
+    /// Cancelled when shutdown begins.
+    stopping: CancellationToken,
 }
 
 impl LimitsLayer {
-    pub fn new(options: &LimitOptions) -> Self {
+    /// The limits of `options`; once `stopping` is cancelled, every new call but a health check
+    /// is refused with UNAVAILABLE SHUTTING_DOWN, while the calls already in flight drain.
+    /// (HTTP/2's GOAWAY tells clients the same, but a call sent before the client reads it
+    /// would still be served.)
+    pub fn new(options: &LimitOptions, stopping: CancellationToken) -> Self {
         let max_watchers = options.max_watchers.max(1);
         Self {
             request_timeout: options.request_timeout,
@@ -74,6 +83,7 @@ impl LimitsLayer {
             watchers: Arc::new(Semaphore::new(max_watchers)),
             max_watchers,
             watch_path: format!("/{MEMBERSHIP_SERVICE}/WatchMembershipEvents").into(),
+            stopping,
         }
     }
 }
@@ -215,6 +225,9 @@ where
         let watch = path == &*layer.watch_path;
         let deadline = call_deadline(layer.request_timeout, request.headers());
         Box::pin(async move {
+            if !exempt && layer.stopping.is_cancelled() {
+                return Ok(refuse(EdgeRefusal::ShuttingDown));
+            }
             let mut permit = None;
             let mut place = None;
             if watch {
