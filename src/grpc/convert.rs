@@ -122,6 +122,11 @@ where
     }
 }
 
+/// An optional text field: empty means absent.
+pub fn optional(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
 /// Reports UNSPECIFIED on a required enum field.
 pub fn required<T>(v: &mut Validator, field: &str, value: Option<T>, raw: i32) -> Option<T> {
     if value.is_none() && raw == 0 {

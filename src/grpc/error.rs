@@ -108,10 +108,7 @@ pub fn to_status(error: DomainError) -> Status {
         }
         other => other.to_string(),
     };
-    for value in metadata.values_mut() {
-        *value = clip(value, MAX_VALUE_BYTES);
-    }
-    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+    let mut details = error_info(reason, metadata);
     if let InvalidArgument(violations) = &error {
         let mut listed = 0;
         let mut bytes = 0;
@@ -160,6 +157,8 @@ pub enum EdgeRefusal {
     ShuttingDown,
 }
 
+/// The status of a refusal at the transport edge, with its ErrorInfo, and a RetryInfo where
+/// waiting helps.
 pub fn edge_status(refusal: EdgeRefusal) -> Status {
     use EdgeRefusal::*;
     let mut metadata = HashMap::new();
@@ -180,10 +179,7 @@ pub fn edge_status(refusal: EdgeRefusal) -> Status {
         MalformedRequest(_) => (Code::InvalidArgument, "MALFORMED_REQUEST"),
         ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
     };
-    for value in metadata.values_mut() {
-        *value = clip(value, MAX_VALUE_BYTES);
-    }
-    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+    let mut details = error_info(reason, metadata);
     if retry_after.is_some() {
         details.set_retry_info(retry_after);
     }
@@ -231,6 +227,14 @@ const MAX_VALUE_BYTES: usize = 120;
 const MAX_DESCRIPTION_BYTES: usize = 400;
 const MAX_VIOLATIONS: usize = 10;
 const MAX_VIOLATION_BYTES: usize = 2400;
+
+/// The ErrorInfo of a refusal, its metadata values cut to the bound.
+fn error_info(reason: &str, mut metadata: HashMap<String, String>) -> ErrorDetails {
+    for value in metadata.values_mut() {
+        *value = clip(value, MAX_VALUE_BYTES);
+    }
+    ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata)
+}
 
 /// `text` cut to at most `max` bytes on a character boundary, marked with "…" when cut.
 fn clip(text: &str, max: usize) -> String {

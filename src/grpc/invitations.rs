@@ -201,7 +201,7 @@ impl TryFrom<ListInvitationsRequest> for ListInvitations {
             tenant_id,
             filter: InvitationFilter {
                 state,
-                query: (!query.is_empty()).then_some(query),
+                query: convert::optional(query),
             },
             page_size,
             page_token: r.page_token,

@@ -188,10 +188,6 @@ fn role_name(v: &mut Validator, field: &str, raw: &str) -> String {
     default_role(&v.text(field, raw, MAX_ROLE_NAME_CHARS, false))
 }
 
-fn optional(text: String) -> Option<String> {
-    (!text.is_empty()).then_some(text)
-}
-
 impl TryFrom<AutoJoinRequest> for AutoJoin {
     type Error = DomainError;
 
@@ -234,7 +230,7 @@ impl TryFrom<ListMembershipEventsRequest> for ListEvents {
         Ok(ListEvents {
             filter: EventFilter { tenant_id, types },
             actor_id,
-            subject_id: optional(subject_id),
+            subject_id: convert::optional(subject_id),
             start,
             end,
             descending,
@@ -292,7 +288,7 @@ impl TryFrom<ListMembershipsRequest> for ListMemberships {
         Ok(ListMemberships {
             tenant_id,
             filter,
-            role_name: optional(role),
+            role_name: convert::optional(role),
             sort,
             descending,
             page_size,
@@ -362,7 +358,7 @@ impl TryFrom<CreateMembershipRequest> for CreateMembership {
             display_name,
             member_type,
             source,
-            external_id: optional(external_id),
+            external_id: convert::optional(external_id),
             role,
             status,
             request_id,
@@ -454,7 +450,7 @@ impl TryFrom<UpdateMembershipRequest> for UpdateMembership {
                         MAX_EXTERNAL_ID_CHARS,
                         false,
                     );
-                    patch.external_id = Some(optional(id));
+                    patch.external_id = Some(convert::optional(id));
                 }
                 "status" => {
                     let s = convert::membership_status(&mut v, "membership.status", m.status);

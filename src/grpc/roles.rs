@@ -340,7 +340,7 @@ impl TryFrom<ListRoleBindingsRequest> for ListRoleBindings {
         Ok(ListRoleBindings {
             tenant_id,
             user_id,
-            role: (!role.is_empty()).then_some(role),
+            role: convert::optional(role),
             page_size,
             page_token: r.page_token,
         })
