@@ -51,7 +51,7 @@ pub enum PrincipalKind {
 
 impl Principal {
     /// Mode `none`: every caller is trusted, as a system caller that may act for any user.
-    pub fn anonymous() -> Principal {
+    fn anonymous() -> Principal {
         static NAME: std::sync::LazyLock<Arc<str>> =
             std::sync::LazyLock::new(|| "anonymous".into());
         Principal {

@@ -1,6 +1,7 @@
 //! Authentication as a tonic interceptor on each API service: the call's credentials prove a
-//! [`Principal`](crate::auth::Principal), which with `x-actor-id` makes the [`Caller`](crate::domain::Caller) the handlers act for. Both go into
-//! the request's extensions; a call whose credentials are refused answers before it is decoded.
+//! [`Principal`](crate::auth::Principal), which with `x-actor-id` makes the
+//! [`Caller`](crate::domain::Caller) the handlers act for. Both go into the request's
+//! extensions; a call whose credentials are refused answers before it is decoded.
 
 use std::sync::{Arc, OnceLock};
 

@@ -82,7 +82,8 @@ pub struct MemberAt {
     pub etag: String,
 }
 
-/// A member to remove, at the etag the caller read it at; `validate_only` checks and writes nothing.
+/// A member to remove, at the etag the caller read it at; `validate_only` checks and writes
+/// nothing.
 pub struct DeleteMembership {
     pub tenant_id: Uuid,
     pub user_id: Uuid,

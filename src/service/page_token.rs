@@ -29,7 +29,7 @@ struct Payload {
 }
 
 /// A stable fingerprint of everything that shapes a query's order and rows.
-pub fn fingerprint(parts: &[&str]) -> String {
+fn fingerprint(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
     for part in parts {
         hasher.update(part.as_bytes());
@@ -123,7 +123,7 @@ impl PageTokens {
         }
     }
 
-    pub fn encode(&self, fingerprint: &str, after: &After) -> String {
+    fn encode(&self, fingerprint: &str, after: &After) -> String {
         let (i, t) = match &after.value {
             SortValue::Int(v) => (Some(*v), None),
             SortValue::Text(v) => (None, Some(v.clone())),
@@ -141,7 +141,7 @@ impl PageTokens {
     }
 
     /// Reads a token issued for `fingerprint`; anything else is INVALID_ARGUMENT.
-    pub fn decode(&self, token: &str, fingerprint: &str) -> Result<After, DomainError> {
+    fn decode(&self, token: &str, fingerprint: &str) -> Result<After, DomainError> {
         let bytes = URL_SAFE_NO_PAD
             .decode(token)
             .map_err(|_| DomainError::InvalidPageToken)?;

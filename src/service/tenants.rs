@@ -76,7 +76,8 @@ pub struct UpdateTenant {
     pub patch: TenantPatch,
 }
 
-/// A tenant to dissolve, at the etag the caller read it at; `validate_only` checks and writes nothing.
+/// A tenant to dissolve, at the etag the caller read it at; `validate_only` checks and writes
+/// nothing.
 pub struct DissolveTenant {
     pub tenant_id: Uuid,
     pub etag: String,
