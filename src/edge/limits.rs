@@ -369,4 +369,47 @@ mod tests {
         headers.insert("grpc-timeout", "5x".parse().unwrap());
         assert_eq!(caller_deadline(&headers), None);
     }
+
+    /// Once shutdown begins, a new call is refused with UNAVAILABLE SHUTTING_DOWN without
+    /// reaching its service; a health check still reaches it.
+    #[tokio::test]
+    async fn refuses_new_calls_once_shutdown_begins_but_not_health_checks() {
+        use tonic_types::StatusExt;
+        use tower::ServiceExt;
+
+        let served = tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::empty()))
+        });
+        let stopping = CancellationToken::new();
+        let layer = LimitsLayer::new(&LimitOptions::default(), stopping.clone());
+        let call = |path: &str| {
+            let request = http::Request::builder().uri(path).body(()).unwrap();
+            layer.layer(served).oneshot(request)
+        };
+        let check = "/membership.v1.RoleService/CheckPermission";
+        let health = "/grpc.health.v1.Health/Check";
+        assert!(
+            call(check)
+                .await
+                .unwrap()
+                .headers()
+                .get("grpc-status")
+                .is_none()
+        );
+
+        stopping.cancel();
+        let refused = call(check).await.unwrap();
+        let status = Status::from_header_map(refused.headers()).expect("a trailers-only refusal");
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        let info = status.get_details_error_info().expect("an ErrorInfo");
+        assert_eq!(info.reason, "SHUTTING_DOWN");
+        assert!(
+            call(health)
+                .await
+                .unwrap()
+                .headers()
+                .get("grpc-status")
+                .is_none()
+        );
+    }
 }
