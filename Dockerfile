@@ -2,7 +2,8 @@
 #
 # Membership service image: a release build on the Rust image, run on debian:bookworm-slim as a
 # non-root user. The binary links only libc (SQLite is bundled, TLS is rustls), so the runtime
-# stage needs nothing but CA certificates.
+# stage needs nothing but CA certificates. The build's cache mounts need BuildKit, docker's
+# default builder since 23.0.
 #
 #   docker build -t membership-service .
 #   docker run --rm membership-service new-api-key --name provisioning --grant system
@@ -15,25 +16,29 @@
 FROM rust:1.95-bookworm AS builder
 WORKDIR /app
 
-# Dependencies first, against stub sources, so this layer is rebuilt only when the manifests
-# or the lock file change, not on every source edit.
-COPY Cargo.toml Cargo.lock ./
-COPY migrations/Cargo.toml migrations/Cargo.toml
-RUN mkdir -p src migrations/src \
-    && echo 'fn main() {}' > build.rs \
-    && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs migrations/src/lib.rs \
-    && cargo build --release --locked \
-    && rm -rf build.rs src migrations/src
-
-# The real sources. COPY keeps the build context's modification times, which may be older than
-# the stub artifacts above: touch them so cargo rebuilds the two workspace crates for sure.
-COPY build.rs ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto proto
 COPY migrations migrations
 COPY src src
-RUN touch build.rs src/main.rs src/lib.rs migrations/src/lib.rs \
-    && cargo build --release --locked \
+
+# Only the server binary (src/bin/ also holds the load generator, membership-bench), stripped of
+# its symbols by the release profile in Cargo.toml.
+#
+# Dependencies are cached with BuildKit cache mounts, not in an image layer: the downloaded
+# crates and the target directory survive between builds, so cargo recompiles only what changed,
+# whereas a layer built from stub sources is thrown away whole by any change to Cargo.lock and
+# must copy the crate's layout (build script, workspace member, binaries) to stay right. The
+# price: the mounts live in the builder's local cache, so a CI runner that starts empty builds
+# everything (they are not exported by --cache-to).
+#
+# A cached target directory may hold artifacts newer than these sources, whose modification times
+# are the build context's (another checkout built in between, say): cargo decides freshness by
+# modification time, so touch the workspace's own sources to have both crates and the build
+# script rebuilt for sure. The target directory is not part of the image: copy the binary out.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/app/target,sharing=locked \
+    find build.rs proto migrations src -exec touch {} + \
+    && cargo build --release --locked --bin membership-service \
     && cp target/release/membership-service /usr/local/bin/membership-service
 
 # ---- run ----
