@@ -78,7 +78,7 @@ pub struct Store {
     outside_writes: Arc<std::sync::atomic::AtomicU64>,
     /// Present on PostgreSQL: events are numbered after commit (see `sequencer`), through a
     /// connection of the sequencer's own, so writers filling the pool never hold it up.
-    sequencer: Option<(Arc<sequencer::Sequencer>, DatabaseConnection)>,
+    sequencer: Option<(Arc<sequencer::Sequencer>, sequencer::OwnConnection)>,
 }
 
 /// A writing transaction for one caller, and the events it will append at commit.
@@ -223,20 +223,7 @@ impl Store {
         };
         let sequencer = match db.get_database_backend() {
             DbBackend::Postgres => {
-                let mut own = ConnectOptions::new(url.to_string());
-                // A batch holds the `log_head` row, which every replica's batches need: if this
-                // process stalls inside one (frozen, or its task dropped mid-batch), PostgreSQL
-                // ends the session after the store timeout and the lock goes with it.
-                let idle_limit = format!("{}ms", timeout.as_millis().max(1000));
-                own.max_connections(1)
-                    .min_connections(1)
-                    .connect_timeout(timeout)
-                    .acquire_timeout(timeout)
-                    .sqlx_logging(false)
-                    .map_sqlx_postgres_opts(move |opts| {
-                        opts.options([("idle_in_transaction_session_timeout", idle_limit.as_str())])
-                    });
-                Some((Arc::default(), Database::connect(own).await?))
+                Some((Arc::default(), sequencer::OwnConnection::new(url, timeout)?))
             }
             _ => None,
         };
@@ -398,14 +385,7 @@ impl Store {
         let Some((sequencer, connection)) = self.sequencer.clone() else {
             return;
         };
-        sequencer::run(
-            connection,
-            sequencer,
-            self.timeout,
-            self.committed.clone(),
-            stop,
-        )
-        .await
+        sequencer::run(connection, sequencer, self.committed.clone(), stop).await
     }
 
     /// Positions the feed has read, for writers waiting for their events (numbered by another

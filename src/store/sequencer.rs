@@ -24,7 +24,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, RuntimeErr, Statement, Value};
 use tokio::sync::{Notify, oneshot};
 use uuid::Uuid;
 
@@ -243,24 +244,78 @@ static BATCH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
+/// The sequencer's own connection, outside any pool: opened when a statement needs it, and
+/// dropped (its socket closed) after any statement that failed or ran out of time. A pooled
+/// connection cut off with an answer still owed goes back through the pool's release check,
+/// which waits for that answer with no bound: with a pool of one, a database that stopped
+/// answering for a moment would leave the sequencer waiting for a free connection for good.
+pub(super) struct OwnConnection {
+    options: PgConnectOptions,
+    timeout: Duration,
+    open: Option<PgConnection>,
+}
+
+/// A copy with the same settings, not yet open.
+impl Clone for OwnConnection {
+    fn clone(&self) -> Self {
+        OwnConnection {
+            options: self.options.clone(),
+            timeout: self.timeout,
+            open: None,
+        }
+    }
+}
+
+impl OwnConnection {
+    /// `idle_in_transaction_session_timeout` ends the session if this process stalls inside a
+    /// batch (frozen, or its task dropped mid-batch), and the `log_head` lock every replica's
+    /// batches need goes with it.
+    pub(super) fn new(url: &str, timeout: Duration) -> Result<OwnConnection, DbErr> {
+        let idle_limit = format!("{}ms", timeout.as_millis().max(1000));
+        let options = url
+            .parse::<PgConnectOptions>()
+            .map_err(|error| DbErr::Conn(RuntimeErr::SqlxError(error.into())))?
+            .options([("idle_in_transaction_session_timeout", idle_limit.as_str())]);
+        Ok(OwnConnection {
+            options,
+            timeout,
+            open: None,
+        })
+    }
+
+    /// Runs `sql` (one or more statements, as one simple-query message) within `limit`.
+    async fn fetch(&mut self, sql: &'static str, limit: Duration) -> Result<Vec<PgRow>, DbErr> {
+        use sea_orm::sqlx::{AssertSqlSafe, Connection as _};
+        let ran = tokio::time::timeout(limit, async {
+            if self.open.is_none() {
+                self.open = Some(PgConnection::connect_with(&self.options).await?);
+            }
+            let connection = self.open.as_mut().expect("opened");
+            sea_orm::sqlx::raw_sql(AssertSqlSafe(sql))
+                .fetch_all(connection)
+                .await
+        })
+        .await;
+        match ran {
+            Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(error)) => {
+                self.open = None;
+                Err(DbErr::Query(RuntimeErr::SqlxError(error.into())))
+            }
+            Err(_) => {
+                self.open = None;
+                Err(DbErr::Custom(format!("no answer within {limit:?}")))
+            }
+        }
+    }
+}
+
 /// Numbers one batch of committed staged events: moves them into `events` at the positions
 /// after the head, advances the head and wakes every replica's feed, in one transaction.
 /// Returns the numbered events' positions and keys, in position order.
-async fn number_batch(db: &DatabaseConnection) -> Result<Vec<(i64, StagedKey)>, DbErr> {
-    use sea_orm::sqlx::{AssertSqlSafe, Row as _};
-    let failed =
-        |error: sea_orm::sqlx::Error| DbErr::Query(sea_orm::RuntimeErr::SqlxError(error.into()));
-    let mut connection = CloseUnlessDone(Some(
-        db.get_postgres_connection_pool()
-            .acquire()
-            .await
-            .map_err(failed)?,
-    ));
-    let rows = sea_orm::sqlx::raw_sql(AssertSqlSafe(BATCH_SQL.as_str()))
-        .fetch_all(&mut **connection.0.as_mut().expect("acquired"))
-        .await
-        .map_err(failed)?;
-    connection.0.take();
+async fn number_batch(db: &mut OwnConnection) -> Result<Vec<(i64, StagedKey)>, DbErr> {
+    use sea_orm::sqlx::Row as _;
+    let rows = db.fetch(BATCH_SQL.as_str(), db.timeout * 2).await?;
     let mut numbered = Vec::with_capacity(rows.len());
     // The first row is the head's, from the locking statement; the rest are the batch's.
     for row in rows.iter().filter(|row| row.columns().len() == 3) {
@@ -274,63 +329,51 @@ async fn number_batch(db: &DatabaseConnection) -> Result<Vec<(i64, StagedKey)>, 
     Ok(numbered)
 }
 
-/// The sequencer's connection while a batch runs on it: closed, not put back, when the batch
-/// fails or is cut off by its timeout (dropped with its answer still owed, the connection would
-/// hang the next batch waiting for it).
-struct CloseUnlessDone(Option<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Postgres>>);
-
-impl Drop for CloseUnlessDone {
-    fn drop(&mut self) {
-        if let Some(connection) = self.0.as_mut() {
-            connection.close_on_drop();
-        }
-    }
-}
-
 /// Whether anything is staged (a cheap look, before taking the head's lock for nothing).
-async fn anything_staged(db: &DatabaseConnection) -> Result<bool, DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
+async fn anything_staged(db: &mut OwnConnection) -> Result<bool, DbErr> {
+    use sea_orm::sqlx::Row as _;
+    let rows = db
+        .fetch(
             "SELECT EXISTS (SELECT 1 FROM pending_events) AS staged",
-        ))
+            db.timeout,
+        )
         .await?;
-    Ok(row
-        .map(|row| row.try_get::<bool>("", "staged"))
-        .transpose()?
-        .unwrap_or(false))
+    match rows.first() {
+        Some(row) => row
+            .try_get("staged")
+            .map_err(|error| DbErr::Custom(format!("looking for staged events: {error}"))),
+        None => Ok(false),
+    }
 }
 
 /// The sequencer loop of one process: numbers batches whenever this process's writers commit
 /// staged events, and every `IDLE_CHECK` if anything is staged at all; hands the positions to
 /// the waiting writers and wakes the local feed (`feed`).
 pub(super) async fn run(
-    db: DatabaseConnection,
+    mut db: OwnConnection,
     sequencer: std::sync::Arc<Sequencer>,
-    timeout: Duration,
     feed: std::sync::Arc<Notify>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut announced = true;
     loop {
         if !announced {
-            match tokio::time::timeout(timeout, anything_staged(&db)).await {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => {
+            match anything_staged(&mut db).await {
+                Ok(true) => {}
+                Ok(false) => {
                     let Some(woken) = wait(&sequencer, &stop).await else {
                         return;
                     };
                     announced = woken;
                     continue;
                 }
-                Ok(Err(error)) => tracing::warn!(%error, "looking for staged events failed"),
-                Err(_) => tracing::warn!("looking for staged events timed out"),
+                Err(error) => tracing::warn!(%error, "looking for staged events failed"),
             }
         }
         // Until a batch comes back short: writers that commit meanwhile ride the next one.
         loop {
-            match tokio::time::timeout(timeout * 2, number_batch(&db)).await {
-                Ok(Ok(numbered)) => {
+            match number_batch(&mut db).await {
+                Ok(numbered) => {
                     let count = numbered.len();
                     if count > 0 {
                         sequencer.numbered(numbered);
@@ -338,19 +381,15 @@ pub(super) async fn run(
                         metrics::counter!("membership_events_numbered_total")
                             .increment(count as u64);
                         if sequencer.moved(count as u64) {
-                            vacuum(&db).await;
+                            vacuum(&mut db).await;
                         }
                     }
                     if (count as i64) < BATCH {
                         break;
                     }
                 }
-                Ok(Err(error)) => {
+                Err(error) => {
                     tracing::warn!(%error, "numbering events failed; retrying");
-                    break;
-                }
-                Err(_) => {
-                    tracing::warn!("numbering events timed out; retrying");
                     break;
                 }
             }
@@ -373,8 +412,8 @@ async fn wait(sequencer: &Sequencer, stop: &tokio_util::sync::CancellationToken)
 
 /// Vacuums `pending_events`: every batch leaves its rows dead, and the table would otherwise
 /// grow, with every scan of it, until autovacuum comes by.
-async fn vacuum(db: &DatabaseConnection) {
-    if let Err(error) = db.execute_unprepared("VACUUM pending_events").await {
+async fn vacuum(db: &mut OwnConnection) {
+    if let Err(error) = db.fetch("VACUUM pending_events", db.timeout * 12).await {
         tracing::warn!(%error, "vacuuming pending_events failed");
     }
 }

@@ -349,6 +349,7 @@ async fn a_database_that_stops_answering_fails_calls_fast() {
     // Answering again: the stuck connections were discarded, new ones serve.
     swallow.store(false, Ordering::SeqCst);
     wait_for(&mut health, "", ServingStatus::Serving).await;
+    let mut last = None;
     let added = tokio::time::timeout(WAIT, async {
         loop {
             match members
@@ -356,11 +357,14 @@ async fn a_database_that_stops_answering_fails_calls_fast() {
                 .await
             {
                 Ok(created) => return created.into_inner(),
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(status) => {
+                    last = Some(status);
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
             }
         }
     })
     .await
-    .expect("the server serves again once the database answers");
+    .unwrap_or_else(|_| panic!("the server serves again once the database answers: {last:?}"));
     assert!(added.membership.is_some());
 }
