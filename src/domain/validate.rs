@@ -36,6 +36,15 @@ impl Validator {
         Self::default()
     }
 
+    /// Builds `T` with a fresh validator: every violation found while building is reported at
+    /// once, and an input with any is refused whole.
+    pub fn check<T>(build: impl FnOnce(&mut Validator) -> T) -> Result<T, DomainError> {
+        let mut v = Validator::new();
+        let built = build(&mut v);
+        v.finish()?;
+        Ok(built)
+    }
+
     pub fn violation(&mut self, field: &str, description: impl Into<String>) {
         self.violations
             .push(FieldViolation::new(field, description));

@@ -62,12 +62,11 @@ pub fn membership(m: &Membership) -> pb::Membership {
 }
 
 /// Domain enums and their protobuf twins, whose variants have the same names: each converts to
-/// its twin, and those a request carries are read back from a field's number by the function
-/// named after `read by`.
+/// its twin, and those a request carries (`read`) are read back from a field's number.
 macro_rules! twin_enums {
-    ($($domain:ident $variants:tt $(read by $read:ident)?;)+) => {$(
+    ($($domain:ident $variants:tt $($read:ident)?;)+) => {$(
         twin_enums!(@from $domain $variants);
-        $(twin_enums!(@read $read $domain $variants);)?
+        $(twin_enums!(@$read $domain $variants);)?
     )+};
     (@from $domain:ident { $($variant:ident),+ $(,)? }) => {
         impl From<$domain> for pb::$domain {
@@ -78,61 +77,68 @@ macro_rules! twin_enums {
             }
         }
     };
-    (@read $read:ident $domain:ident { $($variant:ident),+ $(,)? }) => {
-        pub fn $read(v: &mut Validator, field: &str, raw: i32) -> Option<$domain> {
-            enum_field(v, field, raw, |p: pb::$domain| match p {
-                pb::$domain::Unspecified => None,
-                $(pb::$domain::$variant => Some($domain::$variant)),+
-            })
+    (@read $domain:ident { $first:ident $(, $variant:ident)* $(,)? }) => {
+        impl EnumField for $domain {
+            const PLACEHOLDER: Self = $domain::$first;
+
+            fn read(v: &mut Validator, field: &str, raw: i32) -> Option<Self> {
+                let Ok(value) = pb::$domain::try_from(raw) else {
+                    v.violation(field, format!("unknown value {raw}"));
+                    return None;
+                };
+                match value {
+                    pb::$domain::Unspecified => None,
+                    pb::$domain::$first => Some($domain::$first),
+                    $(pb::$domain::$variant => Some($domain::$variant)),*
+                }
+            }
         }
     };
 }
 
 twin_enums! {
-    TenantKind { Personal, Enterprise } read by tenant_kind;
-    RolePreset { Enterprise, Organization } read by role_preset;
+    TenantKind { Personal, Enterprise } read;
+    RolePreset { Enterprise, Organization } read;
     TenantState { Active, Dissolved };
-    MembershipStatus { Active, Invited, Suspended, Left } read by membership_status;
-    MembershipType {
-        Owner, Admin, Member, Contractor, ServiceOperator, ReadonlyAuditor
-    } read by membership_type;
-    MembershipSource {
-        Signup, Invite, Scim, OidcJit, SamlJit, Api, Migration
-    } read by membership_source;
-    InvitationState { Pending, Accepted, Revoked, Expired } read by invitation_state;
+    MembershipStatus { Active, Invited, Suspended, Left } read;
+    MembershipType { Owner, Admin, Member, Contractor, ServiceOperator, ReadonlyAuditor } read;
+    MembershipSource { Signup, Invite, Scim, OidcJit, SamlJit, Api, Migration } read;
+    InvitationState { Pending, Accepted, Revoked, Expired } read;
     DomainState { Pending, Verified };
 }
 
-/// Reads an enum field: `Ok(None)` for UNSPECIFIED, a violation for an unknown number.
-fn enum_field<P, D>(
-    v: &mut Validator,
-    field: &str,
-    raw: i32,
-    convert: impl Fn(P) -> Option<D>,
-) -> Option<D>
-where
-    P: TryFrom<i32>,
-{
-    match P::try_from(raw) {
-        Ok(value) => convert(value),
-        Err(_) => {
-            v.violation(field, format!("unknown value {raw}"));
-            None
-        }
+/// A domain enum a request field carries as its protobuf twin's number.
+pub trait EnumField: Sized {
+    /// What a required field reads as after its violation is reported (never used: the
+    /// request is refused).
+    const PLACEHOLDER: Self;
+
+    /// `None` for UNSPECIFIED; a violation of `field` for an unknown number.
+    fn read(v: &mut Validator, field: &str, raw: i32) -> Option<Self>;
+}
+
+/// An optional enum field: UNSPECIFIED reads as absent.
+pub fn enum_field<T: EnumField>(v: &mut Validator, field: &str, raw: i32) -> Option<T> {
+    T::read(v, field, raw)
+}
+
+/// A required enum field: UNSPECIFIED is a violation.
+pub fn required_enum<T: EnumField>(v: &mut Validator, field: &str, raw: i32) -> T {
+    let value = T::read(v, field, raw);
+    required(v, field, raw, value)
+}
+
+/// A required enum field already read (`value`, from `raw`): UNSPECIFIED is a violation.
+pub fn required<T: EnumField>(v: &mut Validator, field: &str, raw: i32, value: Option<T>) -> T {
+    if value.is_none() && raw == 0 {
+        v.violation(field, "is required (UNSPECIFIED is not a value)");
     }
+    value.unwrap_or(T::PLACEHOLDER)
 }
 
 /// An optional text field: empty means absent.
 pub fn optional(text: String) -> Option<String> {
     (!text.is_empty()).then_some(text)
-}
-
-/// Reports UNSPECIFIED on a required enum field.
-pub fn required<T>(v: &mut Validator, field: &str, value: Option<T>, raw: i32) -> Option<T> {
-    if value.is_none() && raw == 0 {
-        v.violation(field, "is required (UNSPECIFIED is not a value)");
-    }
-    value
 }
 
 /// Field mask paths, each checked against the allowed set.

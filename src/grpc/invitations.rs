@@ -1,10 +1,8 @@
 //! `membership.v1.InvitationService`: invitations, sent, resent, revoked and accepted.
 
-use tonic::{Request, Response, Status};
-
+use super::convert;
 use super::pb::invitation_service_server::InvitationService;
 use super::pb::*;
-use super::{convert, handle};
 use crate::domain::events::EventCursor;
 use crate::domain::invitation::{self as domain, DEFAULT_TTL, InvitationFilter, MAX_BULK};
 use crate::domain::membership::Membership;
@@ -21,73 +19,15 @@ pub struct InvitationApi {
     pub services: Services,
 }
 
-#[tonic::async_trait]
-impl InvitationService for InvitationApi {
-    async fn create_invitation(
-        &self,
-        request: Request<CreateInvitationRequest>,
-    ) -> Result<Response<CreateInvitationResponse>, Status> {
-        handle(request, |caller, command| {
-            self.services.create_invitation(caller, command)
-        })
-        .await
-    }
-
-    async fn bulk_create_invitations(
-        &self,
-        request: Request<BulkCreateInvitationsRequest>,
-    ) -> Result<Response<BulkCreateInvitationsResponse>, Status> {
-        handle(request, |caller, b| {
-            self.services.bulk_create_invitations(caller, b)
-        })
-        .await
-    }
-
-    async fn get_invitation(
-        &self,
-        request: Request<GetInvitationRequest>,
-    ) -> Result<Response<GetInvitationResponse>, Status> {
-        handle(request, |caller, i| self.services.get_invitation(caller, i)).await
-    }
-
-    async fn list_invitations(
-        &self,
-        request: Request<ListInvitationsRequest>,
-    ) -> Result<Response<ListInvitationsResponse>, Status> {
-        handle(request, |caller, l| {
-            self.services.list_invitations(caller, l)
-        })
-        .await
-    }
-
-    async fn resend_invitation(
-        &self,
-        request: Request<ResendInvitationRequest>,
-    ) -> Result<Response<ResendInvitationResponse>, Status> {
-        handle(request, |caller, r| {
-            self.services.resend_invitation(caller, r)
-        })
-        .await
-    }
-
-    async fn revoke_invitation(
-        &self,
-        request: Request<RevokeInvitationRequest>,
-    ) -> Result<Response<RevokeInvitationResponse>, Status> {
-        handle(request, |caller, i| {
-            self.services.revoke_invitation(caller, i)
-        })
-        .await
-    }
-
-    async fn accept_invitation(
-        &self,
-        request: Request<AcceptInvitationRequest>,
-    ) -> Result<Response<AcceptInvitationResponse>, Status> {
-        handle(request, |caller, a| {
-            self.services.accept_invitation(caller, a)
-        })
-        .await
+api_service! {
+    impl InvitationService for InvitationApi {
+        create_invitation(CreateInvitationRequest) -> CreateInvitationResponse;
+        bulk_create_invitations(BulkCreateInvitationsRequest) -> BulkCreateInvitationsResponse;
+        get_invitation(GetInvitationRequest) -> GetInvitationResponse;
+        list_invitations(ListInvitationsRequest) -> ListInvitationsResponse;
+        resend_invitation(ResendInvitationRequest) -> ResendInvitationResponse;
+        revoke_invitation(RevokeInvitationRequest) -> RevokeInvitationResponse;
+        accept_invitation(AcceptInvitationRequest) -> AcceptInvitationResponse;
     }
 }
 
@@ -105,19 +45,12 @@ impl TryFrom<CreateInvitationRequest> for CreateInvitation {
     type Error = DomainError;
 
     fn try_from(r: CreateInvitationRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-        let email = v.email("email", &r.email);
-        let role = role(&mut v, &r.role);
-        let ttl = ttl(&mut v, r.ttl.as_ref());
-        let request_id = v.request_id("request_id", &r.request_id);
-        v.finish()?;
-        Ok(CreateInvitation {
-            tenant_id,
-            email,
-            role,
-            ttl,
-            request_id,
+        Validator::check(|v| CreateInvitation {
+            tenant_id: v.uuid("tenant_id", &r.tenant_id),
+            email: v.email("email", &r.email),
+            role: role(v, &r.role),
+            ttl: ttl(v, r.ttl.as_ref()),
+            request_id: v.request_id("request_id", &r.request_id),
         })
     }
 }
@@ -126,21 +59,18 @@ impl TryFrom<BulkCreateInvitationsRequest> for BulkCreateInvitations {
     type Error = DomainError;
 
     fn try_from(r: BulkCreateInvitationsRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-        let role = role(&mut v, &r.role);
-        let ttl = ttl(&mut v, r.ttl.as_ref());
-        if r.emails.is_empty() {
-            v.violation("emails", "is required");
-        } else if r.emails.len() > MAX_BULK {
-            v.violation("emails", format!("at most {MAX_BULK} per request"));
-        }
-        v.finish()?;
-        Ok(BulkCreateInvitations {
-            tenant_id,
-            emails: r.emails,
-            role,
-            ttl,
+        Validator::check(|v| BulkCreateInvitations {
+            tenant_id: v.uuid("tenant_id", &r.tenant_id),
+            role: role(v, &r.role),
+            ttl: ttl(v, r.ttl.as_ref()),
+            emails: {
+                if r.emails.is_empty() {
+                    v.violation("emails", "is required");
+                } else if r.emails.len() > MAX_BULK {
+                    v.violation("emails", format!("at most {MAX_BULK} per request"));
+                }
+                r.emails
+            },
         })
     }
 }
@@ -156,10 +86,7 @@ impl TryFrom<GetInvitationRequest> for InvitationRef {
     type Error = DomainError;
 
     fn try_from(r: GetInvitationRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let invitation = invitation_ref(&mut v, &r.tenant_id, &r.invitation_id);
-        v.finish()?;
-        Ok(invitation)
+        Validator::check(|v| invitation_ref(v, &r.tenant_id, &r.invitation_id))
     }
 }
 
@@ -167,10 +94,7 @@ impl TryFrom<RevokeInvitationRequest> for InvitationRef {
     type Error = DomainError;
 
     fn try_from(r: RevokeInvitationRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let invitation = invitation_ref(&mut v, &r.tenant_id, &r.invitation_id);
-        v.finish()?;
-        Ok(invitation)
+        Validator::check(|v| invitation_ref(v, &r.tenant_id, &r.invitation_id))
     }
 }
 
@@ -178,12 +102,11 @@ impl TryFrom<ResendInvitationRequest> for ResendInvitation {
     type Error = DomainError;
 
     fn try_from(r: ResendInvitationRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let InvitationRef { tenant_id, id } =
-            invitation_ref(&mut v, &r.tenant_id, &r.invitation_id);
-        let ttl = ttl(&mut v, r.ttl.as_ref());
-        v.finish()?;
-        Ok(ResendInvitation { tenant_id, id, ttl })
+        Validator::check(|v| {
+            let InvitationRef { tenant_id, id } = invitation_ref(v, &r.tenant_id, &r.invitation_id);
+            let ttl = ttl(v, r.ttl.as_ref());
+            ResendInvitation { tenant_id, id, ttl }
+        })
     }
 }
 
@@ -191,19 +114,18 @@ impl TryFrom<ListInvitationsRequest> for ListInvitations {
     type Error = DomainError;
 
     fn try_from(r: ListInvitationsRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-        let page_size = v.page_size("page_size", r.page_size);
-        let state = convert::invitation_state(&mut v, "state", r.state);
-        let query = email::search_form(&v.text("query", &r.query, MAX_QUERY_CHARS, false));
-        v.finish()?;
-        Ok(ListInvitations {
-            tenant_id,
+        Validator::check(|v| ListInvitations {
+            tenant_id: v.uuid("tenant_id", &r.tenant_id),
+            page_size: v.page_size("page_size", r.page_size),
             filter: InvitationFilter {
-                state,
-                query: convert::optional(query),
+                state: convert::enum_field(v, "state", r.state),
+                query: convert::optional(email::search_form(&v.text(
+                    "query",
+                    &r.query,
+                    MAX_QUERY_CHARS,
+                    false,
+                ))),
             },
-            page_size,
             page_token: r.page_token,
         })
     }
@@ -213,22 +135,19 @@ impl TryFrom<AcceptInvitationRequest> for AcceptInvitation {
     type Error = DomainError;
 
     fn try_from(r: AcceptInvitationRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let token = r.token.trim().to_string();
-        if token.is_empty() {
-            v.violation("token", "is required");
-        } else if token.len() > 128 {
-            v.violation("token", "is not an invitation token");
-        }
-        let user_id = v.uuid("user_id", &r.user_id);
-        let email = v.email("email", &r.email);
-        let display_name = v.text("display_name", &r.display_name, MAX_NAME_CHARS, false);
-        v.finish()?;
-        Ok(AcceptInvitation {
-            token,
-            user_id,
-            email,
-            display_name,
+        Validator::check(|v| AcceptInvitation {
+            token: {
+                let token = r.token.trim().to_string();
+                if token.is_empty() {
+                    v.violation("token", "is required");
+                } else if token.len() > 128 {
+                    v.violation("token", "is not an invitation token");
+                }
+                token
+            },
+            user_id: v.uuid("user_id", &r.user_id),
+            email: v.email("email", &r.email),
+            display_name: v.text("display_name", &r.display_name, MAX_NAME_CHARS, false),
         })
     }
 }

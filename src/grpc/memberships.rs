@@ -9,7 +9,7 @@ use super::{convert, handle};
 use crate::domain::DomainError;
 use crate::domain::events::{EventCursor, EventFilter};
 use crate::domain::membership::{
-    ListFilter, Membership, MembershipStatus, MembershipType, SortKey, TextQuery,
+    ListFilter, Membership, MembershipSource, MembershipStatus, MembershipType, SortKey, TextQuery,
 };
 use crate::domain::validate::{
     MAX_EXTERNAL_ID_CHARS, MAX_NAME_CHARS, MAX_QUERY_CHARS, MAX_ROLE_NAME_CHARS, Validator,
@@ -27,26 +27,23 @@ pub struct MembershipApi {
     pub services: Services,
 }
 
-#[tonic::async_trait]
-impl MembershipService for MembershipApi {
+api_service! {
+    impl MembershipService for MembershipApi {
+        auto_join(AutoJoinRequest) -> AutoJoinResponse;
+        list_membership_events(ListMembershipEventsRequest) -> ListMembershipEventsResponse
+            => list_events;
+        list_memberships(ListMembershipsRequest) -> ListMembershipsResponse;
+        get_membership(GetMembershipRequest) -> GetMembershipResponse;
+        create_membership(CreateMembershipRequest) -> CreateMembershipResponse;
+        update_membership(UpdateMembershipRequest) -> UpdateMembershipResponse;
+        suspend_membership(SuspendMembershipRequest) -> SuspendMembershipResponse;
+        reactivate_membership(ReactivateMembershipRequest) -> ReactivateMembershipResponse;
+        delete_membership(DeleteMembershipRequest) -> DeleteMembershipResponse;
+        leave_tenant(LeaveTenantRequest) -> LeaveTenantResponse;
+        transfer_ownership(TransferOwnershipRequest) -> TransferOwnershipResponse;
+    }
+
     type WatchMembershipEventsStream = super::events::WatchStream;
-
-    async fn auto_join(
-        &self,
-        request: Request<AutoJoinRequest>,
-    ) -> Result<Response<AutoJoinResponse>, Status> {
-        handle(request, |caller, j| self.services.auto_join(caller, j)).await
-    }
-
-    async fn list_membership_events(
-        &self,
-        request: Request<ListMembershipEventsRequest>,
-    ) -> Result<Response<ListMembershipEventsResponse>, Status> {
-        handle(request, |caller, query| {
-            self.services.list_events(caller, query)
-        })
-        .await
-    }
 
     async fn watch_membership_events(
         &self,
@@ -64,93 +61,6 @@ impl MembershipService for MembershipApi {
                 shutdown,
                 credential_expiry,
             ))
-        })
-        .await
-    }
-
-    async fn list_memberships(
-        &self,
-        request: Request<ListMembershipsRequest>,
-    ) -> Result<Response<ListMembershipsResponse>, Status> {
-        handle(request, |caller, query| {
-            self.services.list_memberships(caller, query)
-        })
-        .await
-    }
-
-    async fn get_membership(
-        &self,
-        request: Request<GetMembershipRequest>,
-    ) -> Result<Response<GetMembershipResponse>, Status> {
-        handle(request, |caller, g| self.services.get_membership(caller, g)).await
-    }
-
-    async fn create_membership(
-        &self,
-        request: Request<CreateMembershipRequest>,
-    ) -> Result<Response<CreateMembershipResponse>, Status> {
-        handle(request, |caller, command| {
-            self.services.create_membership(caller, command)
-        })
-        .await
-    }
-
-    async fn update_membership(
-        &self,
-        request: Request<UpdateMembershipRequest>,
-    ) -> Result<Response<UpdateMembershipResponse>, Status> {
-        handle(request, |caller, u| {
-            self.services.update_membership(caller, u)
-        })
-        .await
-    }
-
-    async fn suspend_membership(
-        &self,
-        request: Request<SuspendMembershipRequest>,
-    ) -> Result<Response<SuspendMembershipResponse>, Status> {
-        handle(request, |caller, m| {
-            self.services.suspend_membership(caller, m)
-        })
-        .await
-    }
-
-    async fn reactivate_membership(
-        &self,
-        request: Request<ReactivateMembershipRequest>,
-    ) -> Result<Response<ReactivateMembershipResponse>, Status> {
-        handle(request, |caller, m| {
-            self.services.reactivate_membership(caller, m)
-        })
-        .await
-    }
-
-    async fn delete_membership(
-        &self,
-        request: Request<DeleteMembershipRequest>,
-    ) -> Result<Response<DeleteMembershipResponse>, Status> {
-        handle(request, |caller, d| {
-            self.services.delete_membership(caller, d)
-        })
-        .await
-    }
-
-    async fn leave_tenant(
-        &self,
-        request: Request<LeaveTenantRequest>,
-    ) -> Result<Response<LeaveTenantResponse>, Status> {
-        handle(request, |caller, tenant_id| {
-            self.services.leave_tenant(caller, tenant_id)
-        })
-        .await
-    }
-
-    async fn transfer_ownership(
-        &self,
-        request: Request<TransferOwnershipRequest>,
-    ) -> Result<Response<TransferOwnershipResponse>, Status> {
-        handle(request, |caller, t| {
-            self.services.transfer_ownership(caller, t)
         })
         .await
     }
@@ -192,15 +102,10 @@ impl TryFrom<AutoJoinRequest> for AutoJoin {
     type Error = DomainError;
 
     fn try_from(r: AutoJoinRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let user_id = v.uuid("user_id", &r.user_id);
-        let email = v.email("email", &r.email);
-        let display_name = v.text("display_name", &r.display_name, MAX_NAME_CHARS, false);
-        v.finish()?;
-        Ok(AutoJoin {
-            user_id,
-            email,
-            display_name,
+        Validator::check(|v| AutoJoin {
+            user_id: v.uuid("user_id", &r.user_id),
+            email: v.email("email", &r.email),
+            display_name: v.text("display_name", &r.display_name, MAX_NAME_CHARS, false),
         })
     }
 }
@@ -209,34 +114,30 @@ impl TryFrom<ListMembershipEventsRequest> for ListEvents {
     type Error = DomainError;
 
     fn try_from(r: ListMembershipEventsRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let tenant_id = v.optional_uuid("tenant_id", &r.tenant_id);
-        let page_size = v.page_size("page_size", r.page_size);
-        let types = convert::event_types(&mut v, "types", &r.types);
-        let actor_id = v.optional_uuid("actor_id", &r.actor_id);
-        let subject_id = v.text("subject_id", &r.subject_id, 64, false);
-        let start = convert::micros(&mut v, "start_time", r.start_time.as_ref());
-        let end = convert::micros(&mut v, "end_time", r.end_time.as_ref());
-        let after_cursor = r.after_cursor.map(|c| v.cursor("after_cursor", c));
-        let descending = match r.order_by.trim() {
-            "" | "position" | "position asc" => false,
-            "position desc" => true,
-            _ => {
-                v.violation("order_by", "must be `position` or `position desc`");
-                false
+        Validator::check(|v| {
+            let tenant_id = v.optional_uuid("tenant_id", &r.tenant_id);
+            let page_size = v.page_size("page_size", r.page_size);
+            ListEvents {
+                filter: EventFilter {
+                    tenant_id,
+                    types: convert::event_types(v, "types", &r.types),
+                },
+                page_size,
+                actor_id: v.optional_uuid("actor_id", &r.actor_id),
+                subject_id: convert::optional(v.text("subject_id", &r.subject_id, 64, false)),
+                start: convert::micros(v, "start_time", r.start_time.as_ref()),
+                end: convert::micros(v, "end_time", r.end_time.as_ref()),
+                after_cursor: r.after_cursor.map(|c| v.cursor("after_cursor", c)),
+                descending: match r.order_by.trim() {
+                    "" | "position" | "position asc" => false,
+                    "position desc" => true,
+                    _ => {
+                        v.violation("order_by", "must be `position` or `position desc`");
+                        false
+                    }
+                },
+                page_token: r.page_token,
             }
-        };
-        v.finish()?;
-        Ok(ListEvents {
-            filter: EventFilter { tenant_id, types },
-            actor_id,
-            subject_id: convert::optional(subject_id),
-            start,
-            end,
-            descending,
-            after_cursor,
-            page_size,
-            page_token: r.page_token,
         })
     }
 }
@@ -250,18 +151,16 @@ impl TryFrom<WatchMembershipEventsRequest> for Watch {
     type Error = DomainError;
 
     fn try_from(r: WatchMembershipEventsRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let tenant_id = v.optional_uuid("tenant_id", &r.tenant_id);
-        let types = convert::event_types(&mut v, "types", &r.types);
-        let start = match (r.after_cursor, r.from_oldest) {
-            (Some(cursor), _) => StartAt::After(v.cursor("after_cursor", cursor)),
-            (None, true) => StartAt::Oldest,
-            (None, false) => StartAt::Now,
-        };
-        v.finish()?;
-        Ok(Watch {
-            filter: EventFilter { tenant_id, types },
-            start,
+        Validator::check(|v| Watch {
+            filter: EventFilter {
+                tenant_id: v.optional_uuid("tenant_id", &r.tenant_id),
+                types: convert::event_types(v, "types", &r.types),
+            },
+            start: match (r.after_cursor, r.from_oldest) {
+                (Some(cursor), _) => StartAt::After(v.cursor("after_cursor", cursor)),
+                (None, true) => StartAt::Oldest,
+                (None, false) => StartAt::Now,
+            },
         })
     }
 }
@@ -270,30 +169,28 @@ impl TryFrom<ListMembershipsRequest> for ListMemberships {
     type Error = DomainError;
 
     fn try_from(r: ListMembershipsRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-        let page_size = v.page_size("page_size", r.page_size);
-        let (sort, descending) = order_by(&mut v, &r.order_by);
-        let query = v.text("query", &r.query, MAX_QUERY_CHARS, false);
-        let role = v.text("role", &r.role, MAX_ROLE_NAME_CHARS, false);
-        let min_cursor = v.cursor("min_cursor", r.min_cursor);
-        let filter = ListFilter {
-            status: convert::membership_status(&mut v, "status", r.status),
-            member_type: convert::membership_type(&mut v, "type", r.r#type),
-            source: convert::membership_source(&mut v, "source", r.source),
-            role_id: None,
-            query: (!query.is_empty()).then(|| TextQuery::new(&query)),
-        };
-        v.finish()?;
-        Ok(ListMemberships {
-            tenant_id,
-            filter,
-            role_name: convert::optional(role),
-            sort,
-            descending,
-            page_size,
-            page_token: r.page_token,
-            min_cursor,
+        Validator::check(|v| {
+            let tenant_id = v.uuid("tenant_id", &r.tenant_id);
+            let page_size = v.page_size("page_size", r.page_size);
+            let (sort, descending) = order_by(v, &r.order_by);
+            let query = v.text("query", &r.query, MAX_QUERY_CHARS, false);
+            let role = v.text("role", &r.role, MAX_ROLE_NAME_CHARS, false);
+            ListMemberships {
+                tenant_id,
+                min_cursor: v.cursor("min_cursor", r.min_cursor),
+                filter: ListFilter {
+                    status: convert::enum_field(v, "status", r.status),
+                    member_type: convert::enum_field(v, "type", r.r#type),
+                    source: convert::enum_field(v, "source", r.source),
+                    role_id: None,
+                    query: (!query.is_empty()).then(|| TextQuery::new(&query)),
+                },
+                role_name: convert::optional(role),
+                sort,
+                descending,
+                page_size,
+                page_token: r.page_token,
+            }
         })
     }
 }
@@ -302,15 +199,10 @@ impl TryFrom<GetMembershipRequest> for GetMembership {
     type Error = DomainError;
 
     fn try_from(r: GetMembershipRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-        let user_id = v.uuid("user_id", &r.user_id);
-        let min_cursor = v.cursor("min_cursor", r.min_cursor);
-        v.finish()?;
-        Ok(GetMembership {
-            tenant_id,
-            user_id,
-            min_cursor,
+        Validator::check(|v| GetMembership {
+            tenant_id: v.uuid("tenant_id", &r.tenant_id),
+            user_id: v.uuid("user_id", &r.user_id),
+            min_cursor: v.cursor("min_cursor", r.min_cursor),
         })
     }
 }
@@ -319,62 +211,54 @@ impl TryFrom<CreateMembershipRequest> for CreateMembership {
     type Error = DomainError;
 
     fn try_from(r: CreateMembershipRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-        let user_id = v.uuid("user_id", &r.user_id);
-        let email = v.email("email", &r.email);
-        let display_name = v.text("display_name", &r.display_name, MAX_NAME_CHARS, false);
-        let member_type =
-            convert::membership_type(&mut v, "type", r.r#type).unwrap_or(MembershipType::Member);
-        if let Some(refusal) = member_type.refuse_direct() {
-            v.violation("type", refusal);
-        }
-        let source = convert::membership_source(&mut v, "source", r.source);
-        let source = convert::required(&mut v, "source", source, r.source);
-        if let Some(source) = source
-            && !source.is_direct()
-        {
-            v.violation(
-                "source",
-                "must be SCIM, OIDC_JIT, SAML_JIT, API or MIGRATION; SIGNUP and INVITE memberships come from sign-up and invitations",
-            );
-        }
-        let external_id = v.text("external_id", &r.external_id, MAX_EXTERNAL_ID_CHARS, false);
-        let role = role_name(&mut v, "role", &r.role);
-        let status = convert::membership_status(&mut v, "status", r.status)
-            .unwrap_or(MembershipStatus::Active);
-        if !status.is_settable() {
-            v.violation("status", "must be ACTIVE or SUSPENDED");
-        }
-        let request_id = v.request_id("request_id", &r.request_id);
-        v.finish()?;
-        let Some(source) = source else {
-            return Err(DomainError::Internal("validated source missing".into()));
-        };
-        Ok(CreateMembership {
-            tenant_id,
-            user_id,
-            email,
-            display_name,
-            member_type,
-            source,
-            external_id: convert::optional(external_id),
-            role,
-            status,
-            request_id,
+        Validator::check(|v| CreateMembership {
+            tenant_id: v.uuid("tenant_id", &r.tenant_id),
+            user_id: v.uuid("user_id", &r.user_id),
+            email: v.email("email", &r.email),
+            display_name: v.text("display_name", &r.display_name, MAX_NAME_CHARS, false),
+            member_type: {
+                let member_type = convert::enum_field(v, "type", r.r#type);
+                let member_type = member_type.unwrap_or(MembershipType::Member);
+                if let Some(refusal) = member_type.refuse_direct() {
+                    v.violation("type", refusal);
+                }
+                member_type
+            },
+            source: {
+                let source = convert::enum_field(v, "source", r.source);
+                if source.is_some_and(|source: MembershipSource| !source.is_direct()) {
+                    v.violation(
+                        "source",
+                        "must be SCIM, OIDC_JIT, SAML_JIT, API or MIGRATION; SIGNUP and INVITE memberships come from sign-up and invitations",
+                    );
+                }
+                convert::required(v, "source", r.source, source)
+            },
+            external_id: convert::optional(v.text(
+                "external_id",
+                &r.external_id,
+                MAX_EXTERNAL_ID_CHARS,
+                false,
+            )),
+            role: role_name(v, "role", &r.role),
+            status: {
+                let status = convert::enum_field(v, "status", r.status);
+                let status = status.unwrap_or(MembershipStatus::Active);
+                if !status.is_settable() {
+                    v.violation("status", "must be ACTIVE or SUSPENDED");
+                }
+                status
+            },
+            request_id: v.request_id("request_id", &r.request_id),
         })
     }
 }
 
 /// The member a request names, at the etag it read it at.
 fn member_at(tenant_id: &str, user_id: &str, etag: String) -> Result<MemberAt, DomainError> {
-    let mut v = Validator::new();
-    let tenant_id = v.uuid("tenant_id", tenant_id);
-    let user_id = v.uuid("user_id", user_id);
-    v.finish()?;
-    Ok(MemberAt {
-        tenant_id,
-        user_id,
+    Validator::check(|v| MemberAt {
+        tenant_id: v.uuid("tenant_id", tenant_id),
+        user_id: v.uuid("user_id", user_id),
         etag,
     })
 }
@@ -417,63 +301,50 @@ impl TryFrom<UpdateMembershipRequest> for UpdateMembership {
     type Error = DomainError;
 
     fn try_from(r: UpdateMembershipRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
         let Some(m) = r.membership else {
             return Err(DomainError::invalid("membership", "is required"));
         };
-        let tenant_id = v.uuid("membership.tenant_id", &m.tenant_id);
-        let user_id = v.uuid("membership.user_id", &m.user_id);
-        let paths = convert::mask_paths(
-            &mut v,
-            r.update_mask.as_ref(),
-            &["display_name", "type", "external_id", "status"],
-        );
-        let mut patch = MembershipPatch::default();
-        for path in &paths {
-            match path.as_str() {
-                "display_name" => {
-                    patch.display_name = Some(v.text(
-                        "membership.display_name",
-                        &m.display_name,
-                        MAX_NAME_CHARS,
-                        false,
-                    ))
-                }
-                "type" => {
-                    let t = convert::membership_type(&mut v, "membership.type", m.r#type);
-                    patch.member_type = convert::required(&mut v, "membership.type", t, m.r#type);
-                }
-                "external_id" => {
-                    let id = v.text(
-                        "membership.external_id",
-                        &m.external_id,
-                        MAX_EXTERNAL_ID_CHARS,
-                        false,
-                    );
-                    patch.external_id = Some(convert::optional(id));
-                }
-                "status" => {
-                    let s = convert::membership_status(&mut v, "membership.status", m.status);
-                    let s = convert::required(&mut v, "membership.status", s, m.status);
-                    if let Some(s) = s
-                        && !s.is_settable()
-                    {
-                        v.violation(
-                            "membership.status",
-                            "must be ACTIVE or SUSPENDED; use LeaveTenant or DeleteMembership to end a membership",
-                        );
+        Validator::check(|v| {
+            let tenant_id = v.uuid("membership.tenant_id", &m.tenant_id);
+            let user_id = v.uuid("membership.user_id", &m.user_id);
+            let allowed = ["display_name", "type", "external_id", "status"];
+            let mut patch = MembershipPatch::default();
+            for path in convert::mask_paths(v, r.update_mask.as_ref(), &allowed) {
+                match path.as_str() {
+                    "display_name" => {
+                        let name = &m.display_name;
+                        patch.display_name =
+                            Some(v.text("membership.display_name", name, MAX_NAME_CHARS, false))
                     }
-                    patch.status = s;
+                    "type" => {
+                        patch.member_type =
+                            Some(convert::required_enum(v, "membership.type", m.r#type))
+                    }
+                    "external_id" => {
+                        let id = &m.external_id;
+                        let id = v.text("membership.external_id", id, MAX_EXTERNAL_ID_CHARS, false);
+                        patch.external_id = Some(convert::optional(id));
+                    }
+                    "status" => {
+                        let field = "membership.status";
+                        let status = convert::enum_field(v, field, m.status);
+                        if status.is_some_and(|status: MembershipStatus| !status.is_settable()) {
+                            v.violation(
+                                field,
+                                "must be ACTIVE or SUSPENDED; use LeaveTenant or DeleteMembership to end a membership",
+                            );
+                        }
+                        patch.status = Some(convert::required(v, field, m.status, status));
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
-        }
-        v.finish()?;
-        Ok(UpdateMembership {
-            tenant_id,
-            user_id,
-            etag: m.etag,
-            patch,
+            UpdateMembership {
+                tenant_id,
+                user_id,
+                etag: m.etag,
+                patch,
+            }
         })
     }
 }
@@ -482,15 +353,10 @@ impl TryFrom<TransferOwnershipRequest> for TransferOwnership {
     type Error = DomainError;
 
     fn try_from(r: TransferOwnershipRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-        let new_owner_id = v.uuid("new_owner_user_id", &r.new_owner_user_id);
-        let previous_owner_role = role_name(&mut v, "previous_owner_role", &r.previous_owner_role);
-        v.finish()?;
-        Ok(TransferOwnership {
-            tenant_id,
-            new_owner_id,
-            previous_owner_role,
+        Validator::check(|v| TransferOwnership {
+            tenant_id: v.uuid("tenant_id", &r.tenant_id),
+            new_owner_id: v.uuid("new_owner_user_id", &r.new_owner_user_id),
+            previous_owner_role: role_name(v, "previous_owner_role", &r.previous_owner_role),
         })
     }
 }

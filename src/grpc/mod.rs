@@ -1,6 +1,44 @@
 //! Thin tonic handlers: validate and convert the request, call one use case, convert the
 //! result, map the error through the one table in [`error`].
 
+/// A tonic service implemented by handing each unary RPC to one use case of `services`, in the
+/// shape [`handle`] gives every handler:
+///
+/// ```text
+/// rpc(Request) -> Response;                     // the use case of the same name
+/// rpc(Request) -> Response => use_case, args;   // another use case, with extra arguments
+/// ```
+///
+/// RPCs of another shape (streams, answers without a use case) follow the list as ordinary
+/// trait items.
+macro_rules! api_service {
+    (impl $service:ident for $api:ident {
+        $($rpc:ident($request:ident) -> $response:ident $(=> $use_case:ident $(, $arg:expr)*)?;)*
+    } $($other:tt)*) => {
+        #[tonic::async_trait]
+        impl $service for $api {
+            $(
+                async fn $rpc(
+                    &self,
+                    request: tonic::Request<$request>,
+                ) -> Result<tonic::Response<$response>, tonic::Status> {
+                    api_service!(@call self request $rpc $($use_case $(, $arg)*)?)
+                }
+            )*
+            $($other)*
+        }
+    };
+    (@call $api:ident $request:ident $rpc:ident) => {
+        $crate::grpc::handle($request, |caller, input| $api.services.$rpc(caller, input)).await
+    };
+    (@call $api:ident $request:ident $rpc:ident $use_case:ident $(, $arg:expr)*) => {
+        $crate::grpc::handle($request, |caller, input| {
+            $api.services.$use_case(caller, input $(, $arg)*)
+        })
+        .await
+    };
+}
+
 /// Requests that name only a tenant: each converts to the tenant's id.
 macro_rules! tenant_requests {
     ($($request:ident),* $(,)?) => {$(

@@ -2,9 +2,9 @@
 
 use tonic::{Request, Response, Status};
 
+use super::convert;
 use super::pb::role_service_server::RoleService;
 use super::pb::*;
-use super::{convert, handle};
 use crate::domain::DomainError;
 use crate::domain::events::EventCursor;
 use crate::domain::membership::Membership;
@@ -24,8 +24,24 @@ pub struct RoleApi {
     pub services: Services,
 }
 
-#[tonic::async_trait]
-impl RoleService for RoleApi {
+api_service! {
+    impl RoleService for RoleApi {
+        list_roles(ListRolesRequest) -> ListRolesResponse;
+        get_role(GetRoleRequest) -> GetRoleResponse;
+        create_role(CreateRoleRequest) -> CreateRoleResponse;
+        update_role(UpdateRoleRequest) -> UpdateRoleResponse;
+        delete_role(DeleteRoleRequest) -> DeleteRoleResponse;
+        set_member_role(SetMemberRoleRequest) -> SetMemberRoleResponse
+            => change_member_role, RoleChange::Set;
+        bind_role(BindRoleRequest) -> BindRoleResponse => change_member_role, RoleChange::Bind;
+        unbind_role(UnbindRoleRequest) -> UnbindRoleResponse
+            => change_member_role, RoleChange::Unbind;
+        list_role_bindings(ListRoleBindingsRequest) -> ListRoleBindingsResponse;
+        check_permission(CheckPermissionRequest) -> CheckPermissionResponse => check_permissions;
+        batch_check_permissions(BatchCheckPermissionsRequest) -> BatchCheckPermissionsResponse
+            => check_permissions;
+    }
+
     async fn list_permissions(
         &self,
         _request: Request<ListPermissionsRequest>,
@@ -39,106 +55,6 @@ impl RoleService for RoleApi {
                 })
                 .collect(),
         }))
-    }
-
-    async fn list_roles(
-        &self,
-        request: Request<ListRolesRequest>,
-    ) -> Result<Response<ListRolesResponse>, Status> {
-        handle(request, |caller, tenant_id| {
-            self.services.list_roles(caller, tenant_id)
-        })
-        .await
-    }
-
-    async fn get_role(
-        &self,
-        request: Request<GetRoleRequest>,
-    ) -> Result<Response<GetRoleResponse>, Status> {
-        handle(request, |caller, r| self.services.get_role(caller, r)).await
-    }
-
-    async fn create_role(
-        &self,
-        request: Request<CreateRoleRequest>,
-    ) -> Result<Response<CreateRoleResponse>, Status> {
-        handle(request, |caller, c| self.services.create_role(caller, c)).await
-    }
-
-    async fn update_role(
-        &self,
-        request: Request<UpdateRoleRequest>,
-    ) -> Result<Response<UpdateRoleResponse>, Status> {
-        handle(request, |caller, u| self.services.update_role(caller, u)).await
-    }
-
-    async fn delete_role(
-        &self,
-        request: Request<DeleteRoleRequest>,
-    ) -> Result<Response<DeleteRoleResponse>, Status> {
-        handle(request, |caller, d| self.services.delete_role(caller, d)).await
-    }
-
-    async fn set_member_role(
-        &self,
-        request: Request<SetMemberRoleRequest>,
-    ) -> Result<Response<SetMemberRoleResponse>, Status> {
-        handle(request, |caller, c| {
-            self.services.change_member_role(caller, c, RoleChange::Set)
-        })
-        .await
-    }
-
-    async fn bind_role(
-        &self,
-        request: Request<BindRoleRequest>,
-    ) -> Result<Response<BindRoleResponse>, Status> {
-        handle(request, |caller, c| {
-            self.services
-                .change_member_role(caller, c, RoleChange::Bind)
-        })
-        .await
-    }
-
-    async fn unbind_role(
-        &self,
-        request: Request<UnbindRoleRequest>,
-    ) -> Result<Response<UnbindRoleResponse>, Status> {
-        handle(request, |caller, c| {
-            self.services
-                .change_member_role(caller, c, RoleChange::Unbind)
-        })
-        .await
-    }
-
-    async fn list_role_bindings(
-        &self,
-        request: Request<ListRoleBindingsRequest>,
-    ) -> Result<Response<ListRoleBindingsResponse>, Status> {
-        handle(request, |caller, l| {
-            self.services.list_role_bindings(caller, l)
-        })
-        .await
-    }
-
-    async fn check_permission(
-        &self,
-        request: Request<CheckPermissionRequest>,
-    ) -> Result<Response<CheckPermissionResponse>, Status> {
-        handle(request, |caller, c| {
-            self.services.check_permissions(caller, c)
-        })
-        .await
-    }
-
-    async fn batch_check_permissions(
-        &self,
-        request: Request<BatchCheckPermissionsRequest>,
-    ) -> Result<Response<BatchCheckPermissionsResponse>, Status> {
-        handle(request, |caller, c| {
-            self.services.check_permissions(caller, c)
-        })
-        .await
     }
 }
 
@@ -202,10 +118,7 @@ impl TryFrom<GetRoleRequest> for RoleRef {
     type Error = DomainError;
 
     fn try_from(r: GetRoleRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let role = role_ref(&mut v, "", &r.tenant_id, &r.role, "role");
-        v.finish()?;
-        Ok(role)
+        Validator::check(|v| role_ref(v, "", &r.tenant_id, &r.role, "role"))
     }
 }
 
@@ -213,17 +126,11 @@ impl TryFrom<CreateRoleRequest> for CreateRole {
     type Error = DomainError;
 
     fn try_from(r: CreateRoleRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-        let name = role_name(&mut v, "name", &r.name);
-        let description = v.text("description", &r.description, MAX_DESCRIPTION_CHARS, false);
-        let permissions = permission_set(&mut v, "permissions", &r.permissions);
-        v.finish()?;
-        Ok(CreateRole {
-            tenant_id,
-            name,
-            description,
-            permissions,
+        Validator::check(|v| CreateRole {
+            tenant_id: v.uuid("tenant_id", &r.tenant_id),
+            name: role_name(v, "name", &r.name),
+            description: v.text("description", &r.description, MAX_DESCRIPTION_CHARS, false),
+            permissions: permission_set(v, "permissions", &r.permissions),
         })
     }
 }
@@ -232,44 +139,35 @@ impl TryFrom<UpdateRoleRequest> for UpdateRole {
     type Error = DomainError;
 
     fn try_from(r: UpdateRoleRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
         let Some(role) = r.role else {
             return Err(DomainError::invalid("role", "is required"));
         };
-        let RoleRef { tenant_id, name } =
-            role_ref(&mut v, "role.", &role.tenant_id, &role.name, "name");
-        let paths = convert::mask_paths(
-            &mut v,
-            r.update_mask.as_ref(),
-            &["description", "permissions"],
-        );
-        let mut patch = RolePatch::default();
-        for path in &paths {
-            match path.as_str() {
-                "description" => {
-                    patch.description = Some(v.text(
-                        "role.description",
-                        &role.description,
-                        MAX_DESCRIPTION_CHARS,
-                        false,
-                    ))
+        Validator::check(|v| {
+            let RoleRef { tenant_id, name } =
+                role_ref(v, "role.", &role.tenant_id, &role.name, "name");
+            let mut patch = RolePatch::default();
+            let allowed = ["description", "permissions"];
+            for path in convert::mask_paths(v, r.update_mask.as_ref(), &allowed) {
+                match path.as_str() {
+                    "description" => {
+                        let description = &role.description;
+                        let field = "role.description";
+                        patch.description =
+                            Some(v.text(field, description, MAX_DESCRIPTION_CHARS, false))
+                    }
+                    "permissions" => {
+                        patch.permissions =
+                            Some(permission_set(v, "role.permissions", &role.permissions))
+                    }
+                    _ => {}
                 }
-                "permissions" => {
-                    patch.permissions = Some(permission_set(
-                        &mut v,
-                        "role.permissions",
-                        &role.permissions,
-                    ))
-                }
-                _ => {}
             }
-        }
-        v.finish()?;
-        Ok(UpdateRole {
-            tenant_id,
-            name,
-            etag: role.etag,
-            patch,
+            UpdateRole {
+                tenant_id,
+                name,
+                etag: role.etag,
+                patch,
+            }
         })
     }
 }
@@ -278,9 +176,8 @@ impl TryFrom<DeleteRoleRequest> for DeleteRole {
     type Error = DomainError;
 
     fn try_from(r: DeleteRoleRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let RoleRef { tenant_id, name } = role_ref(&mut v, "", &r.tenant_id, &r.role, "role");
-        v.finish()?;
+        let RoleRef { tenant_id, name } =
+            Validator::check(|v| role_ref(v, "", &r.tenant_id, &r.role, "role"))?;
         Ok(DeleteRole {
             tenant_id,
             name,
@@ -291,15 +188,10 @@ impl TryFrom<DeleteRoleRequest> for DeleteRole {
 
 /// SetMemberRole, BindRole and UnbindRole: the same fields, validated alike.
 fn member_role(tenant_id: &str, user_id: &str, role: &str) -> Result<MemberRole, DomainError> {
-    let mut v = Validator::new();
-    let tenant_id = v.uuid("tenant_id", tenant_id);
-    let user_id = v.uuid("user_id", user_id);
-    let role = v.text("role", role, MAX_ROLE_NAME_CHARS, true);
-    v.finish()?;
-    Ok(MemberRole {
-        tenant_id,
-        user_id,
-        role,
+    Validator::check(|v| MemberRole {
+        tenant_id: v.uuid("tenant_id", tenant_id),
+        user_id: v.uuid("user_id", user_id),
+        role: v.text("role", role, MAX_ROLE_NAME_CHARS, true),
     })
 }
 
@@ -331,17 +223,11 @@ impl TryFrom<ListRoleBindingsRequest> for ListRoleBindings {
     type Error = DomainError;
 
     fn try_from(r: ListRoleBindingsRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-        let user_id = v.optional_uuid("user_id", &r.user_id);
-        let role = v.text("role", &r.role, MAX_ROLE_NAME_CHARS, false);
-        let page_size = v.page_size("page_size", r.page_size);
-        v.finish()?;
-        Ok(ListRoleBindings {
-            tenant_id,
-            user_id,
-            role: convert::optional(role),
-            page_size,
+        Validator::check(|v| ListRoleBindings {
+            tenant_id: v.uuid("tenant_id", &r.tenant_id),
+            user_id: v.optional_uuid("user_id", &r.user_id),
+            role: convert::optional(v.text("role", &r.role, MAX_ROLE_NAME_CHARS, false)),
+            page_size: v.page_size("page_size", r.page_size),
             page_token: r.page_token,
         })
     }
@@ -351,15 +237,13 @@ impl TryFrom<CheckPermissionRequest> for Checks {
     type Error = DomainError;
 
     fn try_from(r: CheckPermissionRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-        let user_id = v.uuid("user_id", &r.user_id);
-        let permission = permission(&mut v, "permission", &r.permission);
-        let min_cursor = v.cursor("min_cursor", r.min_cursor);
-        v.finish()?;
-        Ok(Checks {
-            checks: vec![(tenant_id, user_id, permission)],
-            min_cursor,
+        Validator::check(|v| Checks {
+            checks: vec![(
+                v.uuid("tenant_id", &r.tenant_id),
+                v.uuid("user_id", &r.user_id),
+                permission(v, "permission", &r.permission),
+            )],
+            min_cursor: v.cursor("min_cursor", r.min_cursor),
         })
     }
 }
@@ -368,27 +252,26 @@ impl TryFrom<BatchCheckPermissionsRequest> for Checks {
     type Error = DomainError;
 
     fn try_from(r: BatchCheckPermissionsRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        if r.checks.is_empty() {
-            v.violation("checks", "is required");
-        } else if r.checks.len() > MAX_BATCH {
-            v.violation("checks", format!("at most {MAX_BATCH} per request"));
-        }
-        let checks = r
-            .checks
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                (
-                    v.uuid(&format!("checks[{i}].tenant_id"), &c.tenant_id),
-                    v.uuid(&format!("checks[{i}].user_id"), &c.user_id),
-                    permission(&mut v, &format!("checks[{i}].permission"), &c.permission),
-                )
-            })
-            .collect();
-        let min_cursor = v.cursor("min_cursor", r.min_cursor);
-        v.finish()?;
-        Ok(Checks { checks, min_cursor })
+        Validator::check(|v| {
+            if r.checks.is_empty() {
+                v.violation("checks", "is required");
+            } else if r.checks.len() > MAX_BATCH {
+                v.violation("checks", format!("at most {MAX_BATCH} per request"));
+            }
+            let checks = (r.checks.iter().enumerate())
+                .map(|(i, c)| {
+                    (
+                        v.uuid(&format!("checks[{i}].tenant_id"), &c.tenant_id),
+                        v.uuid(&format!("checks[{i}].user_id"), &c.user_id),
+                        permission(v, &format!("checks[{i}].permission"), &c.permission),
+                    )
+                })
+                .collect();
+            Checks {
+                checks,
+                min_cursor: v.cursor("min_cursor", r.min_cursor),
+            }
+        })
     }
 }
 

@@ -1,10 +1,8 @@
 //! `membership.v1.TenantService`: tenants, their seats and their verified domains.
 
-use tonic::{Request, Response, Status};
-
+use super::convert;
 use super::pb::tenant_service_server::TenantService;
 use super::pb::*;
-use super::{convert, handle};
 use crate::domain::DomainError;
 use crate::domain::email_domain::{self, TenantDomain};
 use crate::domain::events::EventCursor;
@@ -19,91 +17,18 @@ pub struct TenantApi {
     pub services: Services,
 }
 
-#[tonic::async_trait]
-impl TenantService for TenantApi {
-    async fn create_tenant(
-        &self,
-        request: Request<CreateTenantRequest>,
-    ) -> Result<Response<CreateTenantResponse>, Status> {
-        handle(request, |caller, command| {
-            self.services.create_tenant(caller, command)
-        })
-        .await
-    }
-
-    async fn get_tenant(
-        &self,
-        request: Request<GetTenantRequest>,
-    ) -> Result<Response<GetTenantResponse>, Status> {
-        handle(request, |caller, tenant_id| {
-            self.services.get_tenant(caller, tenant_id)
-        })
-        .await
-    }
-
-    async fn update_tenant(
-        &self,
-        request: Request<UpdateTenantRequest>,
-    ) -> Result<Response<UpdateTenantResponse>, Status> {
-        handle(request, |caller, u| self.services.update_tenant(caller, u)).await
-    }
-
-    async fn dissolve_tenant(
-        &self,
-        request: Request<DissolveTenantRequest>,
-    ) -> Result<Response<DissolveTenantResponse>, Status> {
-        handle(request, |caller, d| {
-            self.services.dissolve_tenant(caller, d)
-        })
-        .await
-    }
-
-    async fn get_seat_usage(
-        &self,
-        request: Request<GetSeatUsageRequest>,
-    ) -> Result<Response<GetSeatUsageResponse>, Status> {
-        handle(request, |caller, tenant_id| {
-            self.services.seat_usage(caller, tenant_id)
-        })
-        .await
-    }
-
-    async fn add_domain(
-        &self,
-        request: Request<AddDomainRequest>,
-    ) -> Result<Response<AddDomainResponse>, Status> {
-        handle(request, |caller, a| self.services.add_domain(caller, a)).await
-    }
-
-    async fn verify_domain(
-        &self,
-        request: Request<VerifyDomainRequest>,
-    ) -> Result<Response<VerifyDomainResponse>, Status> {
-        handle(request, |caller, d| self.services.verify_domain(caller, d)).await
-    }
-
-    async fn list_domains(
-        &self,
-        request: Request<ListDomainsRequest>,
-    ) -> Result<Response<ListDomainsResponse>, Status> {
-        handle(request, |caller, tenant_id| {
-            self.services.list_domains(caller, tenant_id)
-        })
-        .await
-    }
-
-    async fn update_domain(
-        &self,
-        request: Request<UpdateDomainRequest>,
-    ) -> Result<Response<UpdateDomainResponse>, Status> {
-        handle(request, |caller, u| self.services.update_domain(caller, u)).await
-    }
-
-    async fn remove_domain(
-        &self,
-        request: Request<RemoveDomainRequest>,
-    ) -> Result<Response<RemoveDomainResponse>, Status> {
-        handle(request, |caller, d| self.services.remove_domain(caller, d)).await
+api_service! {
+    impl TenantService for TenantApi {
+        create_tenant(CreateTenantRequest) -> CreateTenantResponse;
+        get_tenant(GetTenantRequest) -> GetTenantResponse;
+        update_tenant(UpdateTenantRequest) -> UpdateTenantResponse;
+        dissolve_tenant(DissolveTenantRequest) -> DissolveTenantResponse;
+        get_seat_usage(GetSeatUsageRequest) -> GetSeatUsageResponse => seat_usage;
+        add_domain(AddDomainRequest) -> AddDomainResponse;
+        verify_domain(VerifyDomainRequest) -> VerifyDomainResponse;
+        list_domains(ListDomainsRequest) -> ListDomainsResponse;
+        update_domain(UpdateDomainRequest) -> UpdateDomainResponse;
+        remove_domain(RemoveDomainRequest) -> RemoveDomainResponse;
     }
 }
 
@@ -115,35 +40,20 @@ impl TryFrom<CreateTenantRequest> for CreateTenant {
     type Error = DomainError;
 
     fn try_from(r: CreateTenantRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let name = v.text("name", &r.name, MAX_NAME_CHARS, true);
-        let kind = convert::tenant_kind(&mut v, "kind", r.kind);
-        let kind = convert::required(&mut v, "kind", kind, r.kind);
-        let preset = convert::role_preset(&mut v, "role_preset", r.role_preset);
-        let preset = convert::required(&mut v, "role_preset", preset, r.role_preset);
-        let seat_limit = convert::seat_limit(&mut v, "seat_limit", r.seat_limit);
-        let owner_user_id = v.uuid("owner_user_id", &r.owner_user_id);
-        let owner_email = v.email("owner_email", &r.owner_email);
-        let owner_display_name = v.text(
-            "owner_display_name",
-            &r.owner_display_name,
-            MAX_NAME_CHARS,
-            false,
-        );
-        let request_id = v.request_id("request_id", &r.request_id);
-        v.finish()?;
-        let (Some(kind), Some(role_preset)) = (kind, preset) else {
-            return Err(DomainError::Internal("validated enums missing".into()));
-        };
-        Ok(CreateTenant {
-            name,
-            kind,
-            role_preset,
-            seat_limit,
-            owner_user_id,
-            owner_email,
-            owner_display_name,
-            request_id,
+        Validator::check(|v| CreateTenant {
+            name: v.text("name", &r.name, MAX_NAME_CHARS, true),
+            kind: convert::required_enum(v, "kind", r.kind),
+            role_preset: convert::required_enum(v, "role_preset", r.role_preset),
+            seat_limit: convert::seat_limit(v, "seat_limit", r.seat_limit),
+            owner_user_id: v.uuid("owner_user_id", &r.owner_user_id),
+            owner_email: v.email("owner_email", &r.owner_email),
+            owner_display_name: v.text(
+                "owner_display_name",
+                &r.owner_display_name,
+                MAX_NAME_CHARS,
+                false,
+            ),
+            request_id: v.request_id("request_id", &r.request_id),
         })
     }
 }
@@ -152,39 +62,31 @@ impl TryFrom<UpdateTenantRequest> for UpdateTenant {
     type Error = DomainError;
 
     fn try_from(r: UpdateTenantRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
         let Some(t) = r.tenant else {
             return Err(DomainError::invalid("tenant", "is required"));
         };
-        let tenant_id = v.uuid("tenant.tenant_id", &t.tenant_id);
-        let paths = convert::mask_paths(
-            &mut v,
-            r.update_mask.as_ref(),
-            &["name", "kind", "seat_limit"],
-        );
-        let mut patch = TenantPatch::default();
-        for path in &paths {
-            match path.as_str() {
-                "name" => patch.name = Some(v.text("tenant.name", &t.name, MAX_NAME_CHARS, true)),
-                "kind" => {
-                    let kind = convert::tenant_kind(&mut v, "tenant.kind", t.kind);
-                    patch.kind = convert::required(&mut v, "tenant.kind", kind, t.kind);
+        Validator::check(|v| {
+            let tenant_id = v.uuid("tenant.tenant_id", &t.tenant_id);
+            let mut patch = TenantPatch::default();
+            let allowed = ["name", "kind", "seat_limit"];
+            for path in convert::mask_paths(v, r.update_mask.as_ref(), &allowed) {
+                match path.as_str() {
+                    "name" => {
+                        patch.name = Some(v.text("tenant.name", &t.name, MAX_NAME_CHARS, true))
+                    }
+                    "kind" => patch.kind = Some(convert::required_enum(v, "tenant.kind", t.kind)),
+                    "seat_limit" => {
+                        patch.seat_limit =
+                            Some(convert::seat_limit(v, "tenant.seat_limit", t.seat_limit))
+                    }
+                    _ => {}
                 }
-                "seat_limit" => {
-                    patch.seat_limit = Some(convert::seat_limit(
-                        &mut v,
-                        "tenant.seat_limit",
-                        t.seat_limit,
-                    ))
-                }
-                _ => {}
             }
-        }
-        v.finish()?;
-        Ok(UpdateTenant {
-            tenant_id,
-            etag: t.etag,
-            patch,
+            UpdateTenant {
+                tenant_id,
+                etag: t.etag,
+                patch,
+            }
         })
     }
 }
@@ -193,11 +95,8 @@ impl TryFrom<DissolveTenantRequest> for DissolveTenant {
     type Error = DomainError;
 
     fn try_from(r: DissolveTenantRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-        v.finish()?;
-        Ok(DissolveTenant {
-            tenant_id,
+        Validator::check(|v| DissolveTenant {
+            tenant_id: v.uuid("tenant_id", &r.tenant_id),
             etag: r.etag,
             validate_only: r.validate_only,
         })
@@ -208,19 +107,12 @@ impl TryFrom<AddDomainRequest> for AddDomain {
     type Error = DomainError;
 
     fn try_from(r: AddDomainRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let tenant_id = v.uuid("tenant_id", &r.tenant_id);
-        let domain = match email_domain::normalize(&r.domain) {
-            Ok(domain) => domain,
-            Err(description) => {
+        Validator::check(|v| AddDomain {
+            tenant_id: v.uuid("tenant_id", &r.tenant_id),
+            domain: email_domain::normalize(&r.domain).unwrap_or_else(|description| {
                 v.violation("domain", description);
                 String::new()
-            }
-        };
-        v.finish()?;
-        Ok(AddDomain {
-            tenant_id,
-            domain,
+            }),
             auto_join: r.auto_join,
         })
     }
@@ -238,10 +130,7 @@ impl TryFrom<VerifyDomainRequest> for DomainRef {
     type Error = DomainError;
 
     fn try_from(r: VerifyDomainRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let domain = domain_ref(&mut v, "", &r.tenant_id, &r.domain_id);
-        v.finish()?;
-        Ok(domain)
+        Validator::check(|v| domain_ref(v, "", &r.tenant_id, &r.domain_id))
     }
 }
 
@@ -249,10 +138,7 @@ impl TryFrom<RemoveDomainRequest> for DomainRef {
     type Error = DomainError;
 
     fn try_from(r: RemoveDomainRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
-        let domain = domain_ref(&mut v, "", &r.tenant_id, &r.domain_id);
-        v.finish()?;
-        Ok(domain)
+        Validator::check(|v| domain_ref(v, "", &r.tenant_id, &r.domain_id))
     }
 }
 
@@ -260,25 +146,24 @@ impl TryFrom<UpdateDomainRequest> for UpdateDomain {
     type Error = DomainError;
 
     fn try_from(r: UpdateDomainRequest) -> Result<Self, DomainError> {
-        let mut v = Validator::new();
         let Some(d) = r.domain else {
             return Err(DomainError::invalid("domain", "is required"));
         };
-        let DomainRef {
-            tenant_id,
-            domain_id,
-        } = domain_ref(&mut v, "domain.", &d.tenant_id, &d.domain_id);
-        let paths = convert::mask_paths(&mut v, r.update_mask.as_ref(), &["auto_join"]);
-        v.finish()?;
-        let auto_join = paths
-            .iter()
-            .any(|p| p == "auto_join")
-            .then_some(d.auto_join);
-        Ok(UpdateDomain {
-            tenant_id,
-            domain_id,
-            etag: d.etag,
-            auto_join,
+        Validator::check(|v| {
+            let DomainRef {
+                tenant_id,
+                domain_id,
+            } = domain_ref(v, "domain.", &d.tenant_id, &d.domain_id);
+            let paths = convert::mask_paths(v, r.update_mask.as_ref(), &["auto_join"]);
+            UpdateDomain {
+                tenant_id,
+                domain_id,
+                etag: d.etag,
+                auto_join: paths
+                    .iter()
+                    .any(|p| p == "auto_join")
+                    .then_some(d.auto_join),
+            }
         })
     }
 }
