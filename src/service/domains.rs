@@ -12,7 +12,7 @@ use crate::domain::invitation::new_token;
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::{MEMBER_ROLE, Permission};
 use crate::domain::tenant::check_etag;
-use crate::domain::{Caller, DomainError, Versioned, now_micros};
+use crate::domain::{Caller, DomainError, now_micros};
 use crate::store;
 
 /// What AutoJoin did in one tenant.
@@ -151,10 +151,8 @@ impl Services {
                     let mut after = before.clone();
                     after.state = DomainState::Verified;
                     after.verified_at = Some(now);
-                    after.revise(now);
-                    store::domains::update(&tx.txn, &after).await?;
-                    tx.emit(EventType::DomainVerified, Some(&before), Some(&after));
-                    Ok(after)
+                    tx.save(EventType::DomainVerified, &before, after, now)
+                        .await
                 })
             })
             .await
@@ -192,13 +190,8 @@ impl Services {
                     if let Some(auto_join) = auto_join {
                         after.auto_join = auto_join;
                     }
-                    if after == before {
-                        return Ok(after);
-                    }
-                    after.revise(now_micros());
-                    store::domains::update(&tx.txn, &after).await?;
-                    tx.emit(EventType::DomainUpdated, Some(&before), Some(&after));
-                    Ok(after)
+                    tx.save(EventType::DomainUpdated, &before, after, now_micros())
+                        .await
                 })
             })
             .await

@@ -562,10 +562,8 @@ pub(crate) async fn revoke(tx: &mut Tx, before: Invitation) -> Result<Invitation
     let now = now_micros();
     let mut after = before.clone();
     after.state = InvitationState::Revoked;
-    after.revise(now);
-    store::invitations::update(&tx.txn, &before, &after).await?;
-    tx.emit(EventType::InvitationRevoked, Some(&before), Some(&after));
-    Ok(after)
+    tx.save(EventType::InvitationRevoked, &before, after, now)
+        .await
 }
 
 /// Revokes the pending invitations of an email that just became a member another way (linked

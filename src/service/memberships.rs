@@ -387,11 +387,6 @@ impl Services {
                         }
                         after.change_status(status, now)?;
                     }
-                    if after == before {
-                        return Ok(after);
-                    }
-                    after.revise(now);
-                    store::memberships::update(&tx.txn, &before, &after).await?;
                     let event_type = match (before.status, after.status) {
                         (MembershipStatus::Active, MembershipStatus::Suspended) => {
                             EventType::MembershipSuspended
@@ -401,8 +396,7 @@ impl Services {
                         }
                         _ => EventType::MembershipUpdated,
                     };
-                    tx.emit(event_type, Some(&before), Some(&after));
-                    Ok(after)
+                    tx.save(event_type, &before, after, now).await
                 })
             })
             .await
@@ -514,13 +508,11 @@ impl Services {
                     let mut after = before.clone();
                     after.change_status(MembershipStatus::Left, now)?;
                     after.roles.clear();
-                    after.revise(now);
                     for role_id in role_ids {
                         store::roles::unbind(&tx.txn, tenant_id, user_id, role_id).await?;
                     }
-                    store::memberships::update(&tx.txn, &before, &after).await?;
-                    tx.emit(EventType::MembershipLeft, Some(&before), Some(&after));
-                    Ok(after)
+                    tx.save(EventType::MembershipLeft, &before, after, now)
+                        .await
                 })
             })
             .await

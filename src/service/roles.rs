@@ -248,13 +248,8 @@ impl Services {
                         require_define(&locked.access, permissions)?;
                         after.permissions = permissions;
                     }
-                    if after == before {
-                        return Ok(after);
-                    }
-                    after.revise(now_micros());
-                    store::roles::update(&tx.txn, &after).await?;
-                    tx.emit(EventType::RoleUpdated, Some(&before), Some(&after));
-                    Ok(after)
+                    tx.save(EventType::RoleUpdated, &before, after, now_micros())
+                        .await
                 })
             })
             .await

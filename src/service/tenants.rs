@@ -204,13 +204,8 @@ impl Services {
                     if let Some(seat_limit) = patch.seat_limit {
                         tenant.seat_limit = seat_limit;
                     }
-                    if tenant == before {
-                        return Ok(tenant);
-                    }
-                    tenant.revise(now_micros());
-                    store::tenants::update(&tx.txn, &tenant).await?;
-                    tx.emit(EventType::TenantUpdated, Some(&before), Some(&tenant));
-                    Ok(tenant)
+                    tx.save(EventType::TenantUpdated, &before, tenant, now_micros())
+                        .await
                 })
             })
             .await
@@ -265,10 +260,8 @@ impl Services {
                     let mut tenant = before.clone();
                     tenant.state = TenantState::Dissolved;
                     tenant.dissolved_at = Some(now);
-                    tenant.revise(now);
-                    store::tenants::update(&tx.txn, &tenant).await?;
-                    tx.emit(EventType::TenantDissolved, Some(&before), Some(&tenant));
-                    Ok(tenant)
+                    tx.save(EventType::TenantDissolved, &before, tenant, now)
+                        .await
                 })
             })
             .await

@@ -32,7 +32,7 @@ use tokio::sync::{Mutex, Notify};
 
 use crate::domain::events::NewEvent;
 use crate::domain::events::{EventCursor, EventSubject, EventType};
-use crate::domain::{Caller, DomainError, Micros};
+use crate::domain::{Caller, DomainError, Micros, Versioned};
 use bounded::{Bounded, within};
 
 /// Advisory lock key taken while migrating PostgreSQL ("memb" in ASCII).
@@ -81,6 +81,41 @@ pub struct Store {
     sequencer: Option<(Arc<sequencer::Sequencer>, sequencer::OwnConnection)>,
 }
 
+/// A resource the write path saves whole, one version after another (see [`Tx::save`]).
+pub trait Stored: Versioned + EventSubject + PartialEq + Send + Sync {
+    /// Writes `after` over `before`, its row as the transaction read it.
+    fn update<'a>(
+        txn: &'a Transaction,
+        before: &'a Self,
+        after: &'a Self,
+    ) -> impl Future<Output = Result<(), DomainError>> + Send + 'a;
+}
+
+/// Each resource's [`Stored::update`]: its module's own.
+macro_rules! stored {
+    ($($resource:ty => |$txn:ident, $before:pat, $after:ident| $update:expr;)*) => {$(
+        impl Stored for $resource {
+            fn update<'a>(
+                $txn: &'a Transaction,
+                $before: &'a Self,
+                $after: &'a Self,
+            ) -> impl Future<Output = Result<(), DomainError>> + Send + 'a {
+                $update
+            }
+        }
+    )*};
+}
+
+stored! {
+    crate::domain::tenant::Tenant => |txn, _, after| tenants::update(txn, after);
+    crate::domain::membership::Membership =>
+        |txn, before, after| memberships::update(txn, before, after);
+    crate::domain::invitation::Invitation =>
+        |txn, before, after| invitations::update(txn, before, after);
+    crate::domain::email_domain::TenantDomain => |txn, _, after| domains::update(txn, after);
+    crate::domain::role::Role => |txn, _, after| roles::update(txn, after);
+}
+
 /// A writing transaction for one caller, and the events it will append at commit.
 pub struct Tx {
     pub txn: Transaction,
@@ -106,6 +141,25 @@ impl Tx {
         let event = NewEvent::about(event_type, self.caller.user_id(), None, before, after);
         self.events.push(event);
         self.events.last_mut().expect("just pushed")
+    }
+
+    /// Saves `after`, changed at `now` from `before` (as this transaction read it), as the next
+    /// version, and emits `event_type` for the change. A change that changed nothing writes
+    /// nothing and emits nothing.
+    pub async fn save<T: Stored>(
+        &mut self,
+        event_type: EventType,
+        before: &T,
+        mut after: T,
+        now: Micros,
+    ) -> Result<T, DomainError> {
+        if after == *before {
+            return Ok(after);
+        }
+        after.revise(now);
+        T::update(&self.txn, before, &after).await?;
+        self.emit(event_type, Some(before), Some(&after));
+        Ok(after)
     }
 
     /// Emits an event of another shape than a subject's before and after.
