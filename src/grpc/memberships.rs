@@ -36,8 +36,10 @@ api_service! {
         get_membership(GetMembershipRequest) -> GetMembershipResponse;
         create_membership(CreateMembershipRequest) -> CreateMembershipResponse;
         update_membership(UpdateMembershipRequest) -> UpdateMembershipResponse;
-        suspend_membership(SuspendMembershipRequest) -> SuspendMembershipResponse;
-        reactivate_membership(ReactivateMembershipRequest) -> ReactivateMembershipResponse;
+        suspend_membership(SuspendMembershipRequest) -> SuspendMembershipResponse
+            => set_membership_status, MembershipStatus::Suspended;
+        reactivate_membership(ReactivateMembershipRequest) -> ReactivateMembershipResponse
+            => set_membership_status, MembershipStatus::Active;
         delete_membership(DeleteMembershipRequest) -> DeleteMembershipResponse;
         leave_tenant(LeaveTenantRequest) -> LeaveTenantResponse;
         transfer_ownership(TransferOwnershipRequest) -> TransferOwnershipResponse;

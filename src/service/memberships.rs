@@ -402,25 +402,8 @@ impl Services {
             .await
     }
 
-    pub async fn suspend_membership(
-        &self,
-        caller: Caller,
-        member: MemberAt,
-    ) -> Result<(Membership, EventCursor), DomainError> {
-        self.set_status(caller, member, MembershipStatus::Suspended)
-            .await
-    }
-
-    pub async fn reactivate_membership(
-        &self,
-        caller: Caller,
-        member: MemberAt,
-    ) -> Result<(Membership, EventCursor), DomainError> {
-        self.set_status(caller, member, MembershipStatus::Active)
-            .await
-    }
-
-    async fn set_status(
+    /// SuspendMembership and ReactivateMembership: the member's status set to `status`.
+    pub async fn set_membership_status(
         &self,
         caller: Caller,
         MemberAt {

@@ -114,13 +114,7 @@ pub async fn update<C: ConnectionTrait>(
     before: &Invitation,
     after: &Invitation,
 ) -> Result<(), DomainError> {
-    let mut row = to_active(after, "");
-    row.token_hash = sea_orm::NotSet;
-    invitations::Entity::update(row)
-        .exec(conn)
-        .await
-        .map_err(db_error)?;
-    tenants::count_invitation(conn, after.tenant_id, Some(before), Some(after)).await
+    save(conn, before, after, None).await
 }
 
 /// Like [`update`], with a new token; the previous token stops matching.
@@ -130,7 +124,20 @@ pub async fn update_with_token<C: ConnectionTrait>(
     after: &Invitation,
     token_hash: &str,
 ) -> Result<(), DomainError> {
-    invitations::Entity::update(to_active(after, token_hash))
+    save(conn, before, after, Some(token_hash)).await
+}
+
+async fn save<C: ConnectionTrait>(
+    conn: &C,
+    before: &Invitation,
+    after: &Invitation,
+    token_hash: Option<&str>,
+) -> Result<(), DomainError> {
+    let mut row = to_active(after, token_hash.unwrap_or_default());
+    if token_hash.is_none() {
+        row.token_hash = sea_orm::NotSet;
+    }
+    invitations::Entity::update(row)
         .exec(conn)
         .await
         .map_err(db_error)?;
