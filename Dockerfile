@@ -62,15 +62,15 @@ USER 10001:10001
 
 # Listening on every interface, the server refuses to start with --auth none (the default)
 # unless MEMBERSHIP_ALLOW_UNAUTHENTICATED_REMOTE=true: set MEMBERSHIP_AUTH and its keys.
-ENV MEMBERSHIP_LISTEN_ADDR=0.0.0.0:50051 \
-    MEMBERSHIP_METRICS_ADDR=0.0.0.0:9464 \
+ENV MEMBERSHIP_LISTEN=0.0.0.0:50051 \
+    MEMBERSHIP_METRICS_LISTEN=0.0.0.0:9464 \
     MEMBERSHIP_DATABASE_URL=sqlite:///data/membership.db
 
 # gRPC, and Prometheus metrics (GET /metrics).
 EXPOSE 50051 9464
 
 # The binary asks itself over gRPC (grpc.health.v1) whether it is SERVING; it reads the same
-# MEMBERSHIP_LISTEN_ADDR as the server and probes loopback when that is 0.0.0.0.
+# MEMBERSHIP_LISTEN as the server and probes loopback when that is 0.0.0.0.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
     CMD ["membership-service", "healthcheck"]
 

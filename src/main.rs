@@ -3,7 +3,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use membership_service::app::{self, ServeOptions};
 use membership_service::auth::Authenticator;
 use membership_service::config::{Command, Config, HealthcheckArgs, LogFormat};
@@ -37,7 +36,7 @@ static JEMALLOC_CONF: Option<&'static std::ffi::c_char> = Some(unsafe {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = Config::load();
     if let Err(message) = config.validate() {
         eprintln!("error: {message}");
         return ExitCode::from(2);
@@ -111,7 +110,7 @@ async fn run(
         None => None,
     };
     let options = ServeOptions {
-        health_interval: Duration::from_secs(config.health_interval_secs),
+        health_interval: config.health_interval,
         feed: FeedOptions {
             buffer: config.event_buffer as usize,
             poll_interval: config.event_poll_interval,
