@@ -507,14 +507,18 @@ mod tests {
     use clap::CommandFactory;
     use std::ffi::OsString;
 
-    fn load(args: &[&str], env: &[(&str, &str)]) -> Config {
-        let args = args.iter().map(OsString::from);
-        let env = |name: &str| {
-            env.iter()
+    /// An environment holding only `set`.
+    fn environment<'a>(set: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |name| {
+            set.iter()
                 .find(|(set, _)| *set == name)
                 .map(|(_, value)| OsString::from(value))
-        };
-        Config::try_parse_from(with_earlier_env_names(args, env)).unwrap()
+        }
+    }
+
+    fn load(args: &[&str], env: &[(&str, &str)]) -> Config {
+        let args = args.iter().map(OsString::from);
+        Config::try_parse_from(with_earlier_env_names(args, environment(env))).unwrap()
     }
 
     #[test]
@@ -548,13 +552,8 @@ mod tests {
 
         // With the new name set too, the earlier one is not read (clap reads the new one).
         let both = [earlier[0], ("MEMBERSHIP_LISTEN", "127.0.0.1:2222")];
-        let env = |name: &str| {
-            both.iter()
-                .find(|(set, _)| *set == name)
-                .map(|(_, value)| OsString::from(value))
-        };
-        let args =
-            with_earlier_env_names(["membership-service", "migrate"].map(OsString::from), env);
+        let args = ["membership-service", "migrate"].map(OsString::from);
+        let args = with_earlier_env_names(args, environment(&both));
         assert_eq!(args, ["membership-service", "migrate"].map(OsString::from));
 
         let config = load(
