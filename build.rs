@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/membership/v1/membership_service.proto",
         "proto/membership/v1/invitation_service.proto",
         "proto/membership/v1/role_service.proto",
+        "proto/membership/v1/group_service.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(protos, ["proto"])?;

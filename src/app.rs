@@ -20,9 +20,11 @@ use crate::edge::authenticate::Authenticate;
 use crate::edge::limits::{LimitOptions, LimitsLayer, WatchTurnsLayer};
 use crate::edge::telemetry::{self, TelemetryLayer};
 use crate::events::{EventFeed, FeedOptions};
+use crate::grpc::groups::GroupApi;
 use crate::grpc::invitations::InvitationApi;
 use crate::grpc::memberships::MembershipApi;
 use crate::grpc::pb::FILE_DESCRIPTOR_SET;
+use crate::grpc::pb::group_service_server::GroupServiceServer;
 use crate::grpc::pb::invitation_service_server::InvitationServiceServer;
 use crate::grpc::pb::membership_service_server::MembershipServiceServer;
 use crate::grpc::pb::role_service_server::RoleServiceServer;
@@ -142,6 +144,13 @@ pub async fn serve(
         .max_decoding_message_size(max_message),
         authenticate.clone(),
     );
+    let group_api = InterceptedService::new(
+        GroupServiceServer::new(GroupApi {
+            services: services.clone(),
+        })
+        .max_decoding_message_size(max_message),
+        authenticate.clone(),
+    );
     let membership_api = InterceptedService::new(
         MembershipServiceServer::new(MembershipApi { services })
             .max_decoding_message_size(max_message),
@@ -154,6 +163,7 @@ pub async fn serve(
         service_name(&role_api),
         service_name(&invitation_api),
         service_name(&membership_api),
+        service_name(&group_api),
     ]);
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -238,6 +248,7 @@ pub async fn serve(
         .add_service(role_api)
         .add_service(invitation_api)
         .add_service(membership_api)
+        .add_service(group_api)
         // Without TCP_NODELAY small responses can wait ~40 ms for Nagle's algorithm.
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),

@@ -14,6 +14,7 @@ mod m20261202_000003_role_list_keys;
 mod m20261204_000001_invitation_role_index;
 mod m20261205_000001_event_sequencer;
 mod m20261206_000001_roles_stamp;
+mod m20261207_000001_groups;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_invitation_role_index::Migration),
             Box::new(m20261205_000001_event_sequencer::Migration),
             Box::new(m20261206_000001_roles_stamp::Migration),
+            Box::new(m20261207_000001_groups::Migration),
         ]
     }
 }

@@ -83,7 +83,9 @@ pub enum DomainError {
     RoleExists(String),
     #[error("built-in roles cannot be changed or deleted")]
     RoleBuiltin,
-    #[error("the role is bound to {0} member(s); unbind it first or pass unbind_everywhere")]
+    #[error(
+        "the role is bound to {0} member(s) or group(s); unbind it first or pass unbind_everywhere"
+    )]
     RoleInUse(usize),
     #[error("this replica has not reached cursor {0} yet; retry")]
     CursorNotReached(i64),
@@ -105,6 +107,10 @@ pub enum DomainError {
     DomainExists,
     #[error("another tenant has verified this domain")]
     DomainTaken,
+    #[error("group not found")]
+    GroupNotFound,
+    #[error("the tenant already has a group with this {0}")]
+    GroupExists(&'static str),
     #[error("domain not found")]
     DomainNotFound,
     #[error("domain verification failed: {0}")]

@@ -30,6 +30,11 @@ stored_enum! {
         RoleCreated => "role.created",
         RoleUpdated => "role.updated",
         RoleDeleted => "role.deleted",
+        GroupCreated => "group.created",
+        GroupUpdated => "group.updated",
+        GroupDeleted => "group.deleted",
+        GroupMemberAdded => "group.member_added",
+        GroupMemberRemoved => "group.member_removed",
     }
 }
 
@@ -141,6 +146,27 @@ impl EventSubject for super::role::Role {
     }
 }
 
+impl EventSubject for super::group::Group {
+    fn tenant_id(&self) -> Uuid {
+        self.tenant_id
+    }
+    /// Marked, so a binding event about a group never reads as one about a user.
+    fn subject_id(&self) -> String {
+        format!("group/{}", self.id)
+    }
+}
+
+/// A member's place in a group: the subject of `group.member_added` and `group.member_removed`
+/// is the user, whose permissions the change moves.
+impl EventSubject for super::group::GroupMember {
+    fn tenant_id(&self) -> Uuid {
+        self.tenant_id
+    }
+    fn subject_id(&self) -> String {
+        self.user_id.to_string()
+    }
+}
+
 /// A committed event as the feed and the audit log read it back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FeedEvent {
@@ -167,6 +193,8 @@ pub enum EventState {
     Invitation(super::invitation::Invitation),
     Domain(super::email_domain::TenantDomain),
     Role(super::role::Role),
+    Group(super::group::Group),
+    GroupMember(super::group::GroupMember),
 }
 
 impl EventState {
@@ -180,10 +208,16 @@ impl EventState {
         let family = event_type.split('.').next().unwrap_or_default();
         match family {
             "tenant" => serde_json::from_str(json).ok().map(EventState::Tenant),
-            // Binding events carry the member's state, with its roles.
-            "membership" | "role_binding" => {
-                serde_json::from_str(json).ok().map(EventState::Membership)
+            "membership" => serde_json::from_str(json).ok().map(EventState::Membership),
+            // Binding events carry the member's state, with its roles, or the group's.
+            "role_binding" => serde_json::from_str(json)
+                .ok()
+                .map(EventState::Membership)
+                .or_else(|| serde_json::from_str(json).ok().map(EventState::Group)),
+            "group" if event_type.starts_with("group.member_") => {
+                serde_json::from_str(json).ok().map(EventState::GroupMember)
             }
+            "group" => serde_json::from_str(json).ok().map(EventState::Group),
             "role" => serde_json::from_str(json).ok().map(EventState::Role),
             "ownership" => {
                 serde_json::from_str::<Ownership>(json)

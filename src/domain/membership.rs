@@ -200,6 +200,8 @@ pub struct ListFilter {
     pub role_id: Option<Uuid>,
     /// Substring of the email or the display name.
     pub query: Option<TextQuery>,
+    /// Only members of this group.
+    pub group_id: Option<Uuid>,
 }
 
 /// A free-text query in the two forms it is matched in: emails are canonical (only ASCII

@@ -5,6 +5,7 @@ pub mod email;
 pub mod email_domain;
 pub mod error;
 pub mod events;
+pub mod group;
 pub mod invitation;
 pub mod membership;
 pub mod permissions;
@@ -53,7 +54,8 @@ versioned!(
     membership::Membership,
     invitation::Invitation,
     email_domain::TenantDomain,
-    role::Role
+    role::Role,
+    group::Group
 );
 
 /// Declares a closed set of values with a stable lower-case storage name each.

@@ -24,6 +24,7 @@ stored_enum! {
         AuditLogsRead => "audit_logs.read",
         ResourcesCreate => "resources.create",
         ProductsUse => "products.use",
+        GroupsManage => "groups.manage",
     }
 }
 
@@ -48,6 +49,9 @@ impl Permission {
             Permission::AuditLogsRead => "Read the membership audit log.",
             Permission::ResourcesCreate => "Create and manage resources.",
             Permission::ProductsUse => "Use licensed products.",
+            Permission::GroupsManage => {
+                "Create, change and delete groups, and add or remove their members."
+            }
         }
     }
 
@@ -185,6 +189,7 @@ pub fn builtin_roles(preset: RolePreset) -> Vec<BuiltinRole> {
                 permissions: set(&[
                     MembersManage,
                     MembersRead,
+                    GroupsManage,
                     OauthClientsCreate,
                     ApiKeysManage,
                     WebhooksCreate,

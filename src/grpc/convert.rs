@@ -7,6 +7,7 @@ use super::pb;
 use crate::domain::Micros;
 use crate::domain::email_domain::{DomainState, TenantDomain};
 use crate::domain::events::{EventState, EventType, FeedEvent};
+use crate::domain::group::{Group, GroupMember};
 use crate::domain::invitation::{Invitation, InvitationState};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::role::Role;
@@ -211,6 +212,8 @@ fn event_state(state: &EventState) -> pb::EventState {
             EventState::Invitation(i) => State::Invitation(invitation(i, i.updated_at)),
             EventState::Domain(d) => State::Domain(domain(d)),
             EventState::Role(r) => State::Role(role(r)),
+            EventState::Group(g) => State::Group(group(g)),
+            EventState::GroupMember(link) => State::GroupMember(group_member(link)),
         }),
     }
 }
@@ -317,5 +320,29 @@ pub fn role(r: &Role) -> pb::Role {
         etag: r.etag(),
         create_time: Some(timestamp(r.created_at)),
         update_time: Some(timestamp(r.updated_at)),
+    }
+}
+
+pub fn group(g: &Group) -> pb::Group {
+    pb::Group {
+        group_id: g.id.to_string(),
+        tenant_id: g.tenant_id.to_string(),
+        name: g.name.clone(),
+        description: g.description.clone(),
+        source: pb::MembershipSource::from(g.source) as i32,
+        external_id: g.external_id.clone().unwrap_or_default(),
+        roles: g.roles.clone(),
+        member_count: g.member_count.try_into().unwrap_or(i32::MAX),
+        etag: g.etag(),
+        create_time: Some(timestamp(g.created_at)),
+        update_time: Some(timestamp(g.updated_at)),
+    }
+}
+
+fn group_member(link: &GroupMember) -> pb::GroupMember {
+    pb::GroupMember {
+        group_id: link.group_id.to_string(),
+        user_id: link.user_id.to_string(),
+        group_name: link.group_name.clone(),
     }
 }

@@ -68,6 +68,8 @@ pub fn to_status(error: DomainError) -> Status {
         AccessRevoked => (Code::PermissionDenied, "ACCESS_REVOKED"),
         ActorMismatch => (Code::PermissionDenied, "ACTOR_MISMATCH"),
         RoleExists(_) => (Code::AlreadyExists, "ROLE_EXISTS"),
+        GroupNotFound => (Code::NotFound, "GROUP_NOT_FOUND"),
+        GroupExists(_) => (Code::AlreadyExists, "GROUP_EXISTS"),
         RoleBuiltin => (Code::FailedPrecondition, "ROLE_BUILTIN"),
         RoleInUse(count) => {
             metadata.insert("bindings".to_string(), count.to_string());

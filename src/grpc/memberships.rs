@@ -186,6 +186,7 @@ impl TryFrom<ListMembershipsRequest> for ListMemberships {
                     source: convert::enum_field(v, "source", r.source),
                     role_id: None,
                     query: (!query.is_empty()).then(|| TextQuery::new(&query)),
+                    group_id: v.optional_uuid("group_id", &r.group_id),
                 },
                 role_name: convert::optional(role),
                 sort,

@@ -85,6 +85,7 @@ pub mod codec;
 pub mod convert;
 pub mod error;
 pub mod events;
+pub mod groups;
 pub mod invitations;
 pub mod memberships;
 pub mod roles;

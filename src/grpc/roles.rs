@@ -7,7 +7,6 @@ use super::pb::role_service_server::RoleService;
 use super::pb::*;
 use crate::domain::DomainError;
 use crate::domain::events::EventCursor;
-use crate::domain::membership::Membership;
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::role::{self, Role, TenantRoles};
 use crate::domain::validate::{MAX_ROLE_NAME_CHARS, Validator, truncate};
@@ -15,10 +14,10 @@ use crate::service::Checks;
 use crate::service::Services;
 use crate::service::authz;
 use crate::service::roles::{
-    CreateRole, DeleteRole, ListRoleBindings, MemberRole, RoleChange, RolePatch, RoleRef,
-    UpdateRole,
+    BindingRow, BindingSubject, Bound, CreateRole, DeleteRole, ListRoleBindings, MemberRole,
+    RoleChange, RolePatch, RoleRef, UpdateRole,
 };
-use crate::store::entities::role_bindings;
+use uuid::Uuid;
 
 pub struct RoleApi {
     pub services: Services,
@@ -186,11 +185,24 @@ impl TryFrom<DeleteRoleRequest> for DeleteRole {
     }
 }
 
-/// SetMemberRole, BindRole and UnbindRole: the same fields, validated alike.
-fn member_role(tenant_id: &str, user_id: &str, role: &str) -> Result<MemberRole, DomainError> {
+/// SetMemberRole, BindRole and UnbindRole: the same fields, validated alike. The subject is
+/// the member `user_id` or the group `group_id`: exactly one of them.
+fn member_role(
+    tenant_id: &str,
+    user_id: &str,
+    group_id: &str,
+    role: &str,
+) -> Result<MemberRole, DomainError> {
     Validator::check(|v| MemberRole {
         tenant_id: v.uuid("tenant_id", tenant_id),
-        user_id: v.uuid("user_id", user_id),
+        subject: match (user_id.is_empty(), group_id.is_empty()) {
+            (_, true) => BindingSubject::User(v.uuid("user_id", user_id)),
+            (true, false) => BindingSubject::Group(v.uuid("group_id", group_id)),
+            (false, false) => {
+                v.violation("group_id", "set user_id or group_id, not both");
+                BindingSubject::User(Uuid::nil())
+            }
+        },
         role: v.text("role", role, MAX_ROLE_NAME_CHARS, true),
     })
 }
@@ -199,7 +211,7 @@ impl TryFrom<SetMemberRoleRequest> for MemberRole {
     type Error = DomainError;
 
     fn try_from(r: SetMemberRoleRequest) -> Result<Self, DomainError> {
-        member_role(&r.tenant_id, &r.user_id, &r.role)
+        member_role(&r.tenant_id, &r.user_id, "", &r.role)
     }
 }
 
@@ -207,7 +219,7 @@ impl TryFrom<BindRoleRequest> for MemberRole {
     type Error = DomainError;
 
     fn try_from(r: BindRoleRequest) -> Result<Self, DomainError> {
-        member_role(&r.tenant_id, &r.user_id, &r.role)
+        member_role(&r.tenant_id, &r.user_id, &r.group_id, &r.role)
     }
 }
 
@@ -215,7 +227,7 @@ impl TryFrom<UnbindRoleRequest> for MemberRole {
     type Error = DomainError;
 
     fn try_from(r: UnbindRoleRequest) -> Result<Self, DomainError> {
-        member_role(&r.tenant_id, &r.user_id, &r.role)
+        member_role(&r.tenant_id, &r.user_id, &r.group_id, &r.role)
     }
 }
 
@@ -226,6 +238,7 @@ impl TryFrom<ListRoleBindingsRequest> for ListRoleBindings {
         Validator::check(|v| ListRoleBindings {
             tenant_id: v.uuid("tenant_id", &r.tenant_id),
             user_id: v.optional_uuid("user_id", &r.user_id),
+            group_id: v.optional_uuid("group_id", &r.group_id),
             role: convert::optional(v.text("role", &r.role, MAX_ROLE_NAME_CHARS, false)),
             page_size: v.page_size("page_size", r.page_size),
             page_token: r.page_token,
@@ -294,11 +307,38 @@ impl From<Role> for GetRoleResponse {
 }
 
 changed_responses!(role: Role => convert::role; CreateRoleResponse, UpdateRoleResponse);
-changed_responses!(membership: Membership => convert::membership;
-    SetMemberRoleResponse,
-    BindRoleResponse,
-    UnbindRoleResponse,
-);
+/// Responses to a change of one subject's bindings: the member or the group after it.
+macro_rules! bound_responses {
+    ($($response:ident),* $(,)?) => {$(
+        impl From<(Bound, EventCursor)> for $response {
+            fn from((bound, cursor): (Bound, EventCursor)) -> Self {
+                let (membership, group) = match bound {
+                    Bound::Member(m) => (Some(convert::membership(&m)), None),
+                    Bound::Group(g) => (None, Some(convert::group(&g))),
+                };
+                $response {
+                    membership,
+                    group,
+                    cursor: cursor.into(),
+                }
+            }
+        }
+    )*};
+}
+
+bound_responses!(BindRoleResponse, UnbindRoleResponse);
+
+impl From<(Bound, EventCursor)> for SetMemberRoleResponse {
+    fn from((bound, cursor): (Bound, EventCursor)) -> Self {
+        SetMemberRoleResponse {
+            membership: match bound {
+                Bound::Member(m) => Some(convert::membership(&m)),
+                Bound::Group(_) => None,
+            },
+            cursor: cursor.into(),
+        }
+    }
+}
 
 impl From<(usize, EventCursor)> for DeleteRoleResponse {
     fn from((unbound, cursor): (usize, EventCursor)) -> Self {
@@ -309,16 +349,23 @@ impl From<(usize, EventCursor)> for DeleteRoleResponse {
     }
 }
 
-impl From<(Vec<(role_bindings::Model, String)>, String)> for ListRoleBindingsResponse {
-    fn from((bindings, next_page_token): (Vec<(role_bindings::Model, String)>, String)) -> Self {
+impl From<(Vec<BindingRow>, String)> for ListRoleBindingsResponse {
+    fn from((bindings, next_page_token): (Vec<BindingRow>, String)) -> Self {
         ListRoleBindingsResponse {
             bindings: bindings
                 .into_iter()
-                .map(|(b, role)| RoleBinding {
-                    tenant_id: b.tenant_id.to_string(),
-                    user_id: b.user_id.to_string(),
-                    role,
-                    create_time: Some(convert::timestamp(b.created_at)),
+                .map(|b| {
+                    let (user_id, group_id) = match b.subject {
+                        BindingSubject::User(user) => (user.to_string(), String::new()),
+                        BindingSubject::Group(group) => (String::new(), group.to_string()),
+                    };
+                    RoleBinding {
+                        tenant_id: b.tenant_id.to_string(),
+                        user_id,
+                        group_id,
+                        role: b.role,
+                        create_time: Some(convert::timestamp(b.created_at)),
+                    }
                 })
                 .collect(),
             next_page_token,
@@ -326,30 +373,39 @@ impl From<(Vec<(role_bindings::Model, String)>, String)> for ListRoleBindingsRes
     }
 }
 
-impl From<(Vec<authz::CheckReason>, EventCursor)> for CheckPermissionResponse {
-    fn from((reasons, cursor): (Vec<authz::CheckReason>, EventCursor)) -> Self {
+fn granted_by(decision: &authz::Decision) -> Option<Grant> {
+    decision.granted_by.as_ref().map(|g| Grant {
+        role: g.role.clone(),
+        group_id: g.group_id.map(|id| id.to_string()).unwrap_or_default(),
+    })
+}
+
+impl From<(Vec<authz::Decision>, EventCursor)> for CheckPermissionResponse {
+    fn from((decisions, cursor): (Vec<authz::Decision>, EventCursor)) -> Self {
         // One check asked, one answered.
-        let (allowed, reason) = reasons
+        let (allowed, reason) = decisions
             .first()
-            .map_or((false, CheckReason::Unspecified), |r| reason(*r));
+            .map_or((false, CheckReason::Unspecified), |d| reason(d.reason));
         CheckPermissionResponse {
             allowed,
             reason: reason as i32,
             cursor: cursor.into(),
+            granted_by: decisions.first().and_then(granted_by),
         }
     }
 }
 
-impl From<(Vec<authz::CheckReason>, EventCursor)> for BatchCheckPermissionsResponse {
-    fn from((reasons, cursor): (Vec<authz::CheckReason>, EventCursor)) -> Self {
+impl From<(Vec<authz::Decision>, EventCursor)> for BatchCheckPermissionsResponse {
+    fn from((decisions, cursor): (Vec<authz::Decision>, EventCursor)) -> Self {
         BatchCheckPermissionsResponse {
-            results: reasons
-                .into_iter()
-                .map(|r| {
-                    let (allowed, reason) = reason(r);
+            results: decisions
+                .iter()
+                .map(|d| {
+                    let (allowed, reason) = reason(d.reason);
                     PermissionCheckResult {
                         allowed,
                         reason: reason as i32,
+                        granted_by: granted_by(d),
                     }
                 })
                 .collect(),

@@ -3,6 +3,8 @@
 //! [`super::authz`] answers CheckPermission for other services from a cache, by the same
 //! permissions of the same bindings.
 
+use std::collections::HashMap;
+
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
@@ -21,6 +23,44 @@ pub(crate) fn conceal_absence(caller: Caller) -> impl Fn(DomainError) -> DomainE
         (DomainError::TenantNotFound, Caller::User(_)) => DomainError::NotAMember,
         (error, _) => error,
     }
+}
+
+/// What each of `user_ids` may do in the tenant: the permissions of the roles bound to them and
+/// to every group they are in.
+pub(crate) async fn member_permissions<C: ConnectionTrait>(
+    conn: &C,
+    roles: &TenantRoles,
+    tenant_id: Uuid,
+    user_ids: &[Uuid],
+) -> Result<HashMap<Uuid, PermissionSet>, DomainError> {
+    let direct = store::roles::bindings_of_many(conn, tenant_id, user_ids).await?;
+    let mut through_groups = store::groups::granted_to_many(conn, tenant_id, user_ids).await?;
+    Ok(user_ids
+        .iter()
+        .map(|user_id| {
+            let own = direct.get(user_id).map_or(&[][..], Vec::as_slice);
+            let mut held = roles.permissions_of(own);
+            for (role_id, _) in through_groups.remove(user_id).unwrap_or_default() {
+                held = held.union(roles.permissions_of(&[role_id]));
+            }
+            (*user_id, held)
+        })
+        .collect())
+}
+
+/// What one member may do: `role_ids` (their own bindings, read already) and their groups'.
+pub(crate) async fn permissions_with_groups<C: ConnectionTrait>(
+    conn: &C,
+    roles: &TenantRoles,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    role_ids: &[Uuid],
+) -> Result<PermissionSet, DomainError> {
+    let mut held = roles.permissions_of(role_ids);
+    for (role_id, _) in store::groups::granted_to(conn, tenant_id, user_id).await? {
+        held = held.union(roles.permissions_of(&[role_id]));
+    }
+    Ok(held)
 }
 
 pub struct Access {
@@ -53,7 +93,7 @@ impl Access {
                 if membership.status != MembershipStatus::Active {
                     return Err(DomainError::NotAMember);
                 }
-                roles.permissions_of(&role_ids)
+                permissions_with_groups(conn, roles, tenant.id, user_id, &role_ids).await?
             }
         };
         Ok(Access {

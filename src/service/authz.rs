@@ -46,8 +46,23 @@ pub enum CheckReason {
     TenantNotFound,
 }
 
+/// The binding a granted permission comes from: a role bound to the member, or to a group
+/// the member is in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub role: String,
+    pub group_id: Option<Uuid>,
+}
+
+/// One check's answer, and the binding that granted it when it was granted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub reason: CheckReason,
+    pub granted_by: Option<Grant>,
+}
+
 /// What the cache knows about one (tenant, user).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Subject {
     TenantNotFound,
     TenantDissolved,
@@ -55,32 +70,46 @@ enum Subject {
     Member {
         status: MembershipStatus,
         permissions: PermissionSet,
+        /// Each binding with what it grants: the member's own first, so a permission held
+        /// both ways is reported as direct.
+        grants: Arc<[(PermissionSet, Grant)]>,
     },
 }
 
 impl Subject {
-    fn decide(self, permission: Permission) -> CheckReason {
-        match self {
+    fn decide(&self, permission: Permission) -> Decision {
+        let reason = match self {
             Subject::TenantNotFound => CheckReason::TenantNotFound,
             Subject::TenantDissolved => CheckReason::TenantDissolved,
             Subject::NotAMember => CheckReason::NotAMember,
             Subject::Member {
                 status,
                 permissions,
+                grants,
             } => match status {
                 MembershipStatus::Invited => CheckReason::MembershipInvited,
                 MembershipStatus::Suspended => CheckReason::MembershipSuspended,
                 MembershipStatus::Left => CheckReason::MembershipLeft,
                 MembershipStatus::Active if permissions.contains(permission) => {
-                    CheckReason::Granted
+                    return Decision {
+                        reason: CheckReason::Granted,
+                        granted_by: grants
+                            .iter()
+                            .find(|(held, _)| held.contains(permission))
+                            .map(|(_, grant)| grant.clone()),
+                    };
                 }
                 MembershipStatus::Active => CheckReason::NotGranted,
             },
+        };
+        Decision {
+            reason,
+            granted_by: None,
         }
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Entry {
     loaded_at: i64,
     subject: Subject,
@@ -150,9 +179,13 @@ fn scope(event_type: &str, tenant_id: Option<Uuid>, subject_id: Option<&str>) ->
     let family = event_type.split('.').next().unwrap_or_default();
     match family {
         "tenant" | "role" => Some(Scope::Tenant(tenant_id)),
-        "membership" | "role_binding" | "ownership" => {
-            let user = subject_id.and_then(|s| Uuid::try_parse(s).ok())?;
-            Some(Scope::Member(tenant_id, user))
+        // A group's own events and bindings (subject `group/<id>`) reach every member of the
+        // group: the tenant. A member joining or leaving one (subject: the user) reaches them.
+        "membership" | "role_binding" | "ownership" | "group" => {
+            match subject_id.and_then(|s| Uuid::try_parse(s).ok()) {
+                Some(user) => Some(Scope::Member(tenant_id, user)),
+                None => Some(Scope::Tenant(tenant_id)),
+            }
         }
         _ => None,
     }
@@ -299,7 +332,7 @@ impl AuthzCache {
 
     fn cached(&self, tenant: Uuid, user: Uuid) -> Option<Entry> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        let entry = *state.entries.get(&(tenant, user))?;
+        let entry = state.entries.get(&(tenant, user))?.clone();
         (entry.loaded_at >= state.newest_change(tenant, user)).then_some(entry)
     }
 
@@ -389,8 +422,8 @@ impl AuthzCache {
         user: Uuid,
         permission: Permission,
     ) -> Result<bool, DomainError> {
-        let (reasons, _) = self.check(&[(tenant, user, permission)], 0).await?;
-        Ok(reasons.first() == Some(&CheckReason::Granted))
+        let (decisions, _) = self.check(&[(tenant, user, permission)], 0).await?;
+        Ok(decisions.first().map(|d| d.reason) == Some(CheckReason::Granted))
     }
 
     /// Reads the member's state and the log head in one snapshot.
@@ -403,10 +436,30 @@ impl AuthzCache {
             Ok((t, _)) if t.state == TenantState::Dissolved => Subject::TenantDissolved,
             Ok((_, roles)) => match store::memberships::find(&txn, &roles, tenant, user).await? {
                 None => Subject::NotAMember,
-                Some((membership, role_ids)) => Subject::Member {
-                    status: membership.status,
-                    permissions: roles.permissions_of(&role_ids),
-                },
+                Some((membership, role_ids)) => {
+                    let grant = |role_id: Uuid, group_id: Option<Uuid>| {
+                        let role = roles.by_id(role_id)?;
+                        let grant = Grant {
+                            role: role.name.clone(),
+                            group_id,
+                        };
+                        Some((role.permissions, grant))
+                    };
+                    let through_groups = store::groups::granted_to(&txn, tenant, user).await?;
+                    let grants: Vec<(PermissionSet, Grant)> = (role_ids.iter())
+                        .filter_map(|role_id| grant(*role_id, None))
+                        .chain(
+                            (through_groups.iter())
+                                .filter_map(|(role_id, group_id)| grant(*role_id, Some(*group_id))),
+                        )
+                        .collect();
+                    Subject::Member {
+                        status: membership.status,
+                        permissions: (grants.iter())
+                            .fold(PermissionSet::EMPTY, |set, (held, _)| set.union(*held)),
+                        grants: grants.into(),
+                    }
+                }
             },
         };
         txn.commit().await.map_err(db_error)?;
@@ -415,7 +468,7 @@ impl AuthzCache {
         if state.entries.len() >= MAX_ENTRIES {
             state.entries.clear();
         }
-        state.entries.insert((tenant, user), entry);
+        state.entries.insert((tenant, user), entry.clone());
         Ok(entry)
     }
 
@@ -425,7 +478,7 @@ impl AuthzCache {
         &self,
         checks: &[(Uuid, Uuid, Permission)],
         min_cursor: i64,
-    ) -> Result<(Vec<CheckReason>, i64), DomainError> {
+    ) -> Result<(Vec<Decision>, i64), DomainError> {
         self.reach(min_cursor).await?;
         let mut reasons = Vec::with_capacity(checks.len());
         // Each answer reflects the newer of its own read and the invalidations applied when it

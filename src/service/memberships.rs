@@ -5,7 +5,7 @@ use std::sync::Arc;
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
-use super::access::{Access, conceal_absence};
+use super::access::{Access, conceal_absence, permissions_with_groups};
 use super::authz::CachedPage;
 use super::{Locked, Services, lock_for_member_management, membership_key};
 use crate::domain::events::{EventCursor, EventType, NewEvent};
@@ -114,6 +114,7 @@ impl Services {
                 query.filter.query.as_ref().map_or("", |q| q.email.as_str()),
                 query.filter.query.as_ref().map_or("", |q| q.name.as_str()),
                 &format!("{:?}/{}", query.sort, query.descending),
+                &query.filter.group_id.map(|g| g.to_string()).unwrap_or_default(),
             ],
             query.page_size,
         );
@@ -359,9 +360,16 @@ impl Services {
                     let locked = lock_for_member_management(tx, tenant_id).await?;
                     let (before, role_ids) =
                         store::memberships::get(&tx.txn, &locked.roles, tenant_id, user_id).await?;
-                    locked
-                        .access
-                        .require_manage(locked.roles.permissions_of(&role_ids))?;
+                    locked.access.require_manage(
+                        permissions_with_groups(
+                            &tx.txn,
+                            &locked.roles,
+                            tenant_id,
+                            user_id,
+                            &role_ids,
+                        )
+                        .await?,
+                    )?;
                     check_etag(&etag, before.version)?;
                     let is_owner = locked.roles.holds_owner_role(&role_ids);
                     let mut after = before.clone();
@@ -444,15 +452,24 @@ impl Services {
                     let locked = lock_for_member_management(tx, tenant_id).await?;
                     let (before, role_ids) =
                         store::memberships::get(&tx.txn, &locked.roles, tenant_id, user_id).await?;
-                    locked
-                        .access
-                        .require_manage(locked.roles.permissions_of(&role_ids))?;
+                    locked.access.require_manage(
+                        permissions_with_groups(
+                            &tx.txn,
+                            &locked.roles,
+                            tenant_id,
+                            user_id,
+                            &role_ids,
+                        )
+                        .await?,
+                    )?;
                     check_etag(&etag, before.version)?;
                     locked.roles.ensure_not_owner(&role_ids)?;
                     if validate_only {
                         tx.roll_back_at_end();
                         return Ok(());
                     }
+                    super::groups::leave_all_groups(tx, &locked.roles, tenant_id, user_id)
+                        .await?;
                     store::memberships::delete(&tx.txn, &before).await?;
                     tx.emit(EventType::MembershipDeleted, Some(&before), None);
                     Ok(())
@@ -494,6 +511,7 @@ impl Services {
                     for role_id in role_ids {
                         store::roles::unbind(&tx.txn, tenant_id, user_id, role_id).await?;
                     }
+                    super::groups::leave_all_groups(tx, &roles, tenant_id, user_id).await?;
                     tx.save(EventType::MembershipLeft, &before, after, now)
                         .await
                 })

@@ -5,6 +5,7 @@ pub mod access;
 pub mod authz;
 pub mod domains;
 pub mod events;
+pub mod groups;
 pub mod invitations;
 pub mod memberships;
 pub mod page_token;
@@ -27,7 +28,7 @@ use crate::mail::Mailer;
 use crate::store::Store;
 use crate::store::{Transaction, Tx, db_error, event_log};
 use access::Access;
-use authz::{AuthzCache, CheckReason};
+use authz::{AuthzCache, CheckReason, Decision};
 use page_token::PageTokens;
 
 /// The use cases, over one store, this process's event feed, the mailer, the DNS resolver and
@@ -73,7 +74,7 @@ impl Services {
         &self,
         caller: Caller,
         Checks { checks, min_cursor }: Checks,
-    ) -> Result<(Vec<CheckReason>, EventCursor), DomainError> {
+    ) -> Result<(Vec<Decision>, EventCursor), DomainError> {
         if let Caller::User(actor) = caller {
             let mut tenants: Vec<Uuid> = checks
                 .iter()
@@ -87,7 +88,7 @@ impl Services {
                 .map(|tenant| (tenant, actor, Permission::MembersRead))
                 .collect();
             let (reasons, _) = self.authz.check(&own, min_cursor).await?;
-            if reasons.iter().any(|r| *r != CheckReason::Granted) {
+            if reasons.iter().any(|d| d.reason != CheckReason::Granted) {
                 return Err(DomainError::PermissionDenied(Permission::MembersRead));
             }
         }
@@ -95,9 +96,9 @@ impl Services {
         if let Caller::User(_) = caller {
             // A user checking themselves in a tenant that does not exist hears what a non-member
             // hears (AIP-211): tenant ids cannot be probed through checks either.
-            for reason in &mut reasons {
-                if *reason == CheckReason::TenantNotFound {
-                    *reason = CheckReason::NotAMember;
+            for decision in &mut reasons {
+                if decision.reason == CheckReason::TenantNotFound {
+                    decision.reason = CheckReason::NotAMember;
                 }
             }
         }

@@ -2,15 +2,15 @@
 
 use uuid::Uuid;
 
-use super::access::Access;
+use super::access::{Access, permissions_with_groups};
 use super::{Locked, Services, lock_for_member_management};
 use crate::domain::events::{EventCursor, EventType};
+use crate::domain::group::Group;
 use crate::domain::membership::{Membership, MembershipStatus};
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::role::{Role, TenantRoles};
 use crate::domain::tenant::check_etag;
 use crate::domain::{Caller, DomainError, Versioned, now_micros};
-use crate::store::entities::role_bindings;
 use crate::store::memberships::{After, SortValue};
 use crate::store::{self, Tx};
 
@@ -99,6 +99,15 @@ async fn change_bindings(
     Ok(current)
 }
 
+/// Unbinds `role` from `group` (bound to it), as the group's next version, with its event.
+async fn unbind_from_group(tx: &mut Tx, group: Group, role: &Role) -> Result<Group, DomainError> {
+    store::groups::unbind(&tx.txn, group.tenant_id, group.id, role.id).await?;
+    let mut after = group.clone();
+    after.roles.retain(|name| *name != role.name);
+    tx.save(EventType::RoleBindingDeleted, &group, after, now_micros())
+        .await
+}
+
 /// The member to change bindings of: present and not gone.
 async fn bindable_member(
     tx: &Tx,
@@ -143,20 +152,42 @@ pub struct DeleteRole {
     pub unbind_everywhere: bool,
 }
 
-/// A member and the role SetMemberRole, BindRole or UnbindRole names.
+/// Who a binding binds a role to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindingSubject {
+    User(Uuid),
+    Group(Uuid),
+}
+
+/// A member or a group, and the role SetMemberRole, BindRole or UnbindRole names.
 pub struct MemberRole {
     pub tenant_id: Uuid,
-    pub user_id: Uuid,
+    pub subject: BindingSubject,
     pub role: String,
 }
 
-/// A page of a tenant's role bindings, of one user or one role if named.
+/// The subject of a binding after the change.
+pub enum Bound {
+    Member(Membership),
+    Group(Group),
+}
+
+/// A page of a tenant's role bindings, of one user, one group or one role if named.
 pub struct ListRoleBindings {
     pub tenant_id: Uuid,
     pub user_id: Option<Uuid>,
+    pub group_id: Option<Uuid>,
     pub role: Option<String>,
     pub page_size: u64,
     pub page_token: String,
+}
+
+/// One binding as ListRoleBindings shows it.
+pub struct BindingRow {
+    pub tenant_id: Uuid,
+    pub subject: BindingSubject,
+    pub role: String,
+    pub created_at: crate::domain::Micros,
 }
 
 impl Services {
@@ -275,8 +306,17 @@ impl Services {
                     }
                     require_define(&locked.access, role.permissions)?;
                     let holders = store::roles::holders_of(&tx.txn, tenant_id, role.id).await?;
-                    if !holders.is_empty() && !unbind_everywhere {
-                        return Err(DomainError::RoleInUse(holders.len()));
+                    let groups =
+                        store::groups::bound_to_role(&tx.txn, tenant_id, role.id).await?;
+                    let uses = holders.len() + groups.len();
+                    if uses > 0 && !unbind_everywhere {
+                        return Err(DomainError::RoleInUse(uses));
+                    }
+                    for group_id in &groups {
+                        let (group, _) =
+                            store::groups::get(&tx.txn, &locked.roles, tenant_id, *group_id)
+                                .await?;
+                        unbind_from_group(tx, group, &role).await?;
                     }
                     for user_id in &holders {
                         let (member, role_ids) =
@@ -287,7 +327,7 @@ impl Services {
                     }
                     store::roles::delete(&tx.txn, role.id).await?;
                     tx.emit(EventType::RoleDeleted, Some(&role), None);
-                    Ok(holders.len())
+                    Ok(uses)
                 })
             })
             .await
@@ -301,11 +341,19 @@ impl Services {
         caller: Caller,
         MemberRole {
             tenant_id,
-            user_id,
+            subject,
             role,
         }: MemberRole,
         change: RoleChange,
-    ) -> Result<(Membership, EventCursor), DomainError> {
+    ) -> Result<(Bound, EventCursor), DomainError> {
+        let user_id = match subject {
+            BindingSubject::User(user_id) => user_id,
+            BindingSubject::Group(group_id) => {
+                return self
+                    .change_group_role(caller, tenant_id, group_id, role, change)
+                    .await;
+            }
+        };
         self.store
             .write(caller, move |tx| {
                 Box::pin(async move {
@@ -316,9 +364,10 @@ impl Services {
                     if target.is_owner {
                         return Err(DomainError::OwnerRoleReserved);
                     }
-                    locked
-                        .access
-                        .require_manage(locked.roles.permissions_of(&role_ids))?;
+                    let held =
+                        permissions_with_groups(&tx.txn, &locked.roles, tenant_id, user_id, &role_ids)
+                            .await?;
+                    locked.access.require_manage(held)?;
                     locked.access.require_grant(&target)?;
                     let (remove, add) = match change {
                         RoleChange::Bind => (vec![], vec![target.id]),
@@ -340,41 +389,111 @@ impl Services {
                             (others, vec![target.id])
                         }
                     };
-                    change_bindings(tx, &locked.roles, member, role_ids, &remove, &add).await
+                    change_bindings(tx, &locked.roles, member, role_ids, &remove, &add)
+                        .await
+                        .map(Bound::Member)
                 })
             })
             .await
     }
 
+    /// Binds a role to a group, or unbinds it: the same as binding it to, or unbinding it from,
+    /// each of the group's members (rule 26). The owner role is never a group's (rule 27).
+    async fn change_group_role(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        group_id: Uuid,
+        role: String,
+        change: RoleChange,
+    ) -> Result<(Bound, EventCursor), DomainError> {
+        self.store
+            .write(caller, move |tx| {
+                Box::pin(async move {
+                    let locked = lock_for_member_management(tx, tenant_id).await?;
+                    let (group, role_ids) =
+                        store::groups::get(&tx.txn, &locked.roles, tenant_id, group_id).await?;
+                    let target = role_by_name(&locked.roles, &role)?.clone();
+                    if target.is_owner {
+                        return Err(DomainError::OwnerRoleReserved);
+                    }
+                    let members = store::groups::member_ids(&tx.txn, tenant_id, group_id).await?;
+                    let targets =
+                        super::groups::permissions_when_needed(&tx.txn, &locked, &members).await?;
+                    super::groups::require_group_grant(&locked.access, &[&target], &targets)?;
+                    let bound = role_ids.contains(&target.id);
+                    let group = match change {
+                        RoleChange::Bind if !bound => {
+                            let now = now_micros();
+                            store::groups::bind(&tx.txn, tenant_id, group_id, target.id, now)
+                                .await?;
+                            let mut after = group.clone();
+                            after.roles.push(target.name.clone());
+                            after.roles.sort();
+                            tx.save(EventType::RoleBindingCreated, &group, after, now)
+                                .await?
+                        }
+                        RoleChange::Unbind if bound => {
+                            unbind_from_group(tx, group, &target).await?
+                        }
+                        RoleChange::Set => {
+                            return Err(DomainError::invalid(
+                                "group_id",
+                                "SetMemberRole changes a member's roles; bind and unbind a group's",
+                            ));
+                        }
+                        _ => group,
+                    };
+                    Ok(Bound::Group(group))
+                })
+            })
+            .await
+    }
+
+    /// Bindings to members first (by user, then role), then to groups (by group, then role);
+    /// a filter on a user or a group lists that kind only.
     pub async fn list_role_bindings(
         &self,
         caller: Caller,
         ListRoleBindings {
             tenant_id,
             user_id,
+            group_id,
             role,
             page_size,
             page_token,
         }: ListRoleBindings,
-    ) -> Result<(Vec<(role_bindings::Model, String)>, String), DomainError> {
+    ) -> Result<(Vec<BindingRow>, String), DomainError> {
+        if user_id.is_some() && group_id.is_some() {
+            return Err(DomainError::invalid(
+                "group_id",
+                "filter on a user or on a group, not both",
+            ));
+        }
         let pager = self.page_tokens.pager(
             &[
                 "bindings",
                 &tenant_id.to_string(),
                 &user_id.map(|u| u.to_string()).unwrap_or_default(),
                 role.as_deref().unwrap_or(""),
+                &group_id.map(|g| g.to_string()).unwrap_or_default(),
             ],
             page_size,
         );
+        // Where the previous page ended: among members' bindings, or among groups'.
         let after = match pager.after(&page_token)? {
             None => None,
             Some(After {
-                value: SortValue::Text(role_id),
-                user_id,
-            }) => Some((
-                user_id,
-                Uuid::try_parse(&role_id).map_err(|_| DomainError::InvalidPageToken)?,
-            )),
+                value: SortValue::Text(key),
+                user_id: subject,
+            }) => {
+                let (kind, role_id) = match key.strip_prefix("group/") {
+                    Some(role_id) => (BindingKind::Group, role_id),
+                    None => (BindingKind::User, key.as_str()),
+                };
+                let role_id = Uuid::try_parse(role_id).map_err(|_| DomainError::InvalidPageToken)?;
+                Some((kind, subject, role_id))
+            }
             Some(_) => return Err(DomainError::InvalidPageToken),
         };
         let conn = self.store.read_snapshot().await?;
@@ -384,23 +503,73 @@ impl Services {
             Some(name) => Some(role_by_name(&roles, name)?.id),
             None => None,
         };
-        let mut rows =
-            store::roles::list_bindings(&conn, tenant_id, user_id, role_id, after, pager.limit())
-                .await?;
-        let next = pager.finish(&mut rows, |last| After {
-            value: SortValue::Text(last.role_id.to_string()),
-            user_id: last.user_id,
+        let name_of = |role_id: Uuid| {
+            roles
+                .by_id(role_id)
+                .map(|r| r.name.clone())
+                .unwrap_or_default()
+        };
+        let mut rows = Vec::new();
+        let users_done = matches!(after, Some((BindingKind::Group, _, _)));
+        if group_id.is_none() && !users_done {
+            let after_user = after.map(|(_, subject, role)| (subject, role));
+            let found = store::roles::list_bindings(
+                &conn,
+                tenant_id,
+                user_id,
+                role_id,
+                after_user,
+                pager.limit(),
+            )
+            .await?;
+            rows.extend(found.into_iter().map(|b| BindingRow {
+                tenant_id: b.tenant_id,
+                subject: BindingSubject::User(b.user_id),
+                role: name_of(b.role_id),
+                created_at: b.created_at,
+            }));
+        }
+        let wanted = pager.limit().saturating_sub(rows.len() as u64);
+        if user_id.is_none() && wanted > 0 {
+            let after_group = after
+                .filter(|(kind, _, _)| *kind == BindingKind::Group)
+                .map(|(_, subject, role)| (subject, role));
+            let found = store::groups::list_bindings(
+                &conn,
+                tenant_id,
+                group_id,
+                role_id,
+                after_group,
+                wanted,
+            )
+            .await?;
+            rows.extend(found.into_iter().map(|b| BindingRow {
+                tenant_id: b.tenant_id,
+                subject: BindingSubject::Group(b.group_id),
+                role: name_of(b.role_id),
+                created_at: b.created_at,
+            }));
+        }
+        let next = pager.finish(&mut rows, |last| {
+            let role_id = role_by_name(&roles, &last.role).map(|r| r.id).unwrap_or_default();
+            match last.subject {
+                BindingSubject::User(user) => After {
+                    value: SortValue::Text(role_id.to_string()),
+                    user_id: user,
+                },
+                BindingSubject::Group(group) => After {
+                    value: SortValue::Text(format!("group/{role_id}")),
+                    user_id: group,
+                },
+            }
         });
-        let named = rows
-            .into_iter()
-            .map(|b| {
-                let name = roles
-                    .by_id(b.role_id)
-                    .map(|r| r.name.clone())
-                    .unwrap_or_default();
-                (b, name)
-            })
-            .collect();
-        Ok((named, next))
+        Ok((rows, next))
     }
+}
+
+/// Which kind of binding a page of ListRoleBindings ended in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BindingKind {
+    User,
+    Group,
 }

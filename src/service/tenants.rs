@@ -244,6 +244,8 @@ impl Services {
                             store::roles::unbind(&tx.txn, tenant_id, member.user_id, role_id)
                                 .await?;
                         }
+                        super::groups::leave_all_groups(tx, &roles, tenant_id, member.user_id)
+                            .await?;
                         store::memberships::update(&tx.txn, &member, &ended).await?;
                         tx.emit(EventType::MembershipLeft, Some(&member), Some(&ended));
                     }

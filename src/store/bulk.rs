@@ -33,7 +33,7 @@ pub fn rows_per_statement(backend: DbBackend, columns: usize) -> usize {
 }
 
 /// Inserts `rows` into `E`'s table, as many per statement as the backend allows.
-async fn insert_rows<C, E, A>(conn: &C, rows: Vec<A>) -> Result<u64, DomainError>
+pub(crate) async fn insert_rows<C, E, A>(conn: &C, rows: Vec<A>) -> Result<u64, DomainError>
 where
     C: ConnectionTrait,
     E: EntityTrait<ActiveModel = A>,

@@ -385,6 +385,43 @@ async fn rows_with_bindings<C: ConnectionTrait>(
     Ok(members)
 }
 
+/// The memberships of `user_ids` (a page: at most a thousand) with their roles, by user.
+pub async fn many<C: ConnectionTrait>(
+    conn: &C,
+    roles_of_tenant: &TenantRoles,
+    tenant_id: Uuid,
+    user_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Membership>, DomainError> {
+    with_bound_roles(conn, roles_of_tenant, tenant_id, user_ids).await
+}
+
+/// The status of each of `user_ids` that has a membership.
+pub async fn statuses<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    user_ids: &[Uuid],
+) -> Result<HashMap<Uuid, MembershipStatus>, DomainError> {
+    let mut found = HashMap::new();
+    for chunk in user_ids.chunks(500) {
+        let rows: Vec<(Uuid, String)> = memberships::Entity::find()
+            .select_only()
+            .column(memberships::Column::UserId)
+            .column(memberships::Column::Status)
+            .filter(memberships::Column::TenantId.eq(tenant_id))
+            .filter(memberships::Column::UserId.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(conn)
+            .await
+            .map_err(db_error)?;
+        for (user_id, status) in rows {
+            let status = MembershipStatus::parse(&status)
+                .ok_or_else(|| corrupt("membership status", &status))?;
+            found.insert(user_id, status);
+        }
+    }
+    Ok(found)
+}
+
 /// The memberships of `user_ids` (a page: at most a thousand) with their roles, in one
 /// statement: each membership joined to its role bindings.
 async fn with_bound_roles<C: ConnectionTrait>(
@@ -520,6 +557,7 @@ fn invitations_may_match(filter: &ListFilter) -> bool {
             .member_type
             .is_none_or(|t| t == MembershipType::Member)
         && filter.source.is_none_or(|s| s == MembershipSource::Invite)
+        && filter.group_id.is_none()
 }
 
 /// `(sort, id) > (value, after_id)`, or `<` when descending: a row comparison, which
@@ -607,6 +645,24 @@ fn member_rows(
                 .add(Expr::col(Column::Email).like(LikeExpr::new(email).escape('\\')))
                 .add(Expr::col(Column::SearchName).like(LikeExpr::new(name).escape('\\'))),
         );
+    }
+    if let Some(group_id) = filter.group_id {
+        // Probed per member in list order by the links' primary key.
+        select.and_where(Expr::exists(
+            Query::select()
+                .expr(Expr::val(1))
+                .from(entities::group_members::Entity)
+                .and_where(entities::group_members::Column::TenantId.eq(tenant_id))
+                .and_where(entities::group_members::Column::GroupId.eq(group_id))
+                .and_where(
+                    Expr::col((
+                        entities::group_members::Entity,
+                        entities::group_members::Column::UserId,
+                    ))
+                    .equals((memberships::Entity, Column::UserId)),
+                )
+                .to_owned(),
+        ));
     }
     if let Some(role_id) = filter.role_id {
         return role_holder_rows(select, tenant_id, role_id, sort, descending, after);

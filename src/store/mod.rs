@@ -10,6 +10,7 @@ pub mod bulk;
 pub mod domains;
 pub mod entities;
 pub mod event_log;
+pub mod groups;
 pub mod invitations;
 pub mod memberships;
 pub mod page_token_secret;
@@ -114,6 +115,7 @@ stored! {
         |txn, before, after| invitations::update(txn, before, after);
     crate::domain::email_domain::TenantDomain => |txn, _, after| domains::update(txn, after);
     crate::domain::role::Role => |txn, _, after| roles::update(txn, after);
+    crate::domain::group::Group => |txn, _, after| groups::update(txn, after);
 }
 
 /// A writing transaction for one caller, and the events it will append at commit.
