@@ -921,6 +921,7 @@ async fn revoke(server: &TestServer, tenant: &Tenant, watcher: Uuid, cause: Revo
                         tenant_id,
                         user_id,
                         role: "admin".into(),
+                        ..Default::default()
                     },
                     owner,
                 ))

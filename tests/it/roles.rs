@@ -237,6 +237,7 @@ async fn all_bindings(
                 role: role.to_string(),
                 page_size,
                 page_token: token.clone(),
+                ..Default::default()
             }))
             .await
             .expect("listing bindings")

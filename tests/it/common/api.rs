@@ -186,6 +186,7 @@ impl Caller {
             tenant_id: tenant.id.clone(),
             user_id: user_id.to_string(),
             role: role.to_string(),
+            ..Default::default()
         });
         self.roles()
             .set_member_role(request)
@@ -203,6 +204,7 @@ impl Caller {
             tenant_id: tenant.id.clone(),
             user_id: user_id.to_string(),
             role: role.to_string(),
+            ..Default::default()
         });
         self.roles()
             .bind_role(request)
@@ -220,6 +222,7 @@ impl Caller {
             tenant_id: tenant.id.clone(),
             user_id: user_id.to_string(),
             role: role.to_string(),
+            ..Default::default()
         });
         self.roles()
             .unbind_role(request)
