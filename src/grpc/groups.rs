@@ -44,7 +44,10 @@ fn group_source(v: &mut Validator, raw: i32) -> MembershipSource {
         None => MembershipSource::Api,
         Some(source) if is_group_source(source) => source,
         Some(_) => {
-            v.violation("source", "must be API, SCIM, SAML_JIT, OIDC_JIT or MIGRATION");
+            v.violation(
+                "source",
+                "must be API, SCIM, SAML_JIT, OIDC_JIT or MIGRATION",
+            );
             MembershipSource::Api
         }
     }

@@ -123,13 +123,7 @@ pub(crate) async fn permissions_when_needed(
     if locked.access.permissions.contains(Permission::AdminsManage) {
         return Ok(Vec::new());
     }
-    let by_user = member_permissions(
-        txn,
-        &locked.roles,
-        locked.tenant.id,
-        user_ids,
-    )
-    .await?;
+    let by_user = member_permissions(txn, &locked.roles, locked.tenant.id, user_ids).await?;
     Ok(by_user.into_values().collect())
 }
 
@@ -480,8 +474,7 @@ impl Services {
                     } else {
                         store::groups::remove_members(&tx.txn, tenant_id, group_id, &changed)
                             .await?;
-                        store::groups::count_members(&tx.txn, tenant_id, group_id, -delta)
-                            .await?;
+                        store::groups::count_members(&tx.txn, tenant_id, group_id, -delta).await?;
                         group.member_count -= delta;
                     }
                     for user_id in &changed {
@@ -509,7 +502,11 @@ impl Services {
         }: ListGroupMembers,
     ) -> Result<(Vec<Membership>, String), DomainError> {
         let pager = self.page_tokens.pager(
-            &["group_members", &tenant_id.to_string(), &group_id.to_string()],
+            &[
+                "group_members",
+                &tenant_id.to_string(),
+                &group_id.to_string(),
+            ],
             page_size,
         );
         let after = match pager.after(&page_token)? {

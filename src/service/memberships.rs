@@ -114,7 +114,11 @@ impl Services {
                 query.filter.query.as_ref().map_or("", |q| q.email.as_str()),
                 query.filter.query.as_ref().map_or("", |q| q.name.as_str()),
                 &format!("{:?}/{}", query.sort, query.descending),
-                &query.filter.group_id.map(|g| g.to_string()).unwrap_or_default(),
+                &query
+                    .filter
+                    .group_id
+                    .map(|g| g.to_string())
+                    .unwrap_or_default(),
             ],
             query.page_size,
         );
@@ -468,8 +472,7 @@ impl Services {
                         tx.roll_back_at_end();
                         return Ok(());
                     }
-                    super::groups::leave_all_groups(tx, &locked.roles, tenant_id, user_id)
-                        .await?;
+                    super::groups::leave_all_groups(tx, &locked.roles, tenant_id, user_id).await?;
                     store::memberships::delete(&tx.txn, &before).await?;
                     tx.emit(EventType::MembershipDeleted, Some(&before), None);
                     Ok(())

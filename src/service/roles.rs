@@ -306,8 +306,7 @@ impl Services {
                     }
                     require_define(&locked.access, role.permissions)?;
                     let holders = store::roles::holders_of(&tx.txn, tenant_id, role.id).await?;
-                    let groups =
-                        store::groups::bound_to_role(&tx.txn, tenant_id, role.id).await?;
+                    let groups = store::groups::bound_to_role(&tx.txn, tenant_id, role.id).await?;
                     let uses = holders.len() + groups.len();
                     if uses > 0 && !unbind_everywhere {
                         return Err(DomainError::RoleInUse(uses));
@@ -364,9 +363,14 @@ impl Services {
                     if target.is_owner {
                         return Err(DomainError::OwnerRoleReserved);
                     }
-                    let held =
-                        permissions_with_groups(&tx.txn, &locked.roles, tenant_id, user_id, &role_ids)
-                            .await?;
+                    let held = permissions_with_groups(
+                        &tx.txn,
+                        &locked.roles,
+                        tenant_id,
+                        user_id,
+                        &role_ids,
+                    )
+                    .await?;
                     locked.access.require_manage(held)?;
                     locked.access.require_grant(&target)?;
                     let (remove, add) = match change {
@@ -491,7 +495,8 @@ impl Services {
                     Some(role_id) => (BindingKind::Group, role_id),
                     None => (BindingKind::User, key.as_str()),
                 };
-                let role_id = Uuid::try_parse(role_id).map_err(|_| DomainError::InvalidPageToken)?;
+                let role_id =
+                    Uuid::try_parse(role_id).map_err(|_| DomainError::InvalidPageToken)?;
                 Some((kind, subject, role_id))
             }
             Some(_) => return Err(DomainError::InvalidPageToken),
@@ -551,7 +556,9 @@ impl Services {
             }));
         }
         let next = pager.finish(&mut rows, |last| {
-            let role_id = role_by_name(&roles, &last.role).map(|r| r.id).unwrap_or_default();
+            let role_id = role_by_name(&roles, &last.role)
+                .map(|r| r.id)
+                .unwrap_or_default();
             match last.subject {
                 BindingSubject::User(user) => After {
                     value: SortValue::Text(role_id.to_string()),

@@ -4,8 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -179,7 +178,8 @@ pub async fn list<C: ConnectionTrait>(
     let mut select = groups::Entity::find().filter(Column::TenantId.eq(tenant_id));
     if let Some(text) = &query.name_contains {
         let pattern = format!("%{}%", escape_like(text));
-        select = select.filter(Expr::col(Column::NameKey).like(LikeExpr::new(pattern).escape('\\')));
+        select =
+            select.filter(Expr::col(Column::NameKey).like(LikeExpr::new(pattern).escape('\\')));
     }
     if let Some(source) = query.source {
         select = select.filter(Column::Source.eq(source.as_str()));
@@ -271,16 +271,21 @@ pub async fn granted_to_many<C: ConnectionTrait>(
             )
             .and_where(Expr::col((l.clone(), group_members::Column::TenantId)).eq(tenant_id))
             .and_where(
-                Expr::col((l.clone(), group_members::Column::UserId))
-                    .is_in(chunk.iter().copied()),
+                Expr::col((l.clone(), group_members::Column::UserId)).is_in(chunk.iter().copied()),
             )
-            .order_by((b.clone(), group_role_bindings::Column::GroupId), sea_orm::Order::Asc)
+            .order_by(
+                (b.clone(), group_role_bindings::Column::GroupId),
+                sea_orm::Order::Asc,
+            )
             .to_owned();
         for row in conn.query_all(&select).await.map_err(db_error)? {
             let user_id: Uuid = row.try_get("", "user_id").map_err(db_error)?;
             let role_id: Uuid = row.try_get("", "role_id").map_err(db_error)?;
             let group_id: Uuid = row.try_get("", "group_id").map_err(db_error)?;
-            by_user.entry(user_id).or_default().push((role_id, group_id));
+            by_user
+                .entry(user_id)
+                .or_default()
+                .push((role_id, group_id));
         }
     }
     Ok(by_user)

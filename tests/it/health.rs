@@ -44,7 +44,7 @@ async fn api_services(server: &TestServer) -> Vec<String> {
         .map(|s| s.name)
         .filter(|name| !name.starts_with("grpc."))
         .collect();
-    assert_eq!(names.len(), 4, "the four API services: {names:?}");
+    assert_eq!(names.len(), 5, "the five API services: {names:?}");
     names
 }
 

@@ -19,7 +19,7 @@ use uuid::Uuid;
 type Roles = RoleServiceClient<Channel>;
 
 /// The permission catalog (DESIGN section 2), written out.
-const CATALOG: [&str; 16] = [
+const CATALOG: [&str; 17] = [
     "tenant.delete",
     "tenant.manage",
     "owner.transfer",
@@ -36,6 +36,7 @@ const CATALOG: [&str; 16] = [
     "audit_logs.read",
     "resources.create",
     "products.use",
+    "groups.manage",
 ];
 
 /// ENTERPRISE preset (seed 000): role, owner role?, permissions granted.
@@ -73,6 +74,7 @@ const ORGANIZATION_MATRIX: &[(&str, bool, &[&str])] = &[
         &[
             "members.manage",
             "members.read",
+            "groups.manage",
             "oauth_clients.create",
             "api_keys.manage",
             "webhooks.create",

@@ -147,13 +147,15 @@ enum Idempotent {
     Tenant,
     Membership,
     Invitation,
+    Group,
 }
 
 impl Idempotent {
-    const ALL: [Idempotent; 3] = [
+    const ALL: [Idempotent; 4] = [
         Idempotent::Tenant,
         Idempotent::Membership,
         Idempotent::Invitation,
+        Idempotent::Group,
     ];
 
     fn method(self) -> &'static str {
@@ -161,6 +163,7 @@ impl Idempotent {
             Idempotent::Tenant => "/membership.v1.TenantService/CreateTenant",
             Idempotent::Membership => "/membership.v1.MembershipService/CreateMembership",
             Idempotent::Invitation => "/membership.v1.InvitationService/CreateInvitation",
+            Idempotent::Group => "/membership.v1.GroupService/CreateGroup",
         }
     }
 
@@ -217,6 +220,19 @@ impl Idempotent {
                 .create_invitation(as_user(request, tenant.owner))
                 .await?;
                 Ok(response.into_inner().invitation.unwrap().invitation_id)
+            }
+            Idempotent::Group => {
+                let request = pb::CreateGroupRequest {
+                    tenant_id: tenant.id.clone(),
+                    name: format!("Engineering {variant}"),
+                    request_id,
+                    ..Default::default()
+                };
+                let response =
+                    pb::group_service_client::GroupServiceClient::new(server.channel().await)
+                        .create_group(as_user(request, tenant.owner))
+                        .await?;
+                Ok(response.into_inner().group.unwrap().group_id)
             }
         }
     }
@@ -701,6 +717,16 @@ fn request_in_tenant(
             "permission" | "permissions" => "members.read".into(),
             "domain" => "acme-corp.example".into(),
             "invitation_id" | "domain_id" => uuid::Uuid::now_v7().to_string(),
+            // A group names its subject instead of a user in the binding calls.
+            "group_id"
+                if !matches!(
+                    message.name(),
+                    "BindRoleRequest" | "UnbindRoleRequest" | "ListRoleBindingsRequest"
+                ) =>
+            {
+                uuid::Uuid::now_v7().to_string()
+            }
+            "user_ids" => actor.to_string(),
             "source" if message.name() == "CreateMembershipRequest" => {
                 // MEMBERSHIP_SOURCE_SCIM: a direct source.
                 encoded.extend_from_slice(&[(field.number() as u8) << 3, 3]);
@@ -712,6 +738,7 @@ fn request_in_tenant(
                     "UpdateTenantRequest" => "name",
                     "UpdateRoleRequest" => "description",
                     "UpdateDomainRequest" => "auto_join",
+                    "UpdateGroupRequest" => "name",
                     _ => "display_name",
                 };
                 let mut mask = Vec::new();
