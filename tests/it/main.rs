@@ -14,6 +14,7 @@ mod concurrency;
 mod domains;
 mod events;
 mod feed;
+mod groups;
 mod health;
 mod invitations;
 mod limits;

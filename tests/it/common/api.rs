@@ -7,6 +7,7 @@ use tonic::{Request, Status};
 use uuid::Uuid;
 
 use membership_service::grpc::pb;
+use membership_service::grpc::pb::group_service_client::GroupServiceClient;
 use membership_service::grpc::pb::membership_service_client::MembershipServiceClient;
 use membership_service::grpc::pb::role_service_client::RoleServiceClient;
 use membership_service::grpc::pb::tenant_service_client::TenantServiceClient;
@@ -75,6 +76,10 @@ impl Caller {
 
     fn members(&self) -> MembershipServiceClient<Channel> {
         MembershipServiceClient::new(self.channel.clone())
+    }
+
+    fn groups(&self) -> GroupServiceClient<Channel> {
+        GroupServiceClient::new(self.channel.clone())
     }
 
     /// Dissolves `tenant`, without an etag.
@@ -186,7 +191,6 @@ impl Caller {
             tenant_id: tenant.id.clone(),
             user_id: user_id.to_string(),
             role: role.to_string(),
-            ..Default::default()
         });
         self.roles()
             .set_member_role(request)
@@ -226,6 +230,216 @@ impl Caller {
         });
         self.roles()
             .unbind_role(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// A group named `name` (source API, no external id, no request id).
+    pub async fn create_group(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+    ) -> Result<pb::CreateGroupResponse, Status> {
+        self.create_group_from(pb::CreateGroupRequest {
+            tenant_id: tenant.id.clone(),
+            name: name.to_string(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// CreateGroup with every field as given.
+    pub async fn create_group_from(
+        &self,
+        request: pb::CreateGroupRequest,
+    ) -> Result<pb::CreateGroupResponse, Status> {
+        let request = self.request(request);
+        self.groups()
+            .create_group(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn get_group(&self, tenant: &Tenant, group_id: &str) -> Result<pb::Group, Status> {
+        let request = self.request(pb::GetGroupRequest {
+            tenant_id: tenant.id.clone(),
+            group_id: group_id.to_string(),
+        });
+        self.groups()
+            .get_group(request)
+            .await
+            .map(|r| r.into_inner().group.expect("a group"))
+    }
+
+    /// ListGroups with every field as given.
+    pub async fn list_groups(
+        &self,
+        request: pb::ListGroupsRequest,
+    ) -> Result<pb::ListGroupsResponse, Status> {
+        let request = self.request(request);
+        self.groups()
+            .list_groups(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// The ids of every group `user_id` is in (one page of up to 1,000).
+    pub async fn groups_of(&self, tenant: &Tenant, user_id: Uuid) -> Result<Vec<String>, Status> {
+        let page = self
+            .list_groups(pb::ListGroupsRequest {
+                tenant_id: tenant.id.clone(),
+                user_id: user_id.to_string(),
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await?;
+        Ok(page.groups.into_iter().map(|g| g.group_id).collect())
+    }
+
+    /// UpdateGroup of `paths` to the values in `group` (its etag included).
+    pub async fn update_group(
+        &self,
+        group: pb::Group,
+        paths: &[&str],
+    ) -> Result<pb::UpdateGroupResponse, Status> {
+        let request = self.request(pb::UpdateGroupRequest {
+            group: Some(group),
+            update_mask: super::field_mask(paths),
+        });
+        self.groups()
+            .update_group(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Deletes a group at `etag` (empty: whatever its version); `validate_only` checks without
+    /// deleting.
+    pub async fn delete_group(
+        &self,
+        tenant: &Tenant,
+        group_id: &str,
+        etag: &str,
+        validate_only: bool,
+    ) -> Result<pb::DeleteGroupResponse, Status> {
+        let request = self.request(pb::DeleteGroupRequest {
+            tenant_id: tenant.id.clone(),
+            group_id: group_id.to_string(),
+            etag: etag.to_string(),
+            validate_only,
+        });
+        self.groups()
+            .delete_group(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// AddGroupMembers of `user_ids` (user ids, or any text standing for one).
+    pub async fn add_group_members<I: ToString>(
+        &self,
+        tenant: &Tenant,
+        group_id: &str,
+        user_ids: impl IntoIterator<Item = I>,
+    ) -> Result<pb::AddGroupMembersResponse, Status> {
+        let request = self.request(pb::AddGroupMembersRequest {
+            tenant_id: tenant.id.clone(),
+            group_id: group_id.to_string(),
+            user_ids: user_ids.into_iter().map(|u| u.to_string()).collect(),
+        });
+        self.groups()
+            .add_group_members(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn remove_group_members<I: ToString>(
+        &self,
+        tenant: &Tenant,
+        group_id: &str,
+        user_ids: impl IntoIterator<Item = I>,
+    ) -> Result<pb::RemoveGroupMembersResponse, Status> {
+        let request = self.request(pb::RemoveGroupMembersRequest {
+            tenant_id: tenant.id.clone(),
+            group_id: group_id.to_string(),
+            user_ids: user_ids.into_iter().map(|u| u.to_string()).collect(),
+        });
+        self.groups()
+            .remove_group_members(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// One page of a group's members.
+    pub async fn list_group_members(
+        &self,
+        tenant: &Tenant,
+        group_id: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<pb::ListGroupMembersResponse, Status> {
+        let request = self.request(pb::ListGroupMembersRequest {
+            tenant_id: tenant.id.clone(),
+            group_id: group_id.to_string(),
+            page_size,
+            page_token: page_token.to_string(),
+        });
+        self.groups()
+            .list_group_members(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn bind_role_to_group(
+        &self,
+        tenant: &Tenant,
+        group_id: &str,
+        role: &str,
+    ) -> Result<pb::BindRoleResponse, Status> {
+        let request = self.request(pb::BindRoleRequest {
+            tenant_id: tenant.id.clone(),
+            group_id: group_id.to_string(),
+            role: role.to_string(),
+            ..Default::default()
+        });
+        self.roles()
+            .bind_role(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn unbind_role_from_group(
+        &self,
+        tenant: &Tenant,
+        group_id: &str,
+        role: &str,
+    ) -> Result<pb::UnbindRoleResponse, Status> {
+        let request = self.request(pb::UnbindRoleRequest {
+            tenant_id: tenant.id.clone(),
+            group_id: group_id.to_string(),
+            role: role.to_string(),
+            ..Default::default()
+        });
+        self.roles()
+            .unbind_role(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// CheckPermission of `user_id`, at least as fresh as `min_cursor`.
+    pub async fn check_permission(
+        &self,
+        tenant: &Tenant,
+        user_id: Uuid,
+        permission: &str,
+        min_cursor: i64,
+    ) -> Result<pb::CheckPermissionResponse, Status> {
+        let request = self.request(pb::CheckPermissionRequest {
+            tenant_id: tenant.id.clone(),
+            user_id: user_id.to_string(),
+            permission: permission.to_string(),
+            min_cursor,
+        });
+        self.roles()
+            .check_permission(request)
             .await
             .map(|r| r.into_inner())
     }
