@@ -181,6 +181,7 @@ impl Services {
             .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, command.tenant_id).await?;
+                    locked.access.require(Permission::GroupsManage)?;
                     // Checked under the tenant lock, so a concurrent retry sees the first call.
                     if let Some(request_id) = &command.request_id
                         && let Some(done) = replay_create_group(
@@ -193,7 +194,6 @@ impl Services {
                     {
                         return Ok(done);
                     }
-                    locked.access.require(Permission::GroupsManage)?;
                     let now = now_micros();
                     let group = Group {
                         id: Uuid::now_v7(),

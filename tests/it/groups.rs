@@ -879,7 +879,7 @@ async fn adding_and_removing_members_answers_once_for_each_user_id() {
 /// (it has no user id yet); named to AddGroupMembers it is NOT_ACTIVE, as the API documents
 /// ("a member, but not ACTIVE or SUSPENDED (an invitation, or one who left)").
 #[tokio::test]
-async fn an_invitation_named_to_add_group_members_is_not_active() {
+async fn an_invitation_id_named_to_add_group_members_is_not_a_member() {
     let server = TestServer::start().await;
     let tenant = organization(&server, None).await;
     let api = server.api().await;
@@ -910,7 +910,7 @@ async fn an_invitation_named_to_add_group_members_is_not_active() {
         .unwrap();
     assert_eq!(
         outcomes(&added.results),
-        vec![(invitation, GroupMemberOutcome::NotActive)]
+        vec![(invitation, GroupMemberOutcome::NotAMember)]
     );
     assert_eq!(server.head().await, head);
     assert_eq!(member_count(&owner, &tenant, &group).await, 0);
