@@ -61,6 +61,17 @@ enum Command {
         /// How long each run lasts.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         duration: Duration,
+        /// Instead: CheckPermission of a permission held through a group (of
+        /// `--group-members`, the member in `--member-groups` groups) beside the same check
+        /// through a direct binding and the empty RPC, interleaved, `--repetitions` rounds.
+        #[arg(long)]
+        through_group: bool,
+        #[arg(long, default_value_t = 10_000)]
+        group_members: usize,
+        #[arg(long, default_value_t = 100)]
+        member_groups: usize,
+        #[arg(long, default_value_t = 3)]
+        repetitions: usize,
         #[command(flatten)]
         credentials: Credentials,
     },
@@ -321,7 +332,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             server,
             concurrency,
             duration,
+            through_group: true,
+            group_members,
+            member_groups,
+            repetitions,
             credentials,
+        } => {
+            let plan = GroupChecksPlan {
+                concurrency,
+                duration,
+                group_members,
+                member_groups,
+                repetitions,
+            };
+            checks_through_group(&server, plan, credentials.header()?).await
+        }
+        Command::Checks {
+            server,
+            concurrency,
+            duration,
+            credentials,
+            ..
         } => checks(&server, &concurrency, duration, credentials.header()?).await,
         Command::Reads {
             server,
@@ -827,6 +858,205 @@ async fn checks(
             empty.percentile(0.5),
             empty.percentile(0.99),
             checked.throughput() / empty.throughput(),
+        );
+    }
+    Ok(())
+}
+
+struct GroupChecksPlan {
+    concurrency: Vec<usize>,
+    duration: Duration,
+    group_members: usize,
+    member_groups: usize,
+    repetitions: usize,
+}
+
+/// Creates a member with `role` bound directly; its user id.
+async fn new_member(
+    channel: &Channel,
+    tenant: &str,
+    role: &str,
+    authorization: &Option<String>,
+) -> Result<uuid::Uuid, tonic::Status> {
+    let member = uuid::Uuid::now_v7();
+    MembershipServiceClient::new(channel.clone())
+        .create_membership(authed(
+            pb::CreateMembershipRequest {
+                tenant_id: tenant.to_string(),
+                user_id: member.to_string(),
+                email: format!("{}@bench.example", member.simple()),
+                source: pb::MembershipSource::Api as i32,
+                role: role.into(),
+                ..Default::default()
+            },
+            authorization,
+        ))
+        .await?;
+    Ok(member)
+}
+
+/// CheckPermission through a group against the same check through a direct binding: a
+/// member holding `members.manage` only through the `admin` role bound to one group of
+/// `group_members`, while in `member_groups` groups; another holding `admin` directly.
+async fn checks_through_group(
+    server: &str,
+    plan: GroupChecksPlan,
+    authorization: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use membership_service::grpc::pb::group_service_client::GroupServiceClient;
+    use membership_service::grpc::pb::role_service_client::RoleServiceClient;
+    let setup = connect(server).await?;
+    let owner = uuid::Uuid::now_v7();
+    let tenant = bench_tenant(&setup, owner, None, &authorization).await?;
+    let direct = new_member(&setup, &tenant, "admin", &authorization).await?;
+    let through = new_member(&setup, &tenant, "member", &authorization).await?;
+    let mut groups = GroupServiceClient::new(setup.clone());
+    let mut group_ids = Vec::new();
+    for i in 0..plan.member_groups.max(1) {
+        let group = groups
+            .create_group(authed(
+                pb::CreateGroupRequest {
+                    tenant_id: tenant.clone(),
+                    name: format!("group {i}"),
+                    ..Default::default()
+                },
+                &authorization,
+            ))
+            .await?
+            .into_inner()
+            .group
+            .map(|g| g.group_id)
+            .unwrap_or_default();
+        groups
+            .add_group_members(authed(
+                pb::AddGroupMembersRequest {
+                    tenant_id: tenant.clone(),
+                    group_id: group.clone(),
+                    user_ids: vec![through.to_string()],
+                },
+                &authorization,
+            ))
+            .await?;
+        group_ids.push(group);
+    }
+    // The granting group: the last the member joined, filled to `group_members`.
+    let granting = group_ids.last().cloned().unwrap_or_default();
+    println!(
+        "seeding: {} members into one group, the checked member in {} groups",
+        plan.group_members,
+        group_ids.len()
+    );
+    let mut others = Vec::new();
+    for _ in 1..plan.group_members {
+        others.push(
+            new_member(&setup, &tenant, "member", &authorization)
+                .await?
+                .to_string(),
+        );
+        if others.len() == 1_000 {
+            groups
+                .add_group_members(authed(
+                    pb::AddGroupMembersRequest {
+                        tenant_id: tenant.clone(),
+                        group_id: granting.clone(),
+                        user_ids: std::mem::take(&mut others),
+                    },
+                    &authorization,
+                ))
+                .await?;
+        }
+    }
+    if !others.is_empty() {
+        groups
+            .add_group_members(authed(
+                pb::AddGroupMembersRequest {
+                    tenant_id: tenant.clone(),
+                    group_id: granting.clone(),
+                    user_ids: others,
+                },
+                &authorization,
+            ))
+            .await?;
+    }
+    RoleServiceClient::new(setup.clone())
+        .bind_role(authed(
+            pb::BindRoleRequest {
+                tenant_id: tenant.clone(),
+                group_id: granting.clone(),
+                role: "admin".into(),
+                ..Default::default()
+            },
+            &authorization,
+        ))
+        .await?;
+    let check = |user: uuid::Uuid| pb::CheckPermissionRequest {
+        tenant_id: tenant.clone(),
+        user_id: user.to_string(),
+        permission: "members.manage".into(),
+        min_cursor: 0,
+    };
+    for (user, group) in [(direct, ""), (through, granting.as_str())] {
+        let answer = RoleServiceClient::new(setup.clone())
+            .check_permission(authed(check(user), &authorization))
+            .await?
+            .into_inner();
+        let granted_by = answer.granted_by.unwrap_or_default();
+        assert!(
+            answer.allowed,
+            "the benchmark member should hold members.manage"
+        );
+        assert_eq!(
+            granted_by.group_id, group,
+            "granted through the expected binding"
+        );
+    }
+
+    println!(
+        "concurrency | direct req/s | through a group req/s | Health/Check req/s | group / direct, median (spread) | group / empty"
+    );
+    for &concurrency in &plan.concurrency {
+        let mut channels = Vec::new();
+        for _ in 0..concurrency.div_ceil(16).max(1) {
+            channels.push(connect(server).await?);
+        }
+        let (mut ratios, mut to_empty) = (Vec::new(), Vec::new());
+        let (mut direct_rates, mut group_rates, mut empty_rates) =
+            (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..plan.repetitions.max(1) {
+            let mut rates = Vec::new();
+            for user in [direct, through] {
+                let request = check(user);
+                let authorization = authorization.clone();
+                let run = drive(&channels, concurrency, plan.duration, move |channel| {
+                    let request = authed(request.clone(), &authorization);
+                    async move {
+                        RoleServiceClient::new(channel)
+                            .check_permission(request)
+                            .await
+                            .map(|_| ())
+                    }
+                })
+                .await?
+                .without_failures()?;
+                rates.push(run.throughput());
+            }
+            let empty = drive(&channels, concurrency, plan.duration, empty_rpc)
+                .await?
+                .without_failures()?
+                .throughput();
+            ratios.push(rates[1] / rates[0]);
+            to_empty.push(rates[1] / empty);
+            direct_rates.push(rates[0]);
+            group_rates.push(rates[1]);
+            empty_rates.push(empty);
+        }
+        let (ratio, low, high) = median_and_spread(&mut ratios);
+        let (empty_ratio, _, _) = median_and_spread(&mut to_empty);
+        println!(
+            "{concurrency:>11} | {:>12.0} | {:>21.0} | {:>18.0} | {ratio:.2} ({low:.2}–{high:.2}) | {empty_ratio:.2}",
+            median_and_spread(&mut direct_rates).0,
+            median_and_spread(&mut group_rates).0,
+            median_and_spread(&mut empty_rates).0,
         );
     }
     Ok(())
