@@ -1,7 +1,7 @@
-//! Matching what a command printed against the output the README shows for it.
+//! Matching what a command printed against the output a document shows for it.
 //!
 //! The output is a sequence of items: JSON documents (a line starting with `{` or `[`, however
-//! many lines the document spans) and text lines. The README's version is the same, where `…`
+//! many lines the document spans) and text lines. The document's version is the same, where `…`
 //! stands for what changes from run to run or is left out:
 //!
 //! - in a string or a text line, `…` matches any characters (`"…"` any string, `"token=…"` any
@@ -20,7 +20,7 @@ use serde_json::Value;
 
 pub const ELLIPSIS: char = '…';
 
-/// A JSON value as the README shows it.
+/// A JSON value as a document shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pattern {
     Null,
@@ -43,7 +43,7 @@ pub enum Element {
     Value(Pattern),
 }
 
-/// One item of the output the README shows.
+/// One item of the output a document shows.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expected {
     /// `…` alone on a line: any number of items.
@@ -110,7 +110,7 @@ impl fmt::Display for Actual {
     }
 }
 
-/// Parses the README's output block(s).
+/// Parses a document's output block(s).
 pub fn parse_expected(text: &str) -> Vec<Expected> {
     let mut items = Vec::new();
     let mut rest = text;
@@ -285,12 +285,12 @@ pub fn first_difference(expected: &[Expected], actual: &[Actual]) -> String {
                 );
                 return format!(
                     "nothing in the output after its item {position} matches this item of the \
-                     README's:\n  {item}\nthere the output has: {near}"
+                     document's:\n  {item}\nthere the output has: {near}"
                 );
             }
         }
     }
-    "the output has items the README does not show (add them, or `…`)".into()
+    "the output has items the document does not show (add them, or `…`)".into()
 }
 
 /// The first place where `value` departs from `pattern`.
@@ -316,7 +316,7 @@ fn why(pattern: &Pattern, value: &Value, path: String) -> Option<String> {
                     .filter(|key| !members.iter().any(|(k, _)| k == *key))
                     .collect();
                 return Some(format!(
-                    "{path} has members the README does not show (add them, or `…`): {extra:?}"
+                    "{path} has members the document does not show (add them, or `…`): {extra:?}"
                 ));
             }
             None
@@ -333,7 +333,7 @@ fn why(pattern: &Pattern, value: &Value, path: String) -> Option<String> {
                     Element::Any => None,
                 })
         }
-        _ => Some(format!("{path} is {value}, the README shows {pattern}")),
+        _ => Some(format!("{path} is {value}, the document shows {pattern}")),
     }
 }
 

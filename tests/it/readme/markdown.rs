@@ -31,6 +31,8 @@ pub enum Directive {
 
 #[derive(Debug, Clone)]
 pub struct Block {
+    /// The document, as a path from the crate's root (`docs/tour.md`).
+    pub file: String,
     /// Line of the opening fence, from 1.
     pub line: usize,
     /// The info string: `sh`, `json`, or empty.
@@ -43,11 +45,16 @@ impl Block {
     pub fn has(&self, directive: &Directive) -> bool {
         self.directives.contains(directive)
     }
+
+    /// Where the block is, for messages: `docs/tour.md line 12`.
+    pub fn place(&self) -> String {
+        format!("{} line {}", self.file, self.line)
+    }
 }
 
 const MARKER: &str = "readme-test:";
 
-pub fn blocks(markdown: &str) -> Vec<Block> {
+pub fn blocks(file: &str, markdown: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
     let mut directives: Vec<Directive> = Vec::new();
     let mut directive_line = 0;
@@ -63,6 +70,7 @@ pub fn blocks(markdown: &str) -> Vec<Block> {
                 text.push('\n');
             }
             blocks.push(Block {
+                file: file.to_string(),
                 line: index + 1,
                 lang: info.trim().to_string(),
                 text,
@@ -74,30 +82,30 @@ pub fn blocks(markdown: &str) -> Vec<Block> {
             .and_then(|rest| rest.strip_suffix("-->"))
             .and_then(|rest| rest.trim().strip_prefix(MARKER))
         {
-            directives.extend(body.split(';').map(|action| parse(action, index + 1)));
+            directives.extend(body.split(';').map(|action| parse(action, file, index + 1)));
             directive_line = index + 1;
         } else if !line.trim().is_empty() && !directives.is_empty() {
             panic!(
-                "README line {directive_line}: a readme-test directive must come right before a code block"
+                "{file} line {directive_line}: a readme-test directive must come right before a code block"
             );
         } else if line.contains(&format!("<!-- {MARKER}"))
             && !line.contains(&format!("`<!-- {MARKER}"))
         {
             // Not alone on its line, it would be ignored; in inline code it is only mentioned.
             panic!(
-                "README line {}: write a directive alone on its line as <!-- {MARKER} … -->",
+                "{file} line {}: write a directive alone on its line as <!-- {MARKER} … -->",
                 index + 1
             );
         }
     }
     assert!(
         directives.is_empty(),
-        "README line {directive_line}: a directive after the last code block"
+        "{file} line {directive_line}: a directive after the last code block"
     );
     blocks
 }
 
-fn parse(action: &str, line: usize) -> Directive {
+fn parse(action: &str, file: &str, line: usize) -> Directive {
     let words: Vec<&str> = action.split_whitespace().collect();
     match words.as_slice() {
         ["expect-error"] => Directive::ExpectError,
@@ -111,14 +119,14 @@ fn parse(action: &str, line: usize) -> Directive {
         ["start-smtp"] => Directive::StartSmtp,
         ["publish-txt", file] => Directive::PublishTxt(file.to_string()),
         ["rerun"] => Directive::Rerun,
-        _ => panic!("README line {line}: unknown readme-test directive {action:?}"),
+        _ => panic!("{file} line {line}: unknown readme-test directive {action:?}"),
     }
 }
 
 #[test]
 fn blocks_carry_the_directives_written_before_them() {
     let markdown = "Intro\n\n<!-- readme-test: background all; stop other -->\n```sh\ngrpcurl x\n```\n\ntext\n\n```json\n{}\n```\n";
-    let blocks = blocks(markdown);
+    let blocks = blocks("doc.md", markdown);
     assert_eq!(blocks.len(), 2);
     assert_eq!(blocks[0].line, 4);
     assert_eq!(blocks[0].lang, "sh");
@@ -137,11 +145,17 @@ fn blocks_carry_the_directives_written_before_them() {
 #[test]
 #[should_panic(expected = "must come right before a code block")]
 fn a_directive_followed_by_prose_is_refused() {
-    blocks("<!-- readme-test: mail -->\nSome prose.\n\n```\nx\n```\n");
+    blocks(
+        "doc.md",
+        "<!-- readme-test: mail -->\nSome prose.\n\n```\nx\n```\n",
+    );
 }
 
 #[test]
 #[should_panic(expected = "unknown readme-test directive")]
 fn an_unknown_directive_is_refused() {
-    blocks("<!-- readme-test: expect-eror -->\n```sh\nx\n```\n");
+    blocks(
+        "doc.md",
+        "<!-- readme-test: expect-eror -->\n```sh\nx\n```\n",
+    );
 }

@@ -1,9 +1,13 @@
-//! The README's grpcurl walkthrough, run as written, so that it cannot drift from the API: every
-//! ```` ```sh ```` block that calls `grpcurl`, in document order, in one bash session in a
-//! scratch directory, against the real binary over a fresh database (SQLite, or PostgreSQL with
-//! `MEMBERSHIP_TEST_DATABASE_URL`), with the real `grpcurl` (see `readme/tools.rs`) and `jq`.
+//! The grpcurl examples of README.md and docs/, run as written, so that they cannot drift from
+//! the API. A document's examples are a walkthrough: every ```` ```sh ```` block that calls
+//! `grpcurl`, in document order, in one bash session in a scratch directory, against the real
+//! binary over a fresh database (SQLite, or PostgreSQL with `MEMBERSHIP_TEST_DATABASE_URL`), with
+//! the real `grpcurl` (see `readme/tools.rs`) and `jq`. [`WALKTHROUGHS`] lists them. A walkthrough
+//! of several files runs them in order in one session, as each continues the one before; outputs
+//! that show cursors depend on every write before them. Every document with grpcurl examples
+//! must be in the list, and no other document may show an output block no command prints.
 //!
-//! How README.md tells the test what to check:
+//! How a document tells the test what to check:
 //!
 //! - A `sh` block containing `grpcurl` runs with `set -euo pipefail`, `127.0.0.1:50051` replaced
 //!   by the server's address. The output blocks (` ```json ` or plain ` ``` `) that follow it,
@@ -30,7 +34,7 @@
 //!   - `skip REASON`: an illustration no command here prints.
 //!
 //!   An output block that follows no command, or is not claimed by a directive, fails the test:
-//!   nothing in the README goes unchecked by accident.
+//!   nothing in the documents goes unchecked by accident.
 
 mod expected;
 mod markdown;
@@ -47,17 +51,24 @@ use expected::{contained_in, first_difference, glob, matches, parse_actual, pars
 use markdown::{Block, Directive};
 use shell::Shell;
 
-/// The server address the README's commands use.
-const README_SERVER: &str = "127.0.0.1:50051";
-/// The SMTP server the README restarts the server with.
-const README_SMTP: &str = "127.0.0.1:1025";
+/// The server address the documents' commands use.
+const DOC_SERVER: &str = "127.0.0.1:50051";
+/// The SMTP server the tour restarts the server with.
+const DOC_SMTP: &str = "127.0.0.1:1025";
+
+/// The README's examples, on a server of their own: their outputs count from an empty database.
+const QUICK_START: &[&str] = &["README.md"];
+
+/// Every walkthrough: the files of each run in order in one session, against one server over one
+/// fresh database.
+const WALKTHROUGHS: &[&[&str]] = &[QUICK_START];
 
 /// A command block whose output is still to be checked against the blocks that follow it.
 enum Source {
     /// A finished foreground run and what it printed.
     Run { block: Block, printed: String },
-    /// A background block, still running.
-    Job { name: String, line: usize },
+    /// A background block, still running, and where it is.
+    Job { name: String, place: String },
 }
 
 struct Pending {
@@ -66,38 +77,112 @@ struct Pending {
 }
 
 struct Walkthrough {
+    /// Its files, for messages.
+    name: String,
     database: TestDatabase,
     server: Option<ServerProcess>,
-    /// The test's own flags, then those of the README's last `cargo run` block.
+    /// The test's own flags, then those of the document's last `cargo run` block.
     flags: Vec<String>,
-    readme_flags: Vec<String>,
+    doc_flags: Vec<String>,
     dns: DnsServer,
     smtp: Option<SmtpSink>,
     smtp_port: u16,
     shell: Shell,
     pending: Option<Pending>,
     last_command: Option<Block>,
-    /// Background blocks by name: the line they start at.
-    started_jobs: BTreeMap<String, usize>,
+    /// Background blocks by name: where they are.
+    started_jobs: BTreeMap<String, String>,
     checked_jobs: BTreeSet<String>,
     commands_run: usize,
     outputs_checked: usize,
-    status_only: Vec<usize>,
-    /// Outputs that differ from the README's, reported together at the end.
+    status_only: Vec<String>,
+    /// Outputs that differ from the documents', reported together at the end.
     differences: Vec<String>,
 }
 
 #[tokio::test]
-async fn readme_grpcurl_walkthrough_runs_as_written() {
-    let readme_path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-    let readme = std::fs::read_to_string(readme_path).expect("reading README.md");
-    let blocks = markdown::blocks(&readme);
-    assert!(
-        blocks
-            .iter()
-            .any(|b| b.lang == "sh" && b.text.contains("grpcurl")),
-        "README.md has no grpcurl examples"
-    );
+async fn readme_quick_start_runs_as_written() {
+    run_walkthrough(QUICK_START).await;
+}
+
+/// Every document with grpcurl examples is run, and the others show no output to check.
+#[test]
+fn every_document_with_grpcurl_examples_is_in_a_walkthrough() {
+    let walked: BTreeSet<&str> = WALKTHROUGHS
+        .iter()
+        .flat_map(|files| files.iter().copied())
+        .collect();
+    for file in documents() {
+        let blocks = markdown::blocks(&file, &read_document(&file));
+        if walked.contains(file.as_str()) {
+            assert!(
+                blocks.iter().any(is_command),
+                "{file} is in WALKTHROUGHS but has no grpcurl examples"
+            );
+            continue;
+        }
+        for block in blocks {
+            assert!(
+                !is_command(&block),
+                "{}: a grpcurl example in a document no walkthrough runs; add {file} to \
+                 WALKTHROUGHS in tests/it/readme/mod.rs",
+                block.place()
+            );
+            assert!(
+                !is_output(&block) || block.has(&Directive::Skip),
+                "{}: an output block in a document no walkthrough runs; mark it `skip` if no \
+                 command prints it",
+                block.place()
+            );
+        }
+    }
+}
+
+/// README.md and the Markdown files of docs/, as paths from the crate's root.
+pub fn documents() -> Vec<String> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files = vec!["README.md".to_string()];
+    let mut docs: Vec<String> = std::fs::read_dir(format!("{root}/docs"))
+        .expect("reading docs/")
+        .map(|entry| {
+            entry
+                .expect("a docs/ entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("docs/{name}"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    files
+}
+
+pub fn read_document(file: &str) -> String {
+    let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+fn is_command(block: &Block) -> bool {
+    block.lang == "sh" && block.text.contains("grpcurl")
+}
+
+fn is_output(block: &Block) -> bool {
+    block.lang.is_empty() || block.lang == "json"
+}
+
+/// Runs `files` in order as one walkthrough.
+async fn run_walkthrough(files: &[&str]) {
+    let mut blocks = Vec::new();
+    for file in files {
+        let file_blocks = markdown::blocks(file, &read_document(file));
+        assert!(
+            file_blocks.iter().any(is_command),
+            "{file} has no grpcurl examples"
+        );
+        blocks.extend(file_blocks);
+    }
 
     let grpcurl = tools::grpcurl();
     tools::jq();
@@ -111,16 +196,17 @@ async fn readme_grpcurl_walkthrough_runs_as_written() {
     let dns = DnsServer::start().await;
     let smtp = SmtpSink::start().await;
     let mut walkthrough = Walkthrough {
+        name: files.join(", "),
         database: TestDatabase::create().await,
         server: None,
         flags: vec![
             "--dns-nameserver".into(),
             dns.addr.to_string(),
-            // The README's watches print progress after 5 s of silence; 1 s keeps the test short.
+            // The documents' watches print progress after 5 s of silence; 1 s keeps the test short.
             "--watch-progress-interval".into(),
             "1s".into(),
         ],
-        readme_flags: Vec::new(),
+        doc_flags: Vec::new(),
         dns,
         smtp_port: smtp.port,
         smtp: Some(smtp),
@@ -150,9 +236,9 @@ impl Walkthrough {
             match &mut self.pending {
                 Some(pending) => pending.expected.push(block),
                 None => panic!(
-                    "README line {}: an output block that follows no command; mark it \
+                    "{}: an output block that follows no command; mark it \
                      (see tests/it/readme/mod.rs), e.g. `skip` if no command prints it",
-                    block.line
+                    block.place()
                 ),
             }
             return;
@@ -175,7 +261,7 @@ impl Walkthrough {
                 }
                 Directive::PublishTxt(file) => self.publish_txt(file),
                 Directive::RestartServer if !is_command && block.lang == "sh" => {
-                    self.readme_flags = self.flags_of(&block).await;
+                    self.doc_flags = self.flags_of(&block).await;
                     self.restart_server().await;
                 }
                 Directive::RestartServer => self.restart_server().await,
@@ -197,16 +283,17 @@ impl Walkthrough {
                 Directive::Output(name) => Some(name.clone()),
                 _ => None,
             }) {
-                let line = *self
+                let place = self
                     .started_jobs
                     .get(&name)
-                    .unwrap_or_else(|| panic!("README line {}: no watch named {name}", block.line));
-                Source::Job { name, line }
+                    .unwrap_or_else(|| panic!("{}: no watch named {name}", block.place()))
+                    .clone();
+                Source::Job { name, place }
             } else if block.has(&Directive::Rerun) {
                 let mut command = self
                     .last_command
                     .clone()
-                    .unwrap_or_else(|| panic!("README line {}: nothing to rerun", block.line));
+                    .unwrap_or_else(|| panic!("{}: nothing to rerun", block.place()));
                 // Run again to succeed, whatever the first run was meant to do.
                 command.directives.retain(|d| *d != Directive::ExpectError);
                 let printed = self.run_foreground(&command, true).await;
@@ -216,8 +303,8 @@ impl Walkthrough {
                 }
             } else {
                 panic!(
-                    "README line {}: these directives do not say whose output this block is",
-                    block.line
+                    "{}: these directives do not say whose output this block is",
+                    block.place()
                 );
             };
             self.pending = Some(Pending {
@@ -231,8 +318,8 @@ impl Walkthrough {
                 .all(|d| *d == Directive::RestartServer);
             assert!(
                 acted,
-                "README line {}: these directives do not apply to a block that is not run",
-                block.line
+                "{}: these directives do not apply to a block that is not run",
+                block.place()
             );
         }
     }
@@ -241,7 +328,7 @@ impl Walkthrough {
         let flags: Vec<&str> = self
             .flags
             .iter()
-            .chain(&self.readme_flags)
+            .chain(&self.doc_flags)
             .map(String::as_str)
             .collect();
         self.server = Some(ServerProcess::spawn(&self.database.url, &flags).await);
@@ -265,23 +352,23 @@ impl Walkthrough {
             .to_string()
     }
 
-    /// The block's text, with the README's server address replaced by the real one.
+    /// The block's text, with the documents' server address replaced by the real one.
     fn script(&self, block: &Block) -> String {
-        block.text.replace(README_SERVER, &self.address())
+        block.text.replace(DOC_SERVER, &self.address())
     }
 
     /// The flags after `--` in a `cargo run --release -- FLAGS` block, split as bash splits them.
     async fn flags_of(&self, block: &Block) -> Vec<String> {
         let text = block
             .text
-            .replace(README_SMTP, &format!("127.0.0.1:{}", self.smtp_port));
+            .replace(DOC_SMTP, &format!("127.0.0.1:{}", self.smtp_port));
         let flags = text
             .trim()
             .strip_prefix("cargo run --release --")
             .unwrap_or_else(|| {
                 panic!(
-                    "README line {}: restart-server expects `cargo run --release -- FLAGS`",
-                    block.line
+                    "{}: restart-server expects `cargo run --release -- FLAGS`",
+                    block.place()
                 )
             });
         self.shell
@@ -303,21 +390,21 @@ impl Walkthrough {
             Some(name) => {
                 let script = self.script(&block);
                 self.shell.start_job(&name, &script).await;
-                self.started_jobs.insert(name.clone(), block.line);
+                self.started_jobs.insert(name.clone(), block.place());
                 // As a person sees the watch running before going on: without this, the next
                 // command could commit before the watch has subscribed.
                 let deadline = Instant::now() + WAIT;
                 while self.shell.job_output(&name).trim().is_empty() {
                     assert!(
                         Instant::now() < deadline,
-                        "README line {}: the watch printed nothing within {WAIT:?}",
-                        block.line
+                        "{}: the watch printed nothing within {WAIT:?}",
+                        block.place()
                     );
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Source::Job {
                     name,
-                    line: block.line,
+                    place: block.place(),
                 }
             }
             None => {
@@ -339,11 +426,7 @@ impl Walkthrough {
             .run(&script, errexit)
             .await
             .unwrap_or_else(|failure| {
-                panic!(
-                    "README line {}: {failure}{}",
-                    block.line,
-                    self.differences_so_far()
-                )
+                panic!("{}: {failure}{}", block.place(), self.differences_so_far())
             })
     }
 
@@ -352,7 +435,7 @@ impl Walkthrough {
             String::new()
         } else {
             format!(
-                "\n\nand before that, outputs that differ from the README:\n\n{}",
+                "\n\nand before that, outputs that differ from the documents:\n\n{}",
                 self.differences.join("\n\n")
             )
         }
@@ -380,24 +463,25 @@ impl Walkthrough {
                 if expected.is_empty() {
                     assert!(
                         !expects_error,
-                        "README line {}: expect-error, but no output block shows the error",
-                        block.line
+                        "{}: expect-error, but no output block shows the error",
+                        block.place()
                     );
-                    self.status_only.push(block.line);
+                    self.status_only.push(block.place());
                     return;
                 }
                 if expects_error {
                     assert!(
                         shown.lines().any(|l| l.trim() == "ERROR:"),
-                        "README line {}: expect-error, but the output shown has no ERROR:",
-                        block.line
+                        "{}: expect-error, but the output shown has no ERROR:",
+                        block.place()
                     );
                 }
                 let got = parse_actual(&printed, false);
                 if !matches(&wanted, &got) {
                     self.differences.push(format!(
-                        "README line {}: the output of the command at line {} differs from \
-                         what the README shows.\n{}\n--- README:\n{shown}\n--- printed:\n{printed}",
+                        "{} line {}: the output of the command at line {} differs from \
+                         what the document shows.\n{}\n--- shown:\n{shown}\n--- printed:\n{printed}",
+                        expected[0].file,
                         lines,
                         block.line,
                         first_difference(&wanted, &got)
@@ -405,7 +489,7 @@ impl Walkthrough {
                 }
                 self.outputs_checked += 1;
             }
-            Source::Job { name, line } => {
+            Source::Job { name, place } => {
                 if expected.is_empty() {
                     return;
                 }
@@ -418,9 +502,10 @@ impl Walkthrough {
                     }
                     if Instant::now() > deadline {
                         self.differences.push(format!(
-                            "README line {lines}: the watch started at line {line} ({name}) did \
-                             not print what the README shows within {WAIT:?}.\n{}\n--- README:\n\
+                            "{} line {lines}: the watch started at {place} ({name}) did \
+                             not print what the document shows within {WAIT:?}.\n{}\n--- shown:\n\
                              {shown}\n--- printed:\n{printed}",
+                            expected[0].file,
                             first_difference(&wanted, &got)
                         ));
                         break;
@@ -464,14 +549,14 @@ impl Walkthrough {
         let (headers, body) = block
             .text
             .split_once("\n\n")
-            .unwrap_or_else(|| panic!("README line {}: headers, blank line, body", block.line));
+            .unwrap_or_else(|| panic!("{}: headers, blank line, body", block.place()));
         for header in headers.lines() {
             let (name, value) = header.split_once(':').expect("Name: value");
             let got = mail.header(name).unwrap_or_default();
             if !glob(value.trim(), got.trim()) {
                 self.differences.push(format!(
-                    "README line {}: the email's {name} is {got:?}, the README shows {:?}",
-                    block.line,
+                    "{}: the email's {name} is {got:?}, the document shows {:?}",
+                    block.place(),
                     value.trim()
                 ));
             }
@@ -490,8 +575,8 @@ impl Walkthrough {
         let got = trimmed(&text);
         if !(shown.len() == got.len() && shown.iter().zip(&got).all(|(s, g)| glob(s, g))) {
             self.differences.push(format!(
-                "README line {}: the email body differs.\n--- README:\n{}\n--- received:\n{}",
-                block.line,
+                "{}: the email body differs.\n--- shown:\n{}\n--- received:\n{}",
+                block.place(),
                 shown.join("\n"),
                 got.join("\n")
             ));
@@ -503,7 +588,8 @@ impl Walkthrough {
         self.check_pending().await;
         assert!(
             self.differences.is_empty(),
-            "{} output(s) differ from the README:\n\n{}",
+            "{}: {} output(s) differ from the documents:\n\n{}",
+            self.name,
             self.differences.len(),
             self.differences.join("\n\n")
         );
@@ -521,9 +607,9 @@ impl Walkthrough {
         assert!(status.success(), "the server exited with {status}");
         assert!(self.commands_run > 0 && self.outputs_checked > 0);
         eprintln!(
-            "README: ran {} grpcurl blocks and checked {} outputs; checked by exit status only: \
-             the blocks at lines {:?}",
-            self.commands_run, self.outputs_checked, self.status_only
+            "{}: ran {} grpcurl blocks and checked {} outputs; checked by exit status only: \
+             the blocks at {:?}",
+            self.name, self.commands_run, self.outputs_checked, self.status_only
         );
     }
 }

