@@ -2,8 +2,9 @@
 //! the API. A document's examples are a walkthrough: every ```` ```sh ```` block that calls
 //! `grpcurl`, in document order, in one bash session in a scratch directory, against the real
 //! binary over a fresh database (SQLite, or PostgreSQL with `MEMBERSHIP_TEST_DATABASE_URL`), with
-//! the real `grpcurl` (see `readme/tools.rs`) and `jq`. [`WALKTHROUGHS`] lists them. A walkthrough
-//! of several files runs them in order in one session, as each continues the one before; outputs
+//! the real `grpcurl` (see `readme/tools.rs`) and `jq`. [`WALKTHROUGHS`] lists them: the README's
+//! quick start, the tour, the operations guide's authentication examples. A walkthrough of several
+//! files runs them in order in one session, as each continues the one before; outputs
 //! that show cursors depend on every write before them. Every document with grpcurl examples
 //! must be in the list, and no other document may show an output block no command prints.
 //!
@@ -56,12 +57,16 @@ const DOC_SERVER: &str = "127.0.0.1:50051";
 /// The SMTP server the tour restarts the server with.
 const DOC_SMTP: &str = "127.0.0.1:1025";
 
-/// The README's examples, on a server of their own: their outputs count from an empty database.
+/// The README's quick start, on a server of its own: its outputs count from an empty database.
 const QUICK_START: &[&str] = &["README.md"];
+/// The tour of every service, one story from an empty database.
+const TOUR: &[&str] = &["docs/tour.md"];
+/// The authentication examples, which restart the server in each mode.
+const OPERATIONS: &[&str] = &["docs/operations.md"];
 
 /// Every walkthrough: the files of each run in order in one session, against one server over one
 /// fresh database.
-const WALKTHROUGHS: &[&[&str]] = &[QUICK_START];
+const WALKTHROUGHS: &[&[&str]] = &[QUICK_START, TOUR, OPERATIONS];
 
 /// A command block whose output is still to be checked against the blocks that follow it.
 enum Source {
@@ -103,6 +108,16 @@ struct Walkthrough {
 #[tokio::test]
 async fn readme_quick_start_runs_as_written() {
     run_walkthrough(QUICK_START).await;
+}
+
+#[tokio::test]
+async fn tour_runs_as_written() {
+    run_walkthrough(TOUR).await;
+}
+
+#[tokio::test]
+async fn operations_examples_run_as_written() {
+    run_walkthrough(OPERATIONS).await;
 }
 
 /// Every document with grpcurl examples is run, and the others show no output to check.
