@@ -48,21 +48,6 @@ pub(crate) async fn member_permissions<C: ConnectionTrait>(
         .collect())
 }
 
-/// What one member may do: `role_ids` (their own bindings, read already) and their groups'.
-pub(crate) async fn permissions_with_groups<C: ConnectionTrait>(
-    conn: &C,
-    roles: &TenantRoles,
-    tenant_id: Uuid,
-    user_id: Uuid,
-    role_ids: &[Uuid],
-) -> Result<PermissionSet, DomainError> {
-    let mut held = roles.permissions_of(role_ids);
-    for (role_id, _) in store::groups::granted_to(conn, tenant_id, user_id).await? {
-        held = held.union(roles.permissions_of(&[role_id]));
-    }
-    Ok(held)
-}
-
 pub struct Access {
     pub caller: Caller,
     pub permissions: PermissionSet,
@@ -81,8 +66,9 @@ impl Access {
         let permissions = match caller {
             Caller::System => PermissionSet::all(),
             Caller::User(user_id) => {
-                let Some((membership, role_ids)) =
-                    store::memberships::find(conn, roles, tenant.id, user_id).await?
+                let Some((membership, bindings)) =
+                    store::memberships::find_with_groups(conn, roles, tenant.id, user_id, true)
+                        .await?
                 else {
                     return Err(DomainError::NotAMember);
                 };
@@ -93,7 +79,7 @@ impl Access {
                 if membership.status != MembershipStatus::Active {
                     return Err(DomainError::NotAMember);
                 }
-                permissions_with_groups(conn, roles, tenant.id, user_id, &role_ids).await?
+                bindings.permissions(roles)
             }
         };
         Ok(Access {

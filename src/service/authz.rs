@@ -434,33 +434,40 @@ impl AuthzCache {
             Err(DomainError::TenantNotFound) => Subject::TenantNotFound,
             Err(error) => return Err(error),
             Ok((t, _)) if t.state == TenantState::Dissolved => Subject::TenantDissolved,
-            Ok((_, roles)) => match store::memberships::find(&txn, &roles, tenant, user).await? {
-                None => Subject::NotAMember,
-                Some((membership, role_ids)) => {
-                    let grant = |role_id: Uuid, group_id: Option<Uuid>| {
-                        let role = roles.by_id(role_id)?;
-                        let grant = Grant {
-                            role: role.name.clone(),
-                            group_id,
+            Ok((_, roles)) => {
+                match store::memberships::find_with_groups(&txn, &roles, tenant, user, true).await?
+                {
+                    None => Subject::NotAMember,
+                    Some((membership, mut bindings)) => {
+                        // Direct grants first; then groups in a stable order, so the same state
+                        // always names the same granting binding.
+                        bindings
+                            .through_groups
+                            .sort_by_key(|(role, group)| (*group, *role));
+                        let grant = |role_id: Uuid, group_id: Option<Uuid>| {
+                            let role = roles.by_id(role_id)?;
+                            let grant = Grant {
+                                role: role.name.clone(),
+                                group_id,
+                            };
+                            Some((role.permissions, grant))
                         };
-                        Some((role.permissions, grant))
-                    };
-                    let through_groups = store::groups::granted_to(&txn, tenant, user).await?;
-                    let grants: Vec<(PermissionSet, Grant)> = (role_ids.iter())
-                        .filter_map(|role_id| grant(*role_id, None))
-                        .chain(
-                            (through_groups.iter())
-                                .filter_map(|(role_id, group_id)| grant(*role_id, Some(*group_id))),
-                        )
-                        .collect();
-                    Subject::Member {
-                        status: membership.status,
-                        permissions: (grants.iter())
-                            .fold(PermissionSet::EMPTY, |set, (held, _)| set.union(*held)),
-                        grants: grants.into(),
+                        let grants: Vec<(PermissionSet, Grant)> =
+                            (bindings.own.iter())
+                                .filter_map(|role_id| grant(*role_id, None))
+                                .chain((bindings.through_groups.iter()).filter_map(
+                                    |(role_id, group_id)| grant(*role_id, Some(*group_id)),
+                                ))
+                                .collect();
+                        Subject::Member {
+                            status: membership.status,
+                            permissions: (grants.iter())
+                                .fold(PermissionSet::EMPTY, |set, (held, _)| set.union(*held)),
+                            grants: grants.into(),
+                        }
                     }
                 }
-            },
+            }
         };
         txn.commit().await.map_err(db_error)?;
         let entry = Entry { loaded_at, subject };

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
-use super::access::{Access, conceal_absence, permissions_with_groups};
+use super::access::{Access, conceal_absence};
 use super::authz::CachedPage;
 use super::{Locked, Services, lock_for_member_management, membership_key};
 use crate::domain::events::{EventCursor, EventType, NewEvent};
@@ -362,18 +362,17 @@ impl Services {
             .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id).await?;
-                    let (before, role_ids) =
-                        store::memberships::get(&tx.txn, &locked.roles, tenant_id, user_id).await?;
-                    locked.access.require_manage(
-                        permissions_with_groups(
-                            &tx.txn,
-                            &locked.roles,
-                            tenant_id,
-                            user_id,
-                            &role_ids,
-                        )
-                        .await?,
-                    )?;
+                    let (before, bindings) = store::memberships::get_with_groups(
+                        &tx.txn,
+                        &locked.roles,
+                        tenant_id,
+                        user_id,
+                    )
+                    .await?;
+                    locked
+                        .access
+                        .require_manage(bindings.permissions(&locked.roles))?;
+                    let role_ids = bindings.own;
                     check_etag(&etag, before.version)?;
                     let is_owner = locked.roles.holds_owner_role(&role_ids);
                     let mut after = before.clone();
@@ -454,18 +453,17 @@ impl Services {
             .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id).await?;
-                    let (before, role_ids) =
-                        store::memberships::get(&tx.txn, &locked.roles, tenant_id, user_id).await?;
-                    locked.access.require_manage(
-                        permissions_with_groups(
-                            &tx.txn,
-                            &locked.roles,
-                            tenant_id,
-                            user_id,
-                            &role_ids,
-                        )
-                        .await?,
-                    )?;
+                    let (before, bindings) = store::memberships::get_with_groups(
+                        &tx.txn,
+                        &locked.roles,
+                        tenant_id,
+                        user_id,
+                    )
+                    .await?;
+                    locked
+                        .access
+                        .require_manage(bindings.permissions(&locked.roles))?;
+                    let role_ids = bindings.own;
                     check_etag(&etag, before.version)?;
                     locked.roles.ensure_not_owner(&role_ids)?;
                     if validate_only {

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::access::{Access, permissions_with_groups};
+use super::access::Access;
 use super::{Locked, Services, lock_for_member_management};
 use crate::domain::events::{EventCursor, EventType};
 use crate::domain::group::Group;
@@ -11,7 +11,7 @@ use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::role::{Role, TenantRoles};
 use crate::domain::tenant::check_etag;
 use crate::domain::{Caller, DomainError, Versioned, now_micros};
-use crate::store::memberships::{After, SortValue};
+use crate::store::memberships::{After, Bindings, SortValue};
 use crate::store::{self, Tx};
 
 /// What a change of one member's bindings does with the named role.
@@ -108,19 +108,20 @@ async fn unbind_from_group(tx: &mut Tx, group: Group, role: &Role) -> Result<Gro
         .await
 }
 
-/// The member to change bindings of: present and not gone.
+/// The member to change bindings of: present and not gone; with what they hold, their own
+/// bindings and their groups'.
 async fn bindable_member(
     tx: &Tx,
     locked: &Locked,
     tenant_id: Uuid,
     user_id: Uuid,
-) -> Result<(Membership, Vec<Uuid>), DomainError> {
-    let (member, role_ids) =
-        store::memberships::get(&tx.txn, &locked.roles, tenant_id, user_id).await?;
+) -> Result<(Membership, Bindings), DomainError> {
+    let (member, bindings) =
+        store::memberships::get_with_groups(&tx.txn, &locked.roles, tenant_id, user_id).await?;
     if member.status == MembershipStatus::Left {
         return Err(DomainError::MembershipNotActive(member.status.as_str()));
     }
-    Ok((member, role_ids))
+    Ok((member, bindings))
 }
 
 /// A role of a tenant, by name.
@@ -357,21 +358,16 @@ impl Services {
             .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id).await?;
-                    let (member, role_ids) =
+                    let (member, bindings) =
                         bindable_member(tx, &locked, tenant_id, user_id).await?;
                     let target = role_by_name(&locked.roles, &role)?.clone();
                     if target.is_owner {
                         return Err(DomainError::OwnerRoleReserved);
                     }
-                    let held = permissions_with_groups(
-                        &tx.txn,
-                        &locked.roles,
-                        tenant_id,
-                        user_id,
-                        &role_ids,
-                    )
-                    .await?;
-                    locked.access.require_manage(held)?;
+                    locked
+                        .access
+                        .require_manage(bindings.permissions(&locked.roles))?;
+                    let role_ids = bindings.own;
                     locked.access.require_grant(&target)?;
                     let (remove, add) = match change {
                         RoleChange::Bind => (vec![], vec![target.id]),

@@ -291,18 +291,6 @@ pub async fn granted_to_many<C: ConnectionTrait>(
     Ok(by_user)
 }
 
-/// The roles one member holds through groups, as (role, group) pairs.
-pub async fn granted_to<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    user_id: Uuid,
-) -> Result<Vec<(Uuid, Uuid)>, DomainError> {
-    Ok(granted_to_many(conn, tenant_id, &[user_id])
-        .await?
-        .remove(&user_id)
-        .unwrap_or_default())
-}
-
 /// Every member of a group, by user id.
 pub async fn member_ids<C: ConnectionTrait>(
     conn: &C,

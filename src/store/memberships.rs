@@ -14,6 +14,7 @@ use super::{corrupt, db_error, entities, escape_like, invitations, roles, tenant
 use crate::domain::membership::{
     ListFilter, Membership, MembershipSource, MembershipStatus, MembershipType, SortKey, TextQuery,
 };
+use crate::domain::permissions::PermissionSet;
 use crate::domain::role::TenantRoles;
 use crate::domain::{DomainError, Micros};
 
@@ -144,15 +145,59 @@ pub async fn find<C: ConnectionTrait>(
     tenant_id: Uuid,
     user_id: Uuid,
 ) -> Result<Option<(Membership, Vec<Uuid>)>, DomainError> {
-    // One statement: the membership joined to its bindings.
-    let Some((model, role_ids)) = rows_with_bindings(conn, tenant_id, &[user_id])
+    let found = find_with_groups(conn, roles_of_tenant, tenant_id, user_id, false).await?;
+    Ok(found.map(|(membership, bindings)| (membership, bindings.own)))
+}
+
+/// The roles a member holds: bound to them, and bound to a group they are in.
+#[derive(Clone, Debug, Default)]
+pub struct Bindings {
+    pub own: Vec<Uuid>,
+    /// (role, group) pairs.
+    pub through_groups: Vec<(Uuid, Uuid)>,
+}
+
+impl Bindings {
+    /// What the member may do: the union of every role they hold, either way.
+    pub fn permissions(&self, roles: &TenantRoles) -> PermissionSet {
+        self.through_groups
+            .iter()
+            .fold(roles.permissions_of(&self.own), |held, (role_id, _)| {
+                held.union(roles.permissions_of(&[*role_id]))
+            })
+    }
+}
+
+/// A membership with its bindings, in one statement: the membership joined to its own
+/// bindings and, with `groups`, to its groups' bindings.
+pub async fn find_with_groups<C: ConnectionTrait>(
+    conn: &C,
+    roles_of_tenant: &TenantRoles,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    groups: bool,
+) -> Result<Option<(Membership, Bindings)>, DomainError> {
+    let Some((model, bindings)) = rows_with_bindings(conn, tenant_id, &[user_id], groups)
         .await?
         .remove(&user_id)
     else {
         return Ok(None);
     };
-    let membership = to_domain(model, roles_of_tenant.names_of(&role_ids))?;
-    Ok(Some((membership, role_ids)))
+    let membership = to_domain(model, roles_of_tenant.names_of(&bindings.own))?;
+    Ok(Some((membership, bindings)))
+}
+
+/// Like [`find_with_groups`] (with the groups' bindings), but a missing membership is
+/// `NOT_FOUND`.
+pub async fn get_with_groups<C: ConnectionTrait>(
+    conn: &C,
+    roles_of_tenant: &TenantRoles,
+    tenant_id: Uuid,
+    user_id: Uuid,
+) -> Result<(Membership, Bindings), DomainError> {
+    find_with_groups(conn, roles_of_tenant, tenant_id, user_id, true)
+        .await?
+        .ok_or(DomainError::MembershipNotFound)
 }
 
 /// Like [`find`], but a missing membership is `NOT_FOUND`.
@@ -340,25 +385,42 @@ fn bindings_of_member(b: &Alias, m: &Alias) -> Condition {
 }
 
 /// The membership rows of `user_ids` and the ids of the roles bound to each, in one statement
-/// (each membership joined to its bindings; a user without a membership is absent).
+/// (each membership joined to its bindings; a user without a membership is absent). With
+/// `groups`, a second branch of the same statement joins each membership to its group links
+/// and their groups' bindings.
 async fn rows_with_bindings<C: ConnectionTrait>(
     conn: &C,
     tenant_id: Uuid,
     user_ids: &[Uuid],
-) -> Result<HashMap<Uuid, (memberships::Model, Vec<Uuid>)>, DomainError> {
+    groups: bool,
+) -> Result<HashMap<Uuid, (memberships::Model, Bindings)>, DomainError> {
+    use entities::{group_members, group_role_bindings};
     use sea_orm::sea_query::{Asterisk, JoinType};
     use sea_orm::{FromQueryResult, QueryResult};
-    let mut members: HashMap<Uuid, (memberships::Model, Vec<Uuid>)> = HashMap::new();
+    let mut members: HashMap<Uuid, (memberships::Model, Bindings)> = HashMap::new();
     if user_ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let (m, b) = (Alias::new("m"), Alias::new("b"));
-    let select = Query::select()
+    let (m, b, l, g) = (
+        Alias::new("m"),
+        Alias::new("b"),
+        Alias::new("l"),
+        Alias::new("g"),
+    );
+    let of_members = |select: &mut SelectStatement| {
+        select
+            .and_where(Expr::col((m.clone(), memberships::Column::TenantId)).eq(tenant_id))
+            .and_where(
+                Expr::col((m.clone(), memberships::Column::UserId)).is_in(user_ids.iter().copied()),
+            );
+    };
+    let mut select = Query::select()
         .column((m.clone(), Asterisk))
         .expr_as(
             Expr::col((b.clone(), role_bindings::Column::RoleId)),
             Alias::new("bound_role_id"),
         )
+        .expr_as(Expr::cust("NULL"), Alias::new("via_group_id"))
         .from_as(memberships::Entity, m.clone())
         .join_as(
             JoinType::LeftJoin,
@@ -366,21 +428,69 @@ async fn rows_with_bindings<C: ConnectionTrait>(
             b.clone(),
             bindings_of_member(&b, &m),
         )
-        .and_where(Expr::col((m.clone(), memberships::Column::TenantId)).eq(tenant_id))
-        .and_where(Expr::col((m, memberships::Column::UserId)).is_in(user_ids.iter().copied()))
         .to_owned();
+    of_members(&mut select);
+    if groups {
+        let mut through = Query::select()
+            .column((m.clone(), Asterisk))
+            .expr_as(
+                Expr::col((g.clone(), group_role_bindings::Column::RoleId)),
+                Alias::new("bound_role_id"),
+            )
+            .expr_as(
+                Expr::col((g.clone(), group_role_bindings::Column::GroupId)),
+                Alias::new("via_group_id"),
+            )
+            .from_as(memberships::Entity, m.clone())
+            .join_as(
+                JoinType::InnerJoin,
+                group_members::Entity,
+                l.clone(),
+                Condition::all()
+                    .add(
+                        Expr::col((l.clone(), group_members::Column::TenantId))
+                            .equals((m.clone(), memberships::Column::TenantId)),
+                    )
+                    .add(
+                        Expr::col((l.clone(), group_members::Column::UserId))
+                            .equals((m.clone(), memberships::Column::UserId)),
+                    ),
+            )
+            .join_as(
+                JoinType::InnerJoin,
+                group_role_bindings::Entity,
+                g.clone(),
+                Condition::all()
+                    .add(
+                        Expr::col((g.clone(), group_role_bindings::Column::TenantId))
+                            .equals((l.clone(), group_members::Column::TenantId)),
+                    )
+                    .add(
+                        Expr::col((g.clone(), group_role_bindings::Column::GroupId))
+                            .equals((l.clone(), group_members::Column::GroupId)),
+                    ),
+            )
+            .to_owned();
+        of_members(&mut through);
+        select.union(UnionType::All, through);
+    }
     let rows: Vec<QueryResult> = conn.query_all(&select).await.map_err(db_error)?;
     for row in &rows {
         let user_id: Uuid = row.try_get("", "user_id").map_err(db_error)?;
         let role_id: Option<Uuid> = row.try_get("", "bound_role_id").map_err(db_error)?;
+        let group_id: Option<Uuid> = row.try_get("", "via_group_id").map_err(db_error)?;
         let entry = match members.entry(user_id) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::hash_map::Entry::Vacant(entry) => entry.insert((
                 memberships::Model::from_query_result(row, "").map_err(db_error)?,
-                Vec::new(),
+                Bindings::default(),
             )),
         };
-        entry.1.extend(role_id);
+        match (role_id, group_id) {
+            (Some(role_id), None) => entry.1.own.push(role_id),
+            (Some(role_id), Some(group_id)) => entry.1.through_groups.push((role_id, group_id)),
+            _ => {}
+        }
     }
     Ok(members)
 }
@@ -430,13 +540,13 @@ async fn with_bound_roles<C: ConnectionTrait>(
     tenant_id: Uuid,
     user_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Membership>, DomainError> {
-    let members = rows_with_bindings(conn, tenant_id, user_ids).await?;
+    let members = rows_with_bindings(conn, tenant_id, user_ids, false).await?;
     members
         .into_iter()
-        .map(|(user_id, (model, role_ids))| {
+        .map(|(user_id, (model, bindings))| {
             Ok((
                 user_id,
-                to_domain(model, roles_of_tenant.names_of(&role_ids))?,
+                to_domain(model, roles_of_tenant.names_of(&bindings.own))?,
             ))
         })
         .collect()
