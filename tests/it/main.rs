@@ -11,6 +11,7 @@ mod common;
 
 mod auth;
 mod concurrency;
+mod docs;
 mod domains;
 mod events;
 mod feed;
