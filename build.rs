@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use prost::Message as _;
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/membership/v1/resources.proto",
@@ -16,12 +14,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/membership/v1/group_service.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
-    let descriptors = protox::compile(protos, ["proto"])?;
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler
+        .include_source_info(true)
+        .include_imports(true)
+        .open_files(protos)?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    // Encoded by protox itself: a prost-types copy drops custom options, and reflection would
+    // then serve the protos without their google.api.field_behavior annotations.
     std::fs::write(
         out_dir.join("membership_descriptor.bin"),
-        descriptors.encode_to_vec(),
+        compiler.encode_file_descriptor_set(),
     )?;
+    let descriptors = compiler.file_descriptor_set();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
