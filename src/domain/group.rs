@@ -49,6 +49,10 @@ pub struct GroupMember {
     pub user_id: Uuid,
     /// The group's name when the change was made.
     pub group_name: String,
+    /// The names of the roles bound to the group when the change was made: what the member
+    /// gained or lost with it.
+    #[serde(default)]
+    pub group_roles: Vec<String>,
 }
 
 impl GroupMember {
@@ -58,6 +62,7 @@ impl GroupMember {
             group_id: group.id,
             user_id,
             group_name: group.name.clone(),
+            group_roles: group.roles.clone(),
         }
     }
 }

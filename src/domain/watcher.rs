@@ -1,7 +1,7 @@
 //! What a user watching a tenant's events may see, kept current from the very events the watch
 //! reads (DESIGN rule 8): a user who loses access — removed, suspended, left, a role changed or
-//! unbound, a role's permissions edited, the tenant dissolved — must see nothing committed after
-//! that. The feed carries every such change in commit order, so the check needs no database
+//! unbound, a role's permissions edited, taken out of a group or a group's role unbound, the
+//! tenant dissolved — must see nothing committed after that. The feed carries every such change in commit order, so the check needs no database
 //! read: each event of the tenant is applied before anything after it is delivered.
 
 use std::collections::HashMap;
@@ -22,6 +22,8 @@ pub struct WatcherAccess {
     active: bool,
     /// The names of the roles bound to the watcher (membership events carry names).
     roles: Vec<String>,
+    /// The groups the watcher is in, with the names of the roles bound to each.
+    groups: HashMap<Uuid, Vec<String>>,
     /// Every role of the tenant by name, with its permissions.
     role_permissions: HashMap<String, PermissionSet>,
 }
@@ -29,18 +31,28 @@ pub struct WatcherAccess {
 impl WatcherAccess {
     /// The watcher's access as read with `membership` and the tenant's `roles`; the watch must
     /// hold `needs` to see anything.
+    /// `through_groups` are the (role, group) pairs the watcher holds through groups.
     pub fn new(
         membership: &Membership,
         role_ids: &[Uuid],
+        through_groups: &[(Uuid, Uuid)],
         roles: &TenantRoles,
         needs: Permission,
     ) -> Self {
+        let mut groups: HashMap<Uuid, Vec<String>> = HashMap::new();
+        for (role_id, group_id) in through_groups {
+            groups
+                .entry(*group_id)
+                .or_default()
+                .extend(roles.names_of(&[*role_id]));
+        }
         Self {
             tenant_id: membership.tenant_id,
             user_id: membership.user_id,
             needs,
             active: membership.status == MembershipStatus::Active,
             roles: roles.names_of(role_ids),
+            groups,
             role_permissions: roles
                 .0
                 .iter()
@@ -52,9 +64,8 @@ impl WatcherAccess {
     /// Whether the watcher may see events now.
     pub fn allowed(&self) -> bool {
         self.active
-            && self
-                .roles
-                .iter()
+            && (self.roles.iter())
+                .chain(self.groups.values().flatten())
                 .filter_map(|name| self.role_permissions.get(name))
                 .any(|permissions| permissions.contains(self.needs))
     }
@@ -99,6 +110,37 @@ impl WatcherAccess {
                 if let Some(EventState::Role(before)) = &event.before {
                     self.role_permissions.remove(&before.name);
                     self.roles.retain(|name| *name != before.name);
+                    for names in self.groups.values_mut() {
+                        names.retain(|name| *name != before.name);
+                    }
+                }
+            }
+            // The watcher joins a group: they hold its roles.
+            (_, "group.member_added") if about_watcher => match &event.after {
+                Some(EventState::GroupMember(link)) => {
+                    self.groups.insert(link.group_id, link.group_roles.clone());
+                }
+                _ => self.active = false,
+            },
+            (_, "group.member_removed") if about_watcher => match &event.before {
+                Some(EventState::GroupMember(link)) => {
+                    self.groups.remove(&link.group_id);
+                }
+                _ => self.active = false,
+            },
+            // A group's roles changed, or the group went: it matters if the watcher is in it.
+            ("role_binding" | "group", _) => {
+                if let Some(EventState::Group(group)) =
+                    event.after.as_ref().or(event.before.as_ref())
+                    && let Some(names) = self.groups.get_mut(&group.id)
+                {
+                    match (&event.after, event.event_type.as_str()) {
+                        (_, "group.deleted") => {
+                            self.groups.remove(&group.id);
+                        }
+                        (Some(EventState::Group(after)), _) => *names = after.roles.clone(),
+                        _ => {}
+                    }
                 }
             }
             _ => {}

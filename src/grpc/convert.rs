@@ -344,5 +344,6 @@ fn group_member(link: &GroupMember) -> pb::GroupMember {
         group_id: link.group_id.to_string(),
         user_id: link.user_id.to_string(),
         group_name: link.group_name.clone(),
+        group_roles: link.group_roles.clone(),
     }
 }

@@ -140,12 +140,13 @@ impl Services {
                 let since = event_log::head(&conn).await.map_err(db_error)?;
                 let (_, roles, access) = Access::read(&conn, tenant_id, caller).await?;
                 access.require(Permission::AuditLogsRead)?;
-                let (membership, role_ids) =
-                    store::memberships::get(&conn, &roles, tenant_id, user_id).await?;
+                let (membership, bindings) =
+                    store::memberships::get_with_groups(&conn, &roles, tenant_id, user_id).await?;
                 Some(WatchGuard {
                     access: WatcherAccess::new(
                         &membership,
-                        &role_ids,
+                        &bindings.own,
+                        &bindings.through_groups,
                         &roles,
                         Permission::AuditLogsRead,
                     ),

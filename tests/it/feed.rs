@@ -858,6 +858,80 @@ enum Revocation {
     Unbound,
     RoleEdited,
     Dissolved,
+    /// The watcher holds `audit_logs.read` through a group (admin bound to it), and is taken
+    /// out of the group.
+    LeftGroup,
+    /// … the group's role is unbound.
+    GroupUnbound,
+    /// … the group is deleted.
+    GroupDeleted,
+}
+
+/// The group through which a watcher of the group causes holds `admin`.
+const WATCHERS_GROUP: &str = "Watchers";
+
+/// A new member holding `member` directly and `admin` through a new group; the member and the
+/// group's id.
+async fn member_through_group(server: &TestServer, tenant: &Tenant) -> (Uuid, String) {
+    use pb::group_service_client::GroupServiceClient;
+    use pb::role_service_client::RoleServiceClient;
+    let watcher = add_member(server, tenant, "member").await;
+    let mut groups = GroupServiceClient::new(server.channel().await);
+    let group_id = groups
+        .create_group(as_user(
+            pb::CreateGroupRequest {
+                tenant_id: tenant.id.clone(),
+                name: WATCHERS_GROUP.into(),
+                ..Default::default()
+            },
+            tenant.owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .group
+        .unwrap()
+        .group_id;
+    RoleServiceClient::new(server.channel().await)
+        .bind_role(as_user(
+            pb::BindRoleRequest {
+                tenant_id: tenant.id.clone(),
+                group_id: group_id.clone(),
+                role: "admin".into(),
+                ..Default::default()
+            },
+            tenant.owner,
+        ))
+        .await
+        .unwrap();
+    groups
+        .add_group_members(as_user(
+            pb::AddGroupMembersRequest {
+                tenant_id: tenant.id.clone(),
+                group_id: group_id.clone(),
+                user_ids: vec![watcher.to_string()],
+            },
+            tenant.owner,
+        ))
+        .await
+        .unwrap();
+    (watcher, group_id)
+}
+
+/// The group `member_through_group` made in `tenant`.
+async fn watchers_group(server: &TestServer, tenant: &Tenant) -> String {
+    pb::group_service_client::GroupServiceClient::new(server.channel().await)
+        .list_groups(as_system(pb::ListGroupsRequest {
+            tenant_id: tenant.id.clone(),
+            query: WATCHERS_GROUP.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .groups
+        .remove(0)
+        .group_id
 }
 
 /// Applies `cause` to `watcher` through `server`.
@@ -947,6 +1021,48 @@ async fn revoke(server: &TestServer, tenant: &Tenant, watcher: Uuid, cause: Revo
                 .await
                 .unwrap();
         }
+        Revocation::LeftGroup | Revocation::GroupUnbound | Revocation::GroupDeleted => {
+            let group_id = watchers_group(server, tenant).await;
+            let mut groups =
+                pb::group_service_client::GroupServiceClient::new(server.channel().await);
+            match cause {
+                Revocation::LeftGroup => groups
+                    .remove_group_members(as_user(
+                        pb::RemoveGroupMembersRequest {
+                            tenant_id,
+                            group_id,
+                            user_ids: vec![user_id],
+                        },
+                        owner,
+                    ))
+                    .await
+                    .map(drop),
+                Revocation::GroupUnbound => roles
+                    .unbind_role(as_user(
+                        pb::UnbindRoleRequest {
+                            tenant_id,
+                            group_id,
+                            role: "admin".into(),
+                            ..Default::default()
+                        },
+                        owner,
+                    ))
+                    .await
+                    .map(drop),
+                _ => groups
+                    .delete_group(as_user(
+                        pb::DeleteGroupRequest {
+                            tenant_id,
+                            group_id,
+                            ..Default::default()
+                        },
+                        owner,
+                    ))
+                    .await
+                    .map(drop),
+            }
+            .unwrap();
+        }
         Revocation::Dissolved => {
             server
                 .tenants()
@@ -980,6 +1096,9 @@ async fn losing_access_ends_a_users_watch_before_anything_later_is_delivered() {
         Revocation::Unbound,
         Revocation::RoleEdited,
         Revocation::Dissolved,
+        Revocation::LeftGroup,
+        Revocation::GroupUnbound,
+        Revocation::GroupDeleted,
     ] {
         for (replica, watched) in [("same replica", &writer), ("another replica", &other)] {
             let tenant = organization(&writer, None).await;
@@ -998,6 +1117,9 @@ async fn losing_access_ends_a_users_watch_before_anything_later_is_delivered() {
                         .await
                         .unwrap();
                     add_member(&writer, &tenant, "auditor").await
+                }
+                Revocation::LeftGroup | Revocation::GroupUnbound | Revocation::GroupDeleted => {
+                    member_through_group(&writer, &tenant).await.0
                 }
                 _ => add_member(&writer, &tenant, "admin").await,
             };
