@@ -2492,9 +2492,10 @@ async fn linking_an_invited_email_directly_closes_its_pending_invitation() {
     assert_refused(late, Code::FailedPrecondition, "INVITATION_NOT_PENDING");
 }
 
-// Emails are compared in one canonical form (README "Email addresses"): the domain through
-// IDNA to ASCII, lower-case; in the local part only ASCII letters lower-cased. Characters that
-// only look alike, or that full Unicode case folding would merge, stay distinct addresses.
+// Emails are compared in one canonical form (docs/invitations-and-domains.md, "One canonical form
+// per address"): the domain through IDNA to ASCII, lower-case; in the local part only ASCII
+// letters lower-cased. Characters that only look alike, or that full Unicode case folding would
+// merge, stay distinct addresses.
 
 /// KELVIN SIGN, which Unicode lower-cases to the ASCII `k`.
 const KELVIN: char = '\u{212A}';
