@@ -15,7 +15,7 @@ use crate::domain::permissions::{MEMBER_ROLE, Permission};
 use crate::domain::tenant::check_etag;
 use crate::domain::{Caller, DomainError, Versioned, now_micros};
 use crate::store::memberships::{After, ListedPage, PageRequest, sort_value};
-use crate::store::{self, event_log, requests};
+use crate::store::{self, Tx, event_log, requests};
 
 pub struct CreateMembership {
     pub tenant_id: Uuid,
@@ -362,17 +362,7 @@ impl Services {
             .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id).await?;
-                    let (before, bindings) = store::memberships::get_with_groups(
-                        &tx.txn,
-                        &locked.roles,
-                        tenant_id,
-                        user_id,
-                    )
-                    .await?;
-                    locked
-                        .access
-                        .require_manage(bindings.permissions(&locked.roles))?;
-                    let role_ids = bindings.own;
+                    let (before, role_ids) = managed_member(tx, &locked, user_id).await?;
                     check_etag(&etag, before.version)?;
                     let is_owner = locked.roles.holds_owner_role(&role_ids);
                     let mut after = before.clone();
@@ -453,17 +443,7 @@ impl Services {
             .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id).await?;
-                    let (before, bindings) = store::memberships::get_with_groups(
-                        &tx.txn,
-                        &locked.roles,
-                        tenant_id,
-                        user_id,
-                    )
-                    .await?;
-                    locked
-                        .access
-                        .require_manage(bindings.permissions(&locked.roles))?;
-                    let role_ids = bindings.own;
+                    let (before, role_ids) = managed_member(tx, &locked, user_id).await?;
                     check_etag(&etag, before.version)?;
                     locked.roles.ensure_not_owner(&role_ids)?;
                     if validate_only {
@@ -625,6 +605,22 @@ impl Services {
             .await?;
         Ok((previous, next, cursor))
     }
+}
+
+/// A member the caller acts on (update, suspend, remove), with their own role ids: acting on
+/// them needs the rights over what they hold, their own bindings and their groups'.
+async fn managed_member(
+    tx: &Tx,
+    locked: &Locked,
+    user_id: Uuid,
+) -> Result<(Membership, Vec<Uuid>), DomainError> {
+    let (member, bindings) =
+        store::memberships::get_with_groups(&tx.txn, &locked.roles, locked.tenant.id, user_id)
+            .await?;
+    locked
+        .access
+        .require_manage(bindings.permissions(&locked.roles))?;
+    Ok((member, bindings.own))
 }
 
 /// The membership an earlier call with this request_id produced, as it is now.
