@@ -2709,3 +2709,106 @@ async fn a_group_of_one_tenant_is_not_found_in_another_and_unreadable_to_its_use
     let got = check(&api, &a, member_of_b, "products.use").await;
     assert_eq!(got, denied(CheckReason::NotAMember));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The migration that brings groups to a database of an earlier version.
+
+/// A tenant's built-in roles as a version without groups stored them: its preset's, without
+/// `groups.manage`.
+async fn store_tenant_of_an_earlier_version(
+    conn: &sea_orm::DatabaseConnection,
+    preset: membership_service::domain::tenant::RolePreset,
+) -> Uuid {
+    use membership_service::domain::permissions::{Permission, PermissionSet, builtin_roles};
+    use membership_service::store::entities::{roles, tenants};
+    use sea_orm::{EntityTrait, Set};
+    let tenant_id = Uuid::now_v7();
+    tenants::Entity::insert(tenants::ActiveModel {
+        id: Set(tenant_id),
+        name: Set("Earlier".into()),
+        kind: Set("enterprise".into()),
+        role_preset: Set(preset.as_str().into()),
+        seat_limit: Set(None),
+        state: Set("active".into()),
+        version: Set(1),
+        created_at: Set(1),
+        updated_at: Set(1),
+        dissolved_at: Set(None),
+        seated_members: Set(0),
+        held_invitations: Set(0),
+        seats_counted_until: Set(0),
+        roles_stamp: Set(0),
+    })
+    .exec(conn)
+    .await
+    .unwrap();
+    for role in builtin_roles(preset) {
+        let earlier: PermissionSet = (role.permissions.iter())
+            .filter(|p| *p != Permission::GroupsManage)
+            .collect();
+        roles::Entity::insert(roles::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(tenant_id),
+            name: Set(role.name.into()),
+            description: Set(role.description.into()),
+            builtin: Set(true),
+            is_owner: Set(role.is_owner),
+            permissions: Set(earlier.to_stored()),
+            version: Set(1),
+            created_at: Set(1),
+            updated_at: Set(1),
+        })
+        .exec(conn)
+        .await
+        .unwrap();
+    }
+    tenant_id
+}
+
+/// A database of the version before groups, its tenants' built-in roles stored then, is
+/// migrated by the server: the owner roles of both presets and the organization's admin gain
+/// `groups.manage`, and no other role does.
+#[tokio::test]
+async fn migrating_an_earlier_database_grants_groups_manage_to_the_presets_roles() {
+    use membership_service::domain::tenant::RolePreset;
+    use migration::{Migrator, MigratorTrait};
+    let database = TestDatabase::create().await;
+    let tenants = {
+        let store = membership_service::store::Store::connect(&database.url, 1)
+            .await
+            .unwrap();
+        let earlier = Migrator::migrations().len() as u32 - 1;
+        Migrator::up(store.connection(), Some(earlier))
+            .await
+            .unwrap();
+        let mut tenants = Vec::new();
+        for preset in [RolePreset::Organization, RolePreset::Enterprise] {
+            tenants.push(store_tenant_of_an_earlier_version(store.connection(), preset).await);
+        }
+        tenants
+    };
+    let server = TestServer::start_on(database).await;
+    let mut roles = RoleServiceClient::new(server.channel().await);
+    let mut with_groups_manage = BTreeSet::new();
+    for tenant_id in &tenants {
+        let listed = roles
+            .list_roles(as_system(pb::ListRolesRequest {
+                tenant_id: tenant_id.to_string(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .roles;
+        assert!(listed.len() >= 3, "{listed:?}");
+        for role in listed {
+            if role.permissions.iter().any(|p| p == "groups.manage") {
+                with_groups_manage.insert(role.name);
+            }
+        }
+    }
+    let expected: BTreeSet<String> = ["owner", "admin", "super_admin"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(with_groups_manage, expected);
+}
