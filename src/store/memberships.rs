@@ -756,8 +756,10 @@ fn member_rows(
                 .add(Expr::col(Column::SearchName).like(LikeExpr::new(name).escape('\\'))),
         );
     }
-    if let Some(group_id) = filter.group_id {
-        // Probed per member in list order by the links' primary key.
+    // A role or a group: read its links in list order, each carrying its member's sort keys
+    // (kept by triggers), probing the member's own filters per link. With both, the role's
+    // links are read and the group probed per member.
+    if let (Some(role_id), Some(group_id)) = (filter.role_id, filter.group_id) {
         select.and_where(Expr::exists(
             Query::select()
                 .expr(Expr::val(1))
@@ -773,9 +775,16 @@ fn member_rows(
                 )
                 .to_owned(),
         ));
+        let links = Links::RoleBindings(role_id);
+        return holder_rows(select, tenant_id, links, sort, descending, after);
     }
     if let Some(role_id) = filter.role_id {
-        return role_holder_rows(select, tenant_id, role_id, sort, descending, after);
+        let links = Links::RoleBindings(role_id);
+        return holder_rows(select, tenant_id, links, sort, descending, after);
+    }
+    if let Some(group_id) = filter.group_id {
+        let links = Links::GroupMembers(group_id);
+        return holder_rows(select, tenant_id, links, sort, descending, after);
     }
     select
         .expr_as(Expr::val("m"), Alias::new("kind"))
@@ -792,19 +801,37 @@ fn member_rows(
     select.to_owned()
 }
 
-/// The member rows of a role filter, read from the role's bindings in list order (each binding
-/// carries its member's sort keys, kept by triggers): one index range read of the role's
-/// holders that stops after a page, with the member's own filters (`members`, a select over
-/// `memberships` with its conditions) probed per row.
-fn role_holder_rows(
+/// The links a role or group filter reads members through: both tables carry each member's
+/// sort keys after the role or group.
+#[derive(Clone, Copy)]
+enum Links {
+    RoleBindings(Uuid),
+    GroupMembers(Uuid),
+}
+
+/// The member rows of a role or group filter, read from its links in list order (each link
+/// carries its member's sort keys, kept by triggers): one index range read of the holders that
+/// stops after a page, with the member's own filters (`members`, a select over `memberships`
+/// with its conditions) probed per row.
+fn holder_rows(
     mut members: SelectStatement,
     tenant_id: Uuid,
-    role_id: Uuid,
+    links: Links,
     sort: SortKey,
     descending: bool,
     after: Option<&After>,
 ) -> SelectStatement {
     let b = Alias::new("b");
+    let (table, key_column, key) = match links {
+        Links::RoleBindings(role_id) => {
+            (Alias::new("role_bindings"), Alias::new("role_id"), role_id)
+        }
+        Links::GroupMembers(group_id) => (
+            Alias::new("group_members"),
+            Alias::new("group_id"),
+            group_id,
+        ),
+    };
     let sort_column = Alias::new(match sort {
         SortKey::CreateTime => "member_created_at",
         SortKey::Email => "member_email",
@@ -825,9 +852,9 @@ fn role_holder_rows(
             Expr::col((b.clone(), sort_column.clone())),
             Alias::new("sort_key"),
         )
-        .from_as(role_bindings::Entity, b.clone())
+        .from_as(table, b.clone())
         .and_where(Expr::col((b.clone(), role_bindings::Column::TenantId)).eq(tenant_id))
-        .and_where(Expr::col((b.clone(), role_bindings::Column::RoleId)).eq(role_id))
+        .and_where(Expr::col((b.clone(), key_column)).eq(key))
         .and_where(Expr::exists(members));
     if let Some(after) = after {
         select.cond_where(keyset(

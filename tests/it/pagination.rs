@@ -1073,6 +1073,31 @@ async fn a_page_of_a_big_tenant_is_an_index_range_scan_on_postgresql() {
     db.execute_unprepared("ANALYZE role_bindings")
         .await
         .unwrap();
+    // A group of everyone and a group of the same 20: their links carry their members' sort
+    // keys (a trigger copies them).
+    let group_of = |name: &'static str, emails: &'static str| async move {
+        let group_id = uuid::Uuid::now_v7();
+        db.execute_unprepared(&format!(
+            "INSERT INTO groups (tenant_id, id, name, name_key, description, source, \
+             member_count, version, created_at, updated_at) \
+             VALUES ('{tenant_id}', '{group_id}', '{name}', '{name}', '', 'api', 0, 1, 0, 0)"
+        ))
+        .await
+        .unwrap();
+        db.execute_unprepared(&format!(
+            "INSERT INTO group_members (tenant_id, group_id, user_id, created_at) \
+             SELECT m.tenant_id, '{group_id}', m.user_id, m.created_at FROM memberships m \
+             WHERE m.tenant_id = '{tenant_id}' AND m.email LIKE '{emails}'"
+        ))
+        .await
+        .unwrap();
+        group_id
+    };
+    let everyone = group_of("everyone", "user%").await;
+    let small_group = group_of("few", "user%000@%").await;
+    db.execute_unprepared("ANALYZE group_members")
+        .await
+        .unwrap();
     // VACUUM also moves the new rows out of the trigram indexes' pending lists, as autovacuum
     // would: the planner prices a long pending list as a scan of it.
     db.execute_unprepared("VACUUM ANALYZE memberships")
@@ -1111,6 +1136,20 @@ async fn a_page_of_a_big_tenant_is_an_index_range_scan_on_postgresql() {
                         ..ListFilter::default()
                     },
                     "role admin",
+                ),
+                (
+                    ListFilter {
+                        group_id: Some(small_group),
+                        ..ListFilter::default()
+                    },
+                    "group of 20",
+                ),
+                (
+                    ListFilter {
+                        group_id: Some(everyone),
+                        ..ListFilter::default()
+                    },
+                    "group of everyone",
                 ),
                 // One member matches (named after md5('4000')): found through the trigram
                 // indexes, then sorted.
@@ -1168,6 +1207,16 @@ async fn a_page_of_a_big_tenant_is_an_index_range_scan_on_postgresql() {
                         plan.contains("Index Scan") || plan.contains("Index Only Scan"),
                         "{case}: no index scan\n{plan}"
                     );
+                    // Only the group's links are read: in list order, or (20 of them) all
+                    // by the primary key and sorted (the sort's size is checked below).
+                    if what.starts_with("group") {
+                        assert!(
+                            !plan.contains("Seq Scan on group_members")
+                                && (plan.contains("idx_group_members_")
+                                    || plan.contains("group_members_pkey")),
+                            "{case}: the group's members are not read through its links\n{plan}"
+                        );
+                    }
                     if what.starts_with("role") {
                         assert!(
                             plan.contains("idx_role_bindings_"),
