@@ -31,21 +31,15 @@ pub struct WatcherAccess {
 impl WatcherAccess {
     /// The watcher's access as read with `membership` and the tenant's `roles`; the watch must
     /// hold `needs` to see anything.
-    /// `through_groups` are the (role, group) pairs the watcher holds through groups.
+    /// `groups` are every group the watcher is in, with the names of its roles (none, for a
+    /// group that holds none yet: a role bound to it later reaches the watcher).
     pub fn new(
         membership: &Membership,
         role_ids: &[Uuid],
-        through_groups: &[(Uuid, Uuid)],
+        groups: HashMap<Uuid, Vec<String>>,
         roles: &TenantRoles,
         needs: Permission,
     ) -> Self {
-        let mut groups: HashMap<Uuid, Vec<String>> = HashMap::new();
-        for (role_id, group_id) in through_groups {
-            groups
-                .entry(*group_id)
-                .or_default()
-                .extend(roles.names_of(&[*role_id]));
-        }
         Self {
             tenant_id: membership.tenant_id,
             user_id: membership.user_id,

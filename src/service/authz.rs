@@ -179,7 +179,10 @@ fn scope(event_type: &str, tenant_id: Option<Uuid>, subject_id: Option<&str>) ->
     let family = event_type.split('.').next().unwrap_or_default();
     match family {
         "tenant" | "role" => Some(Scope::Tenant(tenant_id)),
-        // A group's own events and bindings (subject `group/<id>`) reach every member of the
+        // Creating or renaming a group changes nobody's permissions (a check names the group
+        // by id).
+        "group" if matches!(event_type, "group.created" | "group.updated") => None,
+        // A group's bindings and its deletion (subject `group/<id>`) reach every member of the
         // group: the tenant. A member joining or leaving one (subject: the user) reaches them.
         "membership" | "role_binding" | "ownership" | "group" => {
             match subject_id.and_then(|s| Uuid::try_parse(s).ok()) {

@@ -140,13 +140,14 @@ impl Services {
                 let since = event_log::head(&conn).await.map_err(db_error)?;
                 let (_, roles, access) = Access::read(&conn, tenant_id, caller).await?;
                 access.require(Permission::AuditLogsRead)?;
-                let (membership, bindings) =
-                    store::memberships::get_with_groups(&conn, &roles, tenant_id, user_id).await?;
+                let (membership, role_ids) =
+                    store::memberships::get(&conn, &roles, tenant_id, user_id).await?;
+                let groups = store::groups::groups_of(&conn, &roles, tenant_id, user_id).await?;
                 Some(WatchGuard {
                     access: WatcherAccess::new(
                         &membership,
-                        &bindings.own,
-                        &bindings.through_groups,
+                        &role_ids,
+                        groups.into_iter().map(|g| (g.id, g.roles)).collect(),
                         &roles,
                         Permission::AuditLogsRead,
                     ),

@@ -113,14 +113,20 @@ fn roles_of<'r>(roles: &'r TenantRoles, role_ids: &[Uuid]) -> Vec<&'r Role> {
     role_ids.iter().filter_map(|id| roles.by_id(*id)).collect()
 }
 
-/// What each of `user_ids` may do, when the caller's rights over them matter: a caller with
-/// `admins.manage` may act on anyone, so nothing is read for it.
+/// Whether the caller's rights over each member reached must be checked: a caller with
+/// `admins.manage` may act on anyone, so nothing need be read for it.
+pub(crate) fn members_matter(locked: &Locked) -> bool {
+    !locked.access.permissions.contains(Permission::AdminsManage)
+}
+
+/// What each of `user_ids` may do, when the caller's rights over them matter (see
+/// [`members_matter`]).
 pub(crate) async fn permissions_when_needed(
     txn: &Transaction,
     locked: &Locked,
     user_ids: &[Uuid],
 ) -> Result<Vec<PermissionSet>, DomainError> {
-    if locked.access.permissions.contains(Permission::AdminsManage) {
+    if !members_matter(locked) {
         return Ok(Vec::new());
     }
     let by_user = member_permissions(txn, &locked.roles, locked.tenant.id, user_ids).await?;
@@ -146,6 +152,13 @@ pub(crate) async fn leave_all_groups(
     Ok(())
 }
 
+/// A short digest of a group name as compared (case aside), for idempotency keys.
+fn name_digest(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(Group::name_key(name).as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The group an earlier CreateGroup with this request_id produced, as it is now.
 async fn replay_create_group(
     conn: &Transaction,
@@ -156,15 +169,15 @@ async fn replay_create_group(
     let Some(recorded) = requests::find(conn, CREATE_GROUP, request_id).await? else {
         return Ok(None);
     };
+    // The key names the tenant, the group made, and the name it was made with: a retry after
+    // a rename still finds its group, and another request with the same id is refused.
     let group_id = recorded
         .strip_prefix(&format!("{tenant_id}/"))
+        .and_then(|rest| rest.strip_suffix(&format!("/{}", name_digest(name))))
         .and_then(|id| Uuid::try_parse(id).ok())
         .ok_or(DomainError::RequestIdReused)?;
     let roles = store::roles::list(conn, tenant_id).await?;
     let (group, _) = store::groups::get(conn, &roles, tenant_id, group_id).await?;
-    if Group::name_key(&group.name) != Group::name_key(name) {
-        return Err(DomainError::RequestIdReused);
-    }
     Ok(Some(group))
 }
 
@@ -212,7 +225,12 @@ impl Services {
                         return Err(DomainError::GroupExists(key));
                     }
                     store::groups::insert(&tx.txn, &group).await?;
-                    let key = format!("{}/{}", group.tenant_id, group.id);
+                    let key = format!(
+                        "{}/{}/{}",
+                        group.tenant_id,
+                        group.id,
+                        name_digest(&group.name)
+                    );
                     tx.remember_request(CREATE_GROUP, command.request_id.as_deref(), &key, now)
                         .await?;
                     tx.emit(EventType::GroupCreated, None, Some(&group))
@@ -315,7 +333,7 @@ impl Services {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id).await?;
                     locked.access.require(Permission::GroupsManage)?;
-                    let (before, _) =
+                    let (before, role_ids) =
                         store::groups::get(&tx.txn, &locked.roles, tenant_id, group_id).await?;
                     check_etag(&etag, before.version)?;
                     let mut after = before.clone();
@@ -327,6 +345,12 @@ impl Services {
                     }
                     if let Some(external_id) = patch.external_id {
                         after.external_id = external_id;
+                    }
+                    // A directory matches groups by these: repointing a group that holds roles
+                    // decides who will hold them, so it needs the rights to grant them.
+                    if after.external_id != before.external_id || after.name != before.name {
+                        let bound = roles_of(&locked.roles, &role_ids);
+                        require_group_grant(&locked.access, &bound, [])?;
                     }
                     if let Some(key) = store::groups::taken_key(&tx.txn, &after).await? {
                         return Err(DomainError::GroupExists(key));
@@ -355,6 +379,7 @@ impl Services {
             .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id).await?;
+                    locked.access.require(Permission::GroupsManage)?;
                     let (group, role_ids) =
                         store::groups::get(&tx.txn, &locked.roles, tenant_id, group_id).await?;
                     check_etag(&etag, group.version)?;
@@ -426,6 +451,7 @@ impl Services {
             .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id).await?;
+                    locked.access.require(Permission::GroupsManage)?;
                     let (mut group, role_ids) =
                         store::groups::get(&tx.txn, &locked.roles, tenant_id, group_id).await?;
                     let members =

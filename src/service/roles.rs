@@ -411,15 +411,20 @@ impl Services {
             .write(caller, move |tx| {
                 Box::pin(async move {
                     let locked = lock_for_member_management(tx, tenant_id).await?;
+                    locked.access.require(Permission::GroupsManage)?;
                     let (group, role_ids) =
                         store::groups::get(&tx.txn, &locked.roles, tenant_id, group_id).await?;
                     let target = role_by_name(&locked.roles, &role)?.clone();
                     if target.is_owner {
                         return Err(DomainError::OwnerRoleReserved);
                     }
-                    let members = store::groups::member_ids(&tx.txn, tenant_id, group_id).await?;
-                    let targets =
-                        super::groups::permissions_when_needed(&tx.txn, &locked, &members).await?;
+                    let targets = if super::groups::members_matter(&locked) {
+                        let members =
+                            store::groups::member_ids(&tx.txn, tenant_id, group_id).await?;
+                        super::groups::permissions_when_needed(&tx.txn, &locked, &members).await?
+                    } else {
+                        Vec::new()
+                    };
                     super::groups::require_group_grant(&locked.access, &[&target], &targets)?;
                     let bound = role_ids.contains(&target.id);
                     let group = match change {

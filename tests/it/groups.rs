@@ -2812,3 +2812,170 @@ async fn migrating_an_earlier_database_grants_groups_manage_to_the_presets_roles
         .collect();
     assert_eq!(with_groups_manage, expected);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Edges found in review.
+
+/// A name of 200 characters that lower-cases to more (`İ` becomes two) is a valid name on both
+/// backends, and still unique.
+#[tokio::test]
+async fn a_name_that_grows_when_lower_cased_is_still_a_valid_name() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let api = server.api().await;
+    let owner = api.as_user(tenant.owner);
+    let name = "İ".repeat(200);
+    let created = owner.create_group(&tenant, &name).await.unwrap();
+    assert_eq!(created.group.unwrap().name, name);
+    let again = owner.create_group(&tenant, &name).await;
+    assert_refused(again, Code::AlreadyExists, "GROUP_EXISTS");
+}
+
+/// Changing the directory key or the name of a group that holds roles decides who will hold
+/// them: an admin may not repoint a group bound to `admin`, but may repoint one without roles.
+#[tokio::test]
+async fn repointing_a_group_that_holds_roles_needs_the_rights_to_grant_them() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let api = server.api().await;
+    let admin = add_member(&server, &tenant, "admin").await;
+    let as_admin = api.as_user(admin);
+    let admins = group_with(&api, &tenant, "Admins", Some("admin"), &[]).await;
+    let plain = group_with(&api, &tenant, "Plain", None, &[]).await;
+    let head = server.head().await;
+    for path in ["external_id", "name"] {
+        let repointed = pb::Group {
+            external_id: "scim-interns".into(),
+            name: "Interns".into(),
+            ..admins.clone()
+        };
+        denied_for(
+            as_admin.update_group(repointed, &[path]).await,
+            "admins.manage",
+        );
+    }
+    assert_eq!(server.head().await, head, "nothing written");
+    // The description is not a key: the admin may change it.
+    let described = pb::Group {
+        description: "Org admins".into(),
+        ..admins.clone()
+    };
+    as_admin
+        .update_group(described, &["description"])
+        .await
+        .unwrap();
+    let repointed = pb::Group {
+        external_id: "scim-plain".into(),
+        ..plain
+    };
+    let updated = as_admin.update_group(repointed, &["external_id"]).await;
+    assert_eq!(updated.unwrap().group.unwrap().external_id, "scim-plain");
+}
+
+/// A retry of a create finds its group after a rename; another name under the same request id
+/// is still refused.
+#[tokio::test]
+async fn a_create_retried_after_a_rename_returns_the_renamed_group() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let api = server.api().await;
+    let owner = api.as_user(tenant.owner);
+    let request = pb::CreateGroupRequest {
+        tenant_id: tenant.id.clone(),
+        name: "Engineering".into(),
+        request_id: Uuid::new_v4().to_string(),
+        ..Default::default()
+    };
+    let created = owner.create_group_from(request.clone()).await.unwrap();
+    let group = created.group.unwrap();
+    let renamed = pb::Group {
+        name: "Platform".into(),
+        ..group.clone()
+    };
+    owner.update_group(renamed, &["name"]).await.unwrap();
+    let retried = owner.create_group_from(request.clone()).await.unwrap();
+    let retried = retried.group.unwrap();
+    assert_eq!(
+        (retried.group_id, retried.name),
+        (group.group_id, "Platform".into())
+    );
+    let other = pb::CreateGroupRequest {
+        name: "Sales".into(),
+        ..request
+    };
+    let reused = owner.create_group_from(other).await;
+    assert_refused(reused, Code::InvalidArgument, "REQUEST_ID_REUSED");
+}
+
+/// A member without `groups.manage` learns nothing of which group ids exist: a change to a
+/// group is refused for the permission, not for a missing group.
+#[tokio::test]
+async fn group_ids_cannot_be_probed_without_groups_manage() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let api = server.api().await;
+    let plain = api.as_user(add_member(&server, &tenant, "member").await);
+    let existing = group(&api, &tenant, "Existing").await.group_id;
+    for group_id in [existing, Uuid::now_v7().to_string()] {
+        let added = plain
+            .add_group_members(&tenant, &group_id, [Uuid::now_v7()])
+            .await;
+        denied_for(added, "groups.manage");
+        denied_for(
+            plain.bind_role_to_group(&tenant, &group_id, "member").await,
+            "groups.manage",
+        );
+        denied_for(
+            plain.delete_group(&tenant, &group_id, "", false).await,
+            "groups.manage",
+        );
+    }
+}
+
+/// A watcher in a group that held no role when the watch began gains what is later bound to
+/// the group: losing the same role directly then ends nothing.
+#[tokio::test]
+async fn a_watch_follows_a_role_bound_later_to_a_group_its_watcher_is_in() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let api = server.api().await;
+    let owner = api.as_user(tenant.owner);
+    let watcher = add_member(&server, &tenant, "admin").await;
+    let team = group_with(&api, &tenant, "Team", None, &[watcher]).await;
+    let mut stream = server
+        .members()
+        .await
+        .watch_membership_events(as_user(
+            pb::WatchMembershipEventsRequest {
+                tenant_id: tenant.id.clone(),
+                ..Default::default()
+            },
+            watcher,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    owner
+        .bind_role_to_group(&tenant, &team.group_id, "admin")
+        .await
+        .unwrap();
+    owner.unbind_role(&tenant, watcher, "admin").await.unwrap();
+    let later = add_member(&server, &tenant, "member").await;
+    let mut seen = Vec::new();
+    loop {
+        let event = next_event(&mut stream).await;
+        seen.push(event.r#type.clone());
+        if event.subject_id == later.to_string() {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "role_binding.created",
+            "role_binding.deleted",
+            "membership.created"
+        ],
+        "the watch went on through the group's role"
+    );
+}
