@@ -230,6 +230,22 @@ pub async fn role_ids_of_many<C: ConnectionTrait>(
     Ok(by_group)
 }
 
+/// Joins group role bindings `b` to the member links `l` of their groups.
+pub(super) fn bindings_of_links(
+    b: &sea_orm::sea_query::Alias,
+    l: &sea_orm::sea_query::Alias,
+) -> Condition {
+    Condition::all()
+        .add(
+            Expr::col((b.clone(), group_role_bindings::Column::TenantId))
+                .equals((l.clone(), group_members::Column::TenantId)),
+        )
+        .add(
+            Expr::col((b.clone(), group_role_bindings::Column::GroupId))
+                .equals((l.clone(), group_members::Column::GroupId)),
+        )
+}
+
 /// The roles each of `user_ids` holds through groups, as (role, group) pairs, in one
 /// statement per chunk: each member's links joined to their groups' bindings.
 pub async fn granted_to_many<C: ConnectionTrait>(
@@ -259,15 +275,7 @@ pub async fn granted_to_many<C: ConnectionTrait>(
                 JoinType::InnerJoin,
                 group_role_bindings::Entity,
                 b.clone(),
-                Condition::all()
-                    .add(
-                        Expr::col((b.clone(), group_role_bindings::Column::TenantId))
-                            .equals((l.clone(), group_members::Column::TenantId)),
-                    )
-                    .add(
-                        Expr::col((b.clone(), group_role_bindings::Column::GroupId))
-                            .equals((l.clone(), group_members::Column::GroupId)),
-                    ),
+                bindings_of_links(&b, &l),
             )
             .and_where(Expr::col((l.clone(), group_members::Column::TenantId)).eq(tenant_id))
             .and_where(

@@ -460,15 +460,7 @@ async fn rows_with_bindings<C: ConnectionTrait>(
                 JoinType::InnerJoin,
                 group_role_bindings::Entity,
                 g.clone(),
-                Condition::all()
-                    .add(
-                        Expr::col((g.clone(), group_role_bindings::Column::TenantId))
-                            .equals((l.clone(), group_members::Column::TenantId)),
-                    )
-                    .add(
-                        Expr::col((g.clone(), group_role_bindings::Column::GroupId))
-                            .equals((l.clone(), group_members::Column::GroupId)),
-                    ),
+                super::groups::bindings_of_links(&g, &l),
             )
             .to_owned();
         of_members(&mut through);
