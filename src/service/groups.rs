@@ -14,7 +14,7 @@ use crate::domain::membership::{Membership, MembershipSource};
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::role::{Role, TenantRoles};
 use crate::domain::tenant::check_etag;
-use crate::domain::{Caller, DomainError, now_micros};
+use crate::domain::{Caller, DomainError, Versioned, now_micros};
 use crate::store::groups::GroupQuery;
 use crate::store::memberships::{After, SortValue};
 use crate::store::{self, Transaction, Tx, db_error, requests};
@@ -142,7 +142,7 @@ pub(crate) async fn leave_all_groups(
 ) -> Result<(), DomainError> {
     for group in store::groups::groups_of(&tx.txn, roles, tenant_id, user_id).await? {
         store::groups::remove_members(&tx.txn, tenant_id, group.id, &[user_id]).await?;
-        store::groups::count_members(&tx.txn, tenant_id, group.id, -1).await?;
+        store::groups::count_members(&tx.txn, tenant_id, group.id, -1, now_micros()).await?;
         tx.emit(
             EventType::GroupMemberRemoved,
             Some(&GroupMember::of(&group, user_id)),
@@ -495,14 +495,17 @@ impl Services {
                     if add {
                         store::groups::add_members(&tx.txn, tenant_id, group_id, &changed, now)
                             .await?;
-                        store::groups::count_members(&tx.txn, tenant_id, group_id, delta).await?;
+                        store::groups::count_members(&tx.txn, tenant_id, group_id, delta, now)
+                            .await?;
                         group.member_count += delta;
                     } else {
                         store::groups::remove_members(&tx.txn, tenant_id, group_id, &changed)
                             .await?;
-                        store::groups::count_members(&tx.txn, tenant_id, group_id, -delta).await?;
+                        store::groups::count_members(&tx.txn, tenant_id, group_id, -delta, now)
+                            .await?;
                         group.member_count -= delta;
                     }
+                    group.revise(now);
                     for user_id in &changed {
                         let link = GroupMember::of(&group, *user_id);
                         if add {

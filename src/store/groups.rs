@@ -508,12 +508,14 @@ pub async fn list_bindings<C: ConnectionTrait>(
         .map_err(db_error)
 }
 
-/// Moves a group's member count by `delta` (the links were just added or removed).
+/// Moves a group's member count by `delta` (the links were just added or removed) and makes
+/// it the group's next version, changed at `now`: its etag follows its members too.
 pub async fn count_members<C: ConnectionTrait>(
     conn: &C,
     tenant_id: Uuid,
     group_id: Uuid,
     delta: i64,
+    now: Micros,
 ) -> Result<(), DomainError> {
     if delta == 0 {
         return Ok(());
@@ -523,6 +525,11 @@ pub async fn count_members<C: ConnectionTrait>(
             groups::Column::MemberCount,
             Expr::col(groups::Column::MemberCount).add(delta),
         )
+        .col_expr(
+            groups::Column::Version,
+            Expr::col(groups::Column::Version).add(1),
+        )
+        .col_expr(groups::Column::UpdatedAt, Expr::val(now))
         .filter(groups::Column::TenantId.eq(tenant_id))
         .filter(groups::Column::Id.eq(group_id))
         .exec(conn)

@@ -2979,3 +2979,45 @@ async fn a_watch_follows_a_role_bound_later_to_a_group_its_watcher_is_in() {
         "the watch went on through the group's role"
     );
 }
+
+/// A group's etag follows its members: adding or removing one makes a new version, so a
+/// DeleteGroup at an etag read before is refused.
+#[tokio::test]
+async fn a_groups_etag_changes_with_its_members() {
+    let server = TestServer::start().await;
+    let tenant = organization(&server, None).await;
+    let api = server.api().await;
+    let owner = api.as_user(tenant.owner);
+    let member = add_member(&server, &tenant, "member").await;
+    let read_before = group(&api, &tenant, "Team").await;
+    let added = owner
+        .add_group_members(&tenant, &read_before.group_id, [member])
+        .await
+        .unwrap()
+        .group
+        .unwrap();
+    assert_ne!(added.etag, read_before.etag);
+    assert_eq!(
+        owner.get_group(&tenant, &added.group_id).await.unwrap(),
+        added
+    );
+    let stale = owner
+        .delete_group(&tenant, &read_before.group_id, &read_before.etag, false)
+        .await;
+    assert_refused(stale, Code::Aborted, "ETAG_MISMATCH");
+    let removed = owner
+        .remove_group_members(&tenant, &added.group_id, [member])
+        .await
+        .unwrap()
+        .group
+        .unwrap();
+    assert_ne!(removed.etag, added.etag);
+    assert_eq!(
+        owner.get_group(&tenant, &added.group_id).await.unwrap(),
+        removed
+    );
+    owner
+        .delete_group(&tenant, &removed.group_id, &removed.etag, false)
+        .await
+        .unwrap();
+}
