@@ -14,6 +14,7 @@ use crate::domain::role::{Role, TenantRoles};
 use crate::domain::tenant::{Tenant, TenantState};
 use crate::domain::{Caller, DomainError};
 use crate::store;
+use crate::store::memberships::Bindings;
 
 /// What a caller is told of a tenant that does not exist: a system caller hears NOT_FOUND; a
 /// user hears what a non-member of an existing tenant hears (PERMISSION_DENIED `NOT_A_MEMBER`,
@@ -33,17 +34,16 @@ pub(crate) async fn member_permissions<C: ConnectionTrait>(
     tenant_id: Uuid,
     user_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, PermissionSet>, DomainError> {
-    let direct = store::roles::bindings_of_many(conn, tenant_id, user_ids).await?;
+    let mut direct = store::roles::bindings_of_many(conn, tenant_id, user_ids).await?;
     let mut through_groups = store::groups::granted_to_many(conn, tenant_id, user_ids).await?;
     Ok(user_ids
         .iter()
         .map(|user_id| {
-            let own = direct.get(user_id).map_or(&[][..], Vec::as_slice);
-            let mut held = roles.permissions_of(own);
-            for (role_id, _) in through_groups.remove(user_id).unwrap_or_default() {
-                held = held.union(roles.permissions_of(&[role_id]));
-            }
-            (*user_id, held)
+            let bindings = Bindings {
+                own: direct.remove(user_id).unwrap_or_default(),
+                through_groups: through_groups.remove(user_id).unwrap_or_default(),
+            };
+            (*user_id, bindings.permissions(roles))
         })
         .collect())
 }

@@ -454,8 +454,12 @@ impl Services {
                     locked.access.require(Permission::GroupsManage)?;
                     let (mut group, role_ids) =
                         store::groups::get(&tx.txn, &locked.roles, tenant_id, group_id).await?;
-                    let members =
-                        store::memberships::statuses(&tx.txn, tenant_id, &user_ids).await?;
+                    // Whether an id may join matters only when adding.
+                    let members = if add {
+                        store::memberships::statuses(&tx.txn, tenant_id, &user_ids).await?
+                    } else {
+                        HashMap::new()
+                    };
                     let linked =
                         store::groups::members_among(&tx.txn, tenant_id, group_id, &user_ids)
                             .await?;
