@@ -14,6 +14,7 @@
 //! measured in the same round: the empty RPC for reads, a raw single-row insert transaction for
 //! writes.
 
+use membership_service::domain::role::BindingKind;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
@@ -1327,7 +1328,7 @@ async fn seed(
         .unwrap_or(&member_role)
         .clone();
     let owner_role = roles.owner_role().ok_or("the tenant has no owner role")?;
-    let owner = store::roles::holders_of(db, tenant_id, owner_role.id)
+    let owner = store::bindings::holders_of(db, tenant_id, BindingKind::User, owner_role.id)
         .await?
         .first()
         .copied();

@@ -246,3 +246,19 @@ impl EventFilter {
             && (self.types.is_empty() || self.types.contains(&event.event_type))
     }
 }
+
+/// A page of the audit log.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub filter: EventFilter,
+    pub actor_id: Option<Uuid>,
+    pub subject_id: Option<String>,
+    /// Inclusive lower bound on the time of occurrence.
+    pub start: Option<super::Micros>,
+    /// Exclusive upper bound on the time of occurrence.
+    pub end: Option<super::Micros>,
+    pub descending: bool,
+    /// Keyset: positions strictly after (or before, when descending) this one.
+    pub after: Option<i64>,
+    pub limit: u64,
+}

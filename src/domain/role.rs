@@ -80,6 +80,36 @@ impl TenantRoles {
     }
 }
 
+/// Who a binding binds a role to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindingSubject {
+    User(Uuid),
+    Group(Uuid),
+}
+
+/// The two kinds of binding subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindingKind {
+    User,
+    Group,
+}
+
+impl BindingSubject {
+    pub fn kind(self) -> BindingKind {
+        match self {
+            BindingSubject::User(_) => BindingKind::User,
+            BindingSubject::Group(_) => BindingKind::Group,
+        }
+    }
+
+    /// The user's or the group's id.
+    pub fn id(self) -> Uuid {
+        match self {
+            BindingSubject::User(id) | BindingSubject::Group(id) => id,
+        }
+    }
+}
+
 /// A custom role's name: a letter, then lower-case letters, digits and underscores, 1 to 64 in
 /// all, so names read the same in every API, log and query.
 pub fn check_custom_name(name: &str) -> Result<(), &'static str> {

@@ -7,7 +7,7 @@ use super::pb::membership_service_server::MembershipService;
 use super::pb::*;
 use super::{convert, handle};
 use crate::domain::DomainError;
-use crate::domain::events::{EventCursor, EventFilter};
+use crate::domain::events::{AuditQuery, EventCursor, EventFilter};
 use crate::domain::membership::{
     ListFilter, Membership, MembershipSource, MembershipStatus, MembershipType, SortKey, TextQuery,
 };
@@ -118,25 +118,28 @@ impl TryFrom<ListMembershipEventsRequest> for ListEvents {
     fn try_from(r: ListMembershipEventsRequest) -> Result<Self, DomainError> {
         Validator::check(|v| {
             let tenant_id = v.optional_uuid("tenant_id", &r.tenant_id);
-            let page_size = v.page_size("page_size", r.page_size);
+            let limit = v.page_size("page_size", r.page_size);
+            let filter = EventFilter {
+                tenant_id,
+                types: convert::event_types(v, "types", &r.types),
+            };
             ListEvents {
-                filter: EventFilter {
-                    tenant_id,
-                    types: convert::event_types(v, "types", &r.types),
-                },
-                page_size,
-                actor_id: v.optional_uuid("actor_id", &r.actor_id),
-                subject_id: convert::optional(v.text("subject_id", &r.subject_id, 64, false)),
-                start: convert::micros(v, "start_time", r.start_time.as_ref()),
-                end: convert::micros(v, "end_time", r.end_time.as_ref()),
-                after_cursor: r.after_cursor.map(|c| v.cursor("after_cursor", c)),
-                descending: match r.order_by.trim() {
-                    "" | "position" | "position asc" => false,
-                    "position desc" => true,
-                    _ => {
-                        v.violation("order_by", "must be `position` or `position desc`");
-                        false
-                    }
+                query: AuditQuery {
+                    filter,
+                    actor_id: v.optional_uuid("actor_id", &r.actor_id),
+                    subject_id: convert::optional(v.text("subject_id", &r.subject_id, 64, false)),
+                    start: convert::micros(v, "start_time", r.start_time.as_ref()),
+                    end: convert::micros(v, "end_time", r.end_time.as_ref()),
+                    after: r.after_cursor.map(|c| v.cursor("after_cursor", c)),
+                    descending: match r.order_by.trim() {
+                        "" | "position" | "position asc" => false,
+                        "position desc" => true,
+                        _ => {
+                            v.violation("order_by", "must be `position` or `position desc`");
+                            false
+                        }
+                    },
+                    limit,
                 },
                 page_token: r.page_token,
             }

@@ -8,14 +8,14 @@ use super::pb::*;
 use crate::domain::DomainError;
 use crate::domain::events::EventCursor;
 use crate::domain::permissions::{Permission, PermissionSet};
-use crate::domain::role::{self, Role, TenantRoles};
+use crate::domain::role::{self, BindingSubject, Role, TenantRoles};
 use crate::domain::validate::{MAX_ROLE_NAME_CHARS, Validator, truncate};
 use crate::service::Checks;
 use crate::service::Services;
 use crate::service::authz;
 use crate::service::roles::{
-    BindingRow, BindingSubject, Bound, CreateRole, DeleteRole, ListRoleBindings, MemberRole,
-    RoleChange, RolePatch, RoleRef, UpdateRole,
+    BindingRow, Bound, CreateRole, DeleteRole, ListRoleBindings, MemberRole, RoleChange, RolePatch,
+    RoleRef, UpdateRole,
 };
 use uuid::Uuid;
 

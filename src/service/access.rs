@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::domain::membership::MembershipStatus;
 use crate::domain::permissions::{Permission, PermissionSet};
-use crate::domain::role::{Role, TenantRoles};
+use crate::domain::role::{BindingKind, Role, TenantRoles};
 use crate::domain::tenant::{Tenant, TenantState};
 use crate::domain::{Caller, DomainError};
 use crate::store;
@@ -34,7 +34,7 @@ pub(crate) async fn member_permissions<C: ConnectionTrait>(
     tenant_id: Uuid,
     user_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, PermissionSet>, DomainError> {
-    let mut direct = store::roles::bindings_of_many(conn, tenant_id, user_ids).await?;
+    let mut direct = store::bindings::of_many(conn, tenant_id, BindingKind::User, user_ids).await?;
     let mut through_groups = store::groups::granted_to_many(conn, tenant_id, user_ids).await?;
     Ok(user_ids
         .iter()

@@ -11,6 +11,7 @@ use crate::domain::events::{EventCursor, EventType};
 use crate::domain::invitation::new_token;
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::{MEMBER_ROLE, Permission};
+use crate::domain::role::BindingSubject;
 use crate::domain::tenant::check_etag;
 use crate::domain::{Caller, DomainError, now_micros};
 use crate::store;
@@ -286,7 +287,14 @@ impl Services {
                             invitation_id: None,
                         };
                         store::memberships::insert(&tx.txn, &membership).await?;
-                        store::roles::bind(&tx.txn, tenant_id, user_id, role.id, now).await?;
+                        store::bindings::bind(
+                            &tx.txn,
+                            tenant_id,
+                            BindingSubject::User(user_id),
+                            role.id,
+                            now,
+                        )
+                        .await?;
                         tx.emit(EventType::MembershipCreated, None, Some(&membership));
                         super::invitations::close_for_new_member(
                             tx,

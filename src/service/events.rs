@@ -5,24 +5,18 @@ use uuid::Uuid;
 
 use super::Services;
 use super::access::Access;
-use crate::domain::events::{EventCursor, EventFilter, FeedEvent};
+use crate::domain::events::{AuditQuery, EventCursor, EventFilter, FeedEvent};
 use crate::domain::permissions::Permission;
 use crate::domain::watcher::WatcherAccess;
-use crate::domain::{Caller, DomainError, Micros};
+use crate::domain::{Caller, DomainError};
 use crate::events::{StartAt, WatchGuard, WatchItem};
-use crate::store::event_log::{self, AuditQuery};
+use crate::store::event_log;
 use crate::store::{self, db_error, memberships::After, memberships::SortValue};
 
+/// ListMembershipEvents: the audit query, its `after` the position a tailing reader starts
+/// after and its `limit` the page size, and the page token.
 pub struct ListEvents {
-    pub filter: EventFilter,
-    pub actor_id: Option<Uuid>,
-    pub subject_id: Option<String>,
-    pub start: Option<Micros>,
-    pub end: Option<Micros>,
-    pub descending: bool,
-    /// Start after this position, for readers tailing the log.
-    pub after_cursor: Option<i64>,
-    pub page_size: u64,
+    pub query: AuditQuery,
     pub page_token: String,
 }
 
@@ -57,8 +51,12 @@ impl Services {
     pub async fn list_events(
         &self,
         caller: Caller,
-        query: ListEvents,
+        ListEvents {
+            mut query,
+            page_token,
+        }: ListEvents,
     ) -> Result<EventPage, DomainError> {
+        let after_cursor = query.after;
         let pager = self.page_tokens.pager(
             &[
                 "events",
@@ -72,26 +70,27 @@ impl Services {
                 query.subject_id.as_deref().unwrap_or(""),
                 &format!(
                     "{:?}/{:?}/{}/{:?}",
-                    query.start, query.end, query.descending, query.after_cursor
+                    query.start, query.end, query.descending, after_cursor
                 ),
             ],
-            query.page_size,
+            query.limit,
         );
-        let after = match pager.after(&query.page_token)? {
-            None => query.after_cursor,
+        query.after = match pager.after(&page_token)? {
+            None => after_cursor,
             Some(After {
                 value: SortValue::Int(position),
                 ..
             }) => Some(position),
             Some(_) => return Err(DomainError::InvalidPageToken),
         };
+        query.limit = pager.limit();
         self.authorize_event_reading(caller, query.filter.tenant_id)
             .await?;
         let conn = &self.store.reader();
         let cursor = event_log::head(conn).await.map_err(db_error)?;
         // A reader tailing the log from a position retention already pruned would silently miss
         // events; tell it instead, as the watch does.
-        if let Some(after) = query.after_cursor {
+        if let Some(after) = after_cursor {
             let oldest = event_log::oldest_retained(conn).await.map_err(db_error)?;
             if after < oldest - 1 {
                 return Err(DomainError::CursorExpired {
@@ -100,20 +99,7 @@ impl Services {
                 });
             }
         }
-        let mut events = event_log::list(
-            conn,
-            &AuditQuery {
-                filter: query.filter,
-                actor_id: query.actor_id,
-                subject_id: query.subject_id,
-                start: query.start,
-                end: query.end,
-                descending: query.descending,
-                after,
-                limit: pager.limit(),
-            },
-        )
-        .await?;
+        let mut events = event_log::list(conn, &query).await?;
         let next_page_token = pager.finish(&mut events, |last| After {
             value: SortValue::Int(last.position),
             user_id: Uuid::nil(),

@@ -12,6 +12,7 @@ use crate::domain::events::{EventCursor, EventType, NewEvent};
 use crate::domain::membership::{ListFilter, SortKey};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::{MEMBER_ROLE, Permission};
+use crate::domain::role::{BindingKind, BindingSubject};
 use crate::domain::tenant::check_etag;
 use crate::domain::{Caller, DomainError, Versioned, now_micros};
 use crate::store::memberships::{After, ListedPage, PageRequest, sort_value};
@@ -315,8 +316,14 @@ impl Services {
                     };
                     // A member who left comes back on the same row, keeping its history.
                     store::memberships::save(&tx.txn, before.as_ref(), &membership).await?;
-                    store::roles::bind(&tx.txn, tenant.id, membership.user_id, role.id, now)
-                        .await?;
+                    store::bindings::bind(
+                        &tx.txn,
+                        tenant.id,
+                        BindingSubject::User(membership.user_id),
+                        role.id,
+                        now,
+                    )
+                    .await?;
                     tx.remember_request(
                         CREATE_MEMBERSHIP,
                         command.request_id.as_deref(),
@@ -489,9 +496,8 @@ impl Services {
                     let mut after = before.clone();
                     after.change_status(MembershipStatus::Left, now)?;
                     after.roles.clear();
-                    for role_id in role_ids {
-                        store::roles::unbind(&tx.txn, tenant_id, user_id, role_id).await?;
-                    }
+                    let subject = BindingSubject::User(user_id);
+                    store::bindings::unbind(&tx.txn, tenant_id, subject, None).await?;
                     super::groups::leave_all_groups(tx, &roles, tenant_id, user_id).await?;
                     tx.save(EventType::MembershipLeft, &before, after, now)
                         .await
@@ -531,11 +537,16 @@ impl Services {
                     if kept_role.is_owner {
                         return Err(DomainError::OwnerRoleReserved);
                     }
-                    let owner_id = store::roles::holders_of(&tx.txn, tenant.id, owner_role.id)
-                        .await?
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| DomainError::Internal("tenant without owner".into()))?;
+                    let owner_id = store::bindings::holders_of(
+                        &tx.txn,
+                        tenant.id,
+                        BindingKind::User,
+                        owner_role.id,
+                    )
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| DomainError::Internal("tenant without owner".into()))?;
                     if owner_id == new_owner_id {
                         return Err(DomainError::AlreadyOwner);
                     }
@@ -546,16 +557,15 @@ impl Services {
                             target_before.status.as_str(),
                         ));
                     }
-                    let (owner_before, owner_roles) =
+                    let (owner_before, _) =
                         store::memberships::get(&tx.txn, &roles, tenant.id, owner_id).await?;
                     let now = now_micros();
 
                     // The previous owner ends with exactly the role the request names, so no
                     // right held beside the owner role outlives the transfer unintended.
-                    for role_id in owner_roles {
-                        store::roles::unbind(&tx.txn, tenant.id, owner_id, role_id).await?;
-                    }
-                    store::roles::bind(&tx.txn, tenant.id, owner_id, kept_role.id, now).await?;
+                    let previous = BindingSubject::User(owner_id);
+                    store::bindings::unbind(&tx.txn, tenant.id, previous, None).await?;
+                    store::bindings::bind(&tx.txn, tenant.id, previous, kept_role.id, now).await?;
                     let kept_roles = vec![kept_role.id];
                     let mut owner_after = owner_before.clone();
                     owner_after.roles = roles.names_of(&kept_roles);
@@ -570,8 +580,14 @@ impl Services {
                     owner_after.revise(now);
                     store::memberships::update(&tx.txn, &owner_before, &owner_after).await?;
 
-                    store::roles::bind(&tx.txn, tenant.id, new_owner_id, owner_role.id, now)
-                        .await?;
+                    store::bindings::bind(
+                        &tx.txn,
+                        tenant.id,
+                        BindingSubject::User(new_owner_id),
+                        owner_role.id,
+                        now,
+                    )
+                    .await?;
                     let mut target_after = target_before.clone();
                     let mut target_role_ids = target_roles;
                     target_role_ids.push(owner_role.id);

@@ -8,9 +8,10 @@ use crate::domain::events::{EventCursor, EventType};
 use crate::domain::group::Group;
 use crate::domain::membership::{Membership, MembershipStatus};
 use crate::domain::permissions::{Permission, PermissionSet};
-use crate::domain::role::{Role, TenantRoles};
+use crate::domain::role::{BindingKind, BindingSubject, Role, TenantRoles};
 use crate::domain::tenant::check_etag;
 use crate::domain::{Caller, DomainError, Versioned, now_micros};
+use crate::store::bindings::BindingQuery;
 use crate::store::memberships::{After, Bindings, SortValue};
 use crate::store::{self, Tx};
 
@@ -75,10 +76,23 @@ async fn change_bindings(
             continue;
         }
         if bound {
-            store::roles::bind(&tx.txn, current.tenant_id, current.user_id, role_id, now).await?;
+            store::bindings::bind(
+                &tx.txn,
+                current.tenant_id,
+                BindingSubject::User(current.user_id),
+                role_id,
+                now,
+            )
+            .await?;
             role_ids.push(role_id);
         } else {
-            store::roles::unbind(&tx.txn, current.tenant_id, current.user_id, role_id).await?;
+            store::bindings::unbind(
+                &tx.txn,
+                current.tenant_id,
+                BindingSubject::User(current.user_id),
+                Some(role_id),
+            )
+            .await?;
             role_ids.retain(|id| *id != role_id);
         }
         let mut next = current.clone();
@@ -101,7 +115,13 @@ async fn change_bindings(
 
 /// Unbinds `role` from `group` (bound to it), as the group's next version, with its event.
 async fn unbind_from_group(tx: &mut Tx, group: Group, role: &Role) -> Result<Group, DomainError> {
-    store::groups::unbind(&tx.txn, group.tenant_id, group.id, role.id).await?;
+    store::bindings::unbind(
+        &tx.txn,
+        group.tenant_id,
+        BindingSubject::Group(group.id),
+        Some(role.id),
+    )
+    .await?;
     let mut after = group.clone();
     after.roles.retain(|name| *name != role.name);
     tx.save(EventType::RoleBindingDeleted, &group, after, now_micros())
@@ -151,13 +171,6 @@ pub struct DeleteRole {
     pub tenant_id: Uuid,
     pub name: String,
     pub unbind_everywhere: bool,
-}
-
-/// Who a binding binds a role to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BindingSubject {
-    User(Uuid),
-    Group(Uuid),
 }
 
 /// A member or a group, and the role SetMemberRole, BindRole or UnbindRole names.
@@ -306,8 +319,16 @@ impl Services {
                         return Err(DomainError::RoleBuiltin);
                     }
                     require_define(&locked.access, role.permissions)?;
-                    let holders = store::roles::holders_of(&tx.txn, tenant_id, role.id).await?;
-                    let groups = store::groups::bound_to_role(&tx.txn, tenant_id, role.id).await?;
+                    let holders =
+                        store::bindings::holders_of(&tx.txn, tenant_id, BindingKind::User, role.id)
+                            .await?;
+                    let groups = store::bindings::holders_of(
+                        &tx.txn,
+                        tenant_id,
+                        BindingKind::Group,
+                        role.id,
+                    )
+                    .await?;
                     let uses = holders.len() + groups.len();
                     if uses > 0 && !unbind_everywhere {
                         return Err(DomainError::RoleInUse(uses));
@@ -430,8 +451,14 @@ impl Services {
                     let group = match change {
                         RoleChange::Bind if !bound => {
                             let now = now_micros();
-                            store::groups::bind(&tx.txn, tenant_id, group_id, target.id, now)
-                                .await?;
+                            store::bindings::bind(
+                                &tx.txn,
+                                tenant_id,
+                                BindingSubject::Group(group_id),
+                                target.id,
+                                now,
+                            )
+                            .await?;
                             let mut after = group.clone();
                             after.roles.push(target.name.clone());
                             after.roles.sort();
@@ -516,42 +543,29 @@ impl Services {
                 .unwrap_or_default()
         };
         let mut rows = Vec::new();
-        let users_done = matches!(after, Some((BindingKind::Group, _, _)));
-        if group_id.is_none() && !users_done {
-            let after_user = after.map(|(_, subject, role)| (subject, role));
-            let found = store::roles::list_bindings(
-                &conn,
-                tenant_id,
-                user_id,
+        for (kind, subject, other_filtered) in [
+            (BindingKind::User, user_id, group_id.is_some()),
+            (BindingKind::Group, group_id, user_id.is_some()),
+        ] {
+            // Members' bindings come first: a page that ended among groups' is past them.
+            let passed = kind == BindingKind::User
+                && after.is_some_and(|(ended, ..)| ended == BindingKind::Group);
+            let limit = pager.limit().saturating_sub(rows.len() as u64);
+            if other_filtered || passed || limit == 0 {
+                continue;
+            }
+            let query = BindingQuery {
+                subject,
                 role_id,
-                after_user,
-                pager.limit(),
-            )
-            .await?;
+                after: after
+                    .filter(|(ended, ..)| *ended == kind)
+                    .map(|(_, subject, role)| (subject, role)),
+                limit,
+            };
+            let found = store::bindings::list(&conn, tenant_id, kind, &query).await?;
             rows.extend(found.into_iter().map(|b| BindingRow {
                 tenant_id: b.tenant_id,
-                subject: BindingSubject::User(b.user_id),
-                role: name_of(b.role_id),
-                created_at: b.created_at,
-            }));
-        }
-        let wanted = pager.limit().saturating_sub(rows.len() as u64);
-        if user_id.is_none() && wanted > 0 {
-            let after_group = after
-                .filter(|(kind, _, _)| *kind == BindingKind::Group)
-                .map(|(_, subject, role)| (subject, role));
-            let found = store::groups::list_bindings(
-                &conn,
-                tenant_id,
-                group_id,
-                role_id,
-                after_group,
-                wanted,
-            )
-            .await?;
-            rows.extend(found.into_iter().map(|b| BindingRow {
-                tenant_id: b.tenant_id,
-                subject: BindingSubject::Group(b.group_id),
+                subject: b.subject,
                 role: name_of(b.role_id),
                 created_at: b.created_at,
             }));
@@ -573,11 +587,4 @@ impl Services {
         });
         Ok((rows, next))
     }
-}
-
-/// Which kind of binding a page of ListRoleBindings ended in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BindingKind {
-    User,
-    Group,
 }

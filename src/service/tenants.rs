@@ -7,6 +7,7 @@ use super::access::Access;
 use crate::domain::events::{EventCursor, EventType};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::Permission;
+use crate::domain::role::{BindingKind, BindingSubject};
 use crate::domain::tenant::{RolePreset, SeatUsage, Tenant, TenantKind, TenantState, check_etag};
 use crate::domain::{Caller, DomainError, Versioned, now_micros};
 use crate::store::{self, Transaction, requests};
@@ -148,8 +149,14 @@ impl Services {
                         invitation_id: None,
                     };
                     store::memberships::insert(&tx.txn, &owner).await?;
-                    store::roles::bind(&tx.txn, tenant.id, owner.user_id, owner_role.id, now)
-                        .await?;
+                    store::bindings::bind(
+                        &tx.txn,
+                        tenant.id,
+                        BindingSubject::User(owner.user_id),
+                        owner_role.id,
+                        now,
+                    )
+                    .await?;
                     let key = tenant_request_key(tenant.id, &recorded_digest);
                     tx.remember_request(CREATE_TENANT, command.request_id.as_deref(), &key, now)
                         .await?;
@@ -233,17 +240,15 @@ impl Services {
                         return Ok(before);
                     }
                     let now = now_micros();
-                    for (member, role_ids) in
+                    for (member, _) in
                         store::memberships::all_seated(&tx.txn, &roles, tenant_id).await?
                     {
                         let mut ended = member.clone();
                         ended.status = MembershipStatus::Left;
                         ended.roles.clear();
                         ended.revise(now);
-                        for role_id in role_ids {
-                            store::roles::unbind(&tx.txn, tenant_id, member.user_id, role_id)
-                                .await?;
-                        }
+                        let subject = BindingSubject::User(member.user_id);
+                        store::bindings::unbind(&tx.txn, tenant_id, subject, None).await?;
                         super::groups::leave_all_groups(tx, &roles, tenant_id, member.user_id)
                             .await?;
                         store::memberships::update(&tx.txn, &member, &ended).await?;
@@ -303,7 +308,7 @@ async fn replay_create_tenant(
     let owner_role = roles
         .owner_role()
         .ok_or_else(|| DomainError::Internal("tenant without owner role".into()))?;
-    let owner_id = store::roles::holders_of(conn, tenant_id, owner_role.id)
+    let owner_id = store::bindings::holders_of(conn, tenant_id, BindingKind::User, owner_role.id)
         .await?
         .into_iter()
         .next()

@@ -12,11 +12,10 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect,
     Statement,
 };
-use uuid::Uuid;
 
 use super::db_error;
 use super::entities::events;
-use crate::domain::events::{EventFilter, EventState, FeedEvent, NewEvent};
+use crate::domain::events::{AuditQuery, EventFilter, EventState, FeedEvent, NewEvent};
 use crate::domain::{DomainError, Micros, now_micros};
 
 /// Appends `new_events` and returns the position of the last one; with no events, the head.
@@ -133,22 +132,6 @@ pub async fn read_after<C: ConnectionTrait>(
         ..AuditQuery::default()
     };
     list(conn, &query).await
-}
-
-/// A page of the audit log.
-#[derive(Clone, Debug, Default)]
-pub struct AuditQuery {
-    pub filter: EventFilter,
-    pub actor_id: Option<Uuid>,
-    pub subject_id: Option<String>,
-    /// Inclusive lower bound on the time of occurrence.
-    pub start: Option<Micros>,
-    /// Exclusive upper bound on the time of occurrence.
-    pub end: Option<Micros>,
-    pub descending: bool,
-    /// Keyset: positions strictly after (or before, when descending) this one.
-    pub after: Option<i64>,
-    pub limit: u64,
 }
 
 pub async fn list<C: ConnectionTrait>(

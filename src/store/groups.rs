@@ -9,10 +9,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entities::{group_members, group_role_bindings, groups};
-use super::{corrupt, db_error, escape_like};
+use super::{bindings, corrupt, db_error, escape_like};
 use crate::domain::group::Group;
 use crate::domain::membership::MembershipSource;
-use crate::domain::role::TenantRoles;
+use crate::domain::role::{BindingKind, BindingSubject, TenantRoles};
 use crate::domain::{DomainError, Micros};
 
 /// Rows per statement when a call names many ids (well under every backend's limit).
@@ -59,7 +59,7 @@ async fn with_roles<C: ConnectionTrait>(
     models: Vec<groups::Model>,
 ) -> Result<Vec<Group>, DomainError> {
     let ids: Vec<Uuid> = models.iter().map(|g| g.id).collect();
-    let mut bound = role_ids_of_many(conn, tenant_id, &ids).await?;
+    let mut bound = bindings::of_many(conn, tenant_id, BindingKind::Group, &ids).await?;
     models
         .into_iter()
         .map(|model| {
@@ -81,7 +81,7 @@ pub async fn get<C: ConnectionTrait>(
         .await
         .map_err(db_error)?
         .ok_or(DomainError::GroupNotFound)?;
-    let role_ids = role_ids_of_many(conn, tenant_id, &[group_id])
+    let role_ids = bindings::of_many(conn, tenant_id, BindingKind::Group, &[group_id])
         .await?
         .remove(&group_id)
         .unwrap_or_default();
@@ -142,12 +142,7 @@ pub async fn delete<C: ConnectionTrait>(conn: &C, group: &Group) -> Result<(), D
         .exec(conn)
         .await
         .map_err(db_error)?;
-    group_role_bindings::Entity::delete_many()
-        .filter(group_role_bindings::Column::TenantId.eq(group.tenant_id))
-        .filter(group_role_bindings::Column::GroupId.eq(group.id))
-        .exec(conn)
-        .await
-        .map_err(db_error)?;
+    bindings::unbind(conn, group.tenant_id, BindingSubject::Group(group.id), None).await?;
     groups::Entity::delete_by_id((group.tenant_id, group.id))
         .exec(conn)
         .await
@@ -207,27 +202,6 @@ pub async fn list<C: ConnectionTrait>(
         .await
         .map_err(db_error)?;
     with_roles(conn, roles_of_tenant, tenant_id, models).await
-}
-
-/// The role ids bound to each of `group_ids`.
-pub async fn role_ids_of_many<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    group_ids: &[Uuid],
-) -> Result<HashMap<Uuid, Vec<Uuid>>, DomainError> {
-    let mut by_group: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
-    for chunk in group_ids.chunks(IDS_PER_STATEMENT) {
-        let rows = group_role_bindings::Entity::find()
-            .filter(group_role_bindings::Column::TenantId.eq(tenant_id))
-            .filter(group_role_bindings::Column::GroupId.is_in(chunk.iter().copied()))
-            .all(conn)
-            .await
-            .map_err(db_error)?;
-        for row in rows {
-            by_group.entry(row.group_id).or_default().push(row.role_id);
-        }
-    }
-    Ok(by_group)
 }
 
 /// Joins group role bindings `b` to the member links `l` of their groups.
@@ -421,91 +395,6 @@ pub async fn groups_of<C: ConnectionTrait>(
         limit: u64::MAX >> 1,
     };
     list(conn, roles_of_tenant, tenant_id, &query).await
-}
-
-pub async fn bind<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    group_id: Uuid,
-    role_id: Uuid,
-    now: Micros,
-) -> Result<(), DomainError> {
-    group_role_bindings::Entity::insert(group_role_bindings::ActiveModel {
-        tenant_id: Set(tenant_id),
-        group_id: Set(group_id),
-        role_id: Set(role_id),
-        created_at: Set(now),
-    })
-    .exec(conn)
-    .await
-    .map_err(db_error)?;
-    Ok(())
-}
-
-pub async fn unbind<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    group_id: Uuid,
-    role_id: Uuid,
-) -> Result<(), DomainError> {
-    group_role_bindings::Entity::delete_many()
-        .filter(group_role_bindings::Column::TenantId.eq(tenant_id))
-        .filter(group_role_bindings::Column::GroupId.eq(group_id))
-        .filter(group_role_bindings::Column::RoleId.eq(role_id))
-        .exec(conn)
-        .await
-        .map_err(db_error)?;
-    Ok(())
-}
-
-/// The groups `role_id` is bound to.
-pub async fn bound_to_role<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    role_id: Uuid,
-) -> Result<Vec<Uuid>, DomainError> {
-    group_role_bindings::Entity::find()
-        .select_only()
-        .column(group_role_bindings::Column::GroupId)
-        .filter(group_role_bindings::Column::TenantId.eq(tenant_id))
-        .filter(group_role_bindings::Column::RoleId.eq(role_id))
-        .order_by_asc(group_role_bindings::Column::GroupId)
-        .into_tuple()
-        .all(conn)
-        .await
-        .map_err(db_error)
-}
-
-/// A page of group bindings ordered by (group, role), after the given pair.
-pub async fn list_bindings<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    group_id: Option<Uuid>,
-    role_id: Option<Uuid>,
-    after: Option<(Uuid, Uuid)>,
-    limit: u64,
-) -> Result<Vec<group_role_bindings::Model>, DomainError> {
-    use group_role_bindings::Column;
-    let mut select = group_role_bindings::Entity::find().filter(Column::TenantId.eq(tenant_id));
-    if let Some(group_id) = group_id {
-        select = select.filter(Column::GroupId.eq(group_id));
-    }
-    if let Some(role_id) = role_id {
-        select = select.filter(Column::RoleId.eq(role_id));
-    }
-    if let Some((group, role)) = after {
-        select = select.filter(
-            Expr::tuple([Expr::col(Column::GroupId), Expr::col(Column::RoleId)])
-                .gt(Expr::tuple([Expr::val(group), Expr::val(role)])),
-        );
-    }
-    select
-        .order_by_asc(Column::GroupId)
-        .order_by_asc(Column::RoleId)
-        .limit(limit)
-        .all(conn)
-        .await
-        .map_err(db_error)
 }
 
 /// Moves a group's member count by `delta` (the links were just added or removed) and makes

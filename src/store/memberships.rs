@@ -10,12 +10,12 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entities::{memberships, role_bindings};
-use super::{corrupt, db_error, entities, escape_like, invitations, roles, tenants};
+use super::{bindings, corrupt, db_error, entities, escape_like, invitations, tenants};
 use crate::domain::membership::{
     ListFilter, Membership, MembershipSource, MembershipStatus, MembershipType, SortKey, TextQuery,
 };
 use crate::domain::permissions::PermissionSet;
-use crate::domain::role::TenantRoles;
+use crate::domain::role::{BindingKind, BindingSubject, TenantRoles};
 use crate::domain::{DomainError, Micros};
 
 /// The FTS5 query that finds every row containing `query`'s forms (and, rarely, a few more:
@@ -319,12 +319,7 @@ pub async fn save<C: ConnectionTrait>(
 
 /// Deletes a membership and its role bindings; its seat, if it held one, is freed.
 pub async fn delete<C: ConnectionTrait>(conn: &C, m: &Membership) -> Result<(), DomainError> {
-    role_bindings::Entity::delete_many()
-        .filter(role_bindings::Column::TenantId.eq(m.tenant_id))
-        .filter(role_bindings::Column::UserId.eq(m.user_id))
-        .exec(conn)
-        .await
-        .map_err(db_error)?;
+    bindings::unbind(conn, m.tenant_id, BindingSubject::User(m.user_id), None).await?;
     memberships::Entity::delete_by_id((m.tenant_id, m.user_id))
         .exec(conn)
         .await
@@ -360,7 +355,7 @@ async fn with_roles<C: ConnectionTrait>(
     models: Vec<memberships::Model>,
 ) -> Result<Vec<(Membership, Vec<Uuid>)>, DomainError> {
     let user_ids: Vec<Uuid> = models.iter().map(|m| m.user_id).collect();
-    let mut bindings = roles::bindings_of_many(conn, tenant_id, &user_ids).await?;
+    let mut bindings = bindings::of_many(conn, tenant_id, BindingKind::User, &user_ids).await?;
     models
         .into_iter()
         .map(|model| {

@@ -5,6 +5,7 @@
 //! on SQLite (one writer at a time anyway) by an in-process gate plus `BEGIN IMMEDIATE`, so
 //! concurrent writers queue instead of failing with "database is locked".
 
+pub mod bindings;
 pub mod bounded;
 pub mod bulk;
 pub mod domains;

@@ -3,13 +3,11 @@
 use std::collections::HashMap;
 use std::sync::{LazyLock, RwLock};
 
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use uuid::Uuid;
 
 use super::db_error;
-use super::entities::{role_bindings, roles};
+use super::entities::roles;
 use crate::domain::permissions::{PermissionSet, builtin_roles};
 use crate::domain::role::{Role, TenantRoles};
 use crate::domain::tenant::RolePreset;
@@ -111,81 +109,6 @@ pub async fn create_builtin<C: ConnectionTrait>(
     Ok(TenantRoles(created))
 }
 
-/// The role ids bound to each of `user_ids`, in one query.
-pub async fn bindings_of_many<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    user_ids: &[Uuid],
-) -> Result<HashMap<Uuid, Vec<Uuid>>, DomainError> {
-    let mut by_user: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
-    if user_ids.is_empty() {
-        return Ok(by_user);
-    }
-    for chunk in user_ids.chunks(500) {
-        let rows = role_bindings::Entity::find()
-            .filter(role_bindings::Column::TenantId.eq(tenant_id))
-            .filter(role_bindings::Column::UserId.is_in(chunk.iter().copied()))
-            .all(conn)
-            .await
-            .map_err(db_error)?;
-        for row in rows {
-            by_user.entry(row.user_id).or_default().push(row.role_id);
-        }
-    }
-    Ok(by_user)
-}
-
-pub async fn bind<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    user_id: Uuid,
-    role_id: Uuid,
-    now: Micros,
-) -> Result<(), DomainError> {
-    role_bindings::Entity::insert(role_bindings::ActiveModel {
-        tenant_id: Set(tenant_id),
-        user_id: Set(user_id),
-        role_id: Set(role_id),
-        created_at: Set(now),
-    })
-    .exec(conn)
-    .await
-    .map_err(db_error)?;
-    Ok(())
-}
-
-pub async fn unbind<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    user_id: Uuid,
-    role_id: Uuid,
-) -> Result<(), DomainError> {
-    role_bindings::Entity::delete_many()
-        .filter(role_bindings::Column::TenantId.eq(tenant_id))
-        .filter(role_bindings::Column::UserId.eq(user_id))
-        .filter(role_bindings::Column::RoleId.eq(role_id))
-        .exec(conn)
-        .await
-        .map_err(db_error)?;
-    Ok(())
-}
-
-/// The users bound to `role_id` in a tenant.
-pub async fn holders_of<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    role_id: Uuid,
-) -> Result<Vec<Uuid>, DomainError> {
-    let rows = role_bindings::Entity::find()
-        .filter(role_bindings::Column::TenantId.eq(tenant_id))
-        .filter(role_bindings::Column::RoleId.eq(role_id))
-        .order_by_asc(role_bindings::Column::UserId)
-        .all(conn)
-        .await
-        .map_err(db_error)?;
-    Ok(rows.into_iter().map(|b| b.user_id).collect())
-}
-
 fn to_active(role: &Role) -> roles::ActiveModel {
     roles::ActiveModel {
         id: Set(role.id),
@@ -223,39 +146,4 @@ pub async fn delete<C: ConnectionTrait>(conn: &C, role_id: Uuid) -> Result<(), D
         .await
         .map_err(db_error)?;
     Ok(())
-}
-
-/// A page of bindings ordered by (user, role), after the given pair.
-pub async fn list_bindings<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    user_id: Option<Uuid>,
-    role_id: Option<Uuid>,
-    after: Option<(Uuid, Uuid)>,
-    limit: u64,
-) -> Result<Vec<role_bindings::Model>, DomainError> {
-    use role_bindings::Column;
-    let mut select = role_bindings::Entity::find().filter(Column::TenantId.eq(tenant_id));
-    if let Some(user_id) = user_id {
-        select = select.filter(Column::UserId.eq(user_id));
-    }
-    if let Some(role_id) = role_id {
-        select = select.filter(Column::RoleId.eq(role_id));
-    }
-    if let Some((user, role)) = after {
-        select = select.filter(
-            sea_orm::Condition::any().add(Column::UserId.gt(user)).add(
-                sea_orm::Condition::all()
-                    .add(Column::UserId.eq(user))
-                    .add(Column::RoleId.gt(role)),
-            ),
-        );
-    }
-    select
-        .order_by_asc(Column::UserId)
-        .order_by_asc(Column::RoleId)
-        .limit(limit)
-        .all(conn)
-        .await
-        .map_err(db_error)
 }
