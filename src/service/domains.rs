@@ -3,8 +3,8 @@
 
 use uuid::Uuid;
 
+use super::Services;
 use super::access::Access;
-use super::{Services, lock_for_member_management};
 use crate::domain::email;
 use crate::domain::email_domain::{self, DomainState, TenantDomain};
 use crate::domain::events::{EventCursor, EventType};
@@ -64,42 +64,40 @@ impl Services {
         if email_domain::is_consumer(&domain) {
             return Err(DomainError::ConsumerDomain(domain));
         }
-        self.store
-            .write(caller, move |tx| {
-                Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
-                    locked.access.require(Permission::TenantManage)?;
-                    if store::domains::find_by_name(&tx.txn, tenant_id, &domain)
-                        .await?
-                        .is_some()
-                    {
-                        return Err(DomainError::DomainExists);
-                    }
-                    if store::domains::verified_by(&tx.txn, &domain)
-                        .await?
-                        .is_some()
-                    {
-                        return Err(DomainError::DomainTaken);
-                    }
-                    let now = now_micros();
-                    let added = TenantDomain {
-                        id: Uuid::now_v7(),
-                        tenant_id,
-                        domain,
-                        state: DomainState::Pending,
-                        auto_join,
-                        verification_token: new_token()?,
-                        created_at: now,
-                        updated_at: now,
-                        verified_at: None,
-                        version: 1,
-                    };
-                    store::domains::insert(&tx.txn, &added).await?;
-                    tx.emit(EventType::DomainAdded, None, Some(&added));
-                    Ok(added)
-                })
+        self.write_locked(caller, tenant_id, move |tx, locked| {
+            Box::pin(async move {
+                locked.access.require(Permission::TenantManage)?;
+                if store::domains::find_by_name(&tx.txn, tenant_id, &domain)
+                    .await?
+                    .is_some()
+                {
+                    return Err(DomainError::DomainExists);
+                }
+                if store::domains::verified_by(&tx.txn, &domain)
+                    .await?
+                    .is_some()
+                {
+                    return Err(DomainError::DomainTaken);
+                }
+                let now = now_micros();
+                let added = TenantDomain {
+                    id: Uuid::now_v7(),
+                    tenant_id,
+                    domain,
+                    state: DomainState::Pending,
+                    auto_join,
+                    verification_token: new_token()?,
+                    created_at: now,
+                    updated_at: now,
+                    verified_at: None,
+                    version: 1,
+                };
+                store::domains::insert(&tx.txn, &added).await?;
+                tx.emit(EventType::DomainAdded, None, Some(&added));
+                Ok(added)
             })
-            .await
+        })
+        .await
     }
 
     /// Looks up the TXT record and, when it holds the expected value, claims the domain.
@@ -138,25 +136,23 @@ impl Services {
                 return Err(DomainError::DomainVerificationFailed(reason));
             }
         }
-        self.store
-            .write(caller, move |tx| {
-                Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
-                    locked.access.require(Permission::TenantManage)?;
-                    let before = store::domains::get(&tx.txn, tenant_id, domain_id).await?;
-                    if before.state == DomainState::Verified {
-                        return Ok(before);
-                    }
-                    store::domains::claim(&tx.txn, &before).await?;
-                    let now = now_micros();
-                    let mut after = before.clone();
-                    after.state = DomainState::Verified;
-                    after.verified_at = Some(now);
-                    tx.save(EventType::DomainVerified, &before, after, now)
-                        .await
-                })
+        self.write_locked(caller, tenant_id, move |tx, locked| {
+            Box::pin(async move {
+                locked.access.require(Permission::TenantManage)?;
+                let before = store::domains::get(&tx.txn, tenant_id, domain_id).await?;
+                if before.state == DomainState::Verified {
+                    return Ok(before);
+                }
+                store::domains::claim(&tx.txn, &before).await?;
+                let now = now_micros();
+                let mut after = before.clone();
+                after.state = DomainState::Verified;
+                after.verified_at = Some(now);
+                tx.save(EventType::DomainVerified, &before, after, now)
+                    .await
             })
-            .await
+        })
+        .await
     }
 
     pub async fn list_domains(
@@ -180,22 +176,20 @@ impl Services {
             auto_join,
         }: UpdateDomain,
     ) -> Result<(TenantDomain, EventCursor), DomainError> {
-        self.store
-            .write(caller, move |tx| {
-                Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
-                    locked.access.require(Permission::TenantManage)?;
-                    let before = store::domains::get(&tx.txn, tenant_id, domain_id).await?;
-                    check_etag(&etag, before.version)?;
-                    let mut after = before.clone();
-                    if let Some(auto_join) = auto_join {
-                        after.auto_join = auto_join;
-                    }
-                    tx.save(EventType::DomainUpdated, &before, after, now_micros())
-                        .await
-                })
+        self.write_locked(caller, tenant_id, move |tx, locked| {
+            Box::pin(async move {
+                locked.access.require(Permission::TenantManage)?;
+                let before = store::domains::get(&tx.txn, tenant_id, domain_id).await?;
+                check_etag(&etag, before.version)?;
+                let mut after = before.clone();
+                if let Some(auto_join) = auto_join {
+                    after.auto_join = auto_join;
+                }
+                tx.save(EventType::DomainUpdated, &before, after, now_micros())
+                    .await
             })
-            .await
+        })
+        .await
     }
 
     pub async fn remove_domain(
@@ -207,10 +201,8 @@ impl Services {
         }: DomainRef,
     ) -> Result<EventCursor, DomainError> {
         let ((), cursor) = self
-            .store
-            .write(caller, move |tx| {
+            .write_locked(caller, tenant_id, move |tx, locked| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     locked.access.require(Permission::TenantManage)?;
                     let before = store::domains::get(&tx.txn, tenant_id, domain_id).await?;
                     remove(tx, before).await

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::access::{Access, member_permissions};
-use super::{Locked, Services, lock_for_member_management};
+use super::{Locked, Services};
 use crate::domain::events::{EventCursor, EventType};
 use crate::domain::group::{Group, GroupMember, MemberOutcome, may_join};
 use crate::domain::membership::{Membership, MembershipSource};
@@ -190,10 +190,8 @@ impl Services {
         let request_id = command.request_id.clone();
         let (tenant_id, name) = (command.tenant_id, command.name.clone());
         let outcome = self
-            .store
-            .write(caller, move |tx| {
+            .write_locked(caller, command.tenant_id, move |tx, locked| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, command.tenant_id).await?;
                     locked.access.require(Permission::GroupsManage)?;
                     // Checked under the tenant lock, so a concurrent retry sees the first call.
                     if let Some(request_id) = &command.request_id
@@ -328,38 +326,36 @@ impl Services {
             patch,
         }: UpdateGroup,
     ) -> Result<(Group, EventCursor), DomainError> {
-        self.store
-            .write(caller, move |tx| {
-                Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
-                    locked.access.require(Permission::GroupsManage)?;
-                    let (before, role_ids) =
-                        store::groups::get(&tx.txn, &locked.roles, tenant_id, group_id).await?;
-                    check_etag(&etag, before.version)?;
-                    let mut after = before.clone();
-                    if let Some(name) = patch.name {
-                        after.name = name;
-                    }
-                    if let Some(description) = patch.description {
-                        after.description = description;
-                    }
-                    if let Some(external_id) = patch.external_id {
-                        after.external_id = external_id;
-                    }
-                    // A directory matches groups by these: repointing a group that holds roles
-                    // decides who will hold them, so it needs the rights to grant them.
-                    if after.external_id != before.external_id || after.name != before.name {
-                        let bound = roles_of(&locked.roles, &role_ids);
-                        require_group_grant(&locked.access, &bound, [])?;
-                    }
-                    if let Some(key) = store::groups::taken_key(&tx.txn, &after).await? {
-                        return Err(DomainError::GroupExists(key));
-                    }
-                    tx.save(EventType::GroupUpdated, &before, after, now_micros())
-                        .await
-                })
+        self.write_locked(caller, tenant_id, move |tx, locked| {
+            Box::pin(async move {
+                locked.access.require(Permission::GroupsManage)?;
+                let (before, role_ids) =
+                    store::groups::get(&tx.txn, &locked.roles, tenant_id, group_id).await?;
+                check_etag(&etag, before.version)?;
+                let mut after = before.clone();
+                if let Some(name) = patch.name {
+                    after.name = name;
+                }
+                if let Some(description) = patch.description {
+                    after.description = description;
+                }
+                if let Some(external_id) = patch.external_id {
+                    after.external_id = external_id;
+                }
+                // A directory matches groups by these: repointing a group that holds roles
+                // decides who will hold them, so it needs the rights to grant them.
+                if after.external_id != before.external_id || after.name != before.name {
+                    let bound = roles_of(&locked.roles, &role_ids);
+                    require_group_grant(&locked.access, &bound, [])?;
+                }
+                if let Some(key) = store::groups::taken_key(&tx.txn, &after).await? {
+                    return Err(DomainError::GroupExists(key));
+                }
+                tx.save(EventType::GroupUpdated, &before, after, now_micros())
+                    .await
             })
-            .await
+        })
+        .await
     }
 
     /// Deletes a group, its bindings and its member links, an event each: what it granted is
@@ -375,10 +371,8 @@ impl Services {
         }: DeleteGroup,
     ) -> Result<EventCursor, DomainError> {
         let ((), cursor) = self
-            .store
-            .write(caller, move |tx| {
+            .write_locked(caller, tenant_id, move |tx, locked| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     locked.access.require(Permission::GroupsManage)?;
                     let (group, role_ids) =
                         store::groups::get(&tx.txn, &locked.roles, tenant_id, group_id).await?;
@@ -447,81 +441,72 @@ impl Services {
         }: GroupMembers,
         add: bool,
     ) -> Result<(MembersChanged, EventCursor), DomainError> {
-        self.store
-            .write(caller, move |tx| {
-                Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
-                    locked.access.require(Permission::GroupsManage)?;
-                    let (mut group, role_ids) =
-                        store::groups::get(&tx.txn, &locked.roles, tenant_id, group_id).await?;
-                    // Whether an id may join matters only when adding.
-                    let members = if add {
-                        store::memberships::statuses(&tx.txn, tenant_id, &user_ids).await?
-                    } else {
-                        HashMap::new()
-                    };
-                    let linked =
-                        store::groups::members_among(&tx.txn, tenant_id, group_id, &user_ids)
-                            .await?;
-                    let outcomes: Vec<(Uuid, MemberOutcome)> = user_ids
-                        .iter()
-                        .map(|user_id| {
-                            let outcome = match (members.get(user_id), linked.contains(user_id)) {
-                                (_, true) if !add => MemberOutcome::Done,
-                                (_, true) => MemberOutcome::Unchanged,
-                                (_, false) if !add => MemberOutcome::Unchanged,
-                                (None, false) => MemberOutcome::NotAMember,
-                                (Some(status), false) if !may_join(*status) => {
-                                    MemberOutcome::NotActive
-                                }
-                                (Some(_), false) => MemberOutcome::Done,
-                            };
-                            (*user_id, outcome)
-                        })
-                        .collect();
-                    let changed: Vec<Uuid> = outcomes
-                        .iter()
-                        .filter(|(_, o)| *o == MemberOutcome::Done)
-                        .map(|(u, _)| *u)
-                        .collect();
-                    let bound = roles_of(&locked.roles, &role_ids);
-                    let targets = if bound.is_empty() {
-                        Vec::new()
-                    } else {
-                        permissions_when_needed(&tx.txn, &locked, &changed).await?
-                    };
-                    require_group_grant(&locked.access, &bound, &targets)?;
-                    if changed.is_empty() {
-                        return Ok((outcomes, group));
-                    }
-                    let now = now_micros();
-                    let delta = changed.len() as i64;
+        self.write_locked(caller, tenant_id, move |tx, locked| {
+            Box::pin(async move {
+                locked.access.require(Permission::GroupsManage)?;
+                let (mut group, role_ids) =
+                    store::groups::get(&tx.txn, &locked.roles, tenant_id, group_id).await?;
+                // Whether an id may join matters only when adding.
+                let members = if add {
+                    store::memberships::statuses(&tx.txn, tenant_id, &user_ids).await?
+                } else {
+                    HashMap::new()
+                };
+                let linked =
+                    store::groups::members_among(&tx.txn, tenant_id, group_id, &user_ids).await?;
+                let outcomes: Vec<(Uuid, MemberOutcome)> = user_ids
+                    .iter()
+                    .map(|user_id| {
+                        let outcome = match (members.get(user_id), linked.contains(user_id)) {
+                            (_, true) if !add => MemberOutcome::Done,
+                            (_, true) => MemberOutcome::Unchanged,
+                            (_, false) if !add => MemberOutcome::Unchanged,
+                            (None, false) => MemberOutcome::NotAMember,
+                            (Some(status), false) if !may_join(*status) => MemberOutcome::NotActive,
+                            (Some(_), false) => MemberOutcome::Done,
+                        };
+                        (*user_id, outcome)
+                    })
+                    .collect();
+                let changed: Vec<Uuid> = outcomes
+                    .iter()
+                    .filter(|(_, o)| *o == MemberOutcome::Done)
+                    .map(|(u, _)| *u)
+                    .collect();
+                let bound = roles_of(&locked.roles, &role_ids);
+                let targets = if bound.is_empty() {
+                    Vec::new()
+                } else {
+                    permissions_when_needed(&tx.txn, &locked, &changed).await?
+                };
+                require_group_grant(&locked.access, &bound, &targets)?;
+                if changed.is_empty() {
+                    return Ok((outcomes, group));
+                }
+                let now = now_micros();
+                let delta = changed.len() as i64;
+                if add {
+                    store::groups::add_members(&tx.txn, tenant_id, group_id, &changed, now).await?;
+                    store::groups::count_members(&tx.txn, tenant_id, group_id, delta, now).await?;
+                    group.member_count += delta;
+                } else {
+                    store::groups::remove_members(&tx.txn, tenant_id, group_id, &changed).await?;
+                    store::groups::count_members(&tx.txn, tenant_id, group_id, -delta, now).await?;
+                    group.member_count -= delta;
+                }
+                group.revise(now);
+                for user_id in &changed {
+                    let link = GroupMember::of(&group, *user_id);
                     if add {
-                        store::groups::add_members(&tx.txn, tenant_id, group_id, &changed, now)
-                            .await?;
-                        store::groups::count_members(&tx.txn, tenant_id, group_id, delta, now)
-                            .await?;
-                        group.member_count += delta;
+                        tx.emit(EventType::GroupMemberAdded, None, Some(&link));
                     } else {
-                        store::groups::remove_members(&tx.txn, tenant_id, group_id, &changed)
-                            .await?;
-                        store::groups::count_members(&tx.txn, tenant_id, group_id, -delta, now)
-                            .await?;
-                        group.member_count -= delta;
+                        tx.emit(EventType::GroupMemberRemoved, Some(&link), None);
                     }
-                    group.revise(now);
-                    for user_id in &changed {
-                        let link = GroupMember::of(&group, *user_id);
-                        if add {
-                            tx.emit(EventType::GroupMemberAdded, None, Some(&link));
-                        } else {
-                            tx.emit(EventType::GroupMemberRemoved, Some(&link), None);
-                        }
-                    }
-                    Ok((outcomes, group))
-                })
+                }
+                Ok((outcomes, group))
             })
-            .await
+        })
+        .await
     }
 
     pub async fn list_group_members(

@@ -7,7 +7,7 @@ use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 use super::access::Access;
-use super::{Locked, Services, lock_for_member_management};
+use super::{Locked, Services};
 use crate::domain::email::canonical_email;
 use crate::domain::events::{EventCursor, EventType};
 use crate::domain::invitation::InvitationFilter;
@@ -156,10 +156,8 @@ impl Services {
         command: CreateInvitation,
     ) -> Result<(Sent, EventCursor), DomainError> {
         let ((invitation, token, tenant_name), cursor) = self
-            .store
-            .write(caller, move |tx| {
+            .write_locked(caller, command.tenant_id, move |tx, locked| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, command.tenant_id).await?;
                     if let Some(request_id) = &command.request_id
                         && let Some(key) =
                             requests::find(&tx.txn, CREATE_INVITATION, request_id).await?
@@ -258,10 +256,8 @@ impl Services {
         }: BulkCreateInvitations,
     ) -> Result<(Vec<BulkResult>, EventCursor), DomainError> {
         let ((planned, created, tenant_name), cursor) = self
-            .store
-            .write(caller, move |tx| {
+            .write_locked(caller, tenant_id, move |tx, locked| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     let role = invitable_role(&locked, &role)?;
                     // Normalize and deduplicate first: the outcome of each email, in order.
                     let mut seen = HashSet::new();
@@ -410,10 +406,8 @@ impl Services {
         ResendInvitation { tenant_id, id, ttl }: ResendInvitation,
     ) -> Result<(Sent, EventCursor), DomainError> {
         let ((invitation, token, tenant_name), cursor) = self
-            .store
-            .write(caller, move |tx| {
+            .write_locked(caller, tenant_id, move |tx, locked| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     let before =
                         store::invitations::get(&tx.txn, &locked.roles, tenant_id, id).await?;
                     require_manage_invitation(&locked, &before)?;
@@ -452,20 +446,17 @@ impl Services {
         caller: Caller,
         InvitationRef { tenant_id, id }: InvitationRef,
     ) -> Result<(Invitation, EventCursor), DomainError> {
-        self.store
-            .write(caller, move |tx| {
-                Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
-                    let before =
-                        store::invitations::get(&tx.txn, &locked.roles, tenant_id, id).await?;
-                    require_manage_invitation(&locked, &before)?;
-                    if before.state != InvitationState::Pending {
-                        return Err(DomainError::InvitationNotPending(before.state.as_str()));
-                    }
-                    revoke(tx, before).await
-                })
+        self.write_locked(caller, tenant_id, move |tx, locked| {
+            Box::pin(async move {
+                let before = store::invitations::get(&tx.txn, &locked.roles, tenant_id, id).await?;
+                require_manage_invitation(&locked, &before)?;
+                if before.state != InvitationState::Pending {
+                    return Err(DomainError::InvitationNotPending(before.state.as_str()));
+                }
+                revoke(tx, before).await
             })
-            .await
+        })
+        .await
     }
 
     /// Accepts an invitation for `user_id`, whose verified email must be the invited one.

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::access::{Access, conceal_absence};
 use super::authz::CachedPage;
-use super::{Locked, Services, lock_for_member_management, membership_key};
+use super::{Locked, Services, membership_key};
 use crate::domain::events::{EventCursor, EventType, NewEvent};
 use crate::domain::membership::{ListFilter, SortKey};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
@@ -261,92 +261,95 @@ impl Services {
         let key = membership_key(command.tenant_id, command.user_id);
         let (tenant_id, user_id) = (command.tenant_id, command.user_id);
         let outcome = self
-            .store
-            .write(caller, move |tx| {
-                Box::pin(async move {
-                    let Locked {
-                        tenant,
-                        roles,
-                        access,
-                    } = lock_for_member_management(tx, command.tenant_id).await?;
-                    // Checked under the tenant lock, so a concurrent retry sees the first call.
-                    if let Some(request_id) = &command.request_id
-                        && let Some(done) =
-                            replay_create_membership(&tx.txn, request_id, &key).await?
-                    {
-                        return Ok(done);
-                    }
-                    let role = roles
-                        .by_name(&command.role)
-                        .ok_or_else(|| DomainError::RoleNotFound(command.role.clone()))?;
-                    if role.is_owner {
-                        return Err(DomainError::OwnerRoleReserved);
-                    }
-                    access.require_grant(role)?;
-                    let existing =
-                        store::memberships::find(&tx.txn, &roles, tenant.id, command.user_id)
-                            .await?;
-                    if let Some((member, _)) = &existing
-                        && member.status != MembershipStatus::Left
-                    {
-                        return Err(DomainError::MemberExists);
-                    }
-                    store::tenants::ensure_seats(&tx.txn, &tenant, 1).await?;
-                    let now = now_micros();
-                    let before = existing.map(|(member, _)| member);
-                    let membership = Membership {
-                        tenant_id: tenant.id,
-                        user_id: command.user_id,
-                        email: command.email,
-                        display_name: command.display_name,
-                        status: command.status,
-                        member_type: command.member_type,
-                        source: command.source,
-                        external_id: command.external_id,
-                        invited_by: caller.user_id(),
-                        joined_at: before
-                            .as_ref()
-                            .and_then(|m| m.joined_at)
-                            .or((command.status == MembershipStatus::Active).then_some(now)),
-                        created_at: before.as_ref().map_or(now, |m| m.created_at),
-                        updated_at: now,
-                        version: before.as_ref().map_or(1, |m| m.version + 1),
-                        roles: vec![role.name.clone()],
-                        invitation_id: None,
-                    };
-                    // A member who left comes back on the same row, keeping its history.
-                    store::memberships::save(&tx.txn, before.as_ref(), &membership).await?;
-                    store::bindings::bind(
-                        &tx.txn,
-                        tenant.id,
-                        BindingSubject::User(membership.user_id),
-                        role.id,
-                        now,
-                    )
-                    .await?;
-                    tx.remember_request(
-                        CREATE_MEMBERSHIP,
-                        command.request_id.as_deref(),
-                        &key,
-                        now,
-                    )
-                    .await?;
-                    tx.emit(
-                        EventType::MembershipCreated,
-                        before.as_ref(),
-                        Some(&membership),
-                    )
-                    .for_request(command.request_id.as_deref());
-                    super::invitations::close_for_new_member(
-                        tx,
-                        &roles,
-                        tenant.id,
-                        &membership.email,
-                    )
-                    .await?;
-                    Ok(membership)
-                })
-            })
+            .write_locked(
+                caller,
+                command.tenant_id,
+                move |tx,
+                      Locked {
+                          tenant,
+                          roles,
+                          access,
+                      }| {
+                    Box::pin(async move {
+                        // Checked under the tenant lock, so a concurrent retry sees the first call.
+                        if let Some(request_id) = &command.request_id
+                            && let Some(done) =
+                                replay_create_membership(&tx.txn, request_id, &key).await?
+                        {
+                            return Ok(done);
+                        }
+                        let role = roles
+                            .by_name(&command.role)
+                            .ok_or_else(|| DomainError::RoleNotFound(command.role.clone()))?;
+                        if role.is_owner {
+                            return Err(DomainError::OwnerRoleReserved);
+                        }
+                        access.require_grant(role)?;
+                        let existing =
+                            store::memberships::find(&tx.txn, &roles, tenant.id, command.user_id)
+                                .await?;
+                        if let Some((member, _)) = &existing
+                            && member.status != MembershipStatus::Left
+                        {
+                            return Err(DomainError::MemberExists);
+                        }
+                        store::tenants::ensure_seats(&tx.txn, &tenant, 1).await?;
+                        let now = now_micros();
+                        let before = existing.map(|(member, _)| member);
+                        let membership = Membership {
+                            tenant_id: tenant.id,
+                            user_id: command.user_id,
+                            email: command.email,
+                            display_name: command.display_name,
+                            status: command.status,
+                            member_type: command.member_type,
+                            source: command.source,
+                            external_id: command.external_id,
+                            invited_by: caller.user_id(),
+                            joined_at: before
+                                .as_ref()
+                                .and_then(|m| m.joined_at)
+                                .or((command.status == MembershipStatus::Active).then_some(now)),
+                            created_at: before.as_ref().map_or(now, |m| m.created_at),
+                            updated_at: now,
+                            version: before.as_ref().map_or(1, |m| m.version + 1),
+                            roles: vec![role.name.clone()],
+                            invitation_id: None,
+                        };
+                        // A member who left comes back on the same row, keeping its history.
+                        store::memberships::save(&tx.txn, before.as_ref(), &membership).await?;
+                        store::bindings::bind(
+                            &tx.txn,
+                            tenant.id,
+                            BindingSubject::User(membership.user_id),
+                            role.id,
+                            now,
+                        )
+                        .await?;
+                        tx.remember_request(
+                            CREATE_MEMBERSHIP,
+                            command.request_id.as_deref(),
+                            &key,
+                            now,
+                        )
+                        .await?;
+                        tx.emit(
+                            EventType::MembershipCreated,
+                            before.as_ref(),
+                            Some(&membership),
+                        )
+                        .for_request(command.request_id.as_deref());
+                        super::invitations::close_for_new_member(
+                            tx,
+                            &roles,
+                            tenant.id,
+                            &membership.email,
+                        )
+                        .await?;
+                        Ok(membership)
+                    })
+                },
+            )
             .await;
         let key = membership_key(tenant_id, user_id);
         self.or_as_the_first_call(outcome, request_id.as_deref(), async |conn, request_id| {
@@ -365,49 +368,47 @@ impl Services {
             patch,
         }: UpdateMembership,
     ) -> Result<(Membership, EventCursor), DomainError> {
-        self.store
-            .write(caller, move |tx| {
-                Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
-                    let (before, role_ids) = managed_member(tx, &locked, user_id).await?;
-                    check_etag(&etag, before.version)?;
-                    let is_owner = locked.roles.holds_owner_role(&role_ids);
-                    let mut after = before.clone();
-                    let now = now_micros();
-                    if let Some(name) = patch.display_name {
-                        after.display_name = name;
+        self.write_locked(caller, tenant_id, move |tx, locked| {
+            Box::pin(async move {
+                let (before, role_ids) = managed_member(tx, &locked, user_id).await?;
+                check_etag(&etag, before.version)?;
+                let is_owner = locked.roles.holds_owner_role(&role_ids);
+                let mut after = before.clone();
+                let now = now_micros();
+                if let Some(name) = patch.display_name {
+                    after.display_name = name;
+                }
+                if let Some(external_id) = patch.external_id {
+                    after.external_id = external_id;
+                }
+                if let Some(member_type) = patch.member_type {
+                    if (member_type == MembershipType::Owner) != is_owner {
+                        return Err(DomainError::invalid(
+                            "membership.type",
+                            MembershipType::Owner.refuse_direct().unwrap_or_default(),
+                        ));
                     }
-                    if let Some(external_id) = patch.external_id {
-                        after.external_id = external_id;
+                    after.member_type = member_type;
+                }
+                if let Some(status) = patch.status {
+                    if status == MembershipStatus::Suspended {
+                        locked.roles.ensure_not_owner(&role_ids)?;
                     }
-                    if let Some(member_type) = patch.member_type {
-                        if (member_type == MembershipType::Owner) != is_owner {
-                            return Err(DomainError::invalid(
-                                "membership.type",
-                                MembershipType::Owner.refuse_direct().unwrap_or_default(),
-                            ));
-                        }
-                        after.member_type = member_type;
+                    after.change_status(status, now)?;
+                }
+                let event_type = match (before.status, after.status) {
+                    (MembershipStatus::Active, MembershipStatus::Suspended) => {
+                        EventType::MembershipSuspended
                     }
-                    if let Some(status) = patch.status {
-                        if status == MembershipStatus::Suspended {
-                            locked.roles.ensure_not_owner(&role_ids)?;
-                        }
-                        after.change_status(status, now)?;
+                    (MembershipStatus::Suspended, MembershipStatus::Active) => {
+                        EventType::MembershipReactivated
                     }
-                    let event_type = match (before.status, after.status) {
-                        (MembershipStatus::Active, MembershipStatus::Suspended) => {
-                            EventType::MembershipSuspended
-                        }
-                        (MembershipStatus::Suspended, MembershipStatus::Active) => {
-                            EventType::MembershipReactivated
-                        }
-                        _ => EventType::MembershipUpdated,
-                    };
-                    tx.save(event_type, &before, after, now).await
-                })
+                    _ => EventType::MembershipUpdated,
+                };
+                tx.save(event_type, &before, after, now).await
             })
-            .await
+        })
+        .await
     }
 
     /// SuspendMembership and ReactivateMembership: the member's status set to `status`.
@@ -446,10 +447,8 @@ impl Services {
         }: DeleteMembership,
     ) -> Result<EventCursor, DomainError> {
         let ((), cursor) = self
-            .store
-            .write(caller, move |tx| {
+            .write_locked(caller, tenant_id, move |tx, locked| {
                 Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
                     let (before, role_ids) = managed_member(tx, &locked, user_id).await?;
                     check_etag(&etag, before.version)?;
                     locked.roles.ensure_not_owner(&role_ids)?;
@@ -517,107 +516,114 @@ impl Services {
         }: TransferOwnership,
     ) -> Result<(Membership, Membership, EventCursor), DomainError> {
         let ((previous, next), cursor) = self
-            .store
-            .write(caller, move |tx| {
-                Box::pin(async move {
-                    let Locked {
-                        tenant,
-                        roles,
-                        access,
-                    } = lock_for_member_management(tx, tenant_id).await?;
-                    access.require(Permission::OwnerTransfer)?;
-                    let owner_role = roles
-                        .owner_role()
-                        .ok_or_else(|| DomainError::Internal("tenant without owner role".into()))?
-                        .clone();
-                    let kept_role = roles
-                        .by_name(&previous_owner_role)
-                        .ok_or_else(|| DomainError::RoleNotFound(previous_owner_role.clone()))?
-                        .clone();
-                    if kept_role.is_owner {
-                        return Err(DomainError::OwnerRoleReserved);
-                    }
-                    let owner_id = store::bindings::holders_of(
-                        &tx.txn,
-                        tenant.id,
-                        BindingKind::User,
-                        owner_role.id,
-                    )
-                    .await?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| DomainError::Internal("tenant without owner".into()))?;
-                    if owner_id == new_owner_id {
-                        return Err(DomainError::AlreadyOwner);
-                    }
-                    let (target_before, target_roles) =
-                        store::memberships::get(&tx.txn, &roles, tenant.id, new_owner_id).await?;
-                    if target_before.status != MembershipStatus::Active {
-                        return Err(DomainError::MembershipNotActive(
-                            target_before.status.as_str(),
-                        ));
-                    }
-                    let (owner_before, _) =
-                        store::memberships::get(&tx.txn, &roles, tenant.id, owner_id).await?;
-                    let now = now_micros();
+            .write_locked(
+                caller,
+                tenant_id,
+                move |tx,
+                      Locked {
+                          tenant,
+                          roles,
+                          access,
+                      }| {
+                    Box::pin(async move {
+                        access.require(Permission::OwnerTransfer)?;
+                        let owner_role = roles
+                            .owner_role()
+                            .ok_or_else(|| {
+                                DomainError::Internal("tenant without owner role".into())
+                            })?
+                            .clone();
+                        let kept_role = roles
+                            .by_name(&previous_owner_role)
+                            .ok_or_else(|| DomainError::RoleNotFound(previous_owner_role.clone()))?
+                            .clone();
+                        if kept_role.is_owner {
+                            return Err(DomainError::OwnerRoleReserved);
+                        }
+                        let owner_id = store::bindings::holders_of(
+                            &tx.txn,
+                            tenant.id,
+                            BindingKind::User,
+                            owner_role.id,
+                        )
+                        .await?
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| DomainError::Internal("tenant without owner".into()))?;
+                        if owner_id == new_owner_id {
+                            return Err(DomainError::AlreadyOwner);
+                        }
+                        let (target_before, target_roles) =
+                            store::memberships::get(&tx.txn, &roles, tenant.id, new_owner_id)
+                                .await?;
+                        if target_before.status != MembershipStatus::Active {
+                            return Err(DomainError::MembershipNotActive(
+                                target_before.status.as_str(),
+                            ));
+                        }
+                        let (owner_before, _) =
+                            store::memberships::get(&tx.txn, &roles, tenant.id, owner_id).await?;
+                        let now = now_micros();
 
-                    // The previous owner ends with exactly the role the request names, so no
-                    // right held beside the owner role outlives the transfer unintended.
-                    let previous = BindingSubject::User(owner_id);
-                    store::bindings::unbind(&tx.txn, tenant.id, previous, None).await?;
-                    store::bindings::bind(&tx.txn, tenant.id, previous, kept_role.id, now).await?;
-                    let kept_roles = vec![kept_role.id];
-                    let mut owner_after = owner_before.clone();
-                    owner_after.roles = roles.names_of(&kept_roles);
-                    owner_after.member_type = if roles
-                        .permissions_of(&kept_roles)
-                        .contains(Permission::MembersManage)
-                    {
-                        MembershipType::Admin
-                    } else {
-                        MembershipType::Member
-                    };
-                    owner_after.revise(now);
-                    store::memberships::update(&tx.txn, &owner_before, &owner_after).await?;
+                        // The previous owner ends with exactly the role the request names, so no
+                        // right held beside the owner role outlives the transfer unintended.
+                        let previous = BindingSubject::User(owner_id);
+                        store::bindings::unbind(&tx.txn, tenant.id, previous, None).await?;
+                        store::bindings::bind(&tx.txn, tenant.id, previous, kept_role.id, now)
+                            .await?;
+                        let kept_roles = vec![kept_role.id];
+                        let mut owner_after = owner_before.clone();
+                        owner_after.roles = roles.names_of(&kept_roles);
+                        owner_after.member_type = if roles
+                            .permissions_of(&kept_roles)
+                            .contains(Permission::MembersManage)
+                        {
+                            MembershipType::Admin
+                        } else {
+                            MembershipType::Member
+                        };
+                        owner_after.revise(now);
+                        store::memberships::update(&tx.txn, &owner_before, &owner_after).await?;
 
-                    store::bindings::bind(
-                        &tx.txn,
-                        tenant.id,
-                        BindingSubject::User(new_owner_id),
-                        owner_role.id,
-                        now,
-                    )
-                    .await?;
-                    let mut target_after = target_before.clone();
-                    let mut target_role_ids = target_roles;
-                    target_role_ids.push(owner_role.id);
-                    target_after.roles = roles.names_of(&target_role_ids);
-                    target_after.member_type = MembershipType::Owner;
-                    target_after.revise(now);
-                    store::memberships::update(&tx.txn, &target_before, &target_after).await?;
+                        store::bindings::bind(
+                            &tx.txn,
+                            tenant.id,
+                            BindingSubject::User(new_owner_id),
+                            owner_role.id,
+                            now,
+                        )
+                        .await?;
+                        let mut target_after = target_before.clone();
+                        let mut target_role_ids = target_roles;
+                        target_role_ids.push(owner_role.id);
+                        target_after.roles = roles.names_of(&target_role_ids);
+                        target_after.member_type = MembershipType::Owner;
+                        target_after.revise(now);
+                        store::memberships::update(&tx.txn, &target_before, &target_after).await?;
 
-                    tx.emit(
-                        EventType::MembershipUpdated,
-                        Some(&owner_before),
-                        Some(&owner_after),
-                    );
-                    tx.emit(
-                        EventType::MembershipUpdated,
-                        Some(&target_before),
-                        Some(&target_after),
-                    );
-                    tx.emit_event(NewEvent {
-                        tenant_id: Some(tenant.id),
-                        event_type: EventType::OwnershipTransferred,
-                        actor_id: caller.user_id(),
-                        subject_id: Some(new_owner_id.to_string()),
-                        request_id: None,
-                        before: Some(serde_json::json!({ "owner_user_id": owner_id })),
-                        after: Some(serde_json::json!({ "owner_user_id": new_owner_id })),
-                    });
-                    Ok((owner_after, target_after))
-                })
-            })
+                        tx.emit(
+                            EventType::MembershipUpdated,
+                            Some(&owner_before),
+                            Some(&owner_after),
+                        );
+                        tx.emit(
+                            EventType::MembershipUpdated,
+                            Some(&target_before),
+                            Some(&target_after),
+                        );
+                        tx.emit_event(NewEvent {
+                            tenant_id: Some(tenant.id),
+                            event_type: EventType::OwnershipTransferred,
+                            actor_id: caller.user_id(),
+                            subject_id: Some(new_owner_id.to_string()),
+                            request_id: None,
+                            before: Some(serde_json::json!({ "owner_user_id": owner_id })),
+                            after: Some(serde_json::json!({ "owner_user_id": new_owner_id })),
+                        });
+                        Ok((owner_after, target_after))
+                    })
+                },
+            )
             .await?;
         Ok((previous, next, cursor))
     }

@@ -26,7 +26,7 @@ use crate::domain::tenant::Tenant;
 use crate::events::EventFeed;
 use crate::mail::Mailer;
 use crate::store::Store;
-use crate::store::{Transaction, Tx, db_error, event_log};
+use crate::store::{Transaction, Tx, TxFuture, db_error, event_log};
 use access::Access;
 use authz::{AuthzCache, CheckReason, Decision};
 use page_token::PageTokens;
@@ -148,19 +148,36 @@ pub(crate) struct Locked {
     pub access: Access,
 }
 
-/// Locks the tenant for a change of its members by the transaction's caller: the tenant must
-/// manage members (ENTERPRISE, not dissolved).
-pub(crate) async fn lock_for_member_management(
-    tx: &Tx,
-    tenant_id: Uuid,
-) -> Result<Locked, DomainError> {
-    let (tenant, roles, access) = Access::lock(&tx.txn, tenant_id, tx.caller()).await?;
-    tenant.ensure_member_management()?;
-    Ok(Locked {
-        tenant,
-        roles,
-        access,
-    })
+impl Services {
+    /// Runs `work` in one writing transaction (see [`Store::write`]) that first locks the tenant
+    /// for a change of its members by `caller`: the tenant must manage members (ENTERPRISE, not
+    /// dissolved). `work` gets the tenant, its roles and what the caller may do in it.
+    pub(crate) async fn write_locked<T, F>(
+        &self,
+        caller: Caller,
+        tenant_id: Uuid,
+        work: F,
+    ) -> Result<(T, EventCursor), DomainError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx, Locked) -> TxFuture<'t, T> + Send + 'static,
+    {
+        self.store
+            .write(caller, move |tx| {
+                Box::pin(async move {
+                    let (tenant, roles, access) =
+                        Access::lock(&tx.txn, tenant_id, tx.caller()).await?;
+                    tenant.ensure_member_management()?;
+                    let locked = Locked {
+                        tenant,
+                        roles,
+                        access,
+                    };
+                    work(tx, locked).await
+                })
+            })
+            .await
+    }
 }
 
 /// The idempotency key of a membership: tenant and user.

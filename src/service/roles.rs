@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::access::Access;
-use super::{Locked, Services, lock_for_member_management};
+use super::{Locked, Services};
 use crate::domain::events::{EventCursor, EventType};
 use crate::domain::group::Group;
 use crate::domain::membership::{Membership, MembershipStatus};
@@ -235,33 +235,31 @@ impl Services {
             permissions,
         }: CreateRole,
     ) -> Result<(Role, EventCursor), DomainError> {
-        self.store
-            .write(caller, move |tx| {
-                Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
-                    require_define(&locked.access, permissions)?;
-                    if locked.roles.by_name(&name).is_some() {
-                        return Err(DomainError::RoleExists(name));
-                    }
-                    let now = now_micros();
-                    let role = Role {
-                        id: Uuid::now_v7(),
-                        tenant_id,
-                        name,
-                        description,
-                        builtin: false,
-                        is_owner: false,
-                        permissions,
-                        version: 1,
-                        created_at: now,
-                        updated_at: now,
-                    };
-                    store::roles::insert(&tx.txn, &role).await?;
-                    tx.emit(EventType::RoleCreated, None, Some(&role));
-                    Ok(role)
-                })
+        self.write_locked(caller, tenant_id, move |tx, locked| {
+            Box::pin(async move {
+                require_define(&locked.access, permissions)?;
+                if locked.roles.by_name(&name).is_some() {
+                    return Err(DomainError::RoleExists(name));
+                }
+                let now = now_micros();
+                let role = Role {
+                    id: Uuid::now_v7(),
+                    tenant_id,
+                    name,
+                    description,
+                    builtin: false,
+                    is_owner: false,
+                    permissions,
+                    version: 1,
+                    created_at: now,
+                    updated_at: now,
+                };
+                store::roles::insert(&tx.txn, &role).await?;
+                tx.emit(EventType::RoleCreated, None, Some(&role));
+                Ok(role)
             })
-            .await
+        })
+        .await
     }
 
     pub async fn update_role(
@@ -274,30 +272,28 @@ impl Services {
             patch,
         }: UpdateRole,
     ) -> Result<(Role, EventCursor), DomainError> {
-        self.store
-            .write(caller, move |tx| {
-                Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
-                    let before = role_by_name(&locked.roles, &name)?.clone();
-                    if before.builtin {
-                        return Err(DomainError::RoleBuiltin);
-                    }
-                    // Both what the role grants now and what it will grant must be within reach.
-                    require_define(&locked.access, before.permissions)?;
-                    check_etag(&etag, before.version)?;
-                    let mut after = before.clone();
-                    if let Some(description) = patch.description {
-                        after.description = description;
-                    }
-                    if let Some(permissions) = patch.permissions {
-                        require_define(&locked.access, permissions)?;
-                        after.permissions = permissions;
-                    }
-                    tx.save(EventType::RoleUpdated, &before, after, now_micros())
-                        .await
-                })
+        self.write_locked(caller, tenant_id, move |tx, locked| {
+            Box::pin(async move {
+                let before = role_by_name(&locked.roles, &name)?.clone();
+                if before.builtin {
+                    return Err(DomainError::RoleBuiltin);
+                }
+                // Both what the role grants now and what it will grant must be within reach.
+                require_define(&locked.access, before.permissions)?;
+                check_etag(&etag, before.version)?;
+                let mut after = before.clone();
+                if let Some(description) = patch.description {
+                    after.description = description;
+                }
+                if let Some(permissions) = patch.permissions {
+                    require_define(&locked.access, permissions)?;
+                    after.permissions = permissions;
+                }
+                tx.save(EventType::RoleUpdated, &before, after, now_micros())
+                    .await
             })
-            .await
+        })
+        .await
     }
 
     /// Deletes a custom role; one still bound is refused unless `unbind_everywhere`.
@@ -310,48 +306,40 @@ impl Services {
             unbind_everywhere,
         }: DeleteRole,
     ) -> Result<(usize, EventCursor), DomainError> {
-        self.store
-            .write(caller, move |tx| {
-                Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
-                    let role = role_by_name(&locked.roles, &name)?.clone();
-                    if role.builtin {
-                        return Err(DomainError::RoleBuiltin);
-                    }
-                    require_define(&locked.access, role.permissions)?;
-                    let holders =
-                        store::bindings::holders_of(&tx.txn, tenant_id, BindingKind::User, role.id)
+        self.write_locked(caller, tenant_id, move |tx, locked| {
+            Box::pin(async move {
+                let role = role_by_name(&locked.roles, &name)?.clone();
+                if role.builtin {
+                    return Err(DomainError::RoleBuiltin);
+                }
+                require_define(&locked.access, role.permissions)?;
+                let holders =
+                    store::bindings::holders_of(&tx.txn, tenant_id, BindingKind::User, role.id)
+                        .await?;
+                let groups =
+                    store::bindings::holders_of(&tx.txn, tenant_id, BindingKind::Group, role.id)
+                        .await?;
+                let uses = holders.len() + groups.len();
+                if uses > 0 && !unbind_everywhere {
+                    return Err(DomainError::RoleInUse(uses));
+                }
+                for group_id in &groups {
+                    let (group, _) =
+                        store::groups::get(&tx.txn, &locked.roles, tenant_id, *group_id).await?;
+                    unbind_from_group(tx, group, &role).await?;
+                }
+                for user_id in &holders {
+                    let (member, role_ids) =
+                        store::memberships::get(&tx.txn, &locked.roles, tenant_id, *user_id)
                             .await?;
-                    let groups = store::bindings::holders_of(
-                        &tx.txn,
-                        tenant_id,
-                        BindingKind::Group,
-                        role.id,
-                    )
-                    .await?;
-                    let uses = holders.len() + groups.len();
-                    if uses > 0 && !unbind_everywhere {
-                        return Err(DomainError::RoleInUse(uses));
-                    }
-                    for group_id in &groups {
-                        let (group, _) =
-                            store::groups::get(&tx.txn, &locked.roles, tenant_id, *group_id)
-                                .await?;
-                        unbind_from_group(tx, group, &role).await?;
-                    }
-                    for user_id in &holders {
-                        let (member, role_ids) =
-                            store::memberships::get(&tx.txn, &locked.roles, tenant_id, *user_id)
-                                .await?;
-                        change_bindings(tx, &locked.roles, member, role_ids, &[role.id], &[])
-                            .await?;
-                    }
-                    store::roles::delete(&tx.txn, role.id).await?;
-                    tx.emit(EventType::RoleDeleted, Some(&role), None);
-                    Ok(uses)
-                })
+                    change_bindings(tx, &locked.roles, member, role_ids, &[role.id], &[]).await?;
+                }
+                store::roles::delete(&tx.txn, role.id).await?;
+                tx.emit(EventType::RoleDeleted, Some(&role), None);
+                Ok(uses)
             })
-            .await
+        })
+        .await
     }
 
     /// Changes one member's bindings of `role`: binds it, unbinds it, or ("Change role") makes
@@ -375,47 +363,44 @@ impl Services {
                     .await;
             }
         };
-        self.store
-            .write(caller, move |tx| {
-                Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
-                    let (member, bindings) =
-                        bindable_member(tx, &locked, tenant_id, user_id).await?;
-                    let target = role_by_name(&locked.roles, &role)?.clone();
-                    if target.is_owner {
-                        return Err(DomainError::OwnerRoleReserved);
-                    }
-                    locked
-                        .access
-                        .require_manage(bindings.permissions(&locked.roles))?;
-                    let role_ids = bindings.own;
-                    locked.access.require_grant(&target)?;
-                    let (remove, add) = match change {
-                        RoleChange::Bind => (vec![], vec![target.id]),
-                        RoleChange::Unbind => (vec![target.id], vec![]),
-                        RoleChange::Set => {
-                            let others: Vec<Uuid> = role_ids
-                                .iter()
-                                .copied()
-                                .filter(|id| {
-                                    *id != target.id
-                                        && locked.roles.by_id(*id).is_none_or(|r| !r.is_owner)
-                                })
-                                .collect();
-                            for id in &others {
-                                if let Some(r) = locked.roles.by_id(*id) {
-                                    locked.access.require_grant(r)?;
-                                }
+        self.write_locked(caller, tenant_id, move |tx, locked| {
+            Box::pin(async move {
+                let (member, bindings) = bindable_member(tx, &locked, tenant_id, user_id).await?;
+                let target = role_by_name(&locked.roles, &role)?.clone();
+                if target.is_owner {
+                    return Err(DomainError::OwnerRoleReserved);
+                }
+                locked
+                    .access
+                    .require_manage(bindings.permissions(&locked.roles))?;
+                let role_ids = bindings.own;
+                locked.access.require_grant(&target)?;
+                let (remove, add) = match change {
+                    RoleChange::Bind => (vec![], vec![target.id]),
+                    RoleChange::Unbind => (vec![target.id], vec![]),
+                    RoleChange::Set => {
+                        let others: Vec<Uuid> = role_ids
+                            .iter()
+                            .copied()
+                            .filter(|id| {
+                                *id != target.id
+                                    && locked.roles.by_id(*id).is_none_or(|r| !r.is_owner)
+                            })
+                            .collect();
+                        for id in &others {
+                            if let Some(r) = locked.roles.by_id(*id) {
+                                locked.access.require_grant(r)?;
                             }
-                            (others, vec![target.id])
                         }
-                    };
-                    change_bindings(tx, &locked.roles, member, role_ids, &remove, &add)
-                        .await
-                        .map(Bound::Member)
-                })
+                        (others, vec![target.id])
+                    }
+                };
+                change_bindings(tx, &locked.roles, member, role_ids, &remove, &add)
+                    .await
+                    .map(Bound::Member)
             })
-            .await
+        })
+        .await
     }
 
     /// Binds a role to a group, or unbinds it: the same as binding it to, or unbinding it from,
@@ -428,58 +413,53 @@ impl Services {
         role: String,
         change: RoleChange,
     ) -> Result<(Bound, EventCursor), DomainError> {
-        self.store
-            .write(caller, move |tx| {
-                Box::pin(async move {
-                    let locked = lock_for_member_management(tx, tenant_id).await?;
-                    locked.access.require(Permission::GroupsManage)?;
-                    let (group, role_ids) =
-                        store::groups::get(&tx.txn, &locked.roles, tenant_id, group_id).await?;
-                    let target = role_by_name(&locked.roles, &role)?.clone();
-                    if target.is_owner {
-                        return Err(DomainError::OwnerRoleReserved);
+        self.write_locked(caller, tenant_id, move |tx, locked| {
+            Box::pin(async move {
+                locked.access.require(Permission::GroupsManage)?;
+                let (group, role_ids) =
+                    store::groups::get(&tx.txn, &locked.roles, tenant_id, group_id).await?;
+                let target = role_by_name(&locked.roles, &role)?.clone();
+                if target.is_owner {
+                    return Err(DomainError::OwnerRoleReserved);
+                }
+                let targets = if super::groups::members_matter(&locked) {
+                    let members = store::groups::member_ids(&tx.txn, tenant_id, group_id).await?;
+                    super::groups::permissions_when_needed(&tx.txn, &locked, &members).await?
+                } else {
+                    Vec::new()
+                };
+                super::groups::require_group_grant(&locked.access, &[&target], &targets)?;
+                let bound = role_ids.contains(&target.id);
+                let group = match change {
+                    RoleChange::Bind if !bound => {
+                        let now = now_micros();
+                        store::bindings::bind(
+                            &tx.txn,
+                            tenant_id,
+                            BindingSubject::Group(group_id),
+                            target.id,
+                            now,
+                        )
+                        .await?;
+                        let mut after = group.clone();
+                        after.roles.push(target.name.clone());
+                        after.roles.sort();
+                        tx.save(EventType::RoleBindingCreated, &group, after, now)
+                            .await?
                     }
-                    let targets = if super::groups::members_matter(&locked) {
-                        let members =
-                            store::groups::member_ids(&tx.txn, tenant_id, group_id).await?;
-                        super::groups::permissions_when_needed(&tx.txn, &locked, &members).await?
-                    } else {
-                        Vec::new()
-                    };
-                    super::groups::require_group_grant(&locked.access, &[&target], &targets)?;
-                    let bound = role_ids.contains(&target.id);
-                    let group = match change {
-                        RoleChange::Bind if !bound => {
-                            let now = now_micros();
-                            store::bindings::bind(
-                                &tx.txn,
-                                tenant_id,
-                                BindingSubject::Group(group_id),
-                                target.id,
-                                now,
-                            )
-                            .await?;
-                            let mut after = group.clone();
-                            after.roles.push(target.name.clone());
-                            after.roles.sort();
-                            tx.save(EventType::RoleBindingCreated, &group, after, now)
-                                .await?
-                        }
-                        RoleChange::Unbind if bound => {
-                            unbind_from_group(tx, group, &target).await?
-                        }
-                        RoleChange::Set => {
-                            return Err(DomainError::invalid(
-                                "group_id",
-                                "SetMemberRole changes a member's roles; bind and unbind a group's",
-                            ));
-                        }
-                        _ => group,
-                    };
-                    Ok(Bound::Group(group))
-                })
+                    RoleChange::Unbind if bound => unbind_from_group(tx, group, &target).await?,
+                    RoleChange::Set => {
+                        return Err(DomainError::invalid(
+                            "group_id",
+                            "SetMemberRole changes a member's roles; bind and unbind a group's",
+                        ));
+                    }
+                    _ => group,
+                };
+                Ok(Bound::Group(group))
             })
-            .await
+        })
+        .await
     }
 
     /// Bindings to members first (by user, then role), then to groups (by group, then role);
