@@ -11,7 +11,6 @@ use crate::domain::events::{EventCursor, EventType};
 use crate::domain::invitation::new_token;
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::{MEMBER_ROLE, Permission};
-use crate::domain::role::BindingSubject;
 use crate::domain::tenant::check_etag;
 use crate::domain::{Caller, DomainError, now_micros};
 use crate::store;
@@ -278,15 +277,7 @@ impl Services {
                             roles: vec![role.name.clone()],
                             invitation_id: None,
                         };
-                        store::memberships::insert(&tx.txn, &membership).await?;
-                        store::bindings::bind(
-                            &tx.txn,
-                            tenant_id,
-                            BindingSubject::User(user_id),
-                            role.id,
-                            now,
-                        )
-                        .await?;
+                        store::memberships::join(&tx.txn, None, &membership, role.id).await?;
                         tx.emit(EventType::MembershipCreated, None, Some(&membership));
                         super::invitations::close_for_new_member(
                             tx,

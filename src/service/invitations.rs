@@ -14,7 +14,7 @@ use crate::domain::invitation::InvitationFilter;
 use crate::domain::invitation::{Invitation, InvitationState, new_token, token_hash};
 use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
 use crate::domain::permissions::Permission;
-use crate::domain::role::{BindingSubject, Role};
+use crate::domain::role::Role;
 use crate::domain::{Caller, DomainError, Micros, Versioned, now_micros};
 use crate::mail::Delivery;
 use crate::store::memberships::{After, SortValue};
@@ -526,15 +526,8 @@ impl Services {
                         roles: vec![role.name.clone()],
                         invitation_id: None,
                     };
-                    store::memberships::save(&tx.txn, previous.as_ref(), &membership).await?;
-                    store::bindings::bind(
-                        &tx.txn,
-                        tenant_id,
-                        BindingSubject::User(user_id),
-                        role.id,
-                        now,
-                    )
-                    .await?;
+                    store::memberships::join(&tx.txn, previous.as_ref(), &membership, role.id)
+                        .await?;
                     let mut after = before.clone();
                     after.state = InvitationState::Accepted;
                     after.accepted_by = Some(user_id);

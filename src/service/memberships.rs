@@ -317,15 +317,8 @@ impl Services {
                             invitation_id: None,
                         };
                         // A member who left comes back on the same row, keeping its history.
-                        store::memberships::save(&tx.txn, before.as_ref(), &membership).await?;
-                        store::bindings::bind(
-                            &tx.txn,
-                            tenant.id,
-                            BindingSubject::User(membership.user_id),
-                            role.id,
-                            now,
-                        )
-                        .await?;
+                        store::memberships::join(&tx.txn, before.as_ref(), &membership, role.id)
+                            .await?;
                         tx.remember_request(
                             CREATE_MEMBERSHIP,
                             command.request_id.as_deref(),

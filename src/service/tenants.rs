@@ -148,15 +148,7 @@ impl Services {
                         roles: vec![owner_role.name.clone()],
                         invitation_id: None,
                     };
-                    store::memberships::insert(&tx.txn, &owner).await?;
-                    store::bindings::bind(
-                        &tx.txn,
-                        tenant.id,
-                        BindingSubject::User(owner.user_id),
-                        owner_role.id,
-                        now,
-                    )
-                    .await?;
+                    store::memberships::join(&tx.txn, None, &owner, owner_role.id).await?;
                     let key = tenant_request_key(tenant.id, &recorded_digest);
                     tx.remember_request(CREATE_TENANT, command.request_id.as_deref(), &key, now)
                         .await?;

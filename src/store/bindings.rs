@@ -10,13 +10,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::db_error;
 use super::entities::{group_role_bindings, role_bindings};
+use super::{IDS_PER_STATEMENT, db_error};
 use crate::domain::role::{BindingKind, BindingSubject};
 use crate::domain::{DomainError, Micros};
-
-/// Rows per statement when a call names many subjects (well under every backend's limit).
-const IDS_PER_STATEMENT: usize = 500;
 
 /// One stored binding.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,14 +9,11 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entities::{group_members, group_role_bindings, groups};
-use super::{bindings, corrupt, db_error, escape_like};
+use super::{IDS_PER_STATEMENT, bindings, corrupt, db_error, escape_like};
 use crate::domain::group::Group;
 use crate::domain::membership::MembershipSource;
 use crate::domain::role::{BindingKind, BindingSubject, TenantRoles};
 use crate::domain::{DomainError, Micros};
-
-/// Rows per statement when a call names many ids (well under every backend's limit).
-const IDS_PER_STATEMENT: usize = 500;
 
 fn to_domain(model: groups::Model, roles: Vec<String>) -> Result<Group, DomainError> {
     Ok(Group {
@@ -323,21 +320,10 @@ pub async fn members_among<C: ConnectionTrait>(
     group_id: Uuid,
     user_ids: &[Uuid],
 ) -> Result<HashSet<Uuid>, DomainError> {
-    let mut found = HashSet::new();
-    for chunk in user_ids.chunks(IDS_PER_STATEMENT) {
-        let rows: Vec<Uuid> = group_members::Entity::find()
-            .select_only()
-            .column(group_members::Column::UserId)
-            .filter(group_members::Column::TenantId.eq(tenant_id))
-            .filter(group_members::Column::GroupId.eq(group_id))
-            .filter(group_members::Column::UserId.is_in(chunk.iter().copied()))
-            .into_tuple()
-            .all(conn)
-            .await
-            .map_err(db_error)?;
-        found.extend(rows);
-    }
-    Ok(found)
+    let links = group_members::Entity::find()
+        .filter(group_members::Column::TenantId.eq(tenant_id))
+        .filter(group_members::Column::GroupId.eq(group_id));
+    super::present_among(conn, links, group_members::Column::UserId, user_ids).await
 }
 
 /// Links `user_ids` (none of them in it yet) to the group, many per statement.

@@ -183,21 +183,10 @@ pub async fn pending_emails<C: ConnectionTrait>(
     emails: &[String],
     now: Micros,
 ) -> Result<HashSet<String>, DomainError> {
-    let mut found = HashSet::new();
-    for chunk in emails.chunks(500) {
-        let rows: Vec<String> = invitations::Entity::find()
-            .select_only()
-            .column(invitations::Column::Email)
-            .filter(invitations::Column::TenantId.eq(tenant_id))
-            .filter(pending_at(now))
-            .filter(invitations::Column::Email.is_in(chunk.iter().cloned()))
-            .into_tuple()
-            .all(conn)
-            .await
-            .map_err(db_error)?;
-        found.extend(rows);
-    }
-    Ok(found)
+    let pending = invitations::Entity::find()
+        .filter(invitations::Column::TenantId.eq(tenant_id))
+        .filter(pending_at(now));
+    super::present_among(conn, pending, invitations::Column::Email, emails).await
 }
 
 /// Pending, unexpired invitations: the seats invitations hold.

@@ -317,6 +317,19 @@ pub async fn save<C: ConnectionTrait>(
     }
 }
 
+/// Saves a member who joins (or comes back, over `before`) with the one role `role_id`, bound
+/// as of the membership's update time.
+pub async fn join<C: ConnectionTrait>(
+    conn: &C,
+    before: Option<&Membership>,
+    member: &Membership,
+    role_id: Uuid,
+) -> Result<(), DomainError> {
+    save(conn, before, member).await?;
+    let subject = BindingSubject::User(member.user_id);
+    bindings::bind(conn, member.tenant_id, subject, role_id, member.updated_at).await
+}
+
 /// Deletes a membership and its role bindings; its seat, if it held one, is freed.
 pub async fn delete<C: ConnectionTrait>(conn: &C, m: &Membership) -> Result<(), DomainError> {
     bindings::unbind(conn, m.tenant_id, BindingSubject::User(m.user_id), None).await?;
@@ -499,7 +512,7 @@ pub async fn statuses<C: ConnectionTrait>(
     user_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, MembershipStatus>, DomainError> {
     let mut found = HashMap::new();
-    for chunk in user_ids.chunks(500) {
+    for chunk in user_ids.chunks(super::IDS_PER_STATEMENT) {
         let rows: Vec<(Uuid, String)> = memberships::Entity::find()
             .select_only()
             .column(memberships::Column::UserId)
@@ -905,20 +918,8 @@ pub async fn seated_emails<C: ConnectionTrait>(
     tenant_id: Uuid,
     emails: &[String],
 ) -> Result<std::collections::HashSet<String>, DomainError> {
-    let seated = MembershipStatus::seated();
-    let mut found = std::collections::HashSet::new();
-    for chunk in emails.chunks(500) {
-        let rows: Vec<String> = memberships::Entity::find()
-            .select_only()
-            .column(memberships::Column::Email)
-            .filter(memberships::Column::TenantId.eq(tenant_id))
-            .filter(memberships::Column::Status.is_in(seated.clone()))
-            .filter(memberships::Column::Email.is_in(chunk.iter().cloned()))
-            .into_tuple()
-            .all(conn)
-            .await
-            .map_err(db_error)?;
-        found.extend(rows);
-    }
-    Ok(found)
+    let seated = memberships::Entity::find()
+        .filter(memberships::Column::TenantId.eq(tenant_id))
+        .filter(memberships::Column::Status.is_in(MembershipStatus::seated()));
+    super::present_among(conn, seated, memberships::Column::Email, emails).await
 }

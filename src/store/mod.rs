@@ -30,6 +30,7 @@ use sea_orm::{
     DbBackend, DbErr, IsolationLevel, SqlErr, SqliteTransactionMode, TransactionOptions,
     TransactionTrait,
 };
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use tokio::sync::{Mutex, Notify};
 
 use crate::domain::events::NewEvent;
@@ -677,6 +678,39 @@ async fn leftover_transaction_check(
         metrics::counter!("membership_db_connections_discarded_total").increment(1);
     }
     Ok(outside)
+}
+
+/// Values a call names many of are read this many per statement (well under every backend's
+/// limit on bound parameters).
+pub(crate) const IDS_PER_STATEMENT: usize = 500;
+
+/// Of `values`, those `column` holds in the rows `rows` selects, a statement per
+/// [`IDS_PER_STATEMENT`] values.
+pub(crate) async fn present_among<E, V, C>(
+    conn: &C,
+    rows: sea_orm::Select<E>,
+    column: E::Column,
+    values: &[V],
+) -> Result<std::collections::HashSet<V>, DomainError>
+where
+    E: EntityTrait,
+    V: Clone + Eq + std::hash::Hash + Into<sea_orm::Value> + sea_orm::TryGetable,
+    C: ConnectionTrait,
+{
+    let mut found = std::collections::HashSet::new();
+    for chunk in values.chunks(IDS_PER_STATEMENT) {
+        let present: Vec<V> = rows
+            .clone()
+            .select_only()
+            .column(column)
+            .filter(column.is_in(chunk.iter().cloned()))
+            .into_tuple()
+            .all(conn)
+            .await
+            .map_err(db_error)?;
+        found.extend(present);
+    }
+    Ok(found)
 }
 
 /// Maps a database error to the domain: lost connections are UNAVAILABLE, lock conflicts ask
