@@ -16,9 +16,10 @@ use tonic_health::server::HealthReporter;
 
 use crate::auth::Authenticator;
 use crate::dns::{DnsOptions, TxtLookup};
+use crate::edge::Edge;
 use crate::edge::authenticate::Authenticate;
-use crate::edge::limits::{LimitOptions, LimitsLayer, WatchTurnsLayer};
-use crate::edge::telemetry::{self, TelemetryLayer};
+use crate::edge::limits::{LimitOptions, Limits, WatchTurns};
+use crate::edge::telemetry::{self, Telemetry};
 use crate::events::{EventFeed, FeedOptions};
 use crate::grpc::groups::GroupApi;
 use crate::grpc::invitations::InvitationApi;
@@ -238,9 +239,9 @@ pub async fn serve(
     let server = builder
         .max_concurrent_streams(options.max_streams_per_connection)
         // Outermost: a watch waiting for its turn to open has no span or call state yet.
-        .layer(WatchTurnsLayer::new(&options.limits))
-        .layer(TelemetryLayer::new(&served))
-        .layer(LimitsLayer::new(&options.limits, stopping.clone()))
+        .layer(Edge(WatchTurns::new(&options.limits)))
+        .layer(Edge(Telemetry::new(&served)))
+        .layer(Edge(Limits::new(&options.limits, stopping.clone())))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -660,6 +660,33 @@ impl Run {
 
 /// Runs `call` from `concurrency` tasks for `duration`, over a few shared connections. A call
 /// that fails is counted, not retried, and the run goes on.
+/// Drives one MembershipService RPC, the same request every time, and refuses a run with
+/// failures.
+async fn drive_members<T, F, Fut>(
+    channels: &[Channel],
+    plan: &ReadsPlan,
+    request: &T,
+    authorization: &Option<String>,
+    rpc: F,
+) -> Result<Run, Box<dyn std::error::Error>>
+where
+    T: Clone + Send + Sync + 'static,
+    F: Fn(MembershipServiceClient<Channel>, tonic::Request<T>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
+{
+    let (request, authorization) = (request.clone(), authorization.clone());
+    Ok(
+        drive(channels, plan.concurrency, plan.duration, move |channel| {
+            rpc(
+                MembershipServiceClient::new(channel),
+                authed(request.clone(), &authorization),
+            )
+        })
+        .await?
+        .without_failures()?,
+    )
+}
+
 async fn drive<F, Fut>(
     channels: &[Channel],
     concurrency: usize,
@@ -1133,30 +1160,22 @@ async fn reads(
         let mut empty = drive(&channels, plan.concurrency, plan.duration, empty_rpc)
             .await?
             .without_failures()?;
-        let (request, authorization_get) = (get.clone(), authorization.clone());
-        let mut got = drive(&channels, plan.concurrency, plan.duration, move |channel| {
-            let request = authed(request.clone(), &authorization_get);
-            async move {
-                MembershipServiceClient::new(channel)
-                    .get_membership(request)
-                    .await
-                    .map(|_| ())
-            }
-        })
-        .await?
-        .without_failures()?;
-        let (request, authorization_list) = (list.clone(), authorization.clone());
-        let mut listed = drive(&channels, plan.concurrency, plan.duration, move |channel| {
-            let request = authed(request.clone(), &authorization_list);
-            async move {
-                MembershipServiceClient::new(channel)
-                    .list_memberships(request)
-                    .await
-                    .map(|_| ())
-            }
-        })
-        .await?
-        .without_failures()?;
+        let mut got = drive_members(
+            &channels,
+            &plan,
+            &get,
+            &authorization,
+            |mut c, r| async move { c.get_membership(r).await.map(|_| ()) },
+        )
+        .await?;
+        let mut listed = drive_members(
+            &channels,
+            &plan,
+            &list,
+            &authorization,
+            |mut c, r| async move { c.list_memberships(r).await.map(|_| ()) },
+        )
+        .await?;
         let raw = match &raw_store {
             Some(store) => {
                 let store = store.clone();

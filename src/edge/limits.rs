@@ -13,9 +13,8 @@
 //! clients all come back at once when a replica restarts. A watch holds its place from the
 //! moment it is opened until its stream ends; past the bound it is refused with
 //! RESOURCE_EXHAUSTED `TOO_MANY_WATCHERS` and a `google.rpc.RetryInfo` delay. Watches open a
-//! few at a time: the others wait in [`WatchTurnsLayer`], outside every other layer.
+//! few at a time: the others wait in [`WatchTurns`], outside every other layer.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -25,7 +24,9 @@ use http_body::{Body, Frame};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
-use tower::{Layer, Service};
+use tower::Service;
+
+use super::{Answer, Around, Response};
 
 use crate::domain::validate::truncate;
 use crate::grpc::error::{EdgeRefusal, edge_status};
@@ -52,14 +53,14 @@ impl Default for LimitOptions {
 }
 
 /// Watches doing their opening work (a few database reads) at once; the others wait their
-/// turn in [`WatchTurnsLayer`]. When a replica restarts, all its watchers come back in the same
+/// turn in [`WatchTurns`]. When a replica restarts, all its watchers come back in the same
 /// second: opened all at once, ten thousand of them would each hold their request, its decode
 /// buffer, a tracing span and the state of its reads while waiting on a pool of a few database
 /// connections, tens of KiB apiece, which the allocator then keeps.
 const WATCHES_OPENING_AT_ONCE: usize = 64;
 
 #[derive(Clone)]
-pub struct LimitsLayer {
+pub struct Limits {
     request_timeout: Duration,
     permits: Arc<Semaphore>,
     watchers: Arc<Semaphore>,
@@ -70,7 +71,7 @@ pub struct LimitsLayer {
     stopping: CancellationToken,
 }
 
-impl LimitsLayer {
+impl Limits {
     /// The limits of `options`; once `stopping` is cancelled, every new call but a health check
     /// is refused with UNAVAILABLE SHUTTING_DOWN, while the calls already in flight drain.
     /// (HTTP/2's GOAWAY tells clients the same, but a call sent before the client reads it
@@ -87,25 +88,6 @@ impl LimitsLayer {
         }
     }
 }
-
-impl<S> Layer<S> for LimitsLayer {
-    type Service = Limits<S>;
-
-    fn layer(&self, inner: S) -> Limits<S> {
-        Limits {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Limits<S> {
-    inner: S,
-    layer: LimitsLayer,
-}
-
-type Response = http::Response<tonic::body::Body>;
 
 fn refuse(refusal: EdgeRefusal) -> Response {
     edge_status(refusal).into_http()
@@ -199,26 +181,15 @@ fn call_deadline(request_timeout: Duration, headers: &http::HeaderMap) -> Durati
     }
 }
 
-impl<S, B> Service<http::Request<B>> for Limits<S>
-where
-    S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // The service that was polled ready handles this call; its clone takes its place.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
+impl Around for Limits {
+    fn around<S, B>(&self, mut inner: S, request: http::Request<B>) -> Answer<S::Error>
+    where
+        S: Service<http::Request<B>, Response = Response> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        B: Send + 'static,
+    {
+        let layer = self.clone();
         // Health checks are exempt from the concurrency bound; watches have their own.
         let path = request.uri().path();
         let exempt = path.starts_with("/grpc.health.v1.Health/");
@@ -274,16 +245,16 @@ where
 /// layer, so that a waiting watch holds nothing but its HTTP/2 stream and request (no tracing
 /// span, no call state). It refuses nothing, so every refusal is still counted by the telemetry
 /// inside it: a watch that waited longer than its deadline, or that finds as many watches waiting
-/// as `--max-watchers` allows open, goes on without a turn, to be bounded by [`LimitsLayer`].
+/// as `--max-watchers` allows open, goes on without a turn, to be bounded by [`Limits`].
 #[derive(Clone)]
-pub struct WatchTurnsLayer {
+pub struct WatchTurns {
     request_timeout: Duration,
     turns: Arc<Semaphore>,
     waiting: Arc<Semaphore>,
     watch_path: Arc<str>,
 }
 
-impl WatchTurnsLayer {
+impl WatchTurns {
     pub fn new(options: &LimitOptions) -> Self {
         Self {
             request_timeout: options.request_timeout,
@@ -294,45 +265,18 @@ impl WatchTurnsLayer {
     }
 }
 
-impl<S> Layer<S> for WatchTurnsLayer {
-    type Service = WatchTurns<S>;
-
-    fn layer(&self, inner: S) -> WatchTurns<S> {
-        WatchTurns {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct WatchTurns<S> {
-    inner: S,
-    layer: WatchTurnsLayer,
-}
-
-impl<S, B> Service<http::Request<B>> for WatchTurns<S>
-where
-    S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        if request.uri().path() != &*self.layer.watch_path {
+impl Around for WatchTurns {
+    fn around<S, B>(&self, mut inner: S, request: http::Request<B>) -> Answer<S::Error>
+    where
+        S: Service<http::Request<B>, Response = Response> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        B: Send + 'static,
+    {
+        if request.uri().path() != &*self.watch_path {
             return Box::pin(inner.call(request));
         }
-        let layer = self.layer.clone();
+        let layer = self.clone();
         let deadline = call_deadline(layer.request_timeout, request.headers());
         Box::pin(async move {
             let _turn = match layer.waiting.clone().try_acquire_owned() {
@@ -375,13 +319,13 @@ mod tests {
     #[tokio::test]
     async fn refuses_new_calls_once_shutdown_begins_but_not_health_checks() {
         use tonic_types::StatusExt;
-        use tower::ServiceExt;
+        use tower::{Layer, ServiceExt};
 
         let served = tower::service_fn(|_: http::Request<()>| async {
             Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::empty()))
         });
         let stopping = CancellationToken::new();
-        let layer = LimitsLayer::new(&LimitOptions::default(), stopping.clone());
+        let layer = super::super::Edge(Limits::new(&LimitOptions::default(), stopping.clone()));
         let call = |path: &str| {
             let request = http::Request::builder().uri(path).body(()).unwrap();
             layer.layer(served).oneshot(request)

@@ -4,7 +4,7 @@
 //! whole life kept a slot of the tracing registry, which never shrinks, for each of thousands
 //! of idle watches.
 //!
-//! [`TelemetryLayer`] is the outermost layer around every service, so it counts what the other
+//! [`Telemetry`] is the outermost layer around every service, so it counts what the other
 //! layers refuse too (unauthenticated, overloaded, over the deadline). A call's code is read from
 //! its response headers (a trailers-only answer) or, for a response with a body, from its
 //! trailers; a caller that goes away first is counted as CANCELLED.
@@ -20,7 +20,6 @@
 //! - `membership_db_pool_connections{state="idle"|"in_use"}`, `membership_db_pool_max_connections`
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -30,7 +29,9 @@ use http_body::{Body, Frame};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::{Layer, Service};
+use tower::Service;
+
+use super::{Answer, Around, Response};
 
 use super::authenticate::PrincipalName;
 use crate::grpc::ServedMethod;
@@ -168,13 +169,13 @@ fn kind(stream: bool) -> &'static str {
 
 /// Every method the server serves, by path.
 #[derive(Clone)]
-pub struct TelemetryLayer {
+pub struct Telemetry {
     methods: Arc<HashMap<String, Arc<MethodMetrics>>>,
     unknown: Arc<MethodMetrics>,
 }
 
-impl TelemetryLayer {
-    pub fn new(served: &[ServedMethod]) -> TelemetryLayer {
+impl Telemetry {
+    pub fn new(served: &[ServedMethod]) -> Telemetry {
         let methods = served
             .iter()
             .map(|m| {
@@ -182,7 +183,7 @@ impl TelemetryLayer {
                 (m.path.clone(), Arc::new(metrics))
             })
             .collect();
-        TelemetryLayer {
+        Telemetry {
             methods: Arc::new(methods),
             unknown: Arc::new(MethodMetrics::new("unknown", "unknown", false)),
         }
@@ -192,25 +193,6 @@ impl TelemetryLayer {
         self.methods.get(path).unwrap_or(&self.unknown).clone()
     }
 }
-
-impl<S> Layer<S> for TelemetryLayer {
-    type Service = Telemetry<S>;
-
-    fn layer(&self, inner: S) -> Telemetry<S> {
-        Telemetry {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Telemetry<S> {
-    inner: S,
-    layer: TelemetryLayer,
-}
-
-type Response = http::Response<tonic::body::Body>;
 
 /// The request id of a call: the caller's `x-request-id` if it is a sane token, else a new one.
 fn request_id(headers: &http::HeaderMap) -> String {
@@ -228,24 +210,18 @@ fn request_id(headers: &http::HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-impl<S, B> Service<http::Request<B>> for Telemetry<S>
-where
-    S: Service<http::Request<B>, Response = Response>,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+impl Around for Telemetry {
+    fn around<S, B>(&self, mut inner: S, mut request: http::Request<B>) -> Answer<S::Error>
+    where
+        S: Service<http::Request<B>, Response = Response> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        B: Send + 'static,
+    {
         let principal = PrincipalName::default();
         request.extensions_mut().insert(principal.clone());
         let mut call = Call {
-            metrics: self.layer.method(request.uri().path()),
+            metrics: self.method(request.uri().path()),
             started: Instant::now(),
             recorded: false,
         };
@@ -258,7 +234,7 @@ where
             principal = tracing::field::Empty,
         );
         call.metrics.started.increment(1);
-        let future = span.in_scope(|| self.inner.call(request));
+        let future = span.in_scope(|| inner.call(request));
         Box::pin(tracing::Instrument::instrument(
             async move {
                 let mut response = future.await?;

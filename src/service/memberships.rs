@@ -261,88 +261,84 @@ impl Services {
         let key = membership_key(command.tenant_id, command.user_id);
         let (tenant_id, user_id) = (command.tenant_id, command.user_id);
         let outcome = self
-            .write_locked(
-                caller,
-                command.tenant_id,
-                move |tx,
-                      Locked {
-                          tenant,
-                          roles,
-                          access,
-                      }| {
-                    Box::pin(async move {
-                        // Checked under the tenant lock, so a concurrent retry sees the first call.
-                        if let Some(request_id) = &command.request_id
-                            && let Some(done) =
-                                replay_create_membership(&tx.txn, request_id, &key).await?
-                        {
-                            return Ok(done);
-                        }
-                        let role = roles
-                            .by_name(&command.role)
-                            .ok_or_else(|| DomainError::RoleNotFound(command.role.clone()))?;
-                        if role.is_owner {
-                            return Err(DomainError::OwnerRoleReserved);
-                        }
-                        access.require_grant(role)?;
-                        let existing =
-                            store::memberships::find(&tx.txn, &roles, tenant.id, command.user_id)
-                                .await?;
-                        if let Some((member, _)) = &existing
-                            && member.status != MembershipStatus::Left
-                        {
-                            return Err(DomainError::MemberExists);
-                        }
-                        store::tenants::ensure_seats(&tx.txn, &tenant, 1).await?;
-                        let now = now_micros();
-                        let before = existing.map(|(member, _)| member);
-                        let membership = Membership {
-                            tenant_id: tenant.id,
-                            user_id: command.user_id,
-                            email: command.email,
-                            display_name: command.display_name,
-                            status: command.status,
-                            member_type: command.member_type,
-                            source: command.source,
-                            external_id: command.external_id,
-                            invited_by: caller.user_id(),
-                            joined_at: before
-                                .as_ref()
-                                .and_then(|m| m.joined_at)
-                                .or((command.status == MembershipStatus::Active).then_some(now)),
-                            created_at: before.as_ref().map_or(now, |m| m.created_at),
-                            updated_at: now,
-                            version: before.as_ref().map_or(1, |m| m.version + 1),
-                            roles: vec![role.name.clone()],
-                            invitation_id: None,
-                        };
-                        // A member who left comes back on the same row, keeping its history.
-                        store::memberships::join(&tx.txn, before.as_ref(), &membership, role.id)
+            .write_locked(caller, command.tenant_id, move |tx, locked| {
+                Box::pin(async move {
+                    let Locked {
+                        tenant,
+                        roles,
+                        access,
+                    } = locked;
+                    // Checked under the tenant lock, so a concurrent retry sees the first call.
+                    if let Some(request_id) = &command.request_id
+                        && let Some(done) =
+                            replay_create_membership(&tx.txn, request_id, &key).await?
+                    {
+                        return Ok(done);
+                    }
+                    let role = roles
+                        .by_name(&command.role)
+                        .ok_or_else(|| DomainError::RoleNotFound(command.role.clone()))?;
+                    if role.is_owner {
+                        return Err(DomainError::OwnerRoleReserved);
+                    }
+                    access.require_grant(role)?;
+                    let existing =
+                        store::memberships::find(&tx.txn, &roles, tenant.id, command.user_id)
                             .await?;
-                        tx.remember_request(
-                            CREATE_MEMBERSHIP,
-                            command.request_id.as_deref(),
-                            &key,
-                            now,
-                        )
+                    if let Some((member, _)) = &existing
+                        && member.status != MembershipStatus::Left
+                    {
+                        return Err(DomainError::MemberExists);
+                    }
+                    store::tenants::ensure_seats(&tx.txn, &tenant, 1).await?;
+                    let now = now_micros();
+                    let before = existing.map(|(member, _)| member);
+                    let membership = Membership {
+                        tenant_id: tenant.id,
+                        user_id: command.user_id,
+                        email: command.email,
+                        display_name: command.display_name,
+                        status: command.status,
+                        member_type: command.member_type,
+                        source: command.source,
+                        external_id: command.external_id,
+                        invited_by: caller.user_id(),
+                        joined_at: before
+                            .as_ref()
+                            .and_then(|m| m.joined_at)
+                            .or((command.status == MembershipStatus::Active).then_some(now)),
+                        created_at: before.as_ref().map_or(now, |m| m.created_at),
+                        updated_at: now,
+                        version: before.as_ref().map_or(1, |m| m.version + 1),
+                        roles: vec![role.name.clone()],
+                        invitation_id: None,
+                    };
+                    // A member who left comes back on the same row, keeping its history.
+                    store::memberships::join(&tx.txn, before.as_ref(), &membership, role.id)
                         .await?;
-                        tx.emit(
-                            EventType::MembershipCreated,
-                            before.as_ref(),
-                            Some(&membership),
-                        )
-                        .for_request(command.request_id.as_deref());
-                        super::invitations::close_for_new_member(
-                            tx,
-                            &roles,
-                            tenant.id,
-                            &membership.email,
-                        )
-                        .await?;
-                        Ok(membership)
-                    })
-                },
-            )
+                    tx.remember_request(
+                        CREATE_MEMBERSHIP,
+                        command.request_id.as_deref(),
+                        &key,
+                        now,
+                    )
+                    .await?;
+                    tx.emit(
+                        EventType::MembershipCreated,
+                        before.as_ref(),
+                        Some(&membership),
+                    )
+                    .for_request(command.request_id.as_deref());
+                    super::invitations::close_for_new_member(
+                        tx,
+                        &roles,
+                        tenant.id,
+                        &membership.email,
+                    )
+                    .await?;
+                    Ok(membership)
+                })
+            })
             .await;
         let key = membership_key(tenant_id, user_id);
         self.or_as_the_first_call(outcome, request_id.as_deref(), async |conn, request_id| {
@@ -509,114 +505,106 @@ impl Services {
         }: TransferOwnership,
     ) -> Result<(Membership, Membership, EventCursor), DomainError> {
         let ((previous, next), cursor) = self
-            .write_locked(
-                caller,
-                tenant_id,
-                move |tx,
-                      Locked {
-                          tenant,
-                          roles,
-                          access,
-                      }| {
-                    Box::pin(async move {
-                        access.require(Permission::OwnerTransfer)?;
-                        let owner_role = roles
-                            .owner_role()
-                            .ok_or_else(|| {
-                                DomainError::Internal("tenant without owner role".into())
-                            })?
-                            .clone();
-                        let kept_role = roles
-                            .by_name(&previous_owner_role)
-                            .ok_or_else(|| DomainError::RoleNotFound(previous_owner_role.clone()))?
-                            .clone();
-                        if kept_role.is_owner {
-                            return Err(DomainError::OwnerRoleReserved);
-                        }
-                        let owner_id = store::bindings::holders_of(
-                            &tx.txn,
-                            tenant.id,
-                            BindingKind::User,
-                            owner_role.id,
-                        )
-                        .await?
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| DomainError::Internal("tenant without owner".into()))?;
-                        if owner_id == new_owner_id {
-                            return Err(DomainError::AlreadyOwner);
-                        }
-                        let (target_before, target_roles) =
-                            store::memberships::get(&tx.txn, &roles, tenant.id, new_owner_id)
-                                .await?;
-                        if target_before.status != MembershipStatus::Active {
-                            return Err(DomainError::MembershipNotActive(
-                                target_before.status.as_str(),
-                            ));
-                        }
-                        let (owner_before, _) =
-                            store::memberships::get(&tx.txn, &roles, tenant.id, owner_id).await?;
-                        let now = now_micros();
+            .write_locked(caller, tenant_id, move |tx, locked| {
+                Box::pin(async move {
+                    let Locked {
+                        tenant,
+                        roles,
+                        access,
+                    } = locked;
+                    access.require(Permission::OwnerTransfer)?;
+                    let owner_role = roles
+                        .owner_role()
+                        .ok_or_else(|| DomainError::Internal("tenant without owner role".into()))?
+                        .clone();
+                    let kept_role = roles
+                        .by_name(&previous_owner_role)
+                        .ok_or_else(|| DomainError::RoleNotFound(previous_owner_role.clone()))?
+                        .clone();
+                    if kept_role.is_owner {
+                        return Err(DomainError::OwnerRoleReserved);
+                    }
+                    let owner_id = store::bindings::holders_of(
+                        &tx.txn,
+                        tenant.id,
+                        BindingKind::User,
+                        owner_role.id,
+                    )
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| DomainError::Internal("tenant without owner".into()))?;
+                    if owner_id == new_owner_id {
+                        return Err(DomainError::AlreadyOwner);
+                    }
+                    let (target_before, target_roles) =
+                        store::memberships::get(&tx.txn, &roles, tenant.id, new_owner_id).await?;
+                    if target_before.status != MembershipStatus::Active {
+                        return Err(DomainError::MembershipNotActive(
+                            target_before.status.as_str(),
+                        ));
+                    }
+                    let (owner_before, _) =
+                        store::memberships::get(&tx.txn, &roles, tenant.id, owner_id).await?;
+                    let now = now_micros();
 
-                        // The previous owner ends with exactly the role the request names, so no
-                        // right held beside the owner role outlives the transfer unintended.
-                        let previous = BindingSubject::User(owner_id);
-                        store::bindings::unbind(&tx.txn, tenant.id, previous, None).await?;
-                        store::bindings::bind(&tx.txn, tenant.id, previous, kept_role.id, now)
-                            .await?;
-                        let kept_roles = vec![kept_role.id];
-                        let mut owner_after = owner_before.clone();
-                        owner_after.roles = roles.names_of(&kept_roles);
-                        owner_after.member_type = if roles
-                            .permissions_of(&kept_roles)
-                            .contains(Permission::MembersManage)
-                        {
-                            MembershipType::Admin
-                        } else {
-                            MembershipType::Member
-                        };
-                        owner_after.revise(now);
-                        store::memberships::update(&tx.txn, &owner_before, &owner_after).await?;
+                    // The previous owner ends with exactly the role the request names, so no
+                    // right held beside the owner role outlives the transfer unintended.
+                    let previous = BindingSubject::User(owner_id);
+                    store::bindings::unbind(&tx.txn, tenant.id, previous, None).await?;
+                    store::bindings::bind(&tx.txn, tenant.id, previous, kept_role.id, now).await?;
+                    let kept_roles = vec![kept_role.id];
+                    let mut owner_after = owner_before.clone();
+                    owner_after.roles = roles.names_of(&kept_roles);
+                    owner_after.member_type = if roles
+                        .permissions_of(&kept_roles)
+                        .contains(Permission::MembersManage)
+                    {
+                        MembershipType::Admin
+                    } else {
+                        MembershipType::Member
+                    };
+                    owner_after.revise(now);
+                    store::memberships::update(&tx.txn, &owner_before, &owner_after).await?;
 
-                        store::bindings::bind(
-                            &tx.txn,
-                            tenant.id,
-                            BindingSubject::User(new_owner_id),
-                            owner_role.id,
-                            now,
-                        )
-                        .await?;
-                        let mut target_after = target_before.clone();
-                        let mut target_role_ids = target_roles;
-                        target_role_ids.push(owner_role.id);
-                        target_after.roles = roles.names_of(&target_role_ids);
-                        target_after.member_type = MembershipType::Owner;
-                        target_after.revise(now);
-                        store::memberships::update(&tx.txn, &target_before, &target_after).await?;
+                    store::bindings::bind(
+                        &tx.txn,
+                        tenant.id,
+                        BindingSubject::User(new_owner_id),
+                        owner_role.id,
+                        now,
+                    )
+                    .await?;
+                    let mut target_after = target_before.clone();
+                    let mut target_role_ids = target_roles;
+                    target_role_ids.push(owner_role.id);
+                    target_after.roles = roles.names_of(&target_role_ids);
+                    target_after.member_type = MembershipType::Owner;
+                    target_after.revise(now);
+                    store::memberships::update(&tx.txn, &target_before, &target_after).await?;
 
-                        tx.emit(
-                            EventType::MembershipUpdated,
-                            Some(&owner_before),
-                            Some(&owner_after),
-                        );
-                        tx.emit(
-                            EventType::MembershipUpdated,
-                            Some(&target_before),
-                            Some(&target_after),
-                        );
-                        tx.emit_event(NewEvent {
-                            tenant_id: Some(tenant.id),
-                            event_type: EventType::OwnershipTransferred,
-                            actor_id: caller.user_id(),
-                            subject_id: Some(new_owner_id.to_string()),
-                            request_id: None,
-                            before: Some(serde_json::json!({ "owner_user_id": owner_id })),
-                            after: Some(serde_json::json!({ "owner_user_id": new_owner_id })),
-                        });
-                        Ok((owner_after, target_after))
-                    })
-                },
-            )
+                    tx.emit(
+                        EventType::MembershipUpdated,
+                        Some(&owner_before),
+                        Some(&owner_after),
+                    );
+                    tx.emit(
+                        EventType::MembershipUpdated,
+                        Some(&target_before),
+                        Some(&target_after),
+                    );
+                    tx.emit_event(NewEvent {
+                        tenant_id: Some(tenant.id),
+                        event_type: EventType::OwnershipTransferred,
+                        actor_id: caller.user_id(),
+                        subject_id: Some(new_owner_id.to_string()),
+                        request_id: None,
+                        before: Some(serde_json::json!({ "owner_user_id": owner_id })),
+                        after: Some(serde_json::json!({ "owner_user_id": new_owner_id })),
+                    });
+                    Ok((owner_after, target_after))
+                })
+            })
             .await?;
         Ok((previous, next, cursor))
     }

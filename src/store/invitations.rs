@@ -204,22 +204,27 @@ pub async fn count_pending<C: ConnectionTrait>(
     Ok(count as i64)
 }
 
+/// The invitations `found` selects, with their roles' names.
+async fn read_all<C: ConnectionTrait>(
+    conn: &C,
+    found: sea_orm::Select<invitations::Entity>,
+    roles: &TenantRoles,
+) -> Result<Vec<Invitation>, DomainError> {
+    let models = found.all(conn).await.map_err(db_error)?;
+    models.into_iter().map(|m| to_domain(m, roles)).collect()
+}
+
 /// Every pending invitation of a tenant (expired or not), for dissolution.
 pub async fn all_pending<C: ConnectionTrait>(
     conn: &C,
     roles: &TenantRoles,
     tenant_id: Uuid,
 ) -> Result<Vec<Invitation>, DomainError> {
-    invitations::Entity::find()
+    let found = invitations::Entity::find()
         .filter(invitations::Column::TenantId.eq(tenant_id))
         .filter(pending())
-        .order_by_asc(invitations::Column::Id)
-        .all(conn)
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .map(|m| to_domain(m, roles))
-        .collect()
+        .order_by_asc(invitations::Column::Id);
+    read_all(conn, found, roles).await
 }
 
 /// Invitations by id, for assembling a member list page.
@@ -232,15 +237,10 @@ pub async fn by_ids<C: ConnectionTrait>(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    invitations::Entity::find()
+    let found = invitations::Entity::find()
         .filter(invitations::Column::TenantId.eq(tenant_id))
-        .filter(invitations::Column::Id.is_in(ids.iter().copied()))
-        .all(conn)
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .map(|m| to_domain(m, roles))
-        .collect()
+        .filter(invitations::Column::Id.is_in(ids.iter().copied()));
+    read_all(conn, found, roles).await
 }
 
 /// A page of a tenant's invitations, newest first, after the (created_at, id) keyset.
@@ -269,25 +269,15 @@ pub async fn list<C: ConnectionTrait>(
     }
     if let Some((created_at, id)) = after {
         select = select.filter(
-            sea_orm::Condition::any()
-                .add(Column::CreatedAt.lt(created_at))
-                .add(
-                    sea_orm::Condition::all()
-                        .add(Column::CreatedAt.eq(created_at))
-                        .add(Column::Id.lt(id)),
-                ),
+            Expr::tuple([Expr::col(Column::CreatedAt), Expr::col(Column::Id)])
+                .lt(Expr::tuple([Expr::val(created_at), Expr::val(id)])),
         );
     }
-    select
+    let found = select
         .order_by(Column::CreatedAt, Order::Desc)
         .order_by(Column::Id, Order::Desc)
-        .limit(limit)
-        .all(conn)
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .map(|m| to_domain(m, roles))
-        .collect()
+        .limit(limit);
+    read_all(conn, found, roles).await
 }
 
 /// Pending invitations (expired or not) for one email in a tenant.
@@ -297,14 +287,9 @@ pub async fn pending_for_email<C: ConnectionTrait>(
     tenant_id: Uuid,
     email: &str,
 ) -> Result<Vec<Invitation>, DomainError> {
-    invitations::Entity::find()
+    let found = invitations::Entity::find()
         .filter(invitations::Column::TenantId.eq(tenant_id))
         .filter(invitations::Column::Email.eq(email))
-        .filter(pending())
-        .all(conn)
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .map(|m| to_domain(m, roles))
-        .collect()
+        .filter(pending());
+    read_all(conn, found, roles).await
 }
