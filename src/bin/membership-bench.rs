@@ -660,31 +660,27 @@ impl Run {
 
 /// Runs `call` from `concurrency` tasks for `duration`, over a few shared connections. A call
 /// that fails is counted, not retried, and the run goes on.
-/// Drives one MembershipService RPC, the same request every time, and refuses a run with
-/// failures.
-async fn drive_members<T, F, Fut>(
-    channels: &[Channel],
-    plan: &ReadsPlan,
+/// Drives one RPC with the same request every time, through a client `client` makes of each
+/// channel, and refuses a run with failures.
+async fn drive_rpc<T, Client, F, Fut>(
+    (channels, concurrency, duration): (&[Channel], usize, Duration),
     request: &T,
     authorization: &Option<String>,
+    client: fn(Channel) -> Client,
     rpc: F,
 ) -> Result<Run, Box<dyn std::error::Error>>
 where
     T: Clone + Send + Sync + 'static,
-    F: Fn(MembershipServiceClient<Channel>, tonic::Request<T>) -> Fut + Clone + Send + 'static,
+    Client: Send + 'static,
+    F: Fn(Client, tonic::Request<T>) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
 {
     let (request, authorization) = (request.clone(), authorization.clone());
-    Ok(
-        drive(channels, plan.concurrency, plan.duration, move |channel| {
-            rpc(
-                MembershipServiceClient::new(channel),
-                authed(request.clone(), &authorization),
-            )
-        })
-        .await?
-        .without_failures()?,
-    )
+    Ok(drive(channels, concurrency, duration, move |channel| {
+        rpc(client(channel), authed(request.clone(), &authorization))
+    })
+    .await?
+    .without_failures()?)
 }
 
 async fn drive<F, Fut>(
@@ -861,19 +857,15 @@ async fn checks(
         for _ in 0..concurrency.div_ceil(16).max(1) {
             channels.push(connect(server).await?);
         }
-        let request = check.clone();
-        let authorization = authorization.clone();
-        let mut checked = drive(&channels, concurrency, duration, move |channel| {
-            let request = authed(request.clone(), &authorization);
-            async move {
-                RoleServiceClient::new(channel)
-                    .check_permission(request)
-                    .await
-                    .map(|_| ())
-            }
-        })
-        .await?
-        .without_failures()?;
+        let run = (&channels[..], concurrency, duration);
+        let mut checked = drive_rpc(
+            run,
+            &check,
+            &authorization,
+            RoleServiceClient::new,
+            |mut c, r| async move { c.check_permission(r).await.map(|_| ()) },
+        )
+        .await?;
         let mut empty = drive(&channels, concurrency, duration, empty_rpc)
             .await?
             .without_failures()?;
@@ -1053,19 +1045,15 @@ async fn checks_through_group(
         for _ in 0..plan.repetitions.max(1) {
             let mut rates = Vec::new();
             for user in [direct, through] {
-                let request = check(user);
-                let authorization = authorization.clone();
-                let run = drive(&channels, concurrency, plan.duration, move |channel| {
-                    let request = authed(request.clone(), &authorization);
-                    async move {
-                        RoleServiceClient::new(channel)
-                            .check_permission(request)
-                            .await
-                            .map(|_| ())
-                    }
-                })
-                .await?
-                .without_failures()?;
+                let shape = (&channels[..], concurrency, plan.duration);
+                let run = drive_rpc(
+                    shape,
+                    &check(user),
+                    &authorization,
+                    RoleServiceClient::new,
+                    |mut c, r| async move { c.check_permission(r).await.map(|_| ()) },
+                )
+                .await?;
                 rates.push(run.throughput());
             }
             let empty = drive(&channels, concurrency, plan.duration, empty_rpc)
@@ -1160,19 +1148,19 @@ async fn reads(
         let mut empty = drive(&channels, plan.concurrency, plan.duration, empty_rpc)
             .await?
             .without_failures()?;
-        let mut got = drive_members(
-            &channels,
-            &plan,
+        let mut got = drive_rpc(
+            (&channels, plan.concurrency, plan.duration),
             &get,
             &authorization,
+            MembershipServiceClient::new,
             |mut c, r| async move { c.get_membership(r).await.map(|_| ()) },
         )
         .await?;
-        let mut listed = drive_members(
-            &channels,
-            &plan,
+        let mut listed = drive_rpc(
+            (&channels, plan.concurrency, plan.duration),
             &list,
             &authorization,
+            MembershipServiceClient::new,
             |mut c, r| async move { c.list_memberships(r).await.map(|_| ()) },
         )
         .await?;

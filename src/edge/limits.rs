@@ -24,9 +24,8 @@ use http_body::{Body, Frame};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
-use tower::Service;
 
-use super::{Answer, Around, Response};
+use super::{Answer, Around, Inner, Response};
 
 use crate::domain::validate::truncate;
 use crate::grpc::error::{EdgeRefusal, edge_status};
@@ -182,13 +181,11 @@ fn call_deadline(request_timeout: Duration, headers: &http::HeaderMap) -> Durati
 }
 
 impl Around for Limits {
-    fn around<S, B>(&self, mut inner: S, request: http::Request<B>) -> Answer<S::Error>
-    where
-        S: Service<http::Request<B>, Response = Response> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        B: Send + 'static,
-    {
+    fn around<S: Inner<B>, B: Send + 'static>(
+        &self,
+        mut inner: S,
+        request: http::Request<B>,
+    ) -> Answer<S::Error> {
         let layer = self.clone();
         // Health checks are exempt from the concurrency bound; watches have their own.
         let path = request.uri().path();
@@ -266,13 +263,11 @@ impl WatchTurns {
 }
 
 impl Around for WatchTurns {
-    fn around<S, B>(&self, mut inner: S, request: http::Request<B>) -> Answer<S::Error>
-    where
-        S: Service<http::Request<B>, Response = Response> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        B: Send + 'static,
-    {
+    fn around<S: Inner<B>, B: Send + 'static>(
+        &self,
+        mut inner: S,
+        request: http::Request<B>,
+    ) -> Answer<S::Error> {
         if request.uri().path() != &*self.watch_path {
             return Box::pin(inner.call(request));
         }

@@ -30,15 +30,33 @@ pub type Response = http::Response<tonic::body::Body>;
 /// The answer to one call, as an edge layer gives it.
 pub type Answer<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>;
 
+/// The service inside an edge layer: the next layer, or tonic's routes.
+pub trait Inner<B>:
+    Service<http::Request<B>, Response = Response, Future: Send + 'static, Error: Send + 'static>
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> Inner<B> for S where
+    S: Service<
+            http::Request<B>,
+            Response = Response,
+            Future: Send + 'static,
+            Error: Send + 'static,
+        > + Send
+        + 'static
+{
+}
+
 /// What an edge layer does with each call: it gets the request and the inner service (the one
 /// that was polled ready) and answers in the inner service's place.
 pub trait Around: Clone {
-    fn around<S, B>(&self, inner: S, request: http::Request<B>) -> Answer<S::Error>
-    where
-        S: Service<http::Request<B>, Response = Response> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        B: Send + 'static;
+    fn around<S: Inner<B>, B: Send + 'static>(
+        &self,
+        inner: S,
+        request: http::Request<B>,
+    ) -> Answer<S::Error>;
 }
 
 /// An edge layer: every call runs through `A::around`.
@@ -66,9 +84,7 @@ pub struct EdgeService<S, A> {
 impl<S, A, B> Service<http::Request<B>> for EdgeService<S, A>
 where
     A: Around,
-    S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: Inner<B> + Clone,
     B: Send + 'static,
 {
     type Response = Response;

@@ -29,9 +29,8 @@ use http_body::{Body, Frame};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::Service;
 
-use super::{Answer, Around, Response};
+use super::{Answer, Around, Inner};
 
 use super::authenticate::PrincipalName;
 use crate::grpc::ServedMethod;
@@ -211,13 +210,11 @@ fn request_id(headers: &http::HeaderMap) -> String {
 }
 
 impl Around for Telemetry {
-    fn around<S, B>(&self, mut inner: S, mut request: http::Request<B>) -> Answer<S::Error>
-    where
-        S: Service<http::Request<B>, Response = Response> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        B: Send + 'static,
-    {
+    fn around<S: Inner<B>, B: Send + 'static>(
+        &self,
+        mut inner: S,
+        mut request: http::Request<B>,
+    ) -> Answer<S::Error> {
         let principal = PrincipalName::default();
         request.extensions_mut().insert(principal.clone());
         let mut call = Call {
