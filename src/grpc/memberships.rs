@@ -182,7 +182,7 @@ impl TryFrom<ListMembershipsRequest> for ListMemberships {
             let role = v.text("role", &r.role, MAX_ROLE_NAME_CHARS, false);
             ListMemberships {
                 tenant_id,
-                min_cursor: v.cursor("min_cursor", r.min_cursor),
+                min_cursor: EventCursor(v.cursor("min_cursor", r.min_cursor)),
                 filter: ListFilter {
                     status: convert::enum_field(v, "status", r.status),
                     member_type: convert::enum_field(v, "type", r.r#type),
@@ -208,7 +208,7 @@ impl TryFrom<GetMembershipRequest> for GetMembership {
         Validator::check(|v| GetMembership {
             tenant_id: v.uuid("tenant_id", &r.tenant_id),
             user_id: v.uuid("user_id", &r.user_id),
-            min_cursor: v.cursor("min_cursor", r.min_cursor),
+            min_cursor: EventCursor(v.cursor("min_cursor", r.min_cursor)),
         })
     }
 }

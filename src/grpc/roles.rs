@@ -256,7 +256,7 @@ impl TryFrom<CheckPermissionRequest> for Checks {
                 v.uuid("user_id", &r.user_id),
                 permission(v, "permission", &r.permission),
             )],
-            min_cursor: v.cursor("min_cursor", r.min_cursor),
+            min_cursor: EventCursor(v.cursor("min_cursor", r.min_cursor)),
         })
     }
 }
@@ -282,7 +282,7 @@ impl TryFrom<BatchCheckPermissionsRequest> for Checks {
                 .collect();
             Checks {
                 checks,
-                min_cursor: v.cursor("min_cursor", r.min_cursor),
+                min_cursor: EventCursor(v.cursor("min_cursor", r.min_cursor)),
             }
         })
     }

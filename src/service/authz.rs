@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::domain::events::{EventFilter, NewEvent};
+use crate::domain::events::{EventCursor, EventFilter, NewEvent};
 use crate::domain::membership::{Membership, MembershipStatus};
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::tenant::TenantState;
@@ -308,7 +308,7 @@ impl AuthzCache {
 
     /// Waits until this process reflects `min_cursor`: every event up to it has been applied
     /// here. CURSOR_AHEAD for a cursor the log has not reached.
-    pub async fn reach(&self, min_cursor: i64) -> Result<(), DomainError> {
+    pub async fn reach(&self, EventCursor(min_cursor): EventCursor) -> Result<(), DomainError> {
         if min_cursor <= self.cursor() {
             return Ok(());
         }
@@ -425,7 +425,9 @@ impl AuthzCache {
         user: Uuid,
         permission: Permission,
     ) -> Result<bool, DomainError> {
-        let (decisions, _) = self.check(&[(tenant, user, permission)], 0).await?;
+        let (decisions, _) = self
+            .check(&[(tenant, user, permission)], EventCursor(0))
+            .await?;
         Ok(decisions.first().map(|d| d.reason) == Some(CheckReason::Granted))
     }
 
@@ -487,7 +489,7 @@ impl AuthzCache {
     pub async fn check(
         &self,
         checks: &[(Uuid, Uuid, Permission)],
-        min_cursor: i64,
+        min_cursor: EventCursor,
     ) -> Result<(Vec<Decision>, i64), DomainError> {
         self.reach(min_cursor).await?;
         let mut reasons = Vec::with_capacity(checks.len());

@@ -50,7 +50,7 @@ pub struct ListMemberships {
     pub page_size: u64,
     pub page_token: String,
     /// The answer reflects at least this event position (0: whatever this replica has seen).
-    pub min_cursor: i64,
+    pub min_cursor: EventCursor,
 }
 
 pub struct MembershipPage {
@@ -65,7 +65,7 @@ const CREATE_MEMBERSHIP: &str = "CreateMembership";
 pub struct GetMembership {
     pub tenant_id: Uuid,
     pub user_id: Uuid,
-    pub min_cursor: i64,
+    pub min_cursor: EventCursor,
 }
 
 /// A change to a member's fields, at the etag the caller read it at.

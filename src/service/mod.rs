@@ -46,7 +46,7 @@ pub struct Services {
 /// Permission checks, one or a batch, at least as fresh as `min_cursor`.
 pub struct Checks {
     pub checks: Vec<(Uuid, Uuid, Permission)>,
-    pub min_cursor: i64,
+    pub min_cursor: EventCursor,
 }
 
 impl Services {
