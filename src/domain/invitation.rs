@@ -45,6 +45,34 @@ pub struct Invitation {
 }
 
 impl Invitation {
+    /// A PENDING invitation of `email` to `role`, made by `caller` at `now`, for `ttl`.
+    pub fn new(
+        tenant_id: Uuid,
+        email: String,
+        role: &super::role::Role,
+        caller: super::Caller,
+        ttl: Micros,
+        now: Micros,
+    ) -> Invitation {
+        Invitation {
+            id: Uuid::now_v7(),
+            tenant_id,
+            email,
+            role_id: role.id,
+            role: role.name.clone(),
+            inviter_id: caller.user_id(),
+            state: InvitationState::Pending,
+            expires_at: now + ttl,
+            send_count: 1,
+            last_sent_at: now,
+            accepted_by: None,
+            accepted_at: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        }
+    }
+
     pub fn etag(&self) -> String {
         super::tenant::etag(self.version)
     }

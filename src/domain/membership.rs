@@ -105,6 +105,48 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// A member joining at `now` with the one role `role`: ACTIVE, a MEMBER who signed up.
+    /// Callers set what differs with struct update syntax.
+    pub fn joining(
+        (tenant_id, user_id): (Uuid, Uuid),
+        email: String,
+        display_name: String,
+        role: &str,
+        now: Micros,
+    ) -> Membership {
+        Membership {
+            tenant_id,
+            user_id,
+            email,
+            display_name,
+            status: MembershipStatus::Active,
+            member_type: MembershipType::Member,
+            source: MembershipSource::Signup,
+            external_id: None,
+            invited_by: None,
+            joined_at: Some(now),
+            created_at: now,
+            updated_at: now,
+            version: 1,
+            roles: vec![role.to_string()],
+            invitation_id: None,
+        }
+    }
+
+    /// This membership as the next version of `previous`, the row of a member who left and
+    /// comes back on it: the row's history (creation, first join, versions) goes on.
+    pub fn returning(self, previous: Option<&Membership>) -> Membership {
+        match previous {
+            None => self,
+            Some(previous) => Membership {
+                joined_at: previous.joined_at.or(self.joined_at),
+                created_at: previous.created_at,
+                version: previous.version + 1,
+                ..self
+            },
+        }
+    }
+
     pub fn etag(&self) -> String {
         super::tenant::etag(self.version)
     }

@@ -9,7 +9,7 @@ use crate::domain::email;
 use crate::domain::email_domain::{self, DomainState, TenantDomain};
 use crate::domain::events::{EventCursor, EventType};
 use crate::domain::invitation::new_token;
-use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
+use crate::domain::membership::Membership;
 use crate::domain::permissions::{MEMBER_ROLE, Permission};
 use crate::domain::tenant::check_etag;
 use crate::domain::{Caller, DomainError, now_micros};
@@ -260,23 +260,13 @@ impl Services {
                             .ok_or_else(|| DomainError::RoleNotFound(MEMBER_ROLE.into()))?
                             .clone();
                         let now = now_micros();
-                        let membership = Membership {
-                            tenant_id,
-                            user_id,
+                        let membership = Membership::joining(
+                            (tenant_id, user_id),
                             email,
                             display_name,
-                            status: MembershipStatus::Active,
-                            member_type: MembershipType::Member,
-                            source: MembershipSource::Signup,
-                            external_id: None,
-                            invited_by: None,
-                            joined_at: Some(now),
-                            created_at: now,
-                            updated_at: now,
-                            version: 1,
-                            roles: vec![role.name.clone()],
-                            invitation_id: None,
-                        };
+                            &role.name,
+                            now,
+                        );
                         store::memberships::join(&tx.txn, None, &membership, role.id).await?;
                         tx.emit(EventType::MembershipCreated, None, Some(&membership));
                         super::invitations::close_for_new_member(

@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 
-use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 use super::access::Access;
@@ -12,7 +11,7 @@ use crate::domain::email::canonical_email;
 use crate::domain::events::{EventCursor, EventType};
 use crate::domain::invitation::InvitationFilter;
 use crate::domain::invitation::{Invitation, InvitationState, new_token, token_hash};
-use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
+use crate::domain::membership::{Membership, MembershipSource, MembershipStatus};
 use crate::domain::permissions::Permission;
 use crate::domain::role::Role;
 use crate::domain::{Caller, DomainError, Micros, Versioned, now_micros};
@@ -74,42 +73,6 @@ fn require_manage_invitation(locked: &Locked, invitation: &Invitation) -> Result
         Some(role) => locked.access.require_grant(role),
         None => locked.access.require(Permission::MembersManage),
     }
-}
-
-fn new_invitation(
-    tenant_id: Uuid,
-    email: String,
-    role: &Role,
-    caller: Caller,
-    ttl: Micros,
-    now: Micros,
-) -> Invitation {
-    Invitation {
-        id: Uuid::now_v7(),
-        tenant_id,
-        email,
-        role_id: role.id,
-        role: role.name.clone(),
-        inviter_id: caller.user_id(),
-        state: InvitationState::Pending,
-        expires_at: now + ttl,
-        send_count: 1,
-        last_sent_at: now,
-        accepted_by: None,
-        accepted_at: None,
-        created_at: now,
-        updated_at: now,
-        version: 1,
-    }
-}
-
-/// Emails of the tenant's current members (ACTIVE or SUSPENDED) among `emails`.
-async fn member_emails<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    emails: &[String],
-) -> Result<HashSet<String>, DomainError> {
-    store::memberships::seated_emails(conn, tenant_id, emails).await
 }
 
 /// Invitations to many email addresses, with one role and expiry.
@@ -175,7 +138,7 @@ impl Services {
                     }
                     let role = invitable_role(&locked, &command.role)?;
                     let emails = [command.email.clone()];
-                    if !member_emails(&tx.txn, command.tenant_id, &emails)
+                    if !store::memberships::seated_emails(&tx.txn, command.tenant_id, &emails)
                         .await?
                         .is_empty()
                     {
@@ -190,7 +153,7 @@ impl Services {
                     }
                     store::tenants::ensure_seats(&tx.txn, &locked.tenant, 1).await?;
                     let token = new_token()?;
-                    let invitation = new_invitation(
+                    let invitation = Invitation::new(
                         command.tenant_id,
                         command.email,
                         &role,
@@ -275,7 +238,8 @@ impl Services {
                         .filter_map(|(_, o)| o.as_ref().ok().cloned())
                         .collect();
                     let now = now_micros();
-                    let members = member_emails(&tx.txn, tenant_id, &candidates).await?;
+                    let members =
+                        store::memberships::seated_emails(&tx.txn, tenant_id, &candidates).await?;
                     let invited =
                         store::invitations::pending_emails(&tx.txn, tenant_id, &candidates, now)
                             .await?;
@@ -295,7 +259,7 @@ impl Services {
                         let Ok(email) = outcome else { continue };
                         let token = new_token()?;
                         let invitation =
-                            new_invitation(tenant_id, email.clone(), &role, caller, ttl, now);
+                            Invitation::new(tenant_id, email.clone(), &role, caller, ttl, now);
                         store::invitations::insert(&tx.txn, &invitation, &token_hash(&token))
                             .await?;
                         tx.emit(EventType::InvitationCreated, None, Some(&invitation));
@@ -510,22 +474,17 @@ impl Services {
                     }
                     let previous = existing.map(|(m, _)| m);
                     let membership = Membership {
-                        tenant_id,
-                        user_id,
-                        email: before.email.clone(),
-                        display_name,
-                        status: MembershipStatus::Active,
-                        member_type: MembershipType::Member,
                         source: MembershipSource::Invite,
-                        external_id: None,
                         invited_by: before.inviter_id,
-                        joined_at: previous.as_ref().and_then(|m| m.joined_at).or(Some(now)),
-                        created_at: previous.as_ref().map_or(now, |m| m.created_at),
-                        updated_at: now,
-                        version: previous.as_ref().map_or(1, |m| m.version + 1),
-                        roles: vec![role.name.clone()],
-                        invitation_id: None,
-                    };
+                        ..Membership::joining(
+                            (tenant_id, user_id),
+                            before.email.clone(),
+                            display_name,
+                            &role.name,
+                            now,
+                        )
+                    }
+                    .returning(previous.as_ref());
                     store::memberships::join(&tx.txn, previous.as_ref(), &membership, role.id)
                         .await?;
                     let mut after = before.clone();

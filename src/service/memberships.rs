@@ -294,25 +294,21 @@ impl Services {
                     let now = now_micros();
                     let before = existing.map(|(member, _)| member);
                     let membership = Membership {
-                        tenant_id: tenant.id,
-                        user_id: command.user_id,
-                        email: command.email,
-                        display_name: command.display_name,
                         status: command.status,
                         member_type: command.member_type,
                         source: command.source,
                         external_id: command.external_id,
                         invited_by: caller.user_id(),
-                        joined_at: before
-                            .as_ref()
-                            .and_then(|m| m.joined_at)
-                            .or((command.status == MembershipStatus::Active).then_some(now)),
-                        created_at: before.as_ref().map_or(now, |m| m.created_at),
-                        updated_at: now,
-                        version: before.as_ref().map_or(1, |m| m.version + 1),
-                        roles: vec![role.name.clone()],
-                        invitation_id: None,
-                    };
+                        joined_at: (command.status == MembershipStatus::Active).then_some(now),
+                        ..Membership::joining(
+                            (tenant.id, command.user_id),
+                            command.email,
+                            command.display_name,
+                            &role.name,
+                            now,
+                        )
+                    }
+                    .returning(before.as_ref());
                     // A member who left comes back on the same row, keeping its history.
                     store::memberships::join(&tx.txn, before.as_ref(), &membership, role.id)
                         .await?;

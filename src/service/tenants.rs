@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::Services;
 use super::access::Access;
 use crate::domain::events::{EventCursor, EventType};
-use crate::domain::membership::{Membership, MembershipSource, MembershipStatus, MembershipType};
+use crate::domain::membership::{Membership, MembershipStatus, MembershipType};
 use crate::domain::permissions::Permission;
 use crate::domain::role::{BindingKind, BindingSubject};
 use crate::domain::tenant::{RolePreset, SeatUsage, Tenant, TenantKind, TenantState, check_etag};
@@ -132,21 +132,14 @@ impl Services {
                         .owner_role()
                         .ok_or_else(|| DomainError::Internal("preset without owner".into()))?;
                     let owner = Membership {
-                        tenant_id: tenant.id,
-                        user_id: command.owner_user_id,
-                        email: command.owner_email,
-                        display_name: command.owner_display_name,
-                        status: MembershipStatus::Active,
                         member_type: MembershipType::Owner,
-                        source: MembershipSource::Signup,
-                        external_id: None,
-                        invited_by: None,
-                        joined_at: Some(now),
-                        created_at: now,
-                        updated_at: now,
-                        version: 1,
-                        roles: vec![owner_role.name.clone()],
-                        invitation_id: None,
+                        ..Membership::joining(
+                            (tenant.id, command.owner_user_id),
+                            command.owner_email,
+                            command.owner_display_name,
+                            &owner_role.name,
+                            now,
+                        )
                     };
                     store::memberships::join(&tx.txn, None, &owner, owner_role.id).await?;
                     let key = tenant_request_key(tenant.id, &recorded_digest);
