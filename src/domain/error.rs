@@ -84,9 +84,10 @@ pub enum DomainError {
     #[error("built-in roles cannot be changed or deleted")]
     RoleBuiltin,
     #[error(
-        "the role is bound to {0} member(s) or group(s); unbind it first or pass unbind_everywhere"
+        "the role is bound to {bindings} member(s) or group(s) and named by {invitations} pending \
+         invitation(s); unbind it and revoke them first, or pass unbind_everywhere"
     )]
-    RoleInUse(usize),
+    RoleInUse { bindings: usize, invitations: usize },
     #[error("this replica has not reached cursor {0} yet; retry")]
     CursorNotReached(i64),
     #[error("x-actor-id names another user than the request")]

@@ -71,8 +71,12 @@ pub fn to_status(error: DomainError) -> Status {
         GroupNotFound => (Code::NotFound, "GROUP_NOT_FOUND"),
         GroupExists(_) => (Code::AlreadyExists, "GROUP_EXISTS"),
         RoleBuiltin => (Code::FailedPrecondition, "ROLE_BUILTIN"),
-        RoleInUse(count) => {
-            metadata.insert("bindings".to_string(), count.to_string());
+        RoleInUse {
+            bindings,
+            invitations,
+        } => {
+            metadata.insert("bindings".to_string(), bindings.to_string());
+            metadata.insert("invitations".to_string(), invitations.to_string());
             (Code::FailedPrecondition, "ROLE_IN_USE")
         }
         CursorNotReached(_) => (Code::Unavailable, "CURSOR_NOT_REACHED"),

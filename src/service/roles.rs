@@ -296,7 +296,8 @@ impl Services {
         .await
     }
 
-    /// Deletes a custom role; one still bound is refused unless `unbind_everywhere`.
+    /// Deletes a custom role; one still bound, or named by a pending invitation, is refused
+    /// unless `unbind_everywhere`, which unbinds it and revokes those invitations first.
     pub async fn delete_role(
         &self,
         caller: Caller,
@@ -319,9 +320,23 @@ impl Services {
                 let groups =
                     store::bindings::holders_of(&tx.txn, tenant_id, BindingKind::Group, role.id)
                         .await?;
+                // A pending invitation to the role would fail when accepted once it is gone.
+                let invitations = store::invitations::all_pending(
+                    &tx.txn,
+                    &locked.roles,
+                    tenant_id,
+                    Some(role.id),
+                )
+                .await?;
                 let uses = holders.len() + groups.len();
-                if uses > 0 && !unbind_everywhere {
-                    return Err(DomainError::RoleInUse(uses));
+                if (uses > 0 || !invitations.is_empty()) && !unbind_everywhere {
+                    return Err(DomainError::RoleInUse {
+                        bindings: uses,
+                        invitations: invitations.len(),
+                    });
+                }
+                for invitation in invitations {
+                    super::invitations::revoke(tx, invitation).await?;
                 }
                 for group_id in &groups {
                     let (group, _) =

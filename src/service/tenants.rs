@@ -240,7 +240,7 @@ impl Services {
                         tx.emit(EventType::MembershipLeft, Some(&member), Some(&ended));
                     }
                     for invitation in
-                        store::invitations::all_pending(&tx.txn, &roles, tenant_id).await?
+                        store::invitations::all_pending(&tx.txn, &roles, tenant_id, None).await?
                     {
                         super::invitations::revoke(tx, invitation).await?;
                     }

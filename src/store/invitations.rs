@@ -214,17 +214,21 @@ async fn read_all<C: ConnectionTrait>(
     models.into_iter().map(|m| to_domain(m, roles)).collect()
 }
 
-/// Every pending invitation of a tenant (expired or not), for dissolution.
+/// Every pending invitation of a tenant (expired or not), or those to `role_id`: what
+/// dissolution revokes, and what a role's deletion does.
 pub async fn all_pending<C: ConnectionTrait>(
     conn: &C,
     roles: &TenantRoles,
     tenant_id: Uuid,
+    role_id: Option<Uuid>,
 ) -> Result<Vec<Invitation>, DomainError> {
-    let found = invitations::Entity::find()
+    let mut found = invitations::Entity::find()
         .filter(invitations::Column::TenantId.eq(tenant_id))
-        .filter(pending())
-        .order_by_asc(invitations::Column::Id);
-    read_all(conn, found, roles).await
+        .filter(pending());
+    if let Some(role_id) = role_id {
+        found = found.filter(invitations::Column::RoleId.eq(role_id));
+    }
+    read_all(conn, found.order_by_asc(invitations::Column::Id), roles).await
 }
 
 /// Invitations by id, for assembling a member list page.

@@ -1522,6 +1522,88 @@ async fn a_custom_role_in_use_is_deleted_only_with_its_bindings_and_its_name_is_
         .expect("a deleted role's name can be reused");
 }
 
+/// A pending invitation to a custom role keeps it from being deleted, as a binding does: once
+/// the role is gone, the invitation could not be accepted. With `unbind_everywhere` the
+/// invitation is revoked (its seat freed) before the role is deleted.
+#[tokio::test]
+async fn a_custom_role_named_by_a_pending_invitation_is_deleted_only_with_the_invitation() {
+    use membership_service::grpc::pb::invitation_service_client::InvitationServiceClient;
+    let SupportRole { server, tenant, .. } = support_role(false).await;
+    let mut client = roles(&server).await;
+    let mut invitations = InvitationServiceClient::new(server.channel().await);
+    let invited = invitations
+        .create_invitation(as_user(
+            pb::CreateInvitationRequest {
+                tenant_id: tenant.id.clone(),
+                email: "support-hire@example.com".into(),
+                role: "support".into(),
+                ttl: None,
+                request_id: String::new(),
+            },
+            tenant.owner,
+        ))
+        .await
+        .expect("inviting with the support role")
+        .into_inner();
+    let invitation = invited.invitation.expect("an invitation");
+    let seats_before = seat_usage(&server, &tenant).await;
+    let head = server.head().await;
+    let delete = |unbind_everywhere: bool| pb::DeleteRoleRequest {
+        tenant_id: tenant.id.clone(),
+        role: "support".into(),
+        unbind_everywhere,
+    };
+
+    let status = assert_refused(
+        client
+            .delete_role(as_user(delete(false), tenant.owner))
+            .await,
+        Code::FailedPrecondition,
+        "ROLE_IN_USE",
+    );
+    let info = status.get_details_error_info().expect("an ErrorInfo");
+    assert_eq!(info.metadata.get("bindings"), Some(&"0".to_string()));
+    assert_eq!(info.metadata.get("invitations"), Some(&"1".to_string()));
+    assert_eq!(server.head().await, head, "the refusal writes nothing");
+
+    let deleted = client
+        .delete_role(as_user(delete(true), tenant.owner))
+        .await
+        .expect("deleting with unbind_everywhere")
+        .into_inner();
+    assert_eq!(deleted.unbound_count, 0);
+    let events = server.events_after(head).await;
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        vec!["invitation.revoked", "role.deleted"]
+    );
+    assert_eq!(
+        events[0].subject_id.as_deref(),
+        Some(invitation.invitation_id.as_str())
+    );
+    assert_eq!(snapshot(&events[0].after)["state"], "revoked");
+    assert_eq!(deleted.cursor, events[1].position);
+    let seats_after = seat_usage(&server, &tenant).await;
+    assert_eq!(seats_after.used, seats_before.used - 1);
+
+    // The token now meets a revoked invitation, not a missing role.
+    assert_refused(
+        invitations
+            .accept_invitation(as_system(pb::AcceptInvitationRequest {
+                token: invited.token,
+                user_id: user().to_string(),
+                email: "support-hire@example.com".into(),
+                display_name: "Support Hire".into(),
+            }))
+            .await,
+        Code::FailedPrecondition,
+        "INVITATION_NOT_PENDING",
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. "Change role" replaces the non-owner bindings; binding twice changes nothing.
 
