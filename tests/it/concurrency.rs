@@ -4,13 +4,16 @@
 //! runtime, over its own connection to a real server.
 
 use std::collections::{BTreeSet, HashSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::common::*;
 use futures::StreamExt;
 use futures::future::join_all;
 use membership_service::grpc::pb;
+use membership_service::grpc::pb::membership_service_client::MembershipServiceClient;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use tokio::sync::Barrier;
 use tonic::transport::Channel;
@@ -233,6 +236,17 @@ async fn ensure_active_member(server: &TestServer, tenant: &Tenant, user_id: Uui
     }
 }
 
+/// The three people a round of the ownership race is about.
+#[derive(Debug, Clone, Copy)]
+struct Cast {
+    /// The tenant's owner at the start of every round.
+    o: Uuid,
+    /// An admin.
+    a: Uuid,
+    /// A member, who ends every round as the owner.
+    b: Uuid,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Race {
     /// TransferOwnership to A, called by O (who may no longer be the owner, or a member).
@@ -244,113 +258,208 @@ enum Race {
     TransferToB,
 }
 
+impl Race {
+    const ALL: [Race; 5] = [
+        Race::TransferToAByO,
+        Race::DeleteA,
+        Race::DeleteO,
+        Race::SuspendA,
+        Race::TransferToB,
+    ];
+
+    /// The refusals this call may get, depending on which of the others committed first.
+    fn allowed_refusals(self) -> &'static [(Code, &'static str)] {
+        match self {
+            // O may have lost the owner role (no owner.transfer any more) or been removed
+            // already; A may be gone or suspended.
+            Race::TransferToAByO => &[
+                (Code::PermissionDenied, "PERMISSION_DENIED"),
+                (Code::PermissionDenied, "NOT_A_MEMBER"),
+                (Code::NotFound, "MEMBERSHIP_NOT_FOUND"),
+                (Code::FailedPrecondition, "MEMBERSHIP_NOT_ACTIVE"),
+            ],
+            Race::DeleteA | Race::SuspendA => &[
+                (Code::FailedPrecondition, "LAST_OWNER"),
+                (Code::NotFound, "MEMBERSHIP_NOT_FOUND"),
+            ],
+            Race::DeleteO => &[(Code::FailedPrecondition, "LAST_OWNER")],
+            // B stays ACTIVE and only this call makes B the owner: it cannot be refused.
+            Race::TransferToB => &[],
+        }
+    }
+
+    /// Makes this call in `tenant_id` over `client`.
+    async fn call(
+        self,
+        client: &mut MembershipServiceClient<Channel>,
+        tenant_id: &str,
+        cast: Cast,
+    ) -> Result<(), Status> {
+        let transfer = |to: Uuid| pb::TransferOwnershipRequest {
+            tenant_id: tenant_id.to_string(),
+            new_owner_user_id: to.to_string(),
+            previous_owner_role: String::new(),
+        };
+        let delete = |who: Uuid| pb::DeleteMembershipRequest {
+            tenant_id: tenant_id.to_string(),
+            user_id: who.to_string(),
+            etag: String::new(),
+            validate_only: false,
+        };
+        match self {
+            Race::TransferToAByO => client
+                .transfer_ownership(as_user(transfer(cast.a), cast.o))
+                .await
+                .map(drop),
+            Race::TransferToB => client
+                .transfer_ownership(as_system(transfer(cast.b)))
+                .await
+                .map(drop),
+            Race::DeleteA => client
+                .delete_membership(as_system(delete(cast.a)))
+                .await
+                .map(drop),
+            Race::DeleteO => client
+                .delete_membership(as_system(delete(cast.o)))
+                .await
+                .map(drop),
+            Race::SuspendA => client
+                .suspend_membership(as_system(pb::SuspendMembershipRequest {
+                    tenant_id: tenant_id.to_string(),
+                    user_id: cast.a.to_string(),
+                    etag: String::new(),
+                }))
+                .await
+                .map(drop),
+        }
+    }
+}
+
+/// Brings the tenant back to where every round starts: everyone is an ACTIVE member again, and
+/// O owns the tenant again.
+async fn start_round(server: &TestServer, tenant: &Tenant, cast: Cast) {
+    ensure_active_member(server, tenant, cast.o, "member").await;
+    ensure_active_member(server, tenant, cast.a, "admin").await;
+    ensure_active_member(server, tenant, cast.b, "member").await;
+    if sole_owner(server, tenant).await != cast.o {
+        server
+            .members()
+            .await
+            .transfer_ownership(as_system(pb::TransferOwnershipRequest {
+                tenant_id: tenant.id.clone(),
+                new_owner_user_id: cast.o.to_string(),
+                previous_owner_role: String::new(),
+            }))
+            .await
+            .unwrap();
+    }
+    assert_eq!(sole_owner(server, tenant).await, cast.o);
+}
+
+/// Makes every `Race` call at the same moment, each from a task and a connection of its own;
+/// returns what each got.
+async fn race_every_call(
+    server: &TestServer,
+    tenant: &Tenant,
+    cast: Cast,
+) -> Vec<(Race, Result<(), Status>)> {
+    let start = Arc::new(Barrier::new(Race::ALL.len()));
+    let mut calls = Vec::new();
+    for race in Race::ALL {
+        let mut client = server.members().await;
+        let tenant_id = tenant.id.clone();
+        let start = start.clone();
+        calls.push(tokio::spawn(async move {
+            start.wait().await;
+            (race, race.call(&mut client, &tenant_id, cast).await)
+        }));
+    }
+    join_all(calls)
+        .await
+        .into_iter()
+        .map(|call| call.expect("the call's task panicked"))
+        .collect()
+}
+
+/// Asserts what a round in which the `succeeded` calls committed left after the log's `head`:
+/// B owns the tenant, A and O are members unless removed, every committed change and nothing
+/// else left its events, and the transfers' events chain from O to B.
+async fn assert_round_left(
+    server: &TestServer,
+    tenant: &Tenant,
+    cast: Cast,
+    round: usize,
+    head: i64,
+    succeeded: &[Race],
+) {
+    let owner = sole_owner(server, tenant).await;
+    assert!(
+        succeeded.contains(&Race::TransferToB),
+        "round {round}: B was ACTIVE and not the owner, so the transfer to B must succeed"
+    );
+    // Whichever order the calls took, B owns the tenant at the end: once B does, nobody
+    // else may transfer (O lost owner.transfer), and before that only O could move it to A.
+    assert_eq!(owner, cast.b, "round {round}: {succeeded:?}");
+    assert_eq!(
+        get_member(server, tenant, cast.a).await.is_ok(),
+        !succeeded.contains(&Race::DeleteA),
+        "round {round}"
+    );
+    assert_eq!(
+        get_member(server, tenant, cast.o).await.is_ok(),
+        !succeeded.contains(&Race::DeleteO),
+        "round {round}"
+    );
+    let transfers = succeeded
+        .iter()
+        .filter(|r| matches!(r, Race::TransferToAByO | Race::TransferToB))
+        .count();
+    let single = succeeded.len() - transfers;
+    let events = server.events_after(head).await;
+    assert_eq!(
+        events.len(),
+        3 * transfers + single,
+        "round {round}: every committed change and nothing else left its events: {:?}",
+        events.iter().map(|e| &e.event_type).collect::<Vec<_>>()
+    );
+    // The transfers' events chain in position order, from O to whoever owns it now.
+    let mut holder = cast.o.to_string();
+    for event in events
+        .iter()
+        .filter(|e| e.event_type == "ownership.transferred")
+    {
+        let before: serde_json::Value =
+            serde_json::from_str(event.before.as_deref().unwrap()).unwrap();
+        let after: serde_json::Value =
+            serde_json::from_str(event.after.as_deref().unwrap()).unwrap();
+        assert_eq!(before["owner_user_id"], holder.as_str(), "round {round}");
+        holder = after["owner_user_id"].as_str().unwrap().to_string();
+    }
+    assert_eq!(holder, owner.to_string(), "round {round}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_transfers_removals_and_suspensions_never_leave_a_tenant_without_an_owner() {
     const ROUNDS: usize = 10;
     let server = TestServer::start().await;
     let tenant = organization(&server, None).await;
-    let (o, a, b) = (tenant.owner, user(), user());
+    let cast = Cast {
+        o: tenant.owner,
+        a: user(),
+        b: user(),
+    };
     let mut outcomes_seen: HashSet<(Race, Option<String>)> = HashSet::new();
 
     for round in 0..ROUNDS {
-        // Everyone is back, and O owns the tenant again.
-        ensure_active_member(&server, &tenant, o, "member").await;
-        ensure_active_member(&server, &tenant, a, "admin").await;
-        ensure_active_member(&server, &tenant, b, "member").await;
-        if sole_owner(&server, &tenant).await != o {
-            server
-                .members()
-                .await
-                .transfer_ownership(as_system(pb::TransferOwnershipRequest {
-                    tenant_id: tenant.id.clone(),
-                    new_owner_user_id: o.to_string(),
-                    previous_owner_role: String::new(),
-                }))
-                .await
-                .unwrap();
-        }
-        assert_eq!(sole_owner(&server, &tenant).await, o);
+        start_round(&server, &tenant, cast).await;
         let head = server.head().await;
-
-        let races = [
-            Race::TransferToAByO,
-            Race::DeleteA,
-            Race::DeleteO,
-            Race::SuspendA,
-            Race::TransferToB,
-        ];
-        let start = Arc::new(Barrier::new(races.len()));
-        let mut calls = Vec::new();
-        for race in races {
-            let mut client = server.members().await;
-            let tenant_id = tenant.id.clone();
-            let start = start.clone();
-            calls.push(tokio::spawn(async move {
-                let transfer = |to: Uuid| pb::TransferOwnershipRequest {
-                    tenant_id: tenant_id.clone(),
-                    new_owner_user_id: to.to_string(),
-                    previous_owner_role: String::new(),
-                };
-                let delete = |who: Uuid| pb::DeleteMembershipRequest {
-                    tenant_id: tenant_id.clone(),
-                    user_id: who.to_string(),
-                    etag: String::new(),
-                    validate_only: false,
-                };
-                start.wait().await;
-                let result = match race {
-                    Race::TransferToAByO => client
-                        .transfer_ownership(as_user(transfer(a), o))
-                        .await
-                        .map(drop),
-                    Race::TransferToB => client
-                        .transfer_ownership(as_system(transfer(b)))
-                        .await
-                        .map(drop),
-                    Race::DeleteA => client
-                        .delete_membership(as_system(delete(a)))
-                        .await
-                        .map(drop),
-                    Race::DeleteO => client
-                        .delete_membership(as_system(delete(o)))
-                        .await
-                        .map(drop),
-                    Race::SuspendA => client
-                        .suspend_membership(as_system(pb::SuspendMembershipRequest {
-                            tenant_id: tenant_id.clone(),
-                            user_id: a.to_string(),
-                            etag: String::new(),
-                        }))
-                        .await
-                        .map(drop),
-                };
-                (race, result)
-            }));
-        }
-
         let mut succeeded = Vec::new();
-        for call in join_all(calls).await {
-            let (race, result) = call.expect("the call's task panicked");
-            let allowed: &[(Code, &str)] = match race {
-                // O may have lost the owner role (no owner.transfer any more) or been removed
-                // already; A may be gone or suspended.
-                Race::TransferToAByO => &[
-                    (Code::PermissionDenied, "PERMISSION_DENIED"),
-                    (Code::PermissionDenied, "NOT_A_MEMBER"),
-                    (Code::NotFound, "MEMBERSHIP_NOT_FOUND"),
-                    (Code::FailedPrecondition, "MEMBERSHIP_NOT_ACTIVE"),
-                ],
-                Race::DeleteA | Race::SuspendA => &[
-                    (Code::FailedPrecondition, "LAST_OWNER"),
-                    (Code::NotFound, "MEMBERSHIP_NOT_FOUND"),
-                ],
-                Race::DeleteO => &[(Code::FailedPrecondition, "LAST_OWNER")],
-                // B stays ACTIVE and only this call makes B the owner: it cannot be refused.
-                Race::TransferToB => &[],
-            };
+        for (race, result) in race_every_call(&server, &tenant, cast).await {
             match &result {
                 Ok(()) => succeeded.push(race),
-                Err(status) => assert_clean_refusal(&format!("{race:?}"), status, allowed),
+                Err(status) => {
+                    assert_clean_refusal(&format!("{race:?}"), status, race.allowed_refusals())
+                }
             }
             outcomes_seen.insert((
                 race,
@@ -360,54 +469,8 @@ async fn racing_transfers_removals_and_suspensions_never_leave_a_tenant_without_
                     .map(|i| i.reason),
             ));
         }
-
         // The invariant, and that the tables match exactly what succeeded.
-        let owner = sole_owner(&server, &tenant).await;
-        let deleted_a = succeeded.contains(&Race::DeleteA);
-        let deleted_o = succeeded.contains(&Race::DeleteO);
-        assert!(
-            succeeded.contains(&Race::TransferToB),
-            "round {round}: B was ACTIVE and not the owner, so the transfer to B must succeed"
-        );
-        // Whichever order the calls took, B owns the tenant at the end: once B does, nobody
-        // else may transfer (O lost owner.transfer), and before that only O could move it to A.
-        assert_eq!(owner, b, "round {round}: {succeeded:?}");
-        assert_eq!(
-            get_member(&server, &tenant, a).await.is_ok(),
-            !deleted_a,
-            "round {round}"
-        );
-        assert_eq!(
-            get_member(&server, &tenant, o).await.is_ok(),
-            !deleted_o,
-            "round {round}"
-        );
-        let transfers = succeeded
-            .iter()
-            .filter(|r| matches!(r, Race::TransferToAByO | Race::TransferToB))
-            .count();
-        let single = succeeded.len() - transfers;
-        let events = server.events_after(head).await;
-        assert_eq!(
-            events.len(),
-            3 * transfers + single,
-            "round {round}: every committed change and nothing else left its events: {:?}",
-            events.iter().map(|e| &e.event_type).collect::<Vec<_>>()
-        );
-        // The transfers' events chain in position order, from O to whoever owns it now.
-        let mut holder = o.to_string();
-        for event in events
-            .iter()
-            .filter(|e| e.event_type == "ownership.transferred")
-        {
-            let before: serde_json::Value =
-                serde_json::from_str(event.before.as_deref().unwrap()).unwrap();
-            let after: serde_json::Value =
-                serde_json::from_str(event.after.as_deref().unwrap()).unwrap();
-            assert_eq!(before["owner_user_id"], holder.as_str(), "round {round}");
-            holder = after["owner_user_id"].as_str().unwrap().to_string();
-        }
-        assert_eq!(holder, owner.to_string(), "round {round}");
+        assert_round_left(&server, &tenant, cast, round, head, &succeeded).await;
     }
     // Not asserted (timing decides), but useful when reading a failure.
     eprintln!("outcomes seen over {ROUNDS} rounds: {outcomes_seen:?}");
@@ -701,145 +764,131 @@ async fn racing_retries_and_duplicates_create_one_thing_once() {
     );
 }
 
-/// Calls cancelled at random points (a deadline of a few hundred microseconds to 5 ms, which
-/// the server enforces by dropping the call; or a client that gives up and resets the stream)
-/// must leave no transaction open on a pooled connection, and nothing half-written: every
-/// membership that exists has its event, and every later call succeeds with the right data.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn cancelled_calls_leave_no_open_transaction_and_nothing_half_written() {
-    use rand::Rng;
-    use std::time::Duration;
-
-    const CALLS: usize = 1200;
-    const IN_FLIGHT: usize = 24;
+/// A server over a fresh database whose connections carry an application name of their own on
+/// PostgreSQL, so pg_stat_activity shows them apart from other tests'; and that name.
+async fn start_with_named_connections() -> (TestServer, String) {
     let mut database = TestDatabase::create().await;
-    // Name this test's connections, so pg_stat_activity shows them apart from other tests'.
     let application = format!("cancel_{}", Uuid::new_v4().simple());
     if database.is_postgres() {
         database
             .url
             .push_str(&format!("&application_name={application}"));
     }
-    let server = TestServer::start_on(database).await;
-    let tenant = organization(&server, None).await;
+    (TestServer::start_on(database).await, application)
+}
 
-    let attempted = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut calls = futures::stream::iter(0..CALLS)
-        .map(|i| {
-            let tenant_id = tenant.id.clone();
-            let owner = tenant.owner;
-            let attempted = attempted.clone();
-            let addr = server.addr;
-            let (deadline, client_gives_up) = {
-                let mut rng = rand::thread_rng();
-                (
-                    Duration::from_micros(rng.gen_range(0..2_500)),
-                    rng.gen_bool(0.3),
-                )
-            };
-            async move {
-                // Each call has a connection of its own: HTTP/2 servers close a connection that
-                // sees many streams reset (ENHANCE_YOUR_CALM), which would fail unrelated calls.
-                let channel = Channel::from_shared(format!("http://{addr}"))
-                    .unwrap()
-                    .connect()
-                    .await
-                    .expect("connecting");
-                let mut members =
-                    pb::membership_service_client::MembershipServiceClient::new(channel.clone());
-                let tenant = Tenant {
-                    id: tenant_id.clone(),
-                    owner,
-                };
-                let call = async {
-                    match i % 4 {
-                        0 | 1 => {
-                            let user_id = user();
-                            attempted.lock().unwrap().push(user_id);
-                            let mut request = as_system(new_member(&tenant, user_id, "member"));
-                            request.set_timeout(deadline);
-                            members.create_membership(request).await.map(|_| ())
-                        }
-                        2 => {
-                            let mut request = as_system(pb::ListMembershipsRequest {
-                                tenant_id: tenant_id.clone(),
-                                page_size: 20,
-                                ..Default::default()
-                            });
-                            request.set_timeout(deadline);
-                            members.list_memberships(request).await.map(|_| ())
-                        }
-                        _ => {
-                            let mut request = as_system(pb::GetMembershipRequest {
-                                tenant_id: tenant_id.clone(),
-                                user_id: owner.to_string(),
-                                ..Default::default()
-                            });
-                            request.set_timeout(deadline);
-                            members.get_membership(request).await.map(|_| ())
-                        }
-                    }
-                };
-                if client_gives_up {
-                    // The client drops the call itself: the stream is reset mid-flight.
-                    let _ = tokio::time::timeout(deadline, call).await;
-                } else if let Err(status) = call.await {
-                    assert!(
-                        matches!(
-                            status.code(),
-                            Code::DeadlineExceeded | Code::Cancelled | Code::Aborted
-                        ),
-                        "a cancelled call answered {status:?}"
-                    );
-                }
-                // Watches opened and dropped at once.
-                if i % 10 == 0 {
-                    let own = Channel::from_shared(format!("http://{addr}"))
-                        .unwrap()
-                        .connect()
-                        .await
-                        .expect("connecting");
-                    let mut watcher =
-                        pb::membership_service_client::MembershipServiceClient::new(own);
-                    let _ = tokio::time::timeout(
-                        deadline,
-                        watcher.watch_membership_events(as_system(
-                            pb::WatchMembershipEventsRequest {
-                                tenant_id: tenant_id.clone(),
-                                ..Default::default()
-                            },
-                        )),
-                    )
-                    .await;
-                }
-            }
-        })
-        .buffer_unordered(IN_FLIGHT);
-    while calls.next().await.is_some() {}
-    drop(calls);
+/// Call `i` of many, cancelled at a random point: a creation (half of the calls), a list or a
+/// get, with a deadline of up to 2.5 ms that the server enforces, or dropped by a client that
+/// gives up first; every 10th also opens a watch and drops it at once. Returns the user id it
+/// tried to add, if it was a creation.
+async fn call_cancelled_at_random(addr: SocketAddr, tenant: &Tenant, i: usize) -> Option<Uuid> {
+    use rand::Rng;
 
-    if server.database.is_postgres() {
-        // Connections return to the pool in the background; give them a moment to settle.
-        let mut open = 0;
-        for _ in 0..50 {
-            open = idle_in_transaction(&server, &application).await;
-            if open == 0 {
-                break;
+    let (deadline, client_gives_up) = {
+        let mut rng = rand::thread_rng();
+        (
+            Duration::from_micros(rng.gen_range(0..2_500)),
+            rng.gen_bool(0.3),
+        )
+    };
+    // Each call has a connection of its own: HTTP/2 servers close a connection that sees many
+    // streams reset (ENHANCE_YOUR_CALM), which would fail unrelated calls.
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connecting");
+    let mut members = MembershipServiceClient::new(channel.clone());
+    let mut attempted = None;
+    let call = async {
+        match i % 4 {
+            0 | 1 => {
+                let user_id = user();
+                attempted = Some(user_id);
+                let mut request = as_system(new_member(tenant, user_id, "member"));
+                request.set_timeout(deadline);
+                members.create_membership(request).await.map(|_| ())
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            2 => {
+                let mut request = as_system(pb::ListMembershipsRequest {
+                    tenant_id: tenant.id.clone(),
+                    page_size: 20,
+                    ..Default::default()
+                });
+                request.set_timeout(deadline);
+                members.list_memberships(request).await.map(|_| ())
+            }
+            _ => {
+                let mut request = as_system(pb::GetMembershipRequest {
+                    tenant_id: tenant.id.clone(),
+                    user_id: tenant.owner.to_string(),
+                    ..Default::default()
+                });
+                request.set_timeout(deadline);
+                members.get_membership(request).await.map(|_| ())
+            }
         }
-        assert_eq!(
-            open, 0,
-            "pooled connections left idle in transaction after cancellation"
+    };
+    if client_gives_up {
+        // The client drops the call itself: the stream is reset mid-flight.
+        let _ = tokio::time::timeout(deadline, call).await;
+    } else if let Err(status) = call.await {
+        assert!(
+            matches!(
+                status.code(),
+                Code::DeadlineExceeded | Code::Cancelled | Code::Aborted
+            ),
+            "a cancelled call answered {status:?}"
         );
     }
+    // Watches opened and dropped at once.
+    if i.is_multiple_of(10) {
+        let own = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connecting");
+        let mut watcher = MembershipServiceClient::new(own);
+        let _ = tokio::time::timeout(
+            deadline,
+            watcher.watch_membership_events(as_system(pb::WatchMembershipEventsRequest {
+                tenant_id: tenant.id.clone(),
+                ..Default::default()
+            })),
+        )
+        .await;
+    }
+    attempted
+}
 
-    // Ordinary load afterwards: every call succeeds, and reads see what writes wrote.
+/// Asserts that no connection named `application` is idle inside a transaction once the pool
+/// has settled (on PostgreSQL; SQLite has no view of its connections).
+async fn assert_none_idle_in_transaction_after_settling(server: &TestServer, application: &str) {
+    if !server.database.is_postgres() {
+        return;
+    }
+    // Connections return to the pool in the background; give them a moment to settle.
+    let mut open = 0;
+    for _ in 0..50 {
+        open = idle_in_transaction(server, application).await;
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        open, 0,
+        "pooled connections left idle in transaction after cancellation"
+    );
+}
+
+/// Ordinary load: every call succeeds, and reads see what writes wrote.
+async fn ordinary_calls_succeed(server: &TestServer, tenant: &Tenant) {
     let mut members = server.members().await;
     for _ in 0..40 {
         let added = user();
         members
-            .create_membership(as_system(new_member(&tenant, added, "member")))
+            .create_membership(as_system(new_member(tenant, added, "member")))
             .await
             .expect("a write after the cancellations");
         let found = members
@@ -863,16 +912,16 @@ async fn cancelled_calls_leave_no_open_transaction_and_nothing_half_written() {
             .await
             .expect("a list after the cancellations");
     }
-    if server.database.is_postgres() {
-        assert_eq!(
-            idle_in_transaction(&server, &application).await,
-            0,
-            "pooled connections idle in transaction after ordinary load"
-        );
-    }
+}
 
-    // Nothing half-written: a cancelled creation either exists with its event, or neither.
-    let attempted = attempted.lock().unwrap().clone();
+/// Asserts that each `attempted` creation either exists with its event, or neither; returns
+/// how many exist.
+async fn assert_each_creation_whole_or_absent(
+    server: &TestServer,
+    tenant: &Tenant,
+    attempted: &[Uuid],
+) -> i64 {
+    let mut members = server.members().await;
     let mut created = 0;
     for user_id in attempted {
         let rows = match members
@@ -899,6 +948,39 @@ async fn cancelled_calls_leave_no_open_transaction_and_nothing_half_written() {
         );
         created += rows;
     }
+    created
+}
+
+/// Calls cancelled at random points (a deadline of up to 2.5 ms, which the server enforces by
+/// dropping the call; or a client that gives up and resets the stream) must leave no
+/// transaction open on a pooled connection, and nothing half-written: every membership that
+/// exists has its event, and every later call succeeds with the right data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelled_calls_leave_no_open_transaction_and_nothing_half_written() {
+    const CALLS: usize = 1200;
+    const IN_FLIGHT: usize = 24;
+    let (server, application) = start_with_named_connections().await;
+    let tenant = organization(&server, None).await;
+
+    let attempted: Vec<Uuid> = futures::stream::iter(0..CALLS)
+        .map(|i| call_cancelled_at_random(server.addr, &tenant, i))
+        .buffer_unordered(IN_FLIGHT)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    assert_none_idle_in_transaction_after_settling(&server, &application).await;
+
+    ordinary_calls_succeed(&server, &tenant).await;
+    if server.database.is_postgres() {
+        assert_eq!(
+            idle_in_transaction(&server, &application).await,
+            0,
+            "pooled connections idle in transaction after ordinary load"
+        );
+    }
+
+    // Nothing half-written: a cancelled creation either exists with its event, or neither.
+    let created = assert_each_creation_whole_or_absent(&server, &tenant, &attempted).await;
     let (count, max, head) = log_shape(server.db()).await;
     assert_eq!(
         (count, max),

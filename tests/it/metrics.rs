@@ -1,5 +1,7 @@
-//! The metrics endpoint and per-call request ids, on the real binary (one process, so the
-//! numbers are this test's alone).
+//! The metrics endpoint and per-call request ids, on the real binary (a process per test, so
+//! the numbers are that test's alone).
+
+use std::net::SocketAddr;
 
 use crate::common::*;
 use membership_service::grpc::pb;
@@ -9,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
 /// `GET path` over HTTP/1.1: the status code and the body.
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(
@@ -33,15 +35,46 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
         .and_then(|value| value.parse().ok())
 }
 
-#[tokio::test]
-async fn metrics_count_calls_streams_subscribers_and_the_pool() {
+/// The body of `GET /metrics`, which must answer 200.
+async fn scrape(metrics: SocketAddr) -> String {
+    let (status, body) = get(metrics, "/metrics").await;
+    assert_eq!(status, 200);
+    body
+}
+
+/// Scrapes `metrics` until `ready` holds of what it serves, for up to `WAIT` (`what`: the
+/// change awaited, for a failure); returns that scrape.
+async fn scrape_until(metrics: SocketAddr, what: &str, ready: impl Fn(&str) -> bool) -> String {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let (_, body) = get(metrics, "/metrics").await;
+            if ready(&body) {
+                return body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: not within the wait"))
+}
+
+/// The server binary over a fresh database (kept while the server runs), and the address of
+/// its metrics endpoint.
+async fn spawn_with_metrics() -> (TestDatabase, ServerProcess, SocketAddr) {
     let database = TestDatabase::create().await;
     let server = ServerProcess::spawn(&database.url, &[]).await;
     let metrics = server.metrics.expect("the metrics endpoint's address");
+    (database, server, metrics)
+}
+
+/// Opens a watch of every tenant, creates three tenants, and returns the watch once it has
+/// received the first of what they wrote.
+async fn watch_three_new_tenants(
+    server: &ServerProcess,
+) -> tonic::Streaming<pb::WatchMembershipEventsResponse> {
     let channel = server.channel().await;
     let mut tenants = TenantServiceClient::new(channel.clone());
     let mut members = MembershipServiceClient::new(channel);
-
     let mut stream = members
         .watch_membership_events(as_system(pb::WatchMembershipEventsRequest::default()))
         .await
@@ -55,6 +88,26 @@ async fn metrics_count_calls_streams_subscribers_and_the_pool() {
     }
     // The watcher has received what was written: delivery lag has samples.
     next_event(&mut stream).await;
+    stream
+}
+
+const OPEN_WATCH_STREAMS: &str = r#"grpc_server_open_streams{grpc_service="membership.v1.MembershipService",grpc_method="WatchMembershipEvents"}"#;
+const CANCELLED_WATCHES: &str = r#"grpc_server_handled_total{grpc_service="membership.v1.MembershipService",grpc_method="WatchMembershipEvents",grpc_type="server_stream",grpc_code="CANCELLED"}"#;
+
+/// Each unary call is counted when it starts and when it is handled (by its code) and timed,
+/// in series of its own service and method.
+#[tokio::test]
+async fn unary_calls_are_counted_and_timed_by_method_and_code() {
+    let (_database, server, metrics) = spawn_with_metrics().await;
+    let channel = server.channel().await;
+    let mut tenants = TenantServiceClient::new(channel.clone());
+    let mut members = MembershipServiceClient::new(channel);
+    for _ in 0..3 {
+        tenants
+            .create_tenant(as_system(new_tenant(user())))
+            .await
+            .unwrap();
+    }
     let missing = members
         .get_membership(as_system(pb::GetMembershipRequest {
             tenant_id: uuid::Uuid::now_v7().to_string(),
@@ -65,38 +118,7 @@ async fn metrics_count_calls_streams_subscribers_and_the_pool() {
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 
-    // Paths the server does not serve are counted together, never as series of their own.
-    for path in [
-        "/membership.v1.TenantService/NoSuchMethod",
-        "/made.up.Service/Anything",
-    ] {
-        let mut grpc = tonic::client::Grpc::new(server.channel().await);
-        grpc.ready().await.unwrap();
-        let refused = grpc
-            .unary::<_, pb::GetTenantResponse, _>(
-                tonic::Request::new(pb::GetTenantRequest::default()),
-                http::uri::PathAndQuery::from_static(path),
-                tonic_prost::ProstCodec::default(),
-            )
-            .await
-            .unwrap_err();
-        assert_eq!(refused.code(), Code::Unimplemented);
-    }
-
-    let (status, body) = get(metrics, "/metrics").await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        sample(
-            &body,
-            r#"grpc_server_handled_total{grpc_service="unknown",grpc_method="unknown",grpc_type="unary",grpc_code="UNIMPLEMENTED"}"#
-        ),
-        Some(2.0),
-        "{body}"
-    );
-    assert!(
-        !body.contains("NoSuchMethod") && !body.contains("made.up"),
-        "{body}"
-    );
+    let body = scrape(metrics).await;
     let tenant = r#"grpc_service="membership.v1.TenantService",grpc_method="CreateTenant""#;
     assert_eq!(
         sample(
@@ -136,19 +158,82 @@ async fn metrics_count_calls_streams_subscribers_and_the_pool() {
         Some(1.0),
         "{body}"
     );
+    assert!(server.terminate().await.success());
+}
+
+/// Paths the server does not serve are counted together, never as series of their own.
+#[tokio::test]
+async fn calls_to_paths_the_server_does_not_serve_are_counted_together_as_unknown() {
+    let (_database, server, metrics) = spawn_with_metrics().await;
+    for path in [
+        "/membership.v1.TenantService/NoSuchMethod",
+        "/made.up.Service/Anything",
+    ] {
+        let mut grpc = tonic::client::Grpc::new(server.channel().await);
+        grpc.ready().await.unwrap();
+        let refused = grpc
+            .unary::<_, pb::GetTenantResponse, _>(
+                tonic::Request::new(pb::GetTenantRequest::default()),
+                http::uri::PathAndQuery::from_static(path),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unimplemented);
+    }
+
+    let body = scrape(metrics).await;
     assert_eq!(
         sample(
             &body,
-            r#"grpc_server_open_streams{grpc_service="membership.v1.MembershipService",grpc_method="WatchMembershipEvents"}"#
+            r#"grpc_server_handled_total{grpc_service="unknown",grpc_method="unknown",grpc_type="unary",grpc_code="UNIMPLEMENTED"}"#
         ),
-        Some(1.0),
+        Some(2.0),
         "{body}"
     );
+    assert!(
+        !body.contains("NoSuchMethod") && !body.contains("made.up"),
+        "{body}"
+    );
+    assert!(server.terminate().await.success());
+}
+
+/// A watch is an open stream and an event subscriber while it runs; closed, it is neither, and
+/// its stream is counted as handled with CANCELLED.
+#[tokio::test]
+async fn a_watch_is_an_open_stream_and_a_subscriber_until_it_is_closed() {
+    let (_database, server, metrics) = spawn_with_metrics().await;
+    let stream = watch_three_new_tenants(&server).await;
+
+    let body = scrape(metrics).await;
+    assert_eq!(sample(&body, OPEN_WATCH_STREAMS), Some(1.0), "{body}");
     assert_eq!(
         sample(&body, "membership_event_subscribers"),
         Some(1.0),
         "{body}"
     );
+
+    // Closing the watch closes its stream and its subscription. The two are recorded by
+    // different tasks, so wait for both rather than read them in one scrape.
+    drop(stream);
+    let closed = scrape_until(metrics, "the subscription closed", |body| {
+        sample(body, "membership_event_subscribers") == Some(0.0)
+            && sample(body, CANCELLED_WATCHES).is_some()
+    })
+    .await;
+    assert_eq!(sample(&closed, OPEN_WATCH_STREAMS), Some(0.0));
+    assert_eq!(sample(&closed, CANCELLED_WATCHES), Some(1.0), "{closed}");
+    assert!(server.terminate().await.success());
+}
+
+/// The event feed reports the newest position it has loaded, and how long events took from
+/// commit to a watcher.
+#[tokio::test]
+async fn the_event_feed_reports_its_position_and_its_delivery_lag() {
+    let (_database, server, metrics) = spawn_with_metrics().await;
+    let stream = watch_three_new_tenants(&server).await;
+
+    let body = scrape(metrics).await;
     assert!(
         sample(&body, "membership_event_feed_position").is_some_and(|p| p >= 6.0),
         "{body}"
@@ -157,6 +242,15 @@ async fn metrics_count_calls_streams_subscribers_and_the_pool() {
         sample(&body, "membership_event_delivery_lag_seconds_count").is_some_and(|n| n >= 1.0),
         "{body}"
     );
+    drop(stream);
+    assert!(server.terminate().await.success());
+}
+
+/// The database pool reports its size and its idle and busy connections.
+#[tokio::test]
+async fn the_database_pool_reports_its_size_and_its_connections() {
+    let (_database, server, metrics) = spawn_with_metrics().await;
+    let body = scrape(metrics).await;
     assert!(
         sample(&body, "membership_db_pool_max_connections").is_some_and(|n| n >= 1.0),
         "{body}"
@@ -169,40 +263,13 @@ async fn metrics_count_calls_streams_subscribers_and_the_pool() {
         sample(&body, r#"membership_db_pool_connections{state="in_use"}"#).is_some(),
         "{body}"
     );
+    assert!(server.terminate().await.success());
+}
 
-    // Closing the watch closes its stream and its subscription. The two are recorded by
-    // different tasks, so wait for both rather than read them in one scrape.
-    drop(stream);
-    let watch_cancelled = r#"grpc_server_handled_total{grpc_service="membership.v1.MembershipService",grpc_method="WatchMembershipEvents",grpc_type="server_stream",grpc_code="CANCELLED"}"#;
-    let closed = tokio::time::timeout(WAIT, async {
-        loop {
-            let (_, body) = get(metrics, "/metrics").await;
-            if sample(&body, "membership_event_subscribers") == Some(0.0)
-                && sample(&body, watch_cancelled).is_some()
-            {
-                return body;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the subscription closed");
-    assert_eq!(
-        sample(
-            &closed,
-            r#"grpc_server_open_streams{grpc_service="membership.v1.MembershipService",grpc_method="WatchMembershipEvents"}"#
-        ),
-        Some(0.0)
-    );
-    assert_eq!(
-        sample(
-            &closed,
-            r#"grpc_server_handled_total{grpc_service="membership.v1.MembershipService",grpc_method="WatchMembershipEvents",grpc_type="server_stream",grpc_code="CANCELLED"}"#
-        ),
-        Some(1.0),
-        "{closed}"
-    );
-
+/// The metrics endpoint serves `/metrics` and nothing else.
+#[tokio::test]
+async fn the_metrics_endpoint_answers_not_found_off_its_path() {
+    let (_database, server, metrics) = spawn_with_metrics().await;
     assert_eq!(get(metrics, "/other").await.0, 404);
     assert!(server.terminate().await.success());
 }
@@ -325,17 +392,10 @@ async fn a_call_the_caller_abandons_is_counted_and_logged_as_cancelled() {
     // Abandoned only once the server has it (a call reset before the server reads it is never
     // started, so it is not counted at all): however long that takes on a busy machine.
     let started = r#"grpc_server_started_total{grpc_service="membership.v1.TenantService",grpc_method="CreateTenant",grpc_type="unary"}"#;
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let (_, body) = get(metrics, "/metrics").await;
-            if sample(&body, started).is_some() {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+    scrape_until(metrics, "the server started the call", |body| {
+        sample(body, started).is_some()
     })
-    .await
-    .expect("the server started the call");
+    .await;
     assert!(
         !call.is_finished(),
         "the call finished while the lock was held"
@@ -345,17 +405,10 @@ async fn a_call_the_caller_abandons_is_counted_and_logged_as_cancelled() {
     blocker.rollback().await.unwrap();
 
     let cancelled = r#"grpc_server_handled_total{grpc_service="membership.v1.TenantService",grpc_method="CreateTenant",grpc_type="unary",grpc_code="CANCELLED"}"#;
-    let body = tokio::time::timeout(WAIT, async {
-        loop {
-            let (_, body) = get(metrics, "/metrics").await;
-            if sample(&body, cancelled).is_some() {
-                return body;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+    let body = scrape_until(metrics, "the abandoned call was counted", |body| {
+        sample(body, cancelled).is_some()
     })
-    .await
-    .expect("the abandoned call was counted");
+    .await;
     assert_eq!(sample(&body, cancelled), Some(1.0), "{body}");
     assert!(!body.contains(r#"grpc_code="UNKNOWN""#), "{body}");
     let logged = server.logged("request_id=abandoned-call-1").await;
