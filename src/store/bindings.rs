@@ -101,12 +101,14 @@ pub async fn bind<C: ConnectionTrait>(
 ) -> Result<(), DomainError> {
     async fn insert<T: Table, C: ConnectionTrait>(
         conn: &C,
-        row: (Uuid, Uuid, Uuid, Micros),
+        tenant_id: Uuid,
+        subject: Uuid,
+        role_id: Uuid,
+        now: Micros,
     ) -> Result<(), DomainError>
     where
         T::ActiveModel: ActiveModelTrait<Entity = T> + Send,
     {
-        let (tenant_id, subject, role_id, now) = row;
         T::insert(T::row(tenant_id, subject, role_id, now))
             .exec_without_returning(conn)
             .await
@@ -115,7 +117,7 @@ pub async fn bind<C: ConnectionTrait>(
     }
     on_table!(
         subject.kind(),
-        insert(conn, (tenant_id, subject.id(), role_id, now))
+        insert(conn, tenant_id, subject.id(), role_id, now)
     )
 }
 
@@ -128,7 +130,9 @@ pub async fn unbind<C: ConnectionTrait>(
 ) -> Result<(), DomainError> {
     async fn delete<T: Table, C: ConnectionTrait>(
         conn: &C,
-        (tenant_id, subject, role_id): (Uuid, Uuid, Option<Uuid>),
+        tenant_id: Uuid,
+        subject: Uuid,
+        role_id: Option<Uuid>,
     ) -> Result<(), DomainError> {
         let mut delete = T::delete_many()
             .filter(T::TENANT.eq(tenant_id))
@@ -141,7 +145,7 @@ pub async fn unbind<C: ConnectionTrait>(
     }
     on_table!(
         subject.kind(),
-        delete(conn, (tenant_id, subject.id(), role_id))
+        delete(conn, tenant_id, subject.id(), role_id)
     )
 }
 
@@ -154,7 +158,8 @@ pub async fn holders_of<C: ConnectionTrait>(
 ) -> Result<Vec<Uuid>, DomainError> {
     async fn holders<T: Table, C: ConnectionTrait>(
         conn: &C,
-        (tenant_id, role_id): (Uuid, Uuid),
+        tenant_id: Uuid,
+        role_id: Uuid,
     ) -> Result<Vec<Uuid>, DomainError> {
         T::find()
             .select_only()
@@ -167,7 +172,7 @@ pub async fn holders_of<C: ConnectionTrait>(
             .await
             .map_err(db_error)
     }
-    on_table!(kind, holders(conn, (tenant_id, role_id)))
+    on_table!(kind, holders(conn, tenant_id, role_id))
 }
 
 /// The role ids bound to each of `subjects` (all of one kind), a statement per 500.
@@ -179,7 +184,8 @@ pub async fn of_many<C: ConnectionTrait>(
 ) -> Result<HashMap<Uuid, Vec<Uuid>>, DomainError> {
     async fn read<T: Table, C: ConnectionTrait>(
         conn: &C,
-        (tenant_id, subjects): (Uuid, &[Uuid]),
+        tenant_id: Uuid,
+        subjects: &[Uuid],
     ) -> Result<HashMap<Uuid, Vec<Uuid>>, DomainError> {
         let mut by_subject: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
         for chunk in subjects.chunks(IDS_PER_STATEMENT) {
@@ -198,7 +204,7 @@ pub async fn of_many<C: ConnectionTrait>(
         }
         Ok(by_subject)
     }
-    on_table!(kind, read(conn, (tenant_id, subjects)))
+    on_table!(kind, read(conn, tenant_id, subjects))
 }
 
 /// What a page of one kind's bindings asks for: an optional subject and role, and the
@@ -219,7 +225,8 @@ pub async fn list<C: ConnectionTrait>(
 ) -> Result<Vec<StoredBinding>, DomainError> {
     async fn page<T: Table, C: ConnectionTrait>(
         conn: &C,
-        (tenant_id, query): (Uuid, &BindingQuery),
+        tenant_id: Uuid,
+        query: &BindingQuery,
     ) -> Result<Vec<StoredBinding>, DomainError> {
         let mut select = T::find().filter(T::TENANT.eq(tenant_id));
         if let Some(subject) = query.subject {
@@ -243,5 +250,5 @@ pub async fn list<C: ConnectionTrait>(
             .map_err(db_error)?;
         Ok(rows.into_iter().map(T::read).collect())
     }
-    on_table!(kind, page(conn, (tenant_id, query)))
+    on_table!(kind, page(conn, tenant_id, query))
 }
