@@ -128,4 +128,14 @@ impl DomainError {
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
         DomainError::InvalidArgument(vec![FieldViolation::new(field, description)])
     }
+
+    /// The same failure, for another caller it befell too: a commit that failed fails every
+    /// write committed with it. Only the database's failures are shared this way.
+    pub fn again(&self) -> Self {
+        match self {
+            DomainError::Unavailable => DomainError::Unavailable,
+            DomainError::Conflict => DomainError::Conflict,
+            _ => DomainError::Internal("database error".into()),
+        }
+    }
 }

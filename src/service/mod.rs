@@ -149,8 +149,9 @@ pub(crate) struct Locked {
 }
 
 impl Services {
-    /// Runs `work` in one writing transaction (see [`Store::write`]) that first locks the tenant
-    /// for a change of its members by `caller`: the tenant must manage members (ENTERPRISE, not
+    /// Runs `work` in a writing transaction (see [`Store::write_to`]: it may commit together
+    /// with other writes waiting for the tenant) that first locks the tenant for a change of its
+    /// members by `caller`: the tenant must manage members (ENTERPRISE, not
     /// dissolved). `work` gets the tenant, its roles and what the caller may do in it.
     pub(crate) async fn write_locked<T, F>(
         &self,
@@ -163,7 +164,7 @@ impl Services {
         F: for<'t> FnOnce(&'t mut Tx, Locked) -> TxFuture<'t, T> + Send + 'static,
     {
         self.store
-            .write(caller, move |tx| {
+            .write_to(tenant_id, caller, move |tx| {
                 Box::pin(async move {
                     let (tenant, roles, access) =
                         Access::lock(&tx.txn, tenant_id, tx.caller()).await?;

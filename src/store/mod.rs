@@ -11,6 +11,7 @@ pub mod bulk;
 pub mod domains;
 pub mod entities;
 pub mod event_log;
+mod group_commit;
 pub mod groups;
 pub mod invitations;
 pub mod memberships;
@@ -82,6 +83,8 @@ pub struct Store {
     /// Present on PostgreSQL: events are numbered after commit (see `sequencer`), through a
     /// connection of the sequencer's own, so writers filling the pool never hold it up.
     sequencer: Option<(Arc<sequencer::Sequencer>, sequencer::OwnConnection)>,
+    /// Writes waiting for their tenant, committed together (see `group_commit`).
+    queues: Arc<group_commit::Queues>,
 }
 
 /// A resource the write path saves whole, one version after another (see [`Tx::save`]).
@@ -129,6 +132,20 @@ pub struct Tx {
 }
 
 impl Tx {
+    fn new(txn: Transaction, caller: Caller) -> Self {
+        Self {
+            txn,
+            caller,
+            events: Vec::new(),
+            rollback_only: false,
+        }
+    }
+
+    /// The transaction, the events emitted in it, and whether it is to be rolled back.
+    fn into_parts(self) -> (Transaction, Vec<NewEvent>, bool) {
+        (self.txn, self.events, self.rollback_only)
+    }
+
     /// Who the transaction writes for.
     pub fn caller(&self) -> Caller {
         self.caller
@@ -293,6 +310,7 @@ impl Store {
             write_gate,
             outside_writes: Arc::default(),
             sequencer,
+            queues: Arc::default(),
         })
     }
 
@@ -483,6 +501,42 @@ impl Store {
         T: Send + 'static,
         F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send,
     {
+        let (turn, txn) = self.begin_writing().await?;
+        let mut tx = Tx::new(txn, caller);
+        // If the call is cancelled here, dropping `tx` queues a rollback on its connection,
+        // which runs before the connection is handed out again.
+        let outcome = work(&mut tx).await;
+        // From here on the transaction ends (commit or rollback) on a task of its own: a call
+        // cancelled now neither leaves it half-finished nor skips the commit hooks.
+        let store = self.clone();
+        uncancellable(async move {
+            let _turn = turn;
+            let (txn, events, rollback_only) = tx.into_parts();
+            match outcome {
+                Ok(value) if !rollback_only => {
+                    let mut cursors = store.commit(txn, vec![events]).await?;
+                    Ok((value, cursors.pop().expect("one write, one cursor")))
+                }
+                Ok(value) => {
+                    let cursor = event_log::head(&txn).await.map_err(db_error)?;
+                    txn.rollback().await.map_err(db_error)?;
+                    Ok((value, EventCursor(cursor)))
+                }
+                Err(error) => {
+                    if let Err(rollback) = txn.rollback().await {
+                        tracing::warn!(error = %rollback, "rollback failed");
+                    }
+                    Err(error)
+                }
+            }
+        })
+        .await?
+    }
+
+    /// This process's turn to write (on SQLite), and a writing transaction begun.
+    async fn begin_writing(
+        &self,
+    ) -> Result<(Option<tokio::sync::OwnedMutexGuard<()>>, Transaction), DomainError> {
         let turn = self.write_turn().await;
         let options = TransactionOptions {
             isolation_level: None,
@@ -495,80 +549,69 @@ impl Store {
             uncancellable(async move { within(timeout, db.begin_with_options(options)).await })
                 .await?
                 .map_err(db_error)?;
-        let mut tx = Tx {
-            txn: Bounded::new(txn, timeout),
-            caller,
-            events: Vec::new(),
-            rollback_only: false,
-        };
-        // If the call is cancelled here, dropping `tx` queues a rollback on its connection,
-        // which runs before the connection is handed out again.
-        let outcome = work(&mut tx).await;
-        // From here on the transaction ends (commit or rollback) on a task of its own: a call
-        // cancelled now neither leaves it half-finished nor skips the commit hooks.
-        let store = self.clone();
-        uncancellable(async move {
-            let _turn = turn;
-            // Bounded as a whole too: a commit that gets no answer fails the call rather than
-            // hold it (its outcome is then unknown, as with any lost connection).
-            match tokio::time::timeout(store.timeout * 2, store.finish(tx, outcome)).await {
-                Ok(finished) => finished,
-                Err(_) => Err(db_error(DbErr::Conn(sea_orm::RuntimeErr::Internal(
-                    "the database did not answer the commit".into(),
-                )))),
-            }
-        })
-        .await?
+        Ok((turn, Bounded::new(txn, timeout)))
     }
 
-    /// Ends a writing transaction: appends its events and commits, or rolls back.
-    async fn finish<T>(
+    /// Appends the events of the writes `txn` holds (each write's in emission order, the writes
+    /// in the order they ran) and commits: each write's cursor, its last event's position, or
+    /// for one with no events the newest position it saw. Bounded as a whole: a commit that
+    /// gets no answer fails the call rather than hold it (its outcome is then unknown, as with
+    /// any lost connection).
+    async fn commit(
         &self,
-        tx: Tx,
-        outcome: Result<T, DomainError>,
-    ) -> Result<(T, EventCursor), DomainError> {
-        let Tx {
-            txn,
-            events,
-            rollback_only,
-            ..
-        } = tx;
-        match outcome {
-            Ok(value) if !rollback_only && !events.is_empty() && self.sequencer.is_some() => {
-                let positions = self.commit_staged(txn, &events).await?;
-                self.run_commit_hooks(
-                    &positions
-                        .iter()
-                        .copied()
-                        .zip(events.iter())
-                        .collect::<Vec<_>>(),
-                );
-                let cursor = positions.iter().copied().max().unwrap_or_default();
-                Ok((value, EventCursor(cursor)))
-            }
-            Ok(value) if !rollback_only => {
-                let cursor = event_log::append(&txn, &events).await.map_err(db_error)?;
-                txn.commit().await.map_err(db_error)?;
-                if !events.is_empty() {
-                    self.committed.notify_one();
-                    let first = cursor - events.len() as i64 + 1;
-                    let committed: Vec<(i64, &NewEvent)> = (first..).zip(events.iter()).collect();
-                    self.run_commit_hooks(&committed);
-                }
-                Ok((value, EventCursor(cursor)))
-            }
-            Ok(value) => {
-                let cursor = event_log::head(&txn).await.map_err(db_error)?;
-                txn.rollback().await.map_err(db_error)?;
-                Ok((value, EventCursor(cursor)))
-            }
-            Err(error) => {
-                if let Err(rollback) = txn.rollback().await {
-                    tracing::warn!(error = %rollback, "rollback failed");
-                }
-                Err(error)
-            }
+        txn: Transaction,
+        writes: Vec<Vec<NewEvent>>,
+    ) -> Result<Vec<EventCursor>, DomainError> {
+        match tokio::time::timeout(self.timeout * 2, self.append_and_commit(txn, writes)).await {
+            Ok(committed) => committed,
+            Err(_) => Err(db_error(DbErr::Conn(sea_orm::RuntimeErr::Internal(
+                "the database did not answer the commit".into(),
+            )))),
         }
+    }
+
+    async fn append_and_commit(
+        &self,
+        txn: Transaction,
+        writes: Vec<Vec<NewEvent>>,
+    ) -> Result<Vec<EventCursor>, DomainError> {
+        let counts: Vec<usize> = writes.iter().map(Vec::len).collect();
+        let events: Vec<NewEvent> = writes.into_iter().flatten().collect();
+        let head = match counts.contains(&0) {
+            true => event_log::head(&txn).await.map_err(db_error)?,
+            false => 0,
+        };
+        let positions: Vec<i64> = if events.is_empty() {
+            txn.commit().await.map_err(db_error)?;
+            Vec::new()
+        } else if self.sequencer.is_some() {
+            self.commit_staged(txn, &events).await?
+        } else {
+            let last = event_log::append(&txn, &events).await.map_err(db_error)?;
+            txn.commit().await.map_err(db_error)?;
+            self.committed.notify_one();
+            (last - events.len() as i64 + 1..=last).collect()
+        };
+        if !events.is_empty() {
+            self.run_commit_hooks(
+                &positions
+                    .iter()
+                    .copied()
+                    .zip(events.iter())
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let mut seen = head;
+        let mut own = positions.as_slice();
+        let mut cursors = Vec::with_capacity(counts.len());
+        for count in counts {
+            let (these, rest) = own.split_at(count);
+            own = rest;
+            let cursor = these.iter().copied().max().unwrap_or(seen);
+            seen = seen.max(cursor);
+            cursors.push(EventCursor(cursor));
+        }
+        Ok(cursors)
     }
 
     /// Stages `events`, commits, and waits for the sequencer to number them: their positions,

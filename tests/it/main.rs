@@ -15,6 +15,7 @@ mod docs;
 mod domains;
 mod events;
 mod feed;
+mod group_commit;
 mod groups;
 mod health;
 mod invitations;

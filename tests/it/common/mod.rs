@@ -427,6 +427,7 @@ pub fn user() -> Uuid {
 }
 
 /// A tenant and its owner, created through the API.
+#[derive(Clone)]
 pub struct Tenant {
     pub id: String,
     pub owner: Uuid,
