@@ -65,7 +65,8 @@ struct Ran {
     succeeded: bool,
 }
 
-/// Answers a write's caller once its batch has committed (with the write's cursor) or failed to.
+/// Answers a write's caller once its batch has committed (with the write's cursor, which a
+/// refusal ignores) or failed to.
 /// A refused write is answered after the commit too: its refusal may rest on the writes before
 /// it (the member they created exists), and its caller must be able to read them at once.
 type Answer = Box<dyn FnOnce(Result<EventCursor, DomainError>) + Send>;
@@ -186,8 +187,14 @@ impl Store {
         let Some(Ran { answer, succeeded }) = ran else {
             return roll_back(txn).await;
         };
-        if !succeeded || rollback_only {
-            // Alone in its transaction: nothing else rests on it.
+        // Alone in its transaction, a refusal rests on nothing uncommitted: it is answered now
+        // (the cursor is for a success; on PostgreSQL a failed statement leaves the
+        // transaction unable to read one).
+        if !succeeded {
+            roll_back(txn).await;
+            return answer(Ok(EventCursor::default()));
+        }
+        if rollback_only {
             let head = event_log::head(&txn).await.map_err(db_error);
             roll_back(txn).await;
             return answer(head.map(EventCursor));

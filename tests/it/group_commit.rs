@@ -16,7 +16,8 @@ use tonic::Code;
 use uuid::Uuid;
 
 /// A write to `tenant` as the group commit runs it: it locks the tenant, records `request_id`
-/// (one row) and emits one event, and then succeeds or, when `refuse`, fails after writing.
+/// (one row) and emits one event, and then succeeds or, when `refuse`, fails after writing, on a
+/// statement the database refuses.
 fn recording(
     tenant: Uuid,
     request_id: &'static str,
@@ -29,10 +30,13 @@ fn recording(
                 .await?;
             tx.emit(EventType::TenantUpdated, Some(&locked), Some(&locked))
                 .for_request(Some(request_id));
-            match refuse {
-                true => Err(DomainError::EtagMismatch),
-                false => Ok(request_id),
+            if refuse {
+                // A statement that fails (the first write's request id, taken): on PostgreSQL
+                // the transaction can run nothing more until it rolls back to a savepoint.
+                tx.remember_request("batch-test", Some("first"), "again", now_micros())
+                    .await?;
             }
+            Ok(request_id)
         })
     }
 }
@@ -111,7 +115,7 @@ async fn writes_queued_behind_a_tenants_write_commit_with_it_and_a_refusal_undoe
     let second = second.expect("the second write");
     let third = third.expect("the third write");
     assert!(
-        matches!(refused, Err(DomainError::EtagMismatch)),
+        matches!(refused, Err(DomainError::Conflict)),
         "the refused write hears its own refusal: {refused:?}"
     );
 
@@ -170,7 +174,9 @@ async fn a_refused_first_write_leaves_the_writes_queued_behind_it_to_the_next_tr
                             .await?;
                         let _ = began.send(());
                         held.await.expect("the test releases the first write");
-                        Err::<(), _>(DomainError::EtagMismatch)
+                        // Refused by the database: its own request id again.
+                        tx.remember_request("batch-test", Some("first"), "again", now_micros())
+                            .await
                     })
                 })
                 .await
@@ -188,10 +194,11 @@ async fn a_refused_first_write_leaves_the_writes_queued_behind_it_to_the_next_tr
     tokio::time::sleep(Duration::from_millis(100)).await;
     hold.send(()).unwrap();
 
-    assert!(matches!(
-        first.await.unwrap(),
-        Err(DomainError::EtagMismatch)
-    ));
+    let refused = first.await.unwrap();
+    assert!(
+        matches!(refused, Err(DomainError::Conflict)),
+        "the refusal, not a failure to read after it: {refused:?}"
+    );
     let (_, cursor) = next
         .await
         .unwrap()
