@@ -4,7 +4,7 @@
 //! seats and owners right), and each used to hold that lock through its own commit and WAL
 //! flush: a busy tenant wrote no faster than one flush per write, with every waiting writer
 //! holding a pooled connection parked on the row lock. Here a tenant's writes queue in the
-//! process instead, and one task per busy tenant (its runner) runs what has queued, one after
+//! process instead, and one task per busy queue (its runner) runs what has queued, one after
 //! another in one transaction, each but the first in a savepoint of its own, then commits once
 //! and answers every caller:
 //!
@@ -26,6 +26,9 @@
 //! Only writes that lock one tenant, as their first statement, and no other may come here
 //! (`Store::write_to`): a batch holds that lock to its commit, and a write that also locked
 //! another tenant would hold that one across other callers' writes too.
+//!
+//! On SQLite, which runs one writing transaction at a time for the whole database, there is one
+//! queue for every tenant: whatever waits for the write gate commits together.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -43,7 +46,8 @@ use crate::domain::{Caller, DomainError};
 /// writes answered, at least this often.
 const MOST_PER_COMMIT: usize = 64;
 
-/// Each tenant's writes waiting for its runner; a tenant is present while its runner runs.
+/// The writes waiting in each queue (a tenant's on PostgreSQL, the database's on SQLite) for
+/// its runner; a queue is present while its runner runs.
 #[derive(Default)]
 pub(super) struct Queues {
     waiting: Mutex<HashMap<Uuid, VecDeque<Job>>>,
@@ -72,16 +76,16 @@ struct Ran {
 type Answer = Box<dyn FnOnce(Result<EventCursor, DomainError>) + Send>;
 
 impl Queues {
-    /// Queues `job` for `tenant`; `true` when no runner runs for it, and the caller starts one.
-    fn push(&self, tenant: Uuid, job: Job) -> bool {
+    /// Queues `job` in `queue`; `true` when no runner runs for it, and the caller starts one.
+    fn push(&self, queue: Uuid, job: Job) -> bool {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        match waiting.get_mut(&tenant) {
+        match waiting.get_mut(&queue) {
             Some(queue) => {
                 queue.push_back(job);
                 false
             }
             None => {
-                waiting.insert(tenant, VecDeque::from([job]));
+                waiting.insert(queue, VecDeque::from([job]));
                 true
             }
         }
@@ -89,26 +93,26 @@ impl Queues {
 
     /// The next write for the runner to begin a transaction with; when none waits, the runner
     /// stops (in the same step, so a write queued after this starts a new one).
-    fn next(&self, tenant: Uuid) -> Option<Job> {
+    fn next(&self, queue: Uuid) -> Option<Job> {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        let job = waiting.get_mut(&tenant).and_then(VecDeque::pop_front);
+        let job = waiting.get_mut(&queue).and_then(VecDeque::pop_front);
         if job.is_none() {
-            waiting.remove(&tenant);
+            waiting.remove(&queue);
         }
         job
     }
 
     /// The next write to add to the open transaction, if one waits.
-    fn more(&self, tenant: Uuid) -> Option<Job> {
+    fn more(&self, queue: Uuid) -> Option<Job> {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        waiting.get_mut(&tenant).and_then(VecDeque::pop_front)
+        waiting.get_mut(&queue).and_then(VecDeque::pop_front)
     }
 
     /// The runner ended without `next` saying so (it panicked): the writes still queued are
     /// dropped, and their callers hear UNAVAILABLE.
-    fn abandon(&self, tenant: Uuid) {
+    fn abandon(&self, queue: Uuid) {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        waiting.remove(&tenant);
+        waiting.remove(&queue);
     }
 }
 
@@ -151,16 +155,22 @@ impl Store {
                 })
             }),
         };
-        if self.queues.push(tenant, job) {
-            tokio::spawn(self.clone().run(tenant));
+        // SQLite writes one transaction at a time in the whole database: there every write
+        // queues behind every other, whatever its tenant.
+        let queue = match self.write_gate {
+            Some(_) => Uuid::nil(),
+            None => tenant,
+        };
+        if self.queues.push(queue, job) {
+            tokio::spawn(self.clone().run(queue));
         }
         // A write dropped unanswered is one whose transaction could not begin, or whose runner
         // failed.
         receiver.await.unwrap_or(Err(DomainError::Unavailable))
     }
 
-    /// A tenant's runner: batches until its queue is empty.
-    async fn run(self, tenant: Uuid) {
+    /// A queue's runner: batches until its queue is empty.
+    async fn run(self, queue: Uuid) {
         struct Running<'a>(&'a Store, Uuid, bool);
         impl Drop for Running<'_> {
             fn drop(&mut self) {
@@ -169,15 +179,15 @@ impl Store {
                 }
             }
         }
-        let mut running = Running(&self, tenant, false);
-        while let Some(first) = self.queues.next(tenant) {
-            self.batch(tenant, first).await;
+        let mut running = Running(&self, queue, false);
+        while let Some(first) = self.queues.next(queue) {
+            self.batch(queue, first).await;
         }
         running.2 = true;
     }
 
     /// One transaction: `first`, then what queues behind it, then one commit.
-    async fn batch(&self, tenant: Uuid, first: Job) {
+    async fn batch(&self, queue: Uuid, first: Job) {
         let Ok((turn, txn)) = self.begin_writing().await else {
             return; // `first` is dropped: its caller hears UNAVAILABLE.
         };
@@ -201,7 +211,7 @@ impl Store {
         }
         let mut done = vec![(events, answer)];
         while done.len() < MOST_PER_COMMIT {
-            let Some(job) = self.queues.more(tenant) else {
+            let Some(job) = self.queues.more(queue) else {
                 break;
             };
             let Ok(savepoint) = txn.savepoint().await else {
