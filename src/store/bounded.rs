@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr,
-    Statement, TransactionTrait,
+    Statement,
 };
 
 /// `C`, with each statement given at most `timeout`.
@@ -44,13 +44,6 @@ pub async fn within<T>(
 }
 
 impl Bounded<DatabaseTransaction> {
-    /// A transaction nested in this one (a savepoint): committing it releases the savepoint,
-    /// rolling it back undoes what was done since, and leaves this one usable.
-    pub async fn savepoint(&self) -> Result<Self, DbErr> {
-        let nested = within(self.timeout, self.inner.begin()).await?;
-        Ok(Self::new(nested, self.timeout))
-    }
-
     pub async fn commit(self) -> Result<(), DbErr> {
         within(self.timeout, self.inner.commit()).await
     }

@@ -10,7 +10,7 @@
 //!
 //! - **A refusal stays its own.** A write that fails rolls back to its savepoint; the writes
 //!   before and after it commit. The first write of a transaction has no savepoint (most
-//!   batches hold one write, and a savepoint is two more round trips): when it fails the
+//!   batches hold one write, and a savepoint is one more round trip): when it fails the
 //!   transaction is rolled back and the next write begins another.
 //! - **Order is queue order.** Each write sees the ones queued before it, as it would had they
 //!   committed first, and its events follow theirs, in the tenant's order and the feed's.
@@ -38,6 +38,8 @@ use std::sync::Mutex;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use sea_orm::ConnectionTrait;
+
 use super::{Store, Transaction, Tx, TxFuture, db_error, event_log};
 use crate::domain::events::{EventCursor, NewEvent};
 use crate::domain::{Caller, DomainError};
@@ -45,6 +47,9 @@ use crate::domain::{Caller, DomainError};
 /// At most this many writes commit together, so a busy tenant's lock is released, and its
 /// writes answered, at least this often.
 const MOST_PER_COMMIT: usize = 64;
+
+const SAVEPOINT: &str = "SAVEPOINT queued_write";
+const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT queued_write";
 
 /// The writes waiting in each queue (a tenant's on PostgreSQL, the database's on SQLite) for
 /// its runner; a queue is present while its runner runs.
@@ -210,32 +215,34 @@ impl Store {
             return answer(head.map(EventCursor));
         }
         let mut done = vec![(events, answer)];
+        let mut txn = txn;
         while done.len() < MOST_PER_COMMIT {
             let Some(job) = self.queues.more(queue) else {
                 break;
             };
-            let Ok(savepoint) = txn.savepoint().await else {
+            // A savepoint for each write, never released (the commit releases them all): a
+            // write that fails rolls back to the newest of the name, its own. One round trip a
+            // write instead of two, and at most `MOST_PER_COMMIT` of them, within the
+            // subtransactions PostgreSQL tracks in shared memory.
+            if txn.execute_unprepared(SAVEPOINT).await.is_err() {
                 break; // `job` is dropped; the commit below most likely fails too.
-            };
-            let mut tx = Tx::new(savepoint, job.caller);
+            }
+            let mut tx = Tx::new(txn, job.caller);
             let ran = (job.work)(&mut tx).await;
-            let (savepoint, events, rollback_only) = tx.into_parts();
+            let (back, events, rollback_only) = tx.into_parts();
+            txn = back;
             let Some(Ran { answer, succeeded }) = ran else {
-                if savepoint.rollback().await.is_err() {
-                    break;
-                }
+                continue; // Not run: nothing to undo.
+            };
+            if succeeded && !rollback_only {
+                done.push((events, answer));
                 continue;
-            };
-            let kept = succeeded && !rollback_only;
-            let ended = match kept {
-                true => savepoint.commit().await,
-                false => savepoint.rollback().await,
-            };
-            if let Err(error) = ended {
+            }
+            if let Err(error) = txn.execute_unprepared(ROLLBACK_TO_SAVEPOINT).await {
                 answer(Err(db_error(error)));
                 break;
             }
-            done.push((if kept { events } else { Vec::new() }, answer));
+            done.push((Vec::new(), answer));
         }
         let (events, answers): (Vec<Vec<NewEvent>>, Vec<Answer>) = done.into_iter().unzip();
         let committed = self.commit(txn, events).await;
