@@ -59,6 +59,12 @@ pub fn recorder() -> &'static PrometheusHandle {
                     LATENCY_BUCKETS,
                 )
             })
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    Matcher::Full("membership_writes_per_commit".to_string()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0],
+                )
+            })
             .expect("static bucket lists are non-empty")
             .build_recorder();
         let handle = recorder.handle();

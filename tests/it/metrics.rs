@@ -415,3 +415,83 @@ async fn a_call_the_caller_abandons_is_counted_and_logged_as_cancelled() {
     assert!(logged.contains("CANCELLED"), "{logged}");
     assert!(server.terminate().await.success());
 }
+
+/// Writes into one tenant that queued while it was busy commit in one transaction, and
+/// `membership_writes_per_commit` says so: here the tenant is held busy from outside (its row
+/// locked on PostgreSQL, the database's write lock on SQLite) until every call has arrived.
+#[tokio::test]
+async fn writes_queued_for_one_tenant_are_counted_as_one_commit() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    const CALLS: usize = 16;
+
+    let (database, server, metrics) = spawn_with_metrics().await;
+    let channel = server.channel().await;
+    let tenant = TenantServiceClient::new(channel.clone())
+        .create_tenant(as_system(new_tenant(user())))
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap()
+        .tenant_id;
+    let store = membership_service::store::Store::connect(&database.url, 1)
+        .await
+        .unwrap();
+    let blocker = store
+        .connection()
+        .begin_with_options(sea_orm::TransactionOptions {
+            isolation_level: None,
+            access_mode: None,
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        })
+        .await
+        .unwrap();
+    if database.is_postgres() {
+        blocker
+            .execute_unprepared(&format!(
+                "SELECT 1 FROM tenants WHERE id = '{tenant}' FOR UPDATE"
+            ))
+            .await
+            .unwrap();
+    }
+
+    let calls: Vec<_> = (0..CALLS)
+        .map(|_| {
+            let mut members = MembershipServiceClient::new(channel.clone());
+            let owner = uuid::Uuid::nil();
+            let request = new_member(
+                &Tenant {
+                    id: tenant.clone(),
+                    owner,
+                },
+                user(),
+                "member",
+            );
+            tokio::spawn(async move { members.create_membership(as_system(request)).await })
+        })
+        .collect();
+    let started = r#"grpc_server_started_total{grpc_service="membership.v1.MembershipService",grpc_method="CreateMembership",grpc_type="unary"}"#;
+    scrape_until(metrics, "every call reached the server", |body| {
+        sample(body, started) == Some(CALLS as f64)
+    })
+    .await;
+    blocker.rollback().await.unwrap();
+    for call in futures::future::join_all(calls).await {
+        call.unwrap().expect("a queued write");
+    }
+
+    let body = scrape(metrics).await;
+    // The first call's transaction waited for the lock; the others queued behind it and ran
+    // in that transaction too.
+    assert_eq!(
+        sample(&body, "membership_writes_per_commit_count"),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "membership_writes_per_commit_sum"),
+        Some(CALLS as f64),
+        "{body}"
+    );
+    assert!(server.terminate().await.success());
+}
