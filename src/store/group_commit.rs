@@ -77,9 +77,9 @@ struct Ran {
 }
 
 /// Answers a write's caller once its batch has committed (with the write's cursor, which a
-/// refusal ignores) or failed to.
-/// A refused write is answered after the commit too: its refusal may rest on the writes before
-/// it (the member they created exists), and its caller must be able to read them at once.
+/// refusal ignores) or failed to. A refused write is answered after the commit too: its refusal
+/// may rest on the writes before it (the member they created exists), and its caller must be
+/// able to read them at once.
 type Answer = Box<dyn FnOnce(Result<EventCursor, DomainError>) + Send>;
 
 impl Queues {
@@ -87,8 +87,8 @@ impl Queues {
     fn push(&self, queue: Uuid, job: Job) -> bool {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         match waiting.get_mut(&queue) {
-            Some(queue) => {
-                queue.push_back(job);
+            Some(jobs) => {
+                jobs.push_back(job);
                 false
             }
             None => {
