@@ -15,30 +15,65 @@ use tokio::sync::oneshot;
 use tonic::Code;
 use uuid::Uuid;
 
-/// A write to `tenant` as the group commit runs it: it locks the tenant, records `request_id`
-/// (one row) and emits one event, and then succeeds or, when `refuse`, fails after writing, on a
-/// statement the database refuses.
+/// Signals that a write began (it holds the tenant), and waits for the test to let it go on.
+type Gate = (oneshot::Sender<()>, oneshot::Receiver<()>);
+
+/// A write to `tenant` as the group commit runs it: it locks the tenant, waits at `gate` if
+/// given, records `request_id` (one row) and emits one event, and then succeeds or, when
+/// `refuse`, fails after writing, on a statement the database refuses (the request id again:
+/// on PostgreSQL the transaction can run nothing more until it rolls back to a savepoint).
 fn recording(
     tenant: Uuid,
     request_id: &'static str,
     refuse: bool,
+    gate: Option<Gate>,
 ) -> impl for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, &'static str> + Send + 'static {
     move |tx| {
         Box::pin(async move {
             let locked = membership_service::store::tenants::lock(&tx.txn, tenant).await?;
+            if let Some((began, held)) = gate {
+                let _ = began.send(());
+                held.await.expect("the test lets the write go on");
+            }
             tx.remember_request("batch-test", Some(request_id), request_id, now_micros())
                 .await?;
             tx.emit(EventType::TenantUpdated, Some(&locked), Some(&locked))
                 .for_request(Some(request_id));
             if refuse {
-                // A statement that fails (the first write's request id, taken): on PostgreSQL
-                // the transaction can run nothing more until it rolls back to a savepoint.
-                tx.remember_request("batch-test", Some("first"), "again", now_micros())
+                tx.remember_request("batch-test", Some(request_id), "again", now_micros())
                     .await?;
             }
             Ok(request_id)
         })
     }
+}
+
+type Write = tokio::task::JoinHandle<Result<(&'static str, EventCursor), DomainError>>;
+
+fn spawn_write(store: &Store, tenant: Uuid, request_id: &'static str, refuse: bool) -> Write {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let work = recording(tenant, request_id, refuse, None);
+        store.write_to(tenant, Caller::System, work).await
+    })
+}
+
+/// Starts a write that holds its batch open (inside its transaction, the tenant locked) until
+/// the returned sender fires.
+async fn held_first_write(
+    store: &Store,
+    tenant: Uuid,
+    refuse: bool,
+) -> (Write, oneshot::Sender<()>) {
+    let (hold, held) = oneshot::channel();
+    let (began, first_began) = oneshot::channel();
+    let store = store.clone();
+    let first = tokio::spawn(async move {
+        let work = recording(tenant, "first", refuse, Some((began, held)));
+        store.write_to(tenant, Caller::System, work).await
+    });
+    first_began.await.expect("the first write began");
+    (first, hold)
 }
 
 async fn recorded(store: &Store, request_id: &str) -> bool {
@@ -62,43 +97,10 @@ async fn writes_queued_behind_a_tenants_write_commit_with_it_and_a_refusal_undoe
     let head = server.head().await;
 
     // The first write waits inside its transaction until three more have queued behind it.
-    let (hold, held) = oneshot::channel::<()>();
-    let (began, first_began) = oneshot::channel::<()>();
-    let first = tokio::spawn({
-        let store = store.clone();
-        async move {
-            store
-                .write_to(tenant, Caller::System, move |tx| {
-                    Box::pin(async move {
-                        let locked =
-                            membership_service::store::tenants::lock(&tx.txn, tenant).await?;
-                        let _ = began.send(());
-                        held.await.expect("the test releases the first write");
-                        tx.remember_request("batch-test", Some("first"), "first", now_micros())
-                            .await?;
-                        tx.emit(EventType::TenantUpdated, Some(&locked), Some(&locked))
-                            .for_request(Some("first"));
-                        Ok("first")
-                    })
-                })
-                .await
-        }
-    });
-    first_began.await.expect("the first write began");
-    let queued: Vec<_> = [("second", false), ("refused", true), ("third", false)]
+    let (first, hold) = held_first_write(&store, tenant, false).await;
+    let queued: Vec<Write> = [("second", false), ("refused", true), ("third", false)]
         .into_iter()
-        .map(|(request_id, refuse)| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .write_to(
-                        tenant,
-                        Caller::System,
-                        recording(tenant, request_id, refuse),
-                    )
-                    .await
-            })
-        })
+        .map(|(request_id, refuse)| spawn_write(&store, tenant, request_id, refuse))
         .collect();
     // Queued: none of them can begin while the first one's batch is open.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -161,36 +163,8 @@ async fn a_refused_first_write_leaves_the_writes_queued_behind_it_to_the_next_tr
     let store = server.store.clone();
     let head = server.head().await;
 
-    let (hold, held) = oneshot::channel::<()>();
-    let (began, first_began) = oneshot::channel::<()>();
-    let first = tokio::spawn({
-        let store = store.clone();
-        async move {
-            store
-                .write_to(tenant, Caller::System, move |tx| {
-                    Box::pin(async move {
-                        membership_service::store::tenants::lock(&tx.txn, tenant).await?;
-                        tx.remember_request("batch-test", Some("first"), "first", now_micros())
-                            .await?;
-                        let _ = began.send(());
-                        held.await.expect("the test releases the first write");
-                        // Refused by the database: its own request id again.
-                        tx.remember_request("batch-test", Some("first"), "again", now_micros())
-                            .await
-                    })
-                })
-                .await
-        }
-    });
-    first_began.await.expect("the first write began");
-    let next = tokio::spawn({
-        let store = store.clone();
-        async move {
-            store
-                .write_to(tenant, Caller::System, recording(tenant, "next", false))
-                .await
-        }
-    });
+    let (first, hold) = held_first_write(&store, tenant, true).await;
+    let next = spawn_write(&store, tenant, "next", false);
     tokio::time::sleep(Duration::from_millis(100)).await;
     hold.send(()).unwrap();
 

@@ -354,17 +354,10 @@ async fn json_logs_carry_the_request_id_of_each_call() {
     assert!(server.terminate().await.success());
 }
 
-/// A unary call the caller abandons while it runs (here: waiting for the database's write lock,
-/// held by this test) is counted and logged as CANCELLED, not left out or counted as UNKNOWN.
-#[tokio::test]
-async fn a_call_the_caller_abandons_is_counted_and_logged_as_cancelled() {
+/// A transaction that holds up the server's writes until it ends: SQLite's write lock, or on
+/// PostgreSQL the lock `postgres_lock` takes.
+async fn hold_writes(database: &TestDatabase, postgres_lock: &str) -> sea_orm::DatabaseTransaction {
     use sea_orm::{ConnectionTrait, TransactionTrait};
-
-    let database = TestDatabase::create().await;
-    let server = ServerProcess::spawn(&database.url, &[]).await;
-    let metrics = server.metrics.expect("the metrics endpoint's address");
-    let mut tenants = TenantServiceClient::new(server.channel().await);
-    // Migrated by the server; the test holds the write lock every tenant creation needs.
     let store = membership_service::store::Store::connect(&database.url, 1)
         .await
         .unwrap();
@@ -378,11 +371,21 @@ async fn a_call_the_caller_abandons_is_counted_and_logged_as_cancelled() {
         .await
         .unwrap();
     if database.is_postgres() {
-        blocker
-            .execute_unprepared("LOCK TABLE log_head IN EXCLUSIVE MODE")
-            .await
-            .unwrap();
+        blocker.execute_unprepared(postgres_lock).await.unwrap();
     }
+    blocker
+}
+
+/// A unary call the caller abandons while it runs (here: waiting for the database's write lock,
+/// held by this test) is counted and logged as CANCELLED, not left out or counted as UNKNOWN.
+#[tokio::test]
+async fn a_call_the_caller_abandons_is_counted_and_logged_as_cancelled() {
+    let database = TestDatabase::create().await;
+    let server = ServerProcess::spawn(&database.url, &[]).await;
+    let metrics = server.metrics.expect("the metrics endpoint's address");
+    let mut tenants = TenantServiceClient::new(server.channel().await);
+    // Migrated by the server; the test holds the write lock every tenant creation needs.
+    let blocker = hold_writes(&database, "LOCK TABLE log_head IN EXCLUSIVE MODE").await;
 
     let mut request = as_system(new_tenant(user()));
     request
@@ -421,7 +424,6 @@ async fn a_call_the_caller_abandons_is_counted_and_logged_as_cancelled() {
 /// locked on PostgreSQL, the database's write lock on SQLite) until every call has arrived.
 #[tokio::test]
 async fn writes_queued_for_one_tenant_are_counted_as_one_commit() {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
     const CALLS: usize = 16;
 
     let (database, server, metrics) = spawn_with_metrics().await;
@@ -434,26 +436,8 @@ async fn writes_queued_for_one_tenant_are_counted_as_one_commit() {
         .tenant
         .unwrap()
         .tenant_id;
-    let store = membership_service::store::Store::connect(&database.url, 1)
-        .await
-        .unwrap();
-    let blocker = store
-        .connection()
-        .begin_with_options(sea_orm::TransactionOptions {
-            isolation_level: None,
-            access_mode: None,
-            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-        })
-        .await
-        .unwrap();
-    if database.is_postgres() {
-        blocker
-            .execute_unprepared(&format!(
-                "SELECT 1 FROM tenants WHERE id = '{tenant}' FOR UPDATE"
-            ))
-            .await
-            .unwrap();
-    }
+    let lock = format!("SELECT 1 FROM tenants WHERE id = '{tenant}' FOR UPDATE");
+    let blocker = hold_writes(&database, &lock).await;
 
     let calls: Vec<_> = (0..CALLS)
         .map(|_| {
