@@ -459,6 +459,8 @@ async fn writes_queued_for_one_tenant_are_counted_as_one_commit() {
         sample(body, started) == Some(CALLS as f64)
     })
     .await;
+    // Started is counted at the edge; a moment more for each call to reach its queue.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     blocker.rollback().await.unwrap();
     for call in futures::future::join_all(calls).await {
         call.unwrap().expect("a queued write");
