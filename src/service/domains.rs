@@ -237,7 +237,7 @@ impl Services {
             let (email, display_name) = (email.clone(), display_name.clone());
             let (outcome, at) = self
                 .store
-                .write(caller, move |tx| {
+                .write_to(tenant_id, caller, move |tx| {
                     Box::pin(async move {
                         let (tenant, roles) =
                             store::tenants::lock_with_roles(&tx.txn, tenant_id).await?;

@@ -441,7 +441,7 @@ impl Services {
             .ok_or(DomainError::InvitationNotFound)?;
         let ((membership, invitation), cursor) = self
             .store
-            .write(caller, move |tx| {
+            .write_to(tenant_id, caller, move |tx| {
                 Box::pin(async move {
                     let tenant = store::tenants::lock(&tx.txn, tenant_id).await?;
                     // The token again, under the lock: a resend that committed since it was

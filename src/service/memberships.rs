@@ -461,7 +461,7 @@ impl Services {
             return Err(DomainError::ActorRequired);
         };
         self.store
-            .write(caller, move |tx| {
+            .write_to(tenant_id, caller, move |tx| {
                 Box::pin(async move {
                     let (tenant, roles) = store::tenants::lock_with_roles(&tx.txn, tenant_id)
                         .await

@@ -177,7 +177,7 @@ impl Services {
         }: UpdateTenant,
     ) -> Result<(Tenant, EventCursor), DomainError> {
         self.store
-            .write(caller, move |tx| {
+            .write_to(tenant_id, caller, move |tx| {
                 Box::pin(async move {
                     let (before, _, access) = Access::lock(&tx.txn, tenant_id, caller).await?;
                     access.require(Permission::TenantManage)?;
@@ -214,7 +214,7 @@ impl Services {
         }: DissolveTenant,
     ) -> Result<(Tenant, EventCursor), DomainError> {
         self.store
-            .write(caller, move |tx| {
+            .write_to(tenant_id, caller, move |tx| {
                 Box::pin(async move {
                     let (before, roles, access) = Access::lock(&tx.txn, tenant_id, caller).await?;
                     access.require(Permission::TenantDelete)?;
