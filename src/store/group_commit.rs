@@ -15,7 +15,8 @@
 //! - **Order is queue order.** Each write sees the ones queued before it, as it would had they
 //!   committed first, and its events follow theirs, in the tenant's order and the feed's.
 //! - **A caller gone is skipped.** A write whose caller stopped waiting before its turn is not
-//!   run; one that had begun completes, as any write whose caller hangs up after it began.
+//!   run; one that had begun completes with its batch (its caller, gone, never learns the
+//!   outcome, as with any call cut off before its answer).
 //! - **Every answer after the commit.** A refusal may rest on the writes before it (the member
 //!   they created exists), so its caller, like every other, hears back once those are
 //!   committed and readable. A write's cursor is its own last event's position; one with no
