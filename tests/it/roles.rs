@@ -103,6 +103,23 @@ fn set<S: ToString>(items: impl IntoIterator<Item = S>) -> BTreeSet<String> {
     items.into_iter().map(|s| s.to_string()).collect()
 }
 
+/// The owner of `tenant` deletes its `support` role, unbinding it everywhere or not.
+async fn delete_support(
+    client: &mut Roles,
+    tenant: &Tenant,
+    unbind_everywhere: bool,
+) -> Result<pb::DeleteRoleResponse, tonic::Status> {
+    let request = pb::DeleteRoleRequest {
+        tenant_id: tenant.id.clone(),
+        role: "support".into(),
+        unbind_everywhere,
+    };
+    client
+        .delete_role(as_user(request, tenant.owner))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
 fn reason_of(raw: i32) -> CheckReason {
     CheckReason::try_from(raw).unwrap_or_else(|_| panic!("unknown check reason {raw}"))
 }
@@ -1407,15 +1424,8 @@ async fn a_custom_role_in_use_is_deleted_only_with_its_bindings_and_its_name_is_
     let api = server.api().await;
     let head = server.head().await;
     // Still bound: refused, with the number of bindings, and nothing changes.
-    let delete = |unbind_everywhere: bool| pb::DeleteRoleRequest {
-        tenant_id: tenant.id.clone(),
-        role: "support".into(),
-        unbind_everywhere,
-    };
     let status = assert_refused(
-        client
-            .delete_role(as_user(delete(false), tenant.owner))
-            .await,
+        delete_support(&mut client, &tenant, false).await,
         Code::FailedPrecondition,
         "ROLE_IN_USE",
     );
@@ -1451,11 +1461,7 @@ async fn a_custom_role_in_use_is_deleted_only_with_its_bindings_and_its_name_is_
     assert_eq!(unchanged, role);
 
     // Unbound everywhere, then deleted: an event per binding, then the role's.
-    let deleted = client
-        .delete_role(as_user(delete(true), tenant.owner))
-        .await
-        .unwrap()
-        .into_inner();
+    let deleted = delete_support(&mut client, &tenant, true).await.unwrap();
     assert_eq!(deleted.unbound_count, 2);
     let events = server.events_after(head).await;
     assert_eq!(
@@ -1548,16 +1554,9 @@ async fn a_custom_role_named_by_a_pending_invitation_is_deleted_only_with_the_in
     let invitation = invited.invitation.expect("an invitation");
     let seats_before = seat_usage(&server, &tenant).await;
     let head = server.head().await;
-    let delete = |unbind_everywhere: bool| pb::DeleteRoleRequest {
-        tenant_id: tenant.id.clone(),
-        role: "support".into(),
-        unbind_everywhere,
-    };
 
     let status = assert_refused(
-        client
-            .delete_role(as_user(delete(false), tenant.owner))
-            .await,
+        delete_support(&mut client, &tenant, false).await,
         Code::FailedPrecondition,
         "ROLE_IN_USE",
     );
@@ -1566,11 +1565,9 @@ async fn a_custom_role_named_by_a_pending_invitation_is_deleted_only_with_the_in
     assert_eq!(info.metadata.get("invitations"), Some(&"1".to_string()));
     assert_eq!(server.head().await, head, "the refusal writes nothing");
 
-    let deleted = client
-        .delete_role(as_user(delete(true), tenant.owner))
+    let deleted = delete_support(&mut client, &tenant, true)
         .await
-        .expect("deleting with unbind_everywhere")
-        .into_inner();
+        .expect("deleting with unbind_everywhere");
     assert_eq!(deleted.unbound_count, 0);
     let events = server.events_after(head).await;
     assert_eq!(
