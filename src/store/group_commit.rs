@@ -197,11 +197,14 @@ impl Store {
     /// One transaction: `first`, then what queues behind it, then one commit.
     async fn batch(&self, queue: Uuid, first: Job) {
         let Ok((turn, txn)) = self.begin_writing().await else {
-            return; // `first` is dropped: its caller hears UNAVAILABLE.
+            // The writes queued now would meet the same database, one timeout after another:
+            // they are dropped with `first`, and their callers hear UNAVAILABLE at once.
+            while self.queues.more(queue).is_some() {}
+            return;
         };
         let mut tx = Tx::new(txn, first.caller);
         let ran = (first.work)(&mut tx).await;
-        let (txn, events, rollback_only) = tx.into_parts();
+        let (mut txn, events, rollback_only) = tx.into_parts();
         let Some(Ran { answer, succeeded }) = ran else {
             return roll_back(txn).await;
         };
@@ -218,7 +221,6 @@ impl Store {
             return answer(head.map(EventCursor));
         }
         let mut done = vec![(events, answer)];
-        let mut txn = txn;
         while done.len() < MOST_PER_COMMIT {
             let Some(job) = self.queues.more(queue) else {
                 break;

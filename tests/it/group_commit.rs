@@ -292,3 +292,54 @@ async fn racing_calls_into_one_tenant_each_get_their_own_answer() {
         "validate-only deleted nothing"
     );
 }
+
+/// When a batch cannot begin (here SQLite's write lock is held from outside past the store
+/// timeout), the writes queued behind it fail with it, not one timeout after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_queued_behind_a_batch_that_cannot_begin_fail_with_it() {
+    use sea_orm::TransactionTrait;
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    let server = TestServer::start().await;
+    if server.database.is_postgres() {
+        // BEGIN does not wait for a row lock there; a held tenant fails inside each write.
+        return;
+    }
+    let tenant: Uuid = enterprise(&server, None).await.id.parse().unwrap();
+    let options = membership_service::store::StoreOptions {
+        max_connections: 2,
+        timeout: TIMEOUT,
+    };
+    let store = Store::connect_with(&server.database.url, options)
+        .await
+        .unwrap();
+    let blocker = server
+        .store
+        .connection()
+        .begin_with_options(sea_orm::TransactionOptions {
+            isolation_level: None,
+            access_mode: None,
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        })
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let writes: Vec<Write> = ["a", "b", "c", "d"]
+        .into_iter()
+        .map(|request_id| spawn_write(&store, tenant, request_id, false))
+        .collect();
+    for write in join_all(writes).await {
+        let outcome = write.expect("a write's task panicked");
+        assert!(
+            matches!(outcome, Err(DomainError::Unavailable)),
+            "{outcome:?}"
+        );
+    }
+    // One at a time, the four would take four timeouts.
+    assert!(
+        started.elapsed() < TIMEOUT * 3,
+        "the queued writes failed with the first: {:?}",
+        started.elapsed()
+    );
+    blocker.rollback().await.unwrap();
+}
