@@ -15,6 +15,7 @@ mod m20261204_000001_invitation_role_index;
 mod m20261205_000001_event_sequencer;
 mod m20261206_000001_roles_stamp;
 mod m20261207_000001_groups;
+mod m20261208_000001_pending_invitations;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_event_sequencer::Migration),
             Box::new(m20261206_000001_roles_stamp::Migration),
             Box::new(m20261207_000001_groups::Migration),
+            Box::new(m20261208_000001_pending_invitations::Migration),
         ]
     }
 }

@@ -102,17 +102,23 @@ impl Access {
         Ok((tenant, roles, access))
     }
 
-    /// As [`Access::read`], with the tenant row locked for the rest of the transaction.
-    pub async fn lock<C: ConnectionTrait>(
+    /// As [`Access::read`], with the tenant row locked for the rest of the transaction and
+    /// its counters as locked.
+    pub(crate) async fn lock<C: ConnectionTrait>(
         conn: &C,
         tenant_id: Uuid,
         caller: Caller,
-    ) -> Result<(Tenant, TenantRoles, Access), DomainError> {
-        let (tenant, roles) = store::tenants::lock_with_roles(conn, tenant_id)
+    ) -> Result<super::Locked, DomainError> {
+        let (tenant, roles, counters) = store::tenants::lock_with_roles(conn, tenant_id)
             .await
             .map_err(conceal_absence(caller))?;
         let access = Access::load(conn, &tenant, &roles, caller).await?;
-        Ok((tenant, roles, access))
+        Ok(super::Locked {
+            tenant,
+            roles,
+            access,
+            counters,
+        })
     }
 
     pub fn require(&self, permission: Permission) -> Result<(), DomainError> {

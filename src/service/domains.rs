@@ -239,7 +239,7 @@ impl Services {
                 .store
                 .write_to(tenant_id, caller, move |tx| {
                     Box::pin(async move {
-                        let (tenant, roles) =
+                        let (tenant, roles, counters) =
                             store::tenants::lock_with_roles(&tx.txn, tenant_id).await?;
                         if tenant.ensure_member_management().is_err() {
                             return Ok(None);
@@ -249,7 +249,7 @@ impl Services {
                         {
                             return Ok(Some(JoinOutcome::AlreadyMember(member)));
                         }
-                        if store::tenants::ensure_seats(&tx.txn, &tenant, 1)
+                        if store::tenants::ensure_seats(&tx.txn, &tenant, &counters, 1)
                             .await
                             .is_err()
                         {
@@ -269,13 +269,15 @@ impl Services {
                         );
                         store::memberships::join(&tx.txn, None, &membership, role.id).await?;
                         tx.emit(EventType::MembershipCreated, None, Some(&membership));
-                        super::invitations::close_for_new_member(
-                            tx,
-                            &roles,
-                            tenant_id,
-                            &membership.email,
-                        )
-                        .await?;
+                        if counters.has_pending_invitations() {
+                            super::invitations::close_for_new_member(
+                                tx,
+                                &roles,
+                                tenant_id,
+                                &membership.email,
+                            )
+                            .await?;
+                        }
                         Ok(Some(JoinOutcome::Joined(membership)))
                     })
                 })

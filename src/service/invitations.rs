@@ -151,7 +151,8 @@ impl Services {
                     {
                         return Err(DomainError::InvitationPending);
                     }
-                    store::tenants::ensure_seats(&tx.txn, &locked.tenant, 1).await?;
+                    store::tenants::ensure_seats(&tx.txn, &locked.tenant, &locked.counters, 1)
+                        .await?;
                     let token = new_token()?;
                     let invitation = Invitation::new(
                         command.tenant_id,
@@ -253,7 +254,8 @@ impl Services {
                         }
                     }
                     let wanted = planned.iter().filter(|(_, o)| o.is_ok()).count() as i64;
-                    store::tenants::ensure_seats(&tx.txn, &locked.tenant, wanted).await?;
+                    store::tenants::ensure_seats(&tx.txn, &locked.tenant, &locked.counters, wanted)
+                        .await?;
                     let mut created = Vec::new();
                     for (_, outcome) in &planned {
                         let Ok(email) = outcome else { continue };
@@ -379,7 +381,13 @@ impl Services {
                     match before.state_at(now) {
                         InvitationState::Pending => {}
                         InvitationState::Expired => {
-                            store::tenants::ensure_seats(&tx.txn, &locked.tenant, 1).await?;
+                            store::tenants::ensure_seats(
+                                &tx.txn,
+                                &locked.tenant,
+                                &locked.counters,
+                                1,
+                            )
+                            .await?;
                         }
                         state => return Err(DomainError::InvitationNotPending(state.as_str())),
                     }

@@ -267,6 +267,7 @@ impl Services {
                         tenant,
                         roles,
                         access,
+                        counters,
                     } = locked;
                     // Checked under the tenant lock, so a concurrent retry sees the first call.
                     if let Some(request_id) = &command.request_id
@@ -290,7 +291,7 @@ impl Services {
                     {
                         return Err(DomainError::MemberExists);
                     }
-                    store::tenants::ensure_seats(&tx.txn, &tenant, 1).await?;
+                    store::tenants::ensure_seats(&tx.txn, &tenant, &counters, 1).await?;
                     let now = now_micros();
                     let before = existing.map(|(member, _)| member);
                     let membership = Membership {
@@ -325,13 +326,15 @@ impl Services {
                         Some(&membership),
                     )
                     .for_request(command.request_id.as_deref());
-                    super::invitations::close_for_new_member(
-                        tx,
-                        &roles,
-                        tenant.id,
-                        &membership.email,
-                    )
-                    .await?;
+                    if counters.has_pending_invitations() {
+                        super::invitations::close_for_new_member(
+                            tx,
+                            &roles,
+                            tenant.id,
+                            &membership.email,
+                        )
+                        .await?;
+                    }
                     Ok(membership)
                 })
             })
@@ -463,7 +466,7 @@ impl Services {
         self.store
             .write_to(tenant_id, caller, move |tx| {
                 Box::pin(async move {
-                    let (tenant, roles) = store::tenants::lock_with_roles(&tx.txn, tenant_id)
+                    let (tenant, roles, _) = store::tenants::lock_with_roles(&tx.txn, tenant_id)
                         .await
                         .map_err(conceal_absence(caller))?;
                     let Some((before, role_ids)) =
@@ -507,6 +510,7 @@ impl Services {
                         tenant,
                         roles,
                         access,
+                        ..
                     } = locked;
                     access.require(Permission::OwnerTransfer)?;
                     let owner_role = roles

@@ -141,11 +141,13 @@ impl Services {
     }
 }
 
-/// The tenant locked for writing, its roles, and what the caller may do in it.
+/// The tenant locked for writing, its roles, what the caller may do in it, and its counters
+/// as locked.
 pub(crate) struct Locked {
     pub tenant: Tenant,
     pub roles: TenantRoles,
     pub access: Access,
+    pub counters: crate::store::tenants::Counters,
 }
 
 impl Services {
@@ -166,14 +168,8 @@ impl Services {
         self.store
             .write_to(tenant_id, caller, move |tx| {
                 Box::pin(async move {
-                    let (tenant, roles, access) =
-                        Access::lock(&tx.txn, tenant_id, tx.caller()).await?;
-                    tenant.ensure_member_management()?;
-                    let locked = Locked {
-                        tenant,
-                        roles,
-                        access,
-                    };
+                    let locked = Access::lock(&tx.txn, tenant_id, tx.caller()).await?;
+                    locked.tenant.ensure_member_management()?;
                     work(tx, locked).await
                 })
             })

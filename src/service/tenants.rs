@@ -2,8 +2,8 @@
 
 use uuid::Uuid;
 
-use super::Services;
 use super::access::Access;
+use super::{Locked, Services};
 use crate::domain::events::{EventCursor, EventType};
 use crate::domain::membership::{Membership, MembershipStatus, MembershipType};
 use crate::domain::permissions::Permission;
@@ -179,7 +179,11 @@ impl Services {
         self.store
             .write_to(tenant_id, caller, move |tx| {
                 Box::pin(async move {
-                    let (before, _, access) = Access::lock(&tx.txn, tenant_id, caller).await?;
+                    let Locked {
+                        tenant: before,
+                        access,
+                        ..
+                    } = Access::lock(&tx.txn, tenant_id, caller).await?;
                     access.require(Permission::TenantManage)?;
                     before.ensure_active()?;
                     check_etag(&etag, before.version)?;
@@ -216,7 +220,12 @@ impl Services {
         self.store
             .write_to(tenant_id, caller, move |tx| {
                 Box::pin(async move {
-                    let (before, roles, access) = Access::lock(&tx.txn, tenant_id, caller).await?;
+                    let Locked {
+                        tenant: before,
+                        roles,
+                        access,
+                        ..
+                    } = Access::lock(&tx.txn, tenant_id, caller).await?;
                     access.require(Permission::TenantDelete)?;
                     before.ensure_active()?;
                     check_etag(&etag, before.version)?;

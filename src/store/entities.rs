@@ -21,6 +21,8 @@ pub mod tenants {
         pub seated_members: i64,
         pub held_invitations: i64,
         pub seats_counted_until: i64,
+        /// Invitations in state pending, expired or not.
+        pub pending_invitations: i64,
         /// Changes with every change of the tenant's roles (see `store::roles::of_tenant`).
         pub roles_stamp: i64,
     }

@@ -6,6 +6,8 @@
 //! by the seat it takes or frees, in its own transaction, under the tenant lock. Invitations
 //! expire by the clock with no write, so readers subtract the ones that expired since
 //! `seats_counted_until`, and a seat check under the lock moves that instant to now.
+//! `pending_invitations` counts the pending ones, expired or not, so a write can skip looking
+//! for them when there are none.
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query, SimpleExpr};
 use sea_orm::{
@@ -54,6 +56,7 @@ fn to_active(tenant: &Tenant) -> tenants::ActiveModel {
         seated_members: NotSet,
         held_invitations: NotSet,
         seats_counted_until: NotSet,
+        pending_invitations: NotSet,
         // Written only by the triggers on roles.
         roles_stamp: NotSet,
     }
@@ -84,15 +87,41 @@ async fn lock_row<C: ConnectionTrait>(conn: &C, id: Uuid) -> Result<tenants::Mod
         .ok_or(DomainError::TenantNotFound)
 }
 
-/// `lock`, and the tenant's roles as of the locked row: read again only when they changed
-/// since this process last read them.
+/// The seat and invitation counters of a locked tenant row, as its newest version holds them:
+/// current for the transaction holding the lock until that transaction changes them.
+#[derive(Clone, Copy, Debug)]
+pub struct Counters {
+    seated_members: i64,
+    held_invitations: i64,
+    pending_invitations: i64,
+}
+
+impl Counters {
+    fn of(model: &tenants::Model) -> Counters {
+        Counters {
+            seated_members: model.seated_members,
+            held_invitations: model.held_invitations,
+            pending_invitations: model.pending_invitations,
+        }
+    }
+
+    /// Whether the tenant has pending invitations (expired or not) as locked: none means a
+    /// write that has not invited anyone yet need not look for one.
+    pub fn has_pending_invitations(&self) -> bool {
+        self.pending_invitations > 0
+    }
+}
+
+/// `lock`, with the locked row's counters, and the tenant's roles as of the locked row: read
+/// again only when they changed since this process last read them.
 pub async fn lock_with_roles<C: ConnectionTrait>(
     conn: &C,
     id: Uuid,
-) -> Result<(Tenant, TenantRoles), DomainError> {
+) -> Result<(Tenant, TenantRoles, Counters), DomainError> {
     let model = lock_row(conn, id).await?;
     let roles = super::roles::of_tenant(conn, id, model.roles_stamp).await?;
-    Ok((to_domain(model)?, roles))
+    let counters = Counters::of(&model);
+    Ok((to_domain(model)?, roles, counters))
 }
 
 /// `get`, and the tenant's roles in the same snapshot (`conn` is one), read again only when
@@ -114,6 +143,7 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, tenant: &Tenant) -> Result<(),
     let mut row = to_active(tenant);
     row.seated_members = Set(0);
     row.held_invitations = Set(0);
+    row.pending_invitations = Set(0);
     row.seats_counted_until = Set(tenant.created_at);
     tenants::Entity::insert(row)
         .exec(conn)
@@ -192,16 +222,27 @@ pub async fn seat_usage<C: ConnectionTrait>(
 }
 
 /// Refuses when `wanted` more seats do not fit. Tenants without a limit skip the check.
-/// Under the tenant lock, so it also moves `seats_counted_until` to now, taking what expired
-/// meanwhile out of `held_invitations`: one statement that writes the locked row and returns
-/// the usage.
+/// Under the tenant lock, with `counters` as this transaction locked them and before it moved
+/// them. When no invitation holds a seat the locked row is the usage, and nothing is read;
+/// otherwise it also moves `seats_counted_until` to now, taking what expired meanwhile out of
+/// `held_invitations`: one statement that writes the locked row and returns the usage.
+/// (With none held, leaving `seats_counted_until` behind is right too: no pending invitation
+/// expires after it, so none is counted that would have to be taken out later.)
 pub async fn ensure_seats<C: ConnectionTrait>(
     conn: &C,
     tenant: &Tenant,
+    counters: &Counters,
     wanted: i64,
 ) -> Result<(), DomainError> {
     if tenant.seat_limit.is_none() {
         return Ok(());
+    }
+    if counters.held_invitations == 0 {
+        return SeatUsage {
+            used: counters.seated_members,
+            limit: tenant.seat_limit.map(i64::from),
+        }
+        .ensure_room_for(wanted);
     }
     use tenants::Column;
     let now = now_micros();
@@ -253,7 +294,8 @@ pub(super) async fn count_members<C: ConnectionTrait>(
 /// Moves an invitation's seat in `held_invitations` from `before` to `after` (either absent
 /// for an insert or a delete): a pending invitation is counted when it expires after
 /// `seats_counted_until`, which the statement compares in the database so it holds whatever
-/// another writer moved it to.
+/// another writer moved it to. `pending_invitations` moves in the same statement when the
+/// change enters or leaves the pending state.
 pub(super) async fn count_invitation<C: ConnectionTrait>(
     conn: &C,
     tenant_id: Uuid,
@@ -274,11 +316,23 @@ pub(super) async fn count_invitation<C: ConnectionTrait>(
         (Some(removed), None) => Expr::col(Column::HeldInvitations).sub(removed),
         (Some(removed), Some(added)) => Expr::col(Column::HeldInvitations).add(added).sub(removed),
     };
-    let update = Query::update()
+    let pending = |invitation: Option<&Invitation>| {
+        i64::from(invitation.is_some_and(|i| i.state == InvitationState::Pending))
+    };
+    let mut update = Query::update();
+    update
         .table(tenants::Entity)
         .value(Column::HeldInvitations, delta)
-        .and_where(Column::Id.eq(tenant_id))
-        .to_owned();
+        .and_where(Column::Id.eq(tenant_id));
+    match pending(after) - pending(before) {
+        0 => {}
+        moved => {
+            update.value(
+                Column::PendingInvitations,
+                Expr::col(Column::PendingInvitations).add(moved),
+            );
+        }
+    }
     conn.execute(&update).await.map_err(db_error)?;
     Ok(())
 }
@@ -297,10 +351,17 @@ pub async fn recount_seats<C: ConnectionTrait>(
         .await
         .map_err(db_error)?;
     let invited = super::invitations::count_pending(conn, tenant_id, now).await?;
+    let pending = invitations::Entity::find()
+        .filter(invitations::Column::TenantId.eq(tenant_id))
+        .filter(invitations::Column::State.eq(InvitationState::Pending.as_str()))
+        .count(conn)
+        .await
+        .map_err(db_error)?;
     let update = Query::update()
         .table(tenants::Entity)
         .value(tenants::Column::SeatedMembers, members as i64)
         .value(tenants::Column::HeldInvitations, invited)
+        .value(tenants::Column::PendingInvitations, pending as i64)
         .value(tenants::Column::SeatsCountedUntil, now)
         .and_where(tenants::Column::Id.eq(tenant_id))
         .to_owned();

@@ -2749,6 +2749,8 @@ async fn store_tenant_of_an_earlier_version(
         seated_members: Set(0),
         held_invitations: Set(0),
         seats_counted_until: Set(0),
+        // Added after this version.
+        pending_invitations: sea_orm::NotSet,
         roles_stamp: Set(0),
     })
     .exec(conn)
@@ -2789,7 +2791,10 @@ async fn migrating_an_earlier_database_grants_groups_manage_to_the_presets_roles
         let store = membership_service::store::Store::connect(&database.url, 1)
             .await
             .unwrap();
-        let earlier = Migrator::migrations().len() as u32 - 1;
+        let earlier = Migrator::migrations()
+            .iter()
+            .position(|m| m.name() == "m20261207_000001_groups")
+            .expect("the groups migration") as u32;
         Migrator::up(store.connection(), Some(earlier))
             .await
             .unwrap();

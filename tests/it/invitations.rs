@@ -2492,6 +2492,49 @@ async fn linking_an_invited_email_directly_closes_its_pending_invitation() {
     assert_refused(late, Code::FailedPrecondition, "INVITATION_NOT_PENDING");
 }
 
+#[tokio::test]
+async fn a_new_member_closes_its_emails_expired_invitation_too() {
+    let server = TestServer::start().await;
+    let tenant = enterprise(&server, Some(3)).await;
+    let user_id = user();
+    let email = member_email(user_id);
+    let stale = invited(&server, &tenant, &email, "member").await;
+    expire(&server, &stale.token).await;
+    // Expired but still stored as pending: the tenant's pending count says there is one to close.
+    let head = server.head().await;
+    let mut request = new_member(&tenant, user_id, "member");
+    request.email = email.clone();
+    server
+        .members()
+        .await
+        .create_membership(as_system(request))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.event_types_after(head).await,
+        ["membership.created", "invitation.revoked"]
+    );
+    let invitation = get_invitation(
+        &server,
+        &tenant,
+        &stale.invitation.as_ref().unwrap().invitation_id,
+    )
+    .await;
+    assert_eq!(invitation.state, pb::InvitationState::Revoked as i32);
+
+    // With nothing pending, a new member closes nothing.
+    let head = server.head().await;
+    let other = user();
+    server
+        .members()
+        .await
+        .create_membership(as_system(new_member(&tenant, other, "member")))
+        .await
+        .unwrap();
+    assert_eq!(server.event_types_after(head).await, ["membership.created"]);
+    assert_eq!(seat_usage(&server, &tenant).await.used, 3);
+}
+
 // Emails are compared in one canonical form (docs/invitations-and-domains.md, "One canonical form
 // per address"): the domain through IDNA to ASCII, lower-case; in the local part only ASCII
 // letters lower-cased. Characters that only look alike, or that full Unicode case folding would

@@ -1,7 +1,8 @@
 //! Seat counters (DESIGN rule 4): the tenant row's counters, moved in the transaction of every
 //! change that takes or frees a seat, always equal a full recount of the tenant's members and
 //! pending, unexpired invitations — under concurrent invites, accepts, revokes, expiries,
-//! resends, removals, leaves, suspensions, auto-joins and limit changes.
+//! resends, removals, leaves, suspensions, auto-joins and limit changes. The count of pending
+//! invitations, expired or not, is checked the same way.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -325,6 +326,25 @@ impl Workload {
             .await;
         (used, listed, counted)
     }
+
+    /// The tenant's count of pending invitations (expired or not) and the rows it counts.
+    async fn pending_counter_and_rows(&self) -> (i64, i64) {
+        let id = self.server.uuid_literal(&self.tenant.id);
+        let counter = self
+            .server
+            .scalar(&format!(
+                "SELECT pending_invitations AS n FROM tenants WHERE id = {id}"
+            ))
+            .await;
+        let rows = self
+            .server
+            .scalar(&format!(
+                "SELECT COUNT(*) AS n FROM invitations WHERE tenant_id = {id} \
+                 AND state = 'pending'"
+            ))
+            .await;
+        (counter, rows)
+    }
 }
 
 async fn verified_auto_join_domain(
@@ -426,6 +446,11 @@ async fn seat_counters_equal_a_full_recount_under_concurrent_changes() {
             assert_eq!(
                 listed, counted,
                 "round {round}: the member list disagrees with the tables (seed {seed})"
+            );
+            let (counter, rows) = workload.pending_counter_and_rows().await;
+            assert_eq!(
+                counter, rows,
+                "round {round}: the pending-invitations counter drifted (seed {seed})"
             );
         }
     }
