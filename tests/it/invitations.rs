@@ -2535,6 +2535,68 @@ async fn a_new_member_closes_its_emails_expired_invitation_too() {
     assert_eq!(seat_usage(&server, &tenant).await.used, 3);
 }
 
+/// A database written before the tenants' count of pending invitations existed gets it from the
+/// migration, expired invitations still pending included and revoked ones not: a new member then
+/// closes its email's stale invitation.
+#[tokio::test]
+async fn the_migration_counts_the_pending_invitations_a_database_already_has() {
+    use migration::{Migrator, MigratorTrait};
+    let database = Arc::new(TestDatabase::create().await);
+    let server = TestServer::start_shared(database.clone(), test_options()).await;
+    let tenant = enterprise(&server, Some(5)).await;
+    let user_id = user();
+    let email = member_email(user_id);
+    let stale = invited(&server, &tenant, &email, "member").await;
+    expire(&server, &stale.token).await;
+    invited(&server, &tenant, "pending@acme.example", "member").await;
+    let gone = invited(&server, &tenant, "revoked@acme.example", "member").await;
+    let gone_id = gone.invitation.unwrap().invitation_id;
+    invitations(&server)
+        .await
+        .revoke_invitation(as_user(revoke(&tenant, &gone_id), tenant.owner))
+        .await
+        .unwrap();
+    server.stop().await;
+
+    // Back to the version before the counter, then forward again.
+    let store = membership_service::store::Store::connect(&database.url, 1)
+        .await
+        .unwrap();
+    let migrations = Migrator::migrations();
+    let counter = migrations
+        .iter()
+        .position(|m| m.name() == "m20261208_000001_pending_invitations")
+        .expect("the pending-invitations migration");
+    let undone = (migrations.len() - counter) as u32;
+    Migrator::down(store.connection(), Some(undone))
+        .await
+        .unwrap();
+    Migrator::up(store.connection(), None).await.unwrap();
+    drop(store);
+
+    let server = TestServer::start_shared(database, test_options()).await;
+    let id = server.uuid_literal(&tenant.id);
+    let counted = server
+        .scalar(&format!(
+            "SELECT pending_invitations AS n FROM tenants WHERE id = {id}"
+        ))
+        .await;
+    assert_eq!(counted, 2, "the expired and the pending invitation");
+    let head = server.head().await;
+    let mut request = new_member(&tenant, user_id, "member");
+    request.email = email;
+    server
+        .members()
+        .await
+        .create_membership(as_system(request))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.event_types_after(head).await,
+        ["membership.created", "invitation.revoked"]
+    );
+}
+
 // Emails are compared in one canonical form (docs/invitations-and-domains.md, "One canonical form
 // per address"): the domain through IDNA to ASCII, lower-case; in the local part only ASCII
 // letters lower-cased. Characters that only look alike, or that full Unicode case folding would
