@@ -16,6 +16,7 @@ mod m20261205_000001_event_sequencer;
 mod m20261206_000001_roles_stamp;
 mod m20261207_000001_groups;
 mod m20261208_000001_pending_invitations;
+mod m20261208_000002_sqlite_text_search_without_copy;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_roles_stamp::Migration),
             Box::new(m20261207_000001_groups::Migration),
             Box::new(m20261208_000001_pending_invitations::Migration),
+            Box::new(m20261208_000002_sqlite_text_search_without_copy::Migration),
         ]
     }
 }

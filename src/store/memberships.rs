@@ -25,7 +25,7 @@ fn full_text_match(query: &TextQuery) -> Option<String> {
     let phrase = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
     (query.email.chars().count() >= 3 && query.name.chars().count() >= 3).then(|| {
         format!(
-            "email : {} OR name : {}",
+            "email : {} OR search_name : {}",
             phrase(&query.email),
             phrase(&query.name)
         )

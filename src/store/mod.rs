@@ -362,8 +362,12 @@ impl Store {
         }
     }
 
-    /// Applies every pending migration. On PostgreSQL the migrations run in one transaction
-    /// holding an advisory lock, so replicas starting together migrate once, one after another.
+    /// Applies every pending migration, all in one transaction on one connection. On
+    /// PostgreSQL it holds an advisory lock, so replicas starting together migrate once, one
+    /// after another; on SQLite it takes the write lock first (`BEGIN IMMEDIATE`), for the same
+    /// reason. (Statements spread over a pool's connections could meet one whose view of the
+    /// schema is older than the statement before: a trigger dropped and created again is then
+    /// found still there.)
     pub async fn migrate(&self) -> Result<(), DbErr> {
         use migration::MigratorTrait as _;
         match self.backend() {
@@ -375,7 +379,18 @@ impl Store {
                 txn.commit().await?;
                 self.warn_unless_text_search_indexed().await
             }
-            _ => migration::Migrator::up(&self.db, None).await,
+            _ => {
+                let txn = self
+                    .db
+                    .begin_with_options(TransactionOptions {
+                        isolation_level: None,
+                        access_mode: None,
+                        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                    })
+                    .await?;
+                migration::Migrator::up(&txn, None).await?;
+                txn.commit().await
+            }
         }
     }
 

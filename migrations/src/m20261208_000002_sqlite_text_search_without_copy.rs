@@ -1,0 +1,107 @@
+//! SQLite's FTS5 index of members keeps no copy of the text and no per-row sizes: an external
+//! content table over `memberships` itself (`content_rowid = search_id`), with `columnsize = 0`.
+//! Every query of the index asks only for row ids and leaves the exact match to the service's
+//! own `LIKE`, so the copy (a row in `member_search_content` for every member) and the sizes (a
+//! row in `member_search_docsize`, kept for ranking, which nothing asks for) were two writes of
+//! every member insert that nothing read. Measured in the write benchmark: about a tenth more
+//! CreateMembership calls per second on SQLite (`docs/benchmarks.md`).
+//!
+//! An external content index must be told what it indexed when a row leaves it: the update and
+//! delete triggers pass the old values with FTS5's `delete` command. The column `name` is now
+//! `search_name`, the content column it indexes.
+//!
+//! On PostgreSQL this migration does nothing.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+const DROP: [&str; 4] = [
+    "DROP TRIGGER IF EXISTS member_search_delete",
+    "DROP TRIGGER IF EXISTS member_search_update",
+    "DROP TRIGGER IF EXISTS member_search_insert",
+    "DROP TABLE IF EXISTS member_search",
+];
+
+/// The id assignment of `m20261202_000001_sqlite_text_search`, unchanged: ids only grow, and
+/// SQLite's single writer means no two inserts read the same one.
+const ASSIGN_SEARCH_ID: &str = "UPDATE memberships
+            SET search_id = (SELECT COALESCE(MAX(search_id), 0) + 1 FROM memberships)
+          WHERE rowid = new.rowid;";
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let insert = format!(
+            "CREATE TRIGGER member_search_insert AFTER INSERT ON memberships BEGIN
+                 {ASSIGN_SEARCH_ID}
+                 INSERT INTO member_search (rowid, email, search_name)
+                     SELECT search_id, new.email, new.search_name FROM memberships
+                      WHERE rowid = new.rowid;
+             END"
+        );
+        let up = [
+            "CREATE VIRTUAL TABLE member_search USING fts5 (email, search_name, \
+                 content = 'memberships', content_rowid = 'search_id', columnsize = 0, \
+                 tokenize = 'trigram case_sensitive 1')",
+            "INSERT INTO member_search (member_search) VALUES ('rebuild')",
+            &insert,
+            "CREATE TRIGGER member_search_update AFTER UPDATE OF email, search_name ON memberships
+             WHEN old.email IS NOT new.email OR old.search_name IS NOT new.search_name BEGIN
+                 INSERT INTO member_search (member_search, rowid, email, search_name)
+                     VALUES ('delete', old.search_id, old.email, old.search_name);
+                 INSERT INTO member_search (rowid, email, search_name)
+                     VALUES (new.search_id, new.email, new.search_name);
+             END",
+            "CREATE TRIGGER member_search_delete AFTER DELETE ON memberships BEGIN
+                 INSERT INTO member_search (member_search, rowid, email, search_name)
+                     VALUES ('delete', old.search_id, old.email, old.search_name);
+             END",
+        ];
+        run(manager, DROP.iter().copied().chain(up)).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let insert = format!(
+            "CREATE TRIGGER member_search_insert AFTER INSERT ON memberships BEGIN
+                 {ASSIGN_SEARCH_ID}
+                 INSERT INTO member_search (rowid, email, name)
+                     SELECT search_id, new.email, new.search_name FROM memberships
+                      WHERE rowid = new.rowid;
+             END"
+        );
+        let earlier = [
+            "CREATE VIRTUAL TABLE member_search USING fts5 \
+                 (email, name, tokenize = 'trigram case_sensitive 1')",
+            "INSERT INTO member_search (rowid, email, name) \
+                 SELECT search_id, email, search_name FROM memberships",
+            &insert,
+            "CREATE TRIGGER member_search_update AFTER UPDATE OF email, search_name ON memberships
+             WHEN old.email IS NOT new.email OR old.search_name IS NOT new.search_name BEGIN
+                 UPDATE member_search SET email = new.email, name = new.search_name
+                  WHERE rowid = old.search_id;
+             END",
+            "CREATE TRIGGER member_search_delete AFTER DELETE ON memberships BEGIN
+                 DELETE FROM member_search WHERE rowid = old.search_id;
+             END",
+        ];
+        run(manager, DROP.iter().copied().chain(earlier)).await
+    }
+}
+
+async fn run<'a>(
+    manager: &SchemaManager<'_>,
+    statements: impl Iterator<Item = &'a str>,
+) -> Result<(), DbErr> {
+    if manager.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        return Ok(());
+    }
+    for statement in statements {
+        manager
+            .get_connection()
+            .execute_unprepared(statement)
+            .await?;
+    }
+    Ok(())
+}
