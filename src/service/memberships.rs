@@ -283,18 +283,8 @@ impl Services {
                         return Err(DomainError::OwnerRoleReserved);
                     }
                     access.require_grant(role)?;
-                    let existing =
-                        store::memberships::find(&tx.txn, &roles, tenant.id, command.user_id)
-                            .await?;
-                    if let Some((member, _)) = &existing
-                        && member.status != MembershipStatus::Left
-                    {
-                        return Err(DomainError::MemberExists);
-                    }
-                    store::tenants::ensure_seats(&tx.txn, &tenant, &counters, 1).await?;
                     let now = now_micros();
-                    let before = existing.map(|(member, _)| member);
-                    let membership = Membership {
+                    let joining = Membership {
                         status: command.status,
                         member_type: command.member_type,
                         source: command.source,
@@ -308,11 +298,32 @@ impl Services {
                             &role.name,
                             now,
                         )
+                    };
+                    // A new member is one statement; a row already there is read: a member,
+                    // refused, or one who left, who comes back on it, keeping its history.
+                    let before = if store::memberships::insert_unless_present(&tx.txn, &joining)
+                        .await?
+                    {
+                        None
+                    } else {
+                        let (member, _) =
+                            store::memberships::find(&tx.txn, &roles, tenant.id, command.user_id)
+                                .await?
+                                .ok_or(DomainError::Conflict)?;
+                        if member.status != MembershipStatus::Left {
+                            return Err(DomainError::MemberExists);
+                        }
+                        Some(member)
+                    };
+                    store::tenants::ensure_seats(&tx.txn, &tenant, &counters, 1).await?;
+                    let membership = joining.returning(before.as_ref());
+                    match &before {
+                        None => store::memberships::joined(&tx.txn, &membership, role.id).await?,
+                        Some(_) => {
+                            store::memberships::join(&tx.txn, before.as_ref(), &membership, role.id)
+                                .await?
+                        }
                     }
-                    .returning(before.as_ref());
-                    // A member who left comes back on the same row, keeping its history.
-                    store::memberships::join(&tx.txn, before.as_ref(), &membership, role.id)
-                        .await?;
                     tx.remember_request(
                         CREATE_MEMBERSHIP,
                         command.request_id.as_deref(),

@@ -317,6 +317,33 @@ pub async fn save<C: ConnectionTrait>(
     }
 }
 
+/// Inserts a new member's row unless the tenant has one for the user already (a member, or one
+/// who left): `false` then, and nothing is written. One statement for the common case instead of
+/// a lookup and an insert; [`joined`] then counts the seat and binds the role.
+pub async fn insert_unless_present<C: ConnectionTrait>(
+    conn: &C,
+    m: &Membership,
+) -> Result<bool, DomainError> {
+    let inserted = memberships::Entity::insert(to_active(m))
+        .on_conflict_do_nothing_on([memberships::Column::TenantId, memberships::Column::UserId])
+        .exec_without_returning(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(rows) if rows > 0))
+}
+
+/// Completes the join of a member [`insert_unless_present`] inserted: its seat and its one role
+/// `role_id`, bound as of the membership's update time.
+pub async fn joined<C: ConnectionTrait>(
+    conn: &C,
+    member: &Membership,
+    role_id: Uuid,
+) -> Result<(), DomainError> {
+    tenants::count_members(conn, member.tenant_id, seats_of(member)).await?;
+    let subject = BindingSubject::User(member.user_id);
+    bindings::bind(conn, member.tenant_id, subject, role_id, member.updated_at).await
+}
+
 /// Saves a member who joins (or comes back, over `before`) with the one role `role_id`, bound
 /// as of the membership's update time.
 pub async fn join<C: ConnectionTrait>(

@@ -159,10 +159,17 @@ async fn rule_6_direct_creation_respects_seats_and_existing_members() {
     let existing = add_member(&server, &tenant, "member").await;
     assert_eq!(seats(&server, &tenant).await, (2, Some(2)));
 
+    let refused_user = user();
     let full = members
-        .create_membership(as_system(new_member(&tenant, user(), "member")))
+        .create_membership(as_system(new_member(&tenant, refused_user, "member")))
         .await;
     let status = assert_refused(full, Code::ResourceExhausted, "SEAT_LIMIT_REACHED");
+    // Refused after its row was written: the row went with the refusal.
+    let gone = get_member(&server, &tenant, refused_user).await;
+    assert_refused(gone, Code::NotFound, "MEMBERSHIP_NOT_FOUND");
+    let id = server.uuid_literal(&tenant.id);
+    let rows = format!("SELECT COUNT(*) AS n FROM memberships WHERE tenant_id = {id}");
+    assert_eq!(server.scalar(&rows).await, 2);
     let info = status.get_details_error_info().unwrap();
     assert_eq!(
         info.metadata.get("seats_missing").map(String::as_str),
