@@ -65,7 +65,8 @@ impl MigrationTrait for Migration {
     }
 }
 
-async fn run(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+/// Runs `statements` in order on SQLite; nothing on PostgreSQL.
+pub(crate) async fn run(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
     if manager.get_database_backend() != sea_orm::DbBackend::Sqlite {
         return Ok(());
     }

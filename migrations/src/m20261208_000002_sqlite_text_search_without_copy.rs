@@ -15,6 +15,8 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::m20261202_000001_sqlite_text_search::run;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -25,23 +27,26 @@ const DROP: [&str; 4] = [
     "DROP TABLE IF EXISTS member_search",
 ];
 
-/// The id assignment of `m20261202_000001_sqlite_text_search`, unchanged: ids only grow, and
+/// The insert trigger, indexing `search_name` as the index's column `column`. Its id
+/// assignment is that of `m20261202_000001_sqlite_text_search`, unchanged: ids only grow, and
 /// SQLite's single writer means no two inserts read the same one.
-const ASSIGN_SEARCH_ID: &str = "UPDATE memberships
-            SET search_id = (SELECT COALESCE(MAX(search_id), 0) + 1 FROM memberships)
-          WHERE rowid = new.rowid;";
+fn insert_trigger(column: &str) -> String {
+    format!(
+        "CREATE TRIGGER member_search_insert AFTER INSERT ON memberships BEGIN
+             UPDATE memberships
+                SET search_id = (SELECT COALESCE(MAX(search_id), 0) + 1 FROM memberships)
+              WHERE rowid = new.rowid;
+             INSERT INTO member_search (rowid, email, {column})
+                 SELECT search_id, new.email, new.search_name FROM memberships
+                  WHERE rowid = new.rowid;
+         END"
+    )
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let insert = format!(
-            "CREATE TRIGGER member_search_insert AFTER INSERT ON memberships BEGIN
-                 {ASSIGN_SEARCH_ID}
-                 INSERT INTO member_search (rowid, email, search_name)
-                     SELECT search_id, new.email, new.search_name FROM memberships
-                      WHERE rowid = new.rowid;
-             END"
-        );
+        let insert = insert_trigger("search_name");
         let up = [
             "CREATE VIRTUAL TABLE member_search USING fts5 (email, search_name, \
                  content = 'memberships', content_rowid = 'search_id', columnsize = 0, \
@@ -60,18 +65,12 @@ impl MigrationTrait for Migration {
                      VALUES ('delete', old.search_id, old.email, old.search_name);
              END",
         ];
-        run(manager, DROP.iter().copied().chain(up)).await
+        let statements: Vec<&str> = DROP.iter().copied().chain(up).collect();
+        run(manager, &statements).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let insert = format!(
-            "CREATE TRIGGER member_search_insert AFTER INSERT ON memberships BEGIN
-                 {ASSIGN_SEARCH_ID}
-                 INSERT INTO member_search (rowid, email, name)
-                     SELECT search_id, new.email, new.search_name FROM memberships
-                      WHERE rowid = new.rowid;
-             END"
-        );
+        let insert = insert_trigger("name");
         let earlier = [
             "CREATE VIRTUAL TABLE member_search USING fts5 \
                  (email, name, tokenize = 'trigram case_sensitive 1')",
@@ -87,22 +86,7 @@ impl MigrationTrait for Migration {
                  DELETE FROM member_search WHERE rowid = old.search_id;
              END",
         ];
-        run(manager, DROP.iter().copied().chain(earlier)).await
+        let statements: Vec<&str> = DROP.iter().copied().chain(earlier).collect();
+        run(manager, &statements).await
     }
-}
-
-async fn run<'a>(
-    manager: &SchemaManager<'_>,
-    statements: impl Iterator<Item = &'a str>,
-) -> Result<(), DbErr> {
-    if manager.get_database_backend() != sea_orm::DbBackend::Sqlite {
-        return Ok(());
-    }
-    for statement in statements {
-        manager
-            .get_connection()
-            .execute_unprepared(statement)
-            .await?;
-    }
-    Ok(())
 }

@@ -204,6 +204,21 @@ pub async fn count_pending<C: ConnectionTrait>(
     Ok(count as i64)
 }
 
+/// Invitations of the tenant in state pending, expired or not: what `pending_invitations`
+/// counts.
+pub async fn count_stored_pending<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+) -> Result<i64, DomainError> {
+    let count = invitations::Entity::find()
+        .filter(invitations::Column::TenantId.eq(tenant_id))
+        .filter(pending())
+        .count(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(count as i64)
+}
+
 /// The invitations `found` selects, with their roles' names.
 async fn read_all<C: ConnectionTrait>(
     conn: &C,

@@ -42,6 +42,14 @@ use bounded::{Bounded, within};
 /// Advisory lock key taken while migrating PostgreSQL ("memb" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6d656d62;
 
+/// How a writing transaction begins: on SQLite with the write lock taken at once (`BEGIN
+/// IMMEDIATE`), so it never fails to upgrade a read lock halfway; on PostgreSQL as any other.
+const WRITING: TransactionOptions = TransactionOptions {
+    isolation_level: None,
+    access_mode: None,
+    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+};
+
 /// How the store connects.
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {
@@ -380,14 +388,7 @@ impl Store {
                 self.warn_unless_text_search_indexed().await
             }
             _ => {
-                let txn = self
-                    .db
-                    .begin_with_options(TransactionOptions {
-                        isolation_level: None,
-                        access_mode: None,
-                        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                    })
-                    .await?;
+                let txn = self.db.begin_with_options(WRITING).await?;
                 migration::Migrator::up(&txn, None).await?;
                 txn.commit().await
             }
@@ -553,15 +554,10 @@ impl Store {
         &self,
     ) -> Result<(Option<tokio::sync::OwnedMutexGuard<()>>, Transaction), DomainError> {
         let turn = self.write_turn().await;
-        let options = TransactionOptions {
-            isolation_level: None,
-            access_mode: None,
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        };
         let db = self.db.clone();
         let timeout = self.timeout;
         let txn =
-            uncancellable(async move { within(timeout, db.begin_with_options(options)).await })
+            uncancellable(async move { within(timeout, db.begin_with_options(WRITING)).await })
                 .await?
                 .map_err(db_error)?;
         Ok((turn, Bounded::new(txn, timeout)))

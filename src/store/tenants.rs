@@ -351,17 +351,12 @@ pub async fn recount_seats<C: ConnectionTrait>(
         .await
         .map_err(db_error)?;
     let invited = super::invitations::count_pending(conn, tenant_id, now).await?;
-    let pending = invitations::Entity::find()
-        .filter(invitations::Column::TenantId.eq(tenant_id))
-        .filter(invitations::Column::State.eq(InvitationState::Pending.as_str()))
-        .count(conn)
-        .await
-        .map_err(db_error)?;
+    let pending = super::invitations::count_stored_pending(conn, tenant_id).await?;
     let update = Query::update()
         .table(tenants::Entity)
         .value(tenants::Column::SeatedMembers, members as i64)
         .value(tenants::Column::HeldInvitations, invited)
-        .value(tenants::Column::PendingInvitations, pending as i64)
+        .value(tenants::Column::PendingInvitations, pending)
         .value(tenants::Column::SeatsCountedUntil, now)
         .and_where(tenants::Column::Id.eq(tenant_id))
         .to_owned();

@@ -308,6 +308,26 @@ fn member_email(user_id: Uuid) -> String {
     format!("user-{}@acme.example", user_id.simple())
 }
 
+/// Links `user_id` with `email` directly, as a system caller (SCIM, say) would; the types of
+/// the events the call wrote.
+async fn link_directly(
+    server: &TestServer,
+    tenant: &Tenant,
+    user_id: Uuid,
+    email: &str,
+) -> Vec<String> {
+    let head = server.head().await;
+    let mut request = new_member(tenant, user_id, "member");
+    request.email = email.into();
+    server
+        .members()
+        .await
+        .create_membership(as_system(request))
+        .await
+        .unwrap();
+    server.event_types_after(head).await
+}
+
 #[tokio::test]
 async fn accepting_makes_an_active_member_with_the_invited_role() {
     let server = TestServer::start().await;
@@ -2459,17 +2479,8 @@ async fn linking_an_invited_email_directly_closes_its_pending_invitation() {
     assert_eq!(seat_usage(&server, &tenant).await.used, 2);
 
     // The person arrives another way (SCIM): one membership, one seat, no INVITED duplicate.
-    let head = server.head().await;
-    let mut request = new_member(&tenant, user_id, "member");
-    request.email = email.clone();
-    server
-        .members()
-        .await
-        .create_membership(as_system(request))
-        .await
-        .unwrap();
     assert_eq!(
-        server.event_types_after(head).await,
+        link_directly(&server, &tenant, user_id, &email).await,
         ["membership.created", "invitation.revoked"]
     );
     assert_eq!(seat_usage(&server, &tenant).await.used, 2);
@@ -2501,17 +2512,8 @@ async fn a_new_member_closes_its_emails_expired_invitation_too() {
     let stale = invited(&server, &tenant, &email, "member").await;
     expire(&server, &stale.token).await;
     // Expired but still stored as pending: the tenant's pending count says there is one to close.
-    let head = server.head().await;
-    let mut request = new_member(&tenant, user_id, "member");
-    request.email = email.clone();
-    server
-        .members()
-        .await
-        .create_membership(as_system(request))
-        .await
-        .unwrap();
     assert_eq!(
-        server.event_types_after(head).await,
+        link_directly(&server, &tenant, user_id, &email).await,
         ["membership.created", "invitation.revoked"]
     );
     let invitation = get_invitation(
@@ -2582,17 +2584,8 @@ async fn the_migration_counts_the_pending_invitations_a_database_already_has() {
         ))
         .await;
     assert_eq!(counted, 2, "the expired and the pending invitation");
-    let head = server.head().await;
-    let mut request = new_member(&tenant, user_id, "member");
-    request.email = email;
-    server
-        .members()
-        .await
-        .create_membership(as_system(request))
-        .await
-        .unwrap();
     assert_eq!(
-        server.event_types_after(head).await,
+        link_directly(&server, &tenant, user_id, &email).await,
         ["membership.created", "invitation.revoked"]
     );
 }
