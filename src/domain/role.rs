@@ -39,6 +39,21 @@ impl TenantRoles {
         self.0.iter().find(|r| r.id == id)
     }
 
+    /// The role of that name, or ROLE_NOT_FOUND.
+    pub fn named(&self, name: &str) -> Result<&Role, DomainError> {
+        self.by_name(name)
+            .ok_or_else(|| DomainError::RoleNotFound(name.to_string()))
+    }
+
+    /// A role a request may bind (create, invite, bind, set, keep after a transfer): any but
+    /// the owner role, which moves only by TransferOwnership (rules 22 and 27).
+    pub fn bindable(&self, name: &str) -> Result<&Role, DomainError> {
+        match self.named(name)? {
+            role if role.is_owner => Err(DomainError::OwnerRoleReserved),
+            role => Ok(role),
+        }
+    }
+
     pub fn owner_role(&self) -> Option<&Role> {
         self.0.iter().find(|r| r.is_owner)
     }

@@ -1,7 +1,7 @@
-//! What the caller may do in one tenant (DESIGN rules 13 and 14), computed inside the request's
-//! transaction from the caller's own membership and role bindings. Every use case decides here;
-//! [`super::authz`] answers CheckPermission for other services from a cache, by the same
-//! permissions of the same bindings.
+//! What the caller may do in one tenant (DESIGN rules 13, 14 and 26), computed inside the
+//! request's transaction from the caller's own membership and role bindings. Every use case
+//! decides here; [`super::authz`] answers CheckPermission for other services from a cache, by
+//! the same permissions of the same bindings.
 
 use std::collections::HashMap;
 
@@ -146,11 +146,43 @@ impl Access {
         if role.permissions.contains(Permission::MembersManage) {
             self.require(Permission::AdminsManage)?;
         }
-        match role
-            .permissions
-            .iter()
-            .find(|p| !self.permissions.contains(*p))
-        {
+        self.require_all(role.permissions)
+    }
+
+    /// Defining a role with `permissions` needs each of them (no escalation), and
+    /// `admins.manage` when they include `members.manage`.
+    pub fn require_define(&self, permissions: PermissionSet) -> Result<(), DomainError> {
+        self.require(Permission::RolesManage)?;
+        self.require_all(permissions)?;
+        if permissions.contains(Permission::MembersManage) {
+            self.require(Permission::AdminsManage)?;
+        }
+        Ok(())
+    }
+
+    /// Moving `roles` (a group's) to or from members whose own permissions are `targets` is
+    /// binding or unbinding each role to each of them: `groups.manage`, the rights to grant
+    /// each role, and the rights to act on each member (rule 26).
+    pub fn require_group_grant<'a>(
+        &self,
+        roles: &[&Role],
+        targets: impl IntoIterator<Item = &'a PermissionSet>,
+    ) -> Result<(), DomainError> {
+        self.require(Permission::GroupsManage)?;
+        if roles.is_empty() {
+            return Ok(());
+        }
+        for role in roles {
+            self.require_grant(role)?;
+        }
+        for target in targets {
+            self.require_manage(*target)?;
+        }
+        Ok(())
+    }
+
+    fn require_all(&self, permissions: PermissionSet) -> Result<(), DomainError> {
+        match permissions.iter().find(|p| !self.permissions.contains(*p)) {
             Some(missing) => Err(DomainError::PermissionDenied(missing)),
             None => Ok(()),
         }

@@ -255,10 +255,7 @@ impl Services {
                         {
                             return Ok(Some(JoinOutcome::NoSeat));
                         }
-                        let role = roles
-                            .by_name(MEMBER_ROLE)
-                            .ok_or_else(|| DomainError::RoleNotFound(MEMBER_ROLE.into()))?
-                            .clone();
+                        let role = roles.named(MEMBER_ROLE)?.clone();
                         let now = now_micros();
                         let membership = Membership::joining(
                             (tenant_id, user_id),

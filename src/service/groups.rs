@@ -87,27 +87,6 @@ pub struct ListGroupMembers {
 /// What AddGroupMembers or RemoveGroupMembers did: one outcome per user id, and the group.
 pub type MembersChanged = (Vec<(Uuid, MemberOutcome)>, Group);
 
-/// Moving `roles` (a group's) to or from members whose own permissions are `targets` is
-/// binding or unbinding each role to each of them: `groups.manage`, the rights to grant each
-/// role, and the rights to act on each member (rule 26).
-pub(crate) fn require_group_grant<'a>(
-    access: &Access,
-    roles: &[&Role],
-    targets: impl IntoIterator<Item = &'a PermissionSet>,
-) -> Result<(), DomainError> {
-    access.require(Permission::GroupsManage)?;
-    if roles.is_empty() {
-        return Ok(());
-    }
-    for role in roles {
-        access.require_grant(role)?;
-    }
-    for target in targets {
-        access.require_manage(*target)?;
-    }
-    Ok(())
-}
-
 /// The roles of `role_ids` in the tenant.
 fn roles_of<'r>(roles: &'r TenantRoles, role_ids: &[Uuid]) -> Vec<&'r Role> {
     role_ids.iter().filter_map(|id| roles.by_id(*id)).collect()
@@ -346,7 +325,7 @@ impl Services {
                 // decides who will hold them, so it needs the rights to grant them.
                 if after.external_id != before.external_id || after.name != before.name {
                     let bound = roles_of(&locked.roles, &role_ids);
-                    require_group_grant(&locked.access, &bound, [])?;
+                    locked.access.require_group_grant(&bound, [])?;
                 }
                 if let Some(key) = store::groups::taken_key(&tx.txn, &after).await? {
                     return Err(DomainError::GroupExists(key));
@@ -384,7 +363,7 @@ impl Services {
                     } else {
                         permissions_when_needed(&tx.txn, &locked, &members).await?
                     };
-                    require_group_grant(&locked.access, &bound, &targets)?;
+                    locked.access.require_group_grant(&bound, &targets)?;
                     if validate_only {
                         tx.roll_back_at_end();
                         return Ok(());
@@ -479,7 +458,7 @@ impl Services {
                 } else {
                     permissions_when_needed(&tx.txn, &locked, &changed).await?
                 };
-                require_group_grant(&locked.access, &bound, &targets)?;
+                locked.access.require_group_grant(&bound, &targets)?;
                 if changed.is_empty() {
                     return Ok((outcomes, group));
                 }

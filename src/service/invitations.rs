@@ -56,13 +56,7 @@ const CREATE_INVITATION: &str = "CreateInvitation";
 /// The role to invite with: it must exist, not be the owner role, and be grantable by the
 /// caller (rule 13: no escalation, `admins.manage` for roles holding `members.manage`).
 fn invitable_role(locked: &Locked, name: &str) -> Result<Role, DomainError> {
-    let role = locked
-        .roles
-        .by_name(name)
-        .ok_or_else(|| DomainError::RoleNotFound(name.to_string()))?;
-    if role.is_owner {
-        return Err(DomainError::OwnerRoleReserved);
-    }
+    let role = locked.roles.bindable(name)?;
     locked.access.require_grant(role)?;
     Ok(role.clone())
 }

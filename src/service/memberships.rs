@@ -276,12 +276,7 @@ impl Services {
                     {
                         return Ok(done);
                     }
-                    let role = roles
-                        .by_name(&command.role)
-                        .ok_or_else(|| DomainError::RoleNotFound(command.role.clone()))?;
-                    if role.is_owner {
-                        return Err(DomainError::OwnerRoleReserved);
-                    }
+                    let role = roles.bindable(&command.role)?;
                     access.require_grant(role)?;
                     let now = now_micros();
                     let joining = Membership {
@@ -528,13 +523,7 @@ impl Services {
                         .owner_role()
                         .ok_or_else(|| DomainError::Internal("tenant without owner role".into()))?
                         .clone();
-                    let kept_role = roles
-                        .by_name(&previous_owner_role)
-                        .ok_or_else(|| DomainError::RoleNotFound(previous_owner_role.clone()))?
-                        .clone();
-                    if kept_role.is_owner {
-                        return Err(DomainError::OwnerRoleReserved);
-                    }
+                    let kept_role = roles.bindable(&previous_owner_role)?.clone();
                     let owner_id = store::bindings::holders_of(
                         &tx.txn,
                         tenant.id,

@@ -31,28 +31,6 @@ pub struct RolePatch {
     pub permissions: Option<PermissionSet>,
 }
 
-/// Defining a role with `permissions` needs each of them (no escalation), and `admins.manage`
-/// when they include `members.manage`.
-fn require_define(access: &Access, permissions: PermissionSet) -> Result<(), DomainError> {
-    access.require(Permission::RolesManage)?;
-    if let Some(missing) = permissions
-        .iter()
-        .find(|p| !access.permissions.contains(*p))
-    {
-        return Err(DomainError::PermissionDenied(missing));
-    }
-    if permissions.contains(Permission::MembersManage) {
-        access.require(Permission::AdminsManage)?;
-    }
-    Ok(())
-}
-
-fn role_by_name<'r>(roles: &'r TenantRoles, name: &str) -> Result<&'r Role, DomainError> {
-    roles
-        .by_name(name)
-        .ok_or_else(|| DomainError::RoleNotFound(name.to_string()))
-}
-
 /// Removes then adds bindings of one member, one event per binding, each carrying the member's
 /// state before and after it; saves the membership once at the end.
 async fn change_bindings(
@@ -222,7 +200,7 @@ impl Services {
         RoleRef { tenant_id, name }: RoleRef,
     ) -> Result<Role, DomainError> {
         let roles = self.list_roles(caller, tenant_id).await?;
-        role_by_name(&roles, &name).cloned()
+        roles.named(&name).cloned()
     }
 
     pub async fn create_role(
@@ -237,7 +215,7 @@ impl Services {
     ) -> Result<(Role, EventCursor), DomainError> {
         self.write_locked(caller, tenant_id, move |tx, locked| {
             Box::pin(async move {
-                require_define(&locked.access, permissions)?;
+                locked.access.require_define(permissions)?;
                 if locked.roles.by_name(&name).is_some() {
                     return Err(DomainError::RoleExists(name));
                 }
@@ -274,19 +252,19 @@ impl Services {
     ) -> Result<(Role, EventCursor), DomainError> {
         self.write_locked(caller, tenant_id, move |tx, locked| {
             Box::pin(async move {
-                let before = role_by_name(&locked.roles, &name)?.clone();
+                let before = locked.roles.named(&name)?.clone();
                 if before.builtin {
                     return Err(DomainError::RoleBuiltin);
                 }
                 // Both what the role grants now and what it will grant must be within reach.
-                require_define(&locked.access, before.permissions)?;
+                locked.access.require_define(before.permissions)?;
                 check_etag(&etag, before.version)?;
                 let mut after = before.clone();
                 if let Some(description) = patch.description {
                     after.description = description;
                 }
                 if let Some(permissions) = patch.permissions {
-                    require_define(&locked.access, permissions)?;
+                    locked.access.require_define(permissions)?;
                     after.permissions = permissions;
                 }
                 tx.save(EventType::RoleUpdated, &before, after, now_micros())
@@ -309,11 +287,11 @@ impl Services {
     ) -> Result<(usize, EventCursor), DomainError> {
         self.write_locked(caller, tenant_id, move |tx, locked| {
             Box::pin(async move {
-                let role = role_by_name(&locked.roles, &name)?.clone();
+                let role = locked.roles.named(&name)?.clone();
                 if role.builtin {
                     return Err(DomainError::RoleBuiltin);
                 }
-                require_define(&locked.access, role.permissions)?;
+                locked.access.require_define(role.permissions)?;
                 let holders =
                     store::bindings::holders_of(&tx.txn, tenant_id, BindingKind::User, role.id)
                         .await?;
@@ -381,10 +359,7 @@ impl Services {
         self.write_locked(caller, tenant_id, move |tx, locked| {
             Box::pin(async move {
                 let (member, bindings) = bindable_member(tx, &locked, tenant_id, user_id).await?;
-                let target = role_by_name(&locked.roles, &role)?.clone();
-                if target.is_owner {
-                    return Err(DomainError::OwnerRoleReserved);
-                }
+                let target = locked.roles.bindable(&role)?.clone();
                 locked
                     .access
                     .require_manage(bindings.permissions(&locked.roles))?;
@@ -433,17 +408,14 @@ impl Services {
                 locked.access.require(Permission::GroupsManage)?;
                 let (group, role_ids) =
                     store::groups::get(&tx.txn, &locked.roles, tenant_id, group_id).await?;
-                let target = role_by_name(&locked.roles, &role)?.clone();
-                if target.is_owner {
-                    return Err(DomainError::OwnerRoleReserved);
-                }
+                let target = locked.roles.bindable(&role)?.clone();
                 let targets = if super::groups::members_matter(&locked) {
                     let members = store::groups::member_ids(&tx.txn, tenant_id, group_id).await?;
                     super::groups::permissions_when_needed(&tx.txn, &locked, &members).await?
                 } else {
                     Vec::new()
                 };
-                super::groups::require_group_grant(&locked.access, &[&target], &targets)?;
+                locked.access.require_group_grant(&[&target], &targets)?;
                 let bound = role_ids.contains(&target.id);
                 let group = match change {
                     RoleChange::Bind if !bound => {
@@ -528,7 +500,7 @@ impl Services {
         let (_, roles, access) = Access::read(&conn, tenant_id, caller).await?;
         access.require(Permission::MembersRead)?;
         let role_id = match &role {
-            Some(name) => Some(role_by_name(&roles, name)?.id),
+            Some(name) => Some(roles.named(name)?.id),
             None => None,
         };
         let name_of = |role_id: Uuid| {
@@ -566,9 +538,7 @@ impl Services {
             }));
         }
         let next = pager.finish(&mut rows, |last| {
-            let role_id = role_by_name(&roles, &last.role)
-                .map(|r| r.id)
-                .unwrap_or_default();
+            let role_id = roles.named(&last.role).map(|r| r.id).unwrap_or_default();
             match last.subject {
                 BindingSubject::User(user) => After {
                     value: SortValue::Text(role_id.to_string()),
