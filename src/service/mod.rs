@@ -165,31 +165,11 @@ impl Services {
         T: Send + 'static,
         F: for<'t> FnOnce(&'t mut Tx, Locked) -> TxFuture<'t, T> + Send + 'static,
     {
-        self.write_tenant(caller, tenant_id, move |tx, locked| {
-            Box::pin(async move {
-                locked.tenant.ensure_member_management()?;
-                work(tx, locked).await
-            })
-        })
-        .await
-    }
-
-    /// As [`Services::write_locked`], for a change of the tenant itself, which a PERSONAL
-    /// tenant may make too.
-    pub(crate) async fn write_tenant<T, F>(
-        &self,
-        caller: Caller,
-        tenant_id: Uuid,
-        work: F,
-    ) -> Result<(T, EventCursor), DomainError>
-    where
-        T: Send + 'static,
-        F: for<'t> FnOnce(&'t mut Tx, Locked) -> TxFuture<'t, T> + Send + 'static,
-    {
         self.store
             .write_to(tenant_id, caller, move |tx| {
                 Box::pin(async move {
                     let locked = Access::lock(&tx.txn, tenant_id, tx.caller()).await?;
+                    locked.tenant.ensure_member_management()?;
                     work(tx, locked).await
                 })
             })

@@ -176,27 +176,29 @@ impl Services {
             patch,
         }: UpdateTenant,
     ) -> Result<(Tenant, EventCursor), DomainError> {
-        self.write_tenant(caller, tenant_id, move |tx, locked| {
-            Box::pin(async move {
-                let before = active_at(&locked, Permission::TenantManage, &etag)?;
-                let mut tenant = before.clone();
-                if let Some(name) = patch.name {
-                    tenant.name = name;
-                }
-                if let Some(kind) = patch.kind {
-                    if tenant.kind == TenantKind::Enterprise && kind == TenantKind::Personal {
-                        return Err(DomainError::TenantDowngrade);
+        self.store
+            .write_to(tenant_id, caller, move |tx| {
+                Box::pin(async move {
+                    let locked = Access::lock(&tx.txn, tenant_id, caller).await?;
+                    let before = active_at(&locked, Permission::TenantManage, &etag)?;
+                    let mut tenant = before.clone();
+                    if let Some(name) = patch.name {
+                        tenant.name = name;
                     }
-                    tenant.kind = kind;
-                }
-                if let Some(seat_limit) = patch.seat_limit {
-                    tenant.seat_limit = seat_limit;
-                }
-                tx.save(EventType::TenantUpdated, &before, tenant, now_micros())
-                    .await
+                    if let Some(kind) = patch.kind {
+                        if tenant.kind == TenantKind::Enterprise && kind == TenantKind::Personal {
+                            return Err(DomainError::TenantDowngrade);
+                        }
+                        tenant.kind = kind;
+                    }
+                    if let Some(seat_limit) = patch.seat_limit {
+                        tenant.seat_limit = seat_limit;
+                    }
+                    tx.save(EventType::TenantUpdated, &before, tenant, now_micros())
+                        .await
+                })
             })
-        })
-        .await
+            .await
     }
 
     /// Ends every membership (status LEFT, bindings dropped) and marks the tenant DISSOLVED.
@@ -209,46 +211,49 @@ impl Services {
             validate_only,
         }: DissolveTenant,
     ) -> Result<(Tenant, EventCursor), DomainError> {
-        self.write_tenant(caller, tenant_id, move |tx, locked| {
-            Box::pin(async move {
-                let before = active_at(&locked, Permission::TenantDelete, &etag)?;
-                let roles = locked.roles;
-                if validate_only {
-                    tx.roll_back_at_end();
-                    return Ok(before);
-                }
-                let now = now_micros();
-                for (member, _) in
-                    store::memberships::all_seated(&tx.txn, &roles, tenant_id).await?
-                {
-                    let mut ended = member.clone();
-                    ended.status = MembershipStatus::Left;
-                    ended.roles.clear();
-                    ended.revise(now);
-                    let subject = BindingSubject::User(member.user_id);
-                    store::bindings::unbind(&tx.txn, tenant_id, subject, None).await?;
-                    super::groups::leave_all_groups(tx, &roles, tenant_id, member.user_id).await?;
-                    store::memberships::update(&tx.txn, &member, &ended).await?;
-                    tx.emit(EventType::MembershipLeft, Some(&member), Some(&ended));
-                }
-                for invitation in
-                    store::invitations::all_pending(&tx.txn, &roles, tenant_id, None).await?
-                {
-                    super::invitations::revoke(tx, invitation).await?;
-                }
-                // A dissolved tenant can no longer manage its domains: release them, so
-                // the organization can verify them again under another tenant.
-                for domain in store::domains::list(&tx.txn, tenant_id).await? {
-                    super::domains::remove(tx, domain).await?;
-                }
-                let mut tenant = before.clone();
-                tenant.state = TenantState::Dissolved;
-                tenant.dissolved_at = Some(now);
-                tx.save(EventType::TenantDissolved, &before, tenant, now)
-                    .await
+        self.store
+            .write_to(tenant_id, caller, move |tx| {
+                Box::pin(async move {
+                    let locked = Access::lock(&tx.txn, tenant_id, caller).await?;
+                    let before = active_at(&locked, Permission::TenantDelete, &etag)?;
+                    let roles = locked.roles;
+                    if validate_only {
+                        tx.roll_back_at_end();
+                        return Ok(before);
+                    }
+                    let now = now_micros();
+                    for (member, _) in
+                        store::memberships::all_seated(&tx.txn, &roles, tenant_id).await?
+                    {
+                        let mut ended = member.clone();
+                        ended.status = MembershipStatus::Left;
+                        ended.roles.clear();
+                        ended.revise(now);
+                        let subject = BindingSubject::User(member.user_id);
+                        store::bindings::unbind(&tx.txn, tenant_id, subject, None).await?;
+                        super::groups::leave_all_groups(tx, &roles, tenant_id, member.user_id)
+                            .await?;
+                        store::memberships::update(&tx.txn, &member, &ended).await?;
+                        tx.emit(EventType::MembershipLeft, Some(&member), Some(&ended));
+                    }
+                    for invitation in
+                        store::invitations::all_pending(&tx.txn, &roles, tenant_id, None).await?
+                    {
+                        super::invitations::revoke(tx, invitation).await?;
+                    }
+                    // A dissolved tenant can no longer manage its domains: release them, so
+                    // the organization can verify them again under another tenant.
+                    for domain in store::domains::list(&tx.txn, tenant_id).await? {
+                        super::domains::remove(tx, domain).await?;
+                    }
+                    let mut tenant = before.clone();
+                    tenant.state = TenantState::Dissolved;
+                    tenant.dissolved_at = Some(now);
+                    tx.save(EventType::TenantDissolved, &before, tenant, now)
+                        .await
+                })
             })
-        })
-        .await
+            .await
     }
 
     pub async fn seat_usage(
