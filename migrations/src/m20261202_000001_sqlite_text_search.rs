@@ -17,7 +17,7 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const UP: [&str; 8] = [
+pub(crate) const UP: [&str; 8] = [
     "ALTER TABLE memberships ADD COLUMN search_id INTEGER",
     "UPDATE memberships SET search_id = rowid",
     "CREATE UNIQUE INDEX idx_memberships_search_id ON memberships (search_id)",

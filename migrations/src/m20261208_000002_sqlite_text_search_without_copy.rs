@@ -15,7 +15,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::m20261202_000001_sqlite_text_search::run;
+use crate::m20261202_000001_sqlite_text_search::{self as earlier, run};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -27,32 +27,28 @@ const DROP: [&str; 4] = [
     "DROP TABLE IF EXISTS member_search",
 ];
 
-/// The insert trigger, indexing `search_name` as the index's column `column`. Its id
-/// assignment is that of `m20261202_000001_sqlite_text_search`, unchanged: ids only grow, and
-/// SQLite's single writer means no two inserts read the same one.
-fn insert_trigger(column: &str) -> String {
-    format!(
-        "CREATE TRIGGER member_search_insert AFTER INSERT ON memberships BEGIN
-             UPDATE memberships
-                SET search_id = (SELECT COALESCE(MAX(search_id), 0) + 1 FROM memberships)
-              WHERE rowid = new.rowid;
-             INSERT INTO member_search (rowid, email, {column})
-                 SELECT search_id, new.email, new.search_name FROM memberships
-                  WHERE rowid = new.rowid;
-         END"
-    )
-}
+/// The statements of `m20261202_000001_sqlite_text_search` that made the index it replaces:
+/// all but the first three, which added `search_id` and its unique index (both kept).
+const EARLIER_INDEX: std::ops::RangeFrom<usize> = 3..;
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let insert = insert_trigger("search_name");
         let up = [
             "CREATE VIRTUAL TABLE member_search USING fts5 (email, search_name, \
                  content = 'memberships', content_rowid = 'search_id', columnsize = 0, \
                  tokenize = 'trigram case_sensitive 1')",
             "INSERT INTO member_search (member_search) VALUES ('rebuild')",
-            &insert,
+            // The id assignment of the earlier trigger, unchanged: ids only grow, and SQLite's
+            // single writer means no two inserts read the same one.
+            "CREATE TRIGGER member_search_insert AFTER INSERT ON memberships BEGIN
+                 UPDATE memberships
+                    SET search_id = (SELECT COALESCE(MAX(search_id), 0) + 1 FROM memberships)
+                  WHERE rowid = new.rowid;
+                 INSERT INTO member_search (rowid, email, search_name)
+                     SELECT search_id, new.email, new.search_name FROM memberships
+                      WHERE rowid = new.rowid;
+             END",
             "CREATE TRIGGER member_search_update AFTER UPDATE OF email, search_name ON memberships
              WHEN old.email IS NOT new.email OR old.search_name IS NOT new.search_name BEGIN
                  INSERT INTO member_search (member_search, rowid, email, search_name)
@@ -70,23 +66,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let insert = insert_trigger("name");
-        let earlier = [
-            "CREATE VIRTUAL TABLE member_search USING fts5 \
-                 (email, name, tokenize = 'trigram case_sensitive 1')",
-            "INSERT INTO member_search (rowid, email, name) \
-                 SELECT search_id, email, search_name FROM memberships",
-            &insert,
-            "CREATE TRIGGER member_search_update AFTER UPDATE OF email, search_name ON memberships
-             WHEN old.email IS NOT new.email OR old.search_name IS NOT new.search_name BEGIN
-                 UPDATE member_search SET email = new.email, name = new.search_name
-                  WHERE rowid = old.search_id;
-             END",
-            "CREATE TRIGGER member_search_delete AFTER DELETE ON memberships BEGIN
-                 DELETE FROM member_search WHERE rowid = old.search_id;
-             END",
-        ];
-        let statements: Vec<&str> = DROP.iter().copied().chain(earlier).collect();
+        let earlier_index = &earlier::UP[EARLIER_INDEX];
+        let statements: Vec<&str> = DROP.iter().chain(earlier_index).copied().collect();
         run(manager, &statements).await
     }
 }

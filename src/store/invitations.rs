@@ -195,13 +195,7 @@ pub async fn count_pending<C: ConnectionTrait>(
     tenant_id: Uuid,
     now: Micros,
 ) -> Result<i64, DomainError> {
-    let count = invitations::Entity::find()
-        .filter(invitations::Column::TenantId.eq(tenant_id))
-        .filter(pending_at(now))
-        .count(conn)
-        .await
-        .map_err(db_error)?;
-    Ok(count as i64)
+    count_where(conn, tenant_id, pending_at(now)).await
 }
 
 /// Invitations of the tenant in state pending, expired or not: what `pending_invitations`
@@ -210,9 +204,17 @@ pub async fn count_stored_pending<C: ConnectionTrait>(
     conn: &C,
     tenant_id: Uuid,
 ) -> Result<i64, DomainError> {
+    count_where(conn, tenant_id, pending()).await
+}
+
+async fn count_where<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    condition: sea_orm::Condition,
+) -> Result<i64, DomainError> {
     let count = invitations::Entity::find()
         .filter(invitations::Column::TenantId.eq(tenant_id))
-        .filter(pending())
+        .filter(condition)
         .count(conn)
         .await
         .map_err(db_error)?;
